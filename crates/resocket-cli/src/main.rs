@@ -1,0 +1,2 @@
+//! The `resocket` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The resocket hub: a pub/sub WebSocket server.

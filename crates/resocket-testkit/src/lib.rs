@@ -1,0 +1,1 @@
+//! Servers and proxies that misbehave on purpose, for tests.
