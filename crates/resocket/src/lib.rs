@@ -1,1 +1,4 @@
-//! resocket.
+//! resocket: a WebSocket client that stays connected.
+
+#[cfg(feature = "hub")]
+pub mod hub;

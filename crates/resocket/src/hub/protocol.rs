@@ -1,0 +1,1 @@
+//! Frame types of the hub protocol (`resocket.v1`).
