@@ -353,3 +353,44 @@ async fn stopped(faults_rx: &mut watch::Receiver<Faults>, dir: Direction) {
         std::future::pending::<()>().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuts(min_ms: u64, max_ms: u64, seed: u64) -> RandomCuts {
+        RandomCuts {
+            min: Duration::from_millis(min_ms),
+            max: Duration::from_millis(max_ms),
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    #[test]
+    fn random_lifetimes_are_reproducible_and_within_bounds() {
+        let (mut a, mut b) = (cuts(10, 50, 42), cuts(10, 50, 42));
+        for _ in 0..1000 {
+            let lifetime = a.draw();
+            assert_eq!(lifetime, b.draw());
+            assert!((Duration::from_millis(10)..=Duration::from_millis(50)).contains(&lifetime));
+        }
+    }
+
+    #[test]
+    fn inverted_or_empty_range_gives_min() {
+        assert_eq!(cuts(30, 10, 1).draw(), Duration::from_millis(30));
+        assert_eq!(cuts(30, 30, 1).draw(), Duration::from_millis(30));
+    }
+
+    #[test]
+    fn stalls_and_blackhole_stop_the_right_directions() {
+        let mut faults = Faults {
+            stall_client_to_server: true,
+            ..Faults::default()
+        };
+        assert!(!faults.flows(Direction::ClientToServer));
+        assert!(faults.flows(Direction::ServerToClient));
+        faults.blackhole = true;
+        assert!(!faults.flows(Direction::ServerToClient));
+    }
+}
