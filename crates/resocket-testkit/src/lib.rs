@@ -35,11 +35,13 @@
 //! explicitly, so no process-level default provider is needed.
 
 mod behavior;
+mod guard;
 mod proxy;
 mod server;
 mod tls;
 
 pub use behavior::{Behavior, Conn};
+pub use guard::{closed_port, within};
 pub use proxy::{Direction, FaultProxy};
 pub use server::{ServerEvent, ServerStream, TestServer};
 pub use tls::TestPki;

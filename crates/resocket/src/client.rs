@@ -401,6 +401,7 @@ impl ClientBuilder {
             inbound: inbound_tx,
             pending_in: None,
             stats: stats.clone(),
+            close_request: None,
         };
         let publish = Publisher {
             status: status_tx,

@@ -104,6 +104,10 @@ where
             closing: Closing::No,
             close_deadline: None,
         };
+        if let Some((frame, deadline)) = conn.pipes.close_request.take() {
+            conn.start_close(frame, true);
+            conn.close_deadline = Some(deadline);
+        }
         conn.arm_timer();
         conn
     }

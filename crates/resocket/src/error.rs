@@ -262,7 +262,14 @@ impl Error {
             tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
                 Error::ServerClosed { frame: None }
             }
+            tungstenite::Error::Url(
+                tungstenite::error::UrlError::NoHostName
+                | tungstenite::error::UrlError::EmptyHostName,
+            ) => Error::Config(ConfigError::MissingHost),
             tungstenite::Error::Url(u) => Error::Config(ConfigError::InvalidUrl(u.to_string())),
+            tungstenite::Error::HttpFormat(e) => {
+                Error::Config(ConfigError::InvalidUrl(e.to_string()))
+            }
             other => Error::Protocol(Arc::new(other)),
         }
     }

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::{
     client::Link,
     config::{ClientConfig, QueuePolicy},
-    connection::{Connection, Exit},
+    connection::{normal_close, Connection, Exit},
     handshake::{HandshakeContext, HandshakeIo},
     inbound::InboundTx,
     queue::{payload_len, QueueRx},
@@ -51,6 +51,9 @@ pub(crate) struct Pipes {
     /// A received batch the user has not taken yet.
     pub(crate) pending_in: Option<Vec<Message>>,
     pub(crate) stats: Arc<Stats>,
+    /// A draining close asked for while not `Ready`: the next connection writes the backlog,
+    /// then closes with this frame, unless the deadline passes first.
+    pub(crate) close_request: Option<(CloseFrame, Instant)>,
 }
 
 /// Publishes state to every handle.
@@ -335,16 +338,28 @@ async fn wait<F: Future>(
         outbox,
         scratch,
         stats,
+        close_request,
         ..
     } = pipes;
     let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
     tokio::pin!(work);
     loop {
+        let close_deadline = close_request.as_ref().map(|(_, deadline)| *deadline);
         tokio::select! {
             biased;
-            command = commands.recv() => match command {
-                Some(Command::Close { .. }) | None => return None,
-            },
+            command = commands.recv(), if close_request.is_none() => {
+                let (frame, drain) = match command {
+                    Some(Command::Close { frame, drain }) => (frame, drain),
+                    None => (normal_close(), config.drain_on_close),
+                };
+                if !drain || (outbox.is_empty() && queue.is_empty()) {
+                    return None;
+                }
+                // Keep connecting so the backlog can go out, but only until close_timeout.
+                queue.close();
+                *close_request = Some((frame, Instant::now() + config.close_timeout));
+            }
+            () = sleep_until_or_never(close_deadline) => return None,
             out = &mut work => return Some(out),
             n = std::future::poll_fn(|cx| queue.poll_recv_many(cx, scratch, 512)), if drop_oldest => {
                 if n == 0 {
@@ -365,6 +380,14 @@ async fn wait<F: Future>(
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
