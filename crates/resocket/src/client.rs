@@ -18,7 +18,7 @@ use crate::{
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
     supervisor::{Command, Pipes, Publisher, Supervisor},
-    transport::{Target, TlsConnector, TlsOptions},
+    transport::{Connector, Target, TransportOptions},
     CloseFrame, Error, Message, SendError,
 };
 
@@ -218,7 +218,7 @@ pub struct ClientBuilder {
     backoff: Option<Box<dyn Backoff>>,
     handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
-    tls: TlsOptions,
+    pub(crate) transport: TransportOptions,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -240,7 +240,7 @@ impl ClientBuilder {
             backoff: None,
             handshaker: Arc::new(NoHandshake),
             classifier: None,
-            tls: TlsOptions::default(),
+            transport: TransportOptions::default(),
         }
     }
 
@@ -297,26 +297,6 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts these extra root certificates (PEM, one or more) besides the default roots.
-    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls.extra_roots_pem.push(pem.into());
-        self
-    }
-
-    /// Accepts any server certificate. Only for tests and local development: it turns off the
-    /// protection TLS exists for.
-    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
-        self.tls.danger_accept_invalid_certs = accept;
-        self
-    }
-
-    /// Uses a complete rustls configuration, replacing every other TLS setting.
-    #[cfg(feature = "__rustls-tls")]
-    pub fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls.rustls_config = Some(config);
-        self
-    }
-
     /// Validates the settings and spawns the client on the current tokio runtime.
     ///
     /// Returns at once; the first connection is made in the background (use
@@ -345,12 +325,12 @@ impl ClientBuilder {
         let base = self.request?;
         let target = Target::from_uri(base.uri())?;
         let headers = parse_headers(&self.headers)?;
-        let tls =
-            TlsConnector::build(&self.tls, target.tls || self.factory.is_some()).or_else(|e| {
+        let connector = Connector::build(&self.transport, target.tls || self.factory.is_some())
+            .or_else(|e| {
                 if target.tls {
                     Err(e)
                 } else {
-                    Ok(TlsConnector::default())
+                    Connector::build(&self.transport, false)
                 }
             })?;
         let config = self.config;
@@ -388,7 +368,7 @@ impl ClientBuilder {
             factory: self.factory,
             headers,
             subprotocols: self.subprotocols,
-            tls,
+            connector,
             handshaker: self.handshaker,
             classifier: self.classifier,
             config,
@@ -452,7 +432,7 @@ pub(crate) struct Link {
     factory: Option<RequestFactory>,
     headers: Vec<(HeaderName, HeaderValue)>,
     subprotocols: Vec<String>,
-    pub(crate) tls: TlsConnector,
+    pub(crate) connector: Connector,
     pub(crate) handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
     url_for_logs: String,

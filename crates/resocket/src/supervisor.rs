@@ -28,7 +28,7 @@ use crate::{
     queue::{payload_len, QueueRx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
-    transport::{self, Socket, Target},
+    transport::{Socket, Target},
     CloseFrame, Error, Message,
 };
 
@@ -399,8 +399,7 @@ impl Link {
     ) -> Result<(WebSocketStream<Socket>, crate::handshake::Response), Error> {
         let request: Request = self.request(attempt)?;
         let target = Target::from_uri(request.uri())?;
-        let tcp = transport::connect_tcp(&target, &self.config).await?;
-        let socket = transport::secure(tcp, &target, &self.tls).await?;
+        let socket = self.connector.connect(&target, &self.config).await?;
         tokio_tungstenite::client_async_with_config(
             request,
             socket,
