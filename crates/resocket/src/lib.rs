@@ -84,3 +84,8 @@ pub mod prelude {
         QueuePolicy, SendError,
     };
 }
+
+/// The README's example, compiled as a doctest so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

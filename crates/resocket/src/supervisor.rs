@@ -395,7 +395,9 @@ impl Supervisor {
         }
         let error = result.err();
         if let Some(error) = &error {
-            self.publish.extensions.each(|ext, ctx| ext.on_error(error, ctx));
+            self.publish
+                .extensions
+                .each(|ext, ctx| ext.on_error(error, ctx));
         }
         self.publish
             .state(ConnectionState::Closed, |s| s.error = error.clone());
