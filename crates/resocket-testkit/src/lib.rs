@@ -1,1 +1,47 @@
-//! Servers and proxies that misbehave on purpose, for tests.
+//! Servers and proxies that misbehave on purpose, for testing resilient WebSocket clients.
+//!
+//! Everything binds `127.0.0.1:0`, never a fixed port, and stops with its handle.
+//!
+//! - [`TestServer`]: an in-process WebSocket server whose [`Behavior`] decides what each
+//!   connection gets: echo, silence, a close right after the upgrade, an HTTP rejection, a dead
+//!   peer, a burst of messages, or a handler of your own. Everything it sees comes back as
+//!   [`ServerEvent`]s.
+//! - [`FaultProxy`]: a TCP proxy that cuts, refuses, black-holes, stalls or delays the traffic
+//!   between any client and server.
+//! - [`TestPki`]: a private CA made at test time, with rustls server configs (plain or mTLS) and
+//!   client identities, for `wss://` tests.
+//!
+//! # Example
+//!
+//! ```
+//! use futures_util::{SinkExt, StreamExt};
+//! use resocket_testkit::{Behavior, Message, TestServer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let mut server = TestServer::start(Behavior::Echo).await;
+//! let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+//! let (mut ws, _) = tokio_tungstenite::client_async(server.url(), tcp).await.unwrap();
+//!
+//! ws.send(Message::text("hello")).await.unwrap();
+//! assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+//! assert_eq!(server.next_message().await, (0, Message::text("hello")));
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! This crate has no optional features. TLS uses rustls with the ring provider, passed
+//! explicitly, so no process-level default provider is needed.
+
+mod behavior;
+mod proxy;
+mod server;
+mod tls;
+
+pub use behavior::{Behavior, Conn};
+pub use proxy::{Direction, FaultProxy};
+pub use server::{ServerEvent, ServerStream, TestServer};
+pub use tls::TestPki;
+pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+pub use tokio_tungstenite::tungstenite::Message;

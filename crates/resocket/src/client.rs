@@ -1,0 +1,505 @@
+//! `Client`, the cheap cloneable handle, and `ClientBuilder`, which validates and starts it.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::{header, HeaderName, HeaderValue, Uri};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_tungstenite::tungstenite::{
+    client::IntoClientRequest,
+    handshake::client::{generate_key, Request},
+};
+
+use crate::{
+    config::ClientConfig,
+    error::ConfigError,
+    handshake::{Handshaker, NoHandshake},
+    inbound::{self, Messages},
+    queue::{self, QueueTx},
+    retry::Backoff,
+    state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
+    supervisor::{Command, Pipes, Publisher, Supervisor},
+    transport::{Target, TlsConnector, TlsOptions},
+    CloseFrame, Error, Message, SendError,
+};
+
+type RequestFactory = Arc<dyn Fn(u32) -> Result<http::Request<()>, Error> + Send + Sync>;
+type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
+
+/// A handle to a resilient WebSocket connection.
+///
+/// Cheap to clone: it holds channel senders and shared read-only views, never the socket and
+/// never a lock. The connection itself lives in a background task (the supervisor), which
+/// reconnects, re-runs the handshake, and keeps the outbound queue across connections. When the
+/// last handle is dropped the task closes the connection cleanly (Close 1000) and ends.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use resocket::{Client, Message};
+///
+/// let (client, mut messages) = Client::builder("wss://feed.example.com/ws").connect()?;
+/// client.send(Message::text(r#"{"op":"subscribe","channel":"trades"}"#)).await?;
+/// while let Some(msg) = messages.recv().await {
+///     println!("{msg}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    queue: QueueTx,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    events: broadcast::Sender<ConnectionEvent>,
+    fan_out: Option<broadcast::Sender<Message>>,
+    stats: Arc<Stats>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts building a client for a `ws://` or `wss://` URL, or a full `http::Request`.
+    ///
+    /// Nothing is checked here; [`ClientBuilder::connect`] reports a bad URL as
+    /// [`Error::Config`].
+    pub fn builder<R: IntoClientRequest>(request: R) -> ClientBuilder {
+        ClientBuilder::new(request)
+    }
+
+    /// Queues a message without waiting.
+    ///
+    /// # Errors
+    /// The message comes back inside the error: [`SendError::Full`] when the queue is at its
+    /// bound, [`SendError::NotConnected`] under the `Reject` policy while not `Ready`,
+    /// [`SendError::Closed`] once the client is closed.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
+        self.queue.try_send(msg.into())
+    }
+
+    /// Queues a message, waiting for room.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`] under the `Reject` policy while not `Ready`, and
+    /// [`SendError::Closed`] once the client is closed; the message comes back inside.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped before it completes, the message was not queued and is dropped
+    /// with it. Use [`Client::send_timeout`] or [`Client::try_send`] to keep it.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
+        self.queue.send(msg.into()).await
+    }
+
+    /// Queues a message, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Client::send`], plus [`SendError::Timeout`] with the message inside.
+    pub async fn send_timeout(
+        &self,
+        msg: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<(), SendError<Message>> {
+        self.queue.send_timeout(msg.into(), timeout).await
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.status.borrow().state.clone()
+    }
+
+    /// Whether the client is `Ready`: connected and past its handshake. A plain atomic load.
+    pub fn is_connected(&self) -> bool {
+        self.stats.is_ready()
+    }
+
+    /// A `watch` of the latest [`Status`], for waiting on transitions.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// A receiver of every lifecycle event from now on. A receiver that falls more than 256
+    /// events behind is told how many it missed (`RecvError::Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    /// Status and counters at this instant.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(&self.status.borrow(), &self.stats)
+    }
+
+    /// A further receiver of every data message, when `fan_out_capacity` is set. Unlike the
+    /// main [`Messages`] stream it does not slow the socket: a receiver that falls behind is
+    /// told how many messages it missed (`RecvError::Lagged`), never silently skipped.
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<Message>> {
+        self.fan_out.as_ref().map(|f| f.subscribe())
+    }
+
+    /// Waits until the client is `Ready`.
+    ///
+    /// # Errors
+    /// The client closed first: the permanent failure, or [`Error::Closed`].
+    pub async fn ready(&self) -> Result<(), Error> {
+        let mut status = self.status.clone();
+        let outcome = status
+            .wait_for(|s| s.state.is_ready() || s.state.is_closed())
+            .await
+            .map(|s| {
+                if s.state.is_ready() {
+                    Ok(())
+                } else {
+                    Err(s.error.clone().unwrap_or(Error::Closed))
+                }
+            });
+        outcome.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Waits until the client has closed.
+    ///
+    /// # Errors
+    /// The permanent failure that ended it, if that is why it closed.
+    pub async fn closed(&self) -> Result<(), Error> {
+        let mut status = self.status.clone();
+        let outcome = status
+            .wait_for(|s| s.state.is_closed())
+            .await
+            .map(|s| s.error.clone());
+        match outcome {
+            Ok(Some(error)) => Err(error),
+            // A vanished supervisor has nothing more to say: it is closed.
+            Ok(None) | Err(_) => Ok(()),
+        }
+    }
+
+    /// Closes with code 1000: writes what is queued (unless `drain_on_close` is off), sends
+    /// the Close frame, waits for the server's Close up to `close_timeout`, and returns once
+    /// the task has ended.
+    ///
+    /// # Errors
+    /// The permanent failure, if the client had already failed.
+    pub async fn close(&self) -> Result<(), Error> {
+        self.close_with(1000, "").await
+    }
+
+    /// Like [`Client::close`], with a chosen close code and reason.
+    ///
+    /// # Errors
+    /// As [`Client::close`].
+    pub async fn close_with(&self, code: u16, reason: &str) -> Result<(), Error> {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_owned().into(),
+        };
+        // A send error means the supervisor is already gone, which is what we want.
+        let _ = self
+            .commands
+            .send(Command::Close { frame, drain: true })
+            .await;
+        self.closed().await
+    }
+
+    /// Whether the client has closed for good.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed() || self.status.borrow().state.is_closed()
+    }
+}
+
+/// Builds a [`Client`]; every setting is checked in [`ClientBuilder::connect`] or
+/// [`ClientBuilder::pair`], which return an error instead of panicking.
+pub struct ClientBuilder {
+    request: Result<Request, Error>,
+    factory: Option<RequestFactory>,
+    headers: Vec<(String, String)>,
+    subprotocols: Vec<String>,
+    config: ClientConfig,
+    backoff: Option<Box<dyn Backoff>>,
+    handshaker: Arc<dyn Handshaker>,
+    classifier: Option<Classifier>,
+    tls: TlsOptions,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    fn new<R: IntoClientRequest>(request: R) -> Self {
+        ClientBuilder {
+            request: request.into_client_request().map_err(Error::from_ws),
+            factory: None,
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            config: ClientConfig::default(),
+            backoff: None,
+            handshaker: Arc::new(NoHandshake),
+            classifier: None,
+            tls: TlsOptions::default(),
+        }
+    }
+
+    /// Replaces the whole configuration (for example with a preset).
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Edits the configuration in place.
+    pub fn configure(mut self, edit: impl FnOnce(&mut ClientConfig)) -> Self {
+        edit(&mut self.config);
+        self
+    }
+
+    /// Adds a header to every upgrade request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol (`Sec-WebSocket-Protocol`); may be called several times.
+    pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Builds the upgrade request anew for every attempt (1-based), for token refresh, signed
+    /// URLs or endpoint rotation. Headers and subprotocols set on the builder are added to it.
+    pub fn request_factory<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(u32) -> Result<http::Request<()>, Error> + Send + Sync + 'static,
+    {
+        self.factory = Some(Arc::new(factory));
+        self
+    }
+
+    /// Uses this backoff instead of the configured exponential one.
+    pub fn backoff(mut self, backoff: impl Backoff) -> Self {
+        self.backoff = Some(Box::new(backoff));
+        self
+    }
+
+    /// Runs this handshake after every upgrade, before `Ready`.
+    pub fn handshake(mut self, handshaker: impl Handshaker) -> Self {
+        self.handshaker = Arc::new(handshaker);
+        self
+    }
+
+    /// Overrides the retry decision: `classify(error)` returns whether to retry. The default
+    /// is [`Error::is_retryable`].
+    pub fn retry_if(mut self, classify: impl Fn(&Error) -> bool + Send + Sync + 'static) -> Self {
+        self.classifier = Some(Arc::new(classify));
+        self
+    }
+
+    /// Trusts these extra root certificates (PEM, one or more) besides the default roots.
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.extra_roots_pem.push(pem.into());
+        self
+    }
+
+    /// Accepts any server certificate. Only for tests and local development: it turns off the
+    /// protection TLS exists for.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls.danger_accept_invalid_certs = accept;
+        self
+    }
+
+    /// Uses a complete rustls configuration, replacing every other TLS setting.
+    #[cfg(feature = "__rustls-tls")]
+    pub fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.rustls_config = Some(config);
+        self
+    }
+
+    /// Validates the settings and spawns the client on the current tokio runtime.
+    ///
+    /// Returns at once; the first connection is made in the background (use
+    /// [`Client::ready`] to wait for it). Messages sent before then wait in the queue.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad URL (`http://`, no host), a zero capacity, or a `wss://` URL
+    /// in a build without TLS.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn connect(self) -> Result<(Client, Messages), Error> {
+        let (client, messages, supervisor) = self.pair()?;
+        tokio::spawn(supervisor.run());
+        Ok((client, messages))
+    }
+
+    /// Like [`ClientBuilder::connect`], but hands back the supervisor unspawned: await it (or
+    /// spawn it) yourself. Events are published from the first transition, so a receiver made
+    /// with [`Client::events`] before the supervisor starts sees every one.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::connect`].
+    pub fn pair(self) -> Result<(Client, Messages, Supervisor), Error> {
+        self.config.validate()?;
+        let base = self.request?;
+        let target = Target::from_uri(base.uri())?;
+        let headers = parse_headers(&self.headers)?;
+        let tls =
+            TlsConnector::build(&self.tls, target.tls || self.factory.is_some()).or_else(|e| {
+                if target.tls {
+                    Err(e)
+                } else {
+                    Ok(TlsConnector::default())
+                }
+            })?;
+        let config = self.config;
+
+        let stats = Arc::new(Stats::default());
+        let (queue_tx, queue_rx) = queue::channel(
+            config.queue_capacity,
+            config.queue_max_bytes,
+            config.queue_policy,
+            stats.clone(),
+        );
+        let (inbound_tx, messages, fan_out) = inbound::channel(
+            config.inbound_capacity,
+            config.inbound_max_bytes,
+            config.fan_out_capacity,
+        );
+        let (commands_tx, commands_rx) = mpsc::channel(8);
+        let (status_tx, status_rx) = watch::channel(Status::default());
+        let (events_tx, _) = broadcast::channel(256);
+        let backoff = self
+            .backoff
+            .unwrap_or_else(|| Box::new(config.backoff.clone()));
+
+        let client = Client {
+            queue: queue_tx,
+            commands: commands_tx,
+            status: status_rx,
+            events: events_tx.clone(),
+            fan_out,
+            stats: stats.clone(),
+        };
+        let link = Link {
+            url_for_logs: redact(base.uri()),
+            base,
+            factory: self.factory,
+            headers,
+            subprotocols: self.subprotocols,
+            tls,
+            handshaker: self.handshaker,
+            classifier: self.classifier,
+            config,
+        };
+        let pipes = Pipes {
+            commands: commands_rx,
+            queue: queue_rx,
+            outbox: Default::default(),
+            scratch: Vec::new(),
+            inbound: inbound_tx,
+            pending_in: None,
+            stats: stats.clone(),
+        };
+        let publish = Publisher {
+            status: status_tx,
+            events: events_tx,
+            stats,
+        };
+        Ok((
+            client,
+            messages,
+            Supervisor {
+                link,
+                pipes,
+                publish,
+                backoff,
+            },
+        ))
+    }
+}
+
+fn parse_headers(raw: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    raw.iter()
+        .map(|(name, value)| {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::InvalidHeader(name.clone()))?;
+            let value = HeaderValue::try_from(value.as_str())
+                .map_err(|_| ConfigError::InvalidHeader(name.to_string()))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// The URL without credentials or query, for logs: tokens often travel in the query string.
+fn redact(uri: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("ws"),
+        uri.authority()
+            .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
+            .unwrap_or(""),
+        uri.path()
+    )
+}
+
+/// Everything the supervisor needs to (re)open the connection.
+pub(crate) struct Link {
+    pub(crate) config: ClientConfig,
+    base: Request,
+    factory: Option<RequestFactory>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    subprotocols: Vec<String>,
+    pub(crate) tls: TlsConnector,
+    pub(crate) handshaker: Arc<dyn Handshaker>,
+    classifier: Option<Classifier>,
+    url_for_logs: String,
+}
+
+impl Link {
+    pub(crate) fn url_for_logs(&self) -> &str {
+        &self.url_for_logs
+    }
+
+    pub(crate) fn should_retry(&self, error: &Error) -> bool {
+        match &self.classifier {
+            Some(classify) => classify(error),
+            None => error.is_retryable(),
+        }
+    }
+
+    /// The upgrade request for one attempt, with a fresh `Sec-WebSocket-Key`.
+    pub(crate) fn request(&self, attempt: u32) -> Result<Request, Error> {
+        let mut request = match &self.factory {
+            Some(factory) => {
+                let custom = factory(attempt)?;
+                let mut fresh = custom
+                    .uri()
+                    .clone()
+                    .into_client_request()
+                    .map_err(Error::from_ws)?;
+                for (name, value) in custom.headers() {
+                    fresh.headers_mut().insert(name, value.clone());
+                }
+                fresh
+            }
+            None => self.base.clone(),
+        };
+        let headers = request.headers_mut();
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_str(&generate_key()).expect("base64 is ascii"),
+        );
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
+        if !self.subprotocols.is_empty() {
+            let offered = self.subprotocols.join(", ");
+            let value =
+                HeaderValue::from_str(&offered).map_err(|_| ConfigError::InvalidHeader(offered))?;
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+        Ok(request)
+    }
+}

@@ -1,0 +1,172 @@
+//! `ClientConfig`: plain data with documented defaults, and its presets.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::{retry::ExponentialBackoff, Message};
+
+/// What happens to messages sent while the client is not `Ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueuePolicy {
+    /// They wait in the queue and are written, in order, once the client is `Ready` again. When
+    /// the queue is full, `try_send` fails and `send` waits. The default.
+    #[default]
+    Queue,
+    /// Sends fail at once with [`SendError::NotConnected`](crate::SendError::NotConnected).
+    Reject,
+    /// They wait, but when the queue is full the oldest waiting message is dropped to make room,
+    /// and a [`ConnectionEvent::Dropped`](crate::ConnectionEvent::Dropped) reports it. For feeds
+    /// where only the latest values matter.
+    DropOldest,
+}
+
+/// Every tunable of a client. Each field names its default; the presets change several at once.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Time allowed for TCP connect, TLS and the HTTP upgrade together. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Time allowed for the application handshake (auth, subscriptions). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Heartbeat: send a Ping this often. `None` turns heartbeats off. Default 20 s.
+    pub ping_interval: Option<Duration>,
+    /// Heartbeat: the connection is dead if nothing arrives this long after a Ping. Default 20 s.
+    pub pong_timeout: Duration,
+    /// An application-level heartbeat (for example `{"op":"ping"}`), sent on the ping schedule
+    /// instead of a Ping frame; any frame received counts as the answer. Default `None`.
+    pub heartbeat_message: Option<Message>,
+    /// Reconnect if no frame at all arrives for this long. Default `None` (off).
+    pub idle_timeout: Option<Duration>,
+    /// `TCP_NODELAY`. Default `true`: messages are batched by the writer already.
+    pub tcp_nodelay: bool,
+    /// TCP keepalive idle time. Default 30 s; `None` turns keepalive off.
+    pub tcp_keepalive: Option<Duration>,
+    /// The largest message accepted from the server. Default 64 MiB.
+    pub max_message_size: Option<usize>,
+    /// The largest frame accepted from the server. Default 16 MiB.
+    pub max_frame_size: Option<usize>,
+    /// tungstenite's read buffer. Default 128 KiB.
+    pub read_buffer_size: usize,
+    /// tungstenite's write buffer: frames are coalesced up to this size before a write. Default
+    /// 128 KiB.
+    pub write_buffer_size: usize,
+    /// The outbound queue's bound in messages. Default 1024.
+    pub queue_capacity: usize,
+    /// The outbound queue's bound in payload bytes. Default 8 MiB.
+    pub queue_max_bytes: usize,
+    /// What sends do while not `Ready`. Default [`QueuePolicy::Queue`].
+    pub queue_policy: QueuePolicy,
+    /// The inbound buffer's bound in messages; past it the client stops reading the socket, so
+    /// TCP flow control slows the server. Default 4096.
+    pub inbound_capacity: usize,
+    /// The inbound buffer's bound in payload bytes (approximate: checked per batch). Default 8 MiB.
+    pub inbound_max_bytes: usize,
+    /// Capacity of the optional fan-out to several receivers ([`Client::subscribe`](crate::Client::subscribe));
+    /// a receiver that falls this far behind is told how many it missed. Default `None` (off).
+    pub fan_out_capacity: Option<usize>,
+    /// A connection must stay `Ready` this long before the backoff starts over. Default 10 s.
+    pub stable_after: Duration,
+    /// How long `close()` waits for the server's Close frame. Default 5 s.
+    pub close_timeout: Duration,
+    /// Whether `close()` first writes the messages already queued. Default `true`.
+    pub drain_on_close: bool,
+    /// If the very first attempt fails, stop instead of retrying (later drops still reconnect).
+    /// Default `false`.
+    pub exit_on_first_failure: bool,
+    /// Delays between attempts. Default [`ExponentialBackoff::standard`]: 1 s to 60 s, doubling,
+    /// equal jitter. [`ClientBuilder::backoff`](crate::ClientBuilder::backoff) replaces it with any
+    /// [`Backoff`](crate::retry::Backoff).
+    pub backoff: ExponentialBackoff,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            heartbeat_message: None,
+            idle_timeout: None,
+            tcp_nodelay: true,
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            max_message_size: Some(64 << 20),
+            max_frame_size: Some(16 << 20),
+            read_buffer_size: 128 << 10,
+            write_buffer_size: 128 << 10,
+            queue_capacity: 1024,
+            queue_max_bytes: 8 << 20,
+            queue_policy: QueuePolicy::Queue,
+            inbound_capacity: 4096,
+            inbound_max_bytes: 8 << 20,
+            fan_out_capacity: None,
+            stable_after: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            drain_on_close: true,
+            exit_on_first_failure: false,
+            backoff: ExponentialBackoff::standard(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// For feeds where a gap costs money: fast backoff (100 ms to 5 s), heartbeat every 5 s with
+    /// a 5 s timeout, 5 s connect timeout, stable after 5 s.
+    pub fn fast_reconnect() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(5)),
+            pong_timeout: Duration::from_secs(5),
+            stable_after: Duration::from_secs(5),
+            backoff: ExponentialBackoff::fast(),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// For long-lived links to servers that must not be stormed: conservative backoff (2 s to
+    /// 120 s), heartbeat every 30 s with a 30 s timeout, 30 s connect timeout, stable after 30 s.
+    pub fn stable_connection() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            stable_after: Duration::from_secs(30),
+            backoff: ExponentialBackoff::conservative(),
+            ..ClientConfig::default()
+        }
+    }
+
+    pub(crate) fn websocket_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(self.write_buffer_size)
+            .max_message_size(self.max_message_size)
+            .max_frame_size(self.max_frame_size)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        use crate::error::ConfigError::Zero;
+        let checks = [
+            (self.queue_capacity, "queue_capacity"),
+            (self.queue_max_bytes, "queue_max_bytes"),
+            (self.inbound_capacity, "inbound_capacity"),
+            (self.inbound_max_bytes, "inbound_max_bytes"),
+            (self.read_buffer_size, "read_buffer_size"),
+            (self.fan_out_capacity.unwrap_or(1), "fan_out_capacity"),
+        ];
+        for (value, name) in checks {
+            if value == 0 {
+                return Err(Zero(name));
+            }
+        }
+        if self.ping_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Zero("ping_interval"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(Zero("connect_timeout"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,430 @@
+//! One live socket: a single poll loop over commands, timers, inbound frames and outbound writes.
+//!
+//! Reading and writing share one `&mut` socket, and a `tokio::select!` over a read future and a
+//! write future cannot borrow it twice; splitting it would put a lock on every message. So the
+//! loop is written as one `poll` function that visits every source in turn, in a fixed order
+//! (commands first, so shutdown wins), and returns `Pending` only after every source said
+//! `Pending`, each having registered the waker. Everything on the hot path is amortized per
+//! batch: one `Instant::now()`, one counter update and one channel hand-off per batch read,
+//! one `flush` per batch written.
+//!
+//! The loop is generic over `Sink<Message> + Stream<Item = Result<Message>>`, so unit tests can
+//! drive it with in-memory channels and paused time.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::{Sink, Stream};
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, Bytes};
+
+use crate::{
+    config::ClientConfig,
+    queue::payload_len,
+    state::Stats,
+    supervisor::{Command, Pipes},
+    CloseFrame, Error, Message,
+};
+
+/// How a live connection ended.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// The user asked to close; the close handshake finished or timed out.
+    Closed,
+    /// The connection failed or the server closed it.
+    Failed {
+        error: Error,
+        /// Messages fed to the socket whose flush never completed.
+        unconfirmed: u64,
+    },
+}
+
+/// The most messages taken from the outbound queue per batch.
+const WRITE_BATCH: usize = 512;
+
+enum Closing {
+    No,
+    /// Writing what is queued, then the Close frame.
+    Draining(CloseFrame),
+    /// The Close frame is queued or sent; waiting for the server's.
+    Sent,
+}
+
+/// The state of one live connection. Lives only while the socket does.
+pub(crate) struct Connection<'a, S> {
+    ws: S,
+    pipes: &'a mut Pipes,
+    config: &'a ClientConfig,
+    timer: Pin<Box<Sleep>>,
+    /// Control frames (heartbeat, Close) go out before queued data.
+    control: Option<Message>,
+    /// Data messages fed since the last completed flush.
+    unflushed: u64,
+    unflushed_bytes: u64,
+    needs_flush: bool,
+    last_rx: Instant,
+    next_ping: Option<Instant>,
+    /// When the outstanding heartbeat was sent, if no frame has arrived since.
+    awaiting_since: Option<Instant>,
+    ping_sent_at: Instant,
+    ping_id: u64,
+    close_frame: Option<CloseFrame>,
+    closing: Closing,
+    close_deadline: Option<Instant>,
+}
+
+impl<'a, S> Connection<'a, S>
+where
+    S: Sink<Message, Error = tungstenite::Error>
+        + Stream<Item = Result<Message, tungstenite::Error>>
+        + Unpin,
+{
+    pub(crate) fn new(ws: S, pipes: &'a mut Pipes, config: &'a ClientConfig) -> Self {
+        let now = Instant::now();
+        let next_ping = config.ping_interval.map(|every| now + every);
+        let mut conn = Connection {
+            ws,
+            pipes,
+            config,
+            timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(3600))),
+            control: None,
+            unflushed: 0,
+            unflushed_bytes: 0,
+            needs_flush: false,
+            last_rx: now,
+            next_ping,
+            awaiting_since: None,
+            ping_sent_at: now,
+            ping_id: 0,
+            close_frame: None,
+            closing: Closing::No,
+            close_deadline: None,
+        };
+        conn.arm_timer();
+        conn
+    }
+
+    /// Runs until the connection ends.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the supervisor awaits it to completion.
+    pub(crate) async fn run(mut self) -> Exit {
+        std::future::poll_fn(|cx| self.poll_run(cx)).await
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        // Commands first: a close request must win over a busy socket.
+        if let Some(exit) = self.poll_commands(cx) {
+            return Poll::Ready(exit);
+        }
+        if let Some(exit) = self.poll_timer(cx) {
+            return Poll::Ready(exit);
+        }
+        if let Poll::Ready(exit) = self.poll_read(cx) {
+            return Poll::Ready(exit);
+        }
+        if let Poll::Ready(exit) = self.poll_write(cx) {
+            return Poll::Ready(exit);
+        }
+        Poll::Pending
+    }
+
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
+        loop {
+            match self.pipes.commands.poll_recv(cx) {
+                Poll::Ready(Some(Command::Close { frame, drain })) => {
+                    self.start_close(frame, drain)
+                }
+                Poll::Ready(None) => {
+                    // Every handle is gone: close as `close()` would, once.
+                    if matches!(self.closing, Closing::No) {
+                        self.start_close(normal_close(), self.config.drain_on_close);
+                    }
+                    return None;
+                }
+                Poll::Pending => return None,
+            }
+        }
+    }
+
+    fn start_close(&mut self, frame: CloseFrame, drain: bool) {
+        if !matches!(self.closing, Closing::No) {
+            return;
+        }
+        // No new messages from here on; those already queued drain below if asked to.
+        self.pipes.queue.close();
+        self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+        if drain {
+            self.closing = Closing::Draining(frame);
+        } else {
+            self.control = Some(Message::Close(Some(frame)));
+            self.closing = Closing::Sent;
+        }
+        self.arm_timer();
+    }
+
+    /// The earliest instant anything time-driven must happen.
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let pong = self
+            .awaiting_since
+            .map(|sent| sent + self.config.pong_timeout);
+        let idle = self.config.idle_timeout.map(|idle| self.last_rx + idle);
+        [self.next_ping, pong, idle, self.close_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
+    }
+
+    /// Re-arms the timer only when the deadline moved; a timer that fires early just re-checks.
+    fn arm_timer(&mut self) {
+        let deadline = self.next_deadline();
+        if deadline != self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if self.close_deadline.is_some_and(|d| now >= d) {
+                return Some(Exit::Closed);
+            }
+            // While the user's buffer is full we are not reading, so silence proves nothing
+            // about the peer: count the time as alive.
+            let blocked_on_user = self.pipes.pending_in.is_some();
+            if blocked_on_user {
+                self.last_rx = now;
+                self.awaiting_since = None;
+            }
+            if let Some(sent) = self.awaiting_since {
+                if now >= sent + self.config.pong_timeout {
+                    return Some(self.fail(Error::HeartbeatTimeout(self.config.pong_timeout)));
+                }
+            }
+            if let Some(idle) = self.config.idle_timeout {
+                if now >= self.last_rx + idle {
+                    return Some(self.fail(Error::IdleTimeout(idle)));
+                }
+            }
+            if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval) {
+                if now >= at && matches!(self.closing, Closing::No) {
+                    self.send_heartbeat(now);
+                    self.next_ping = Some(now + every);
+                }
+            }
+            let deadline = self.next_deadline();
+            self.timer.as_mut().reset(deadline);
+        }
+        None
+    }
+
+    fn send_heartbeat(&mut self, now: Instant) {
+        if self.control.is_some() {
+            return;
+        }
+        self.ping_id = self.ping_id.wrapping_add(1);
+        self.ping_sent_at = now;
+        self.awaiting_since.get_or_insert(now);
+        self.control = Some(match &self.config.heartbeat_message {
+            Some(app) => app.clone(),
+            None => Message::Ping(Bytes::copy_from_slice(&self.ping_id.to_be_bytes())),
+        });
+        Stats::add(&self.pipes.stats.pings, 1);
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        loop {
+            // A batch the user has not taken yet blocks further reads: that is the backpressure.
+            if self.pipes.pending_in.is_some() {
+                match self
+                    .pipes
+                    .inbound
+                    .poll_deliver(cx, &mut self.pipes.pending_in)
+                {
+                    Poll::Ready(()) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let limits = self.pipes.inbound.limits;
+            let mut batch: Vec<Message> = Vec::new();
+            let mut bytes = 0usize;
+            let mut saw_frame = false;
+            let ended = loop {
+                match Pin::new(&mut self.ws).poll_next(cx) {
+                    Poll::Ready(Some(Ok(msg))) => {
+                        saw_frame = true;
+                        match msg {
+                            Message::Text(_) | Message::Binary(_) => {
+                                bytes += payload_len(&msg);
+                                self.pipes.inbound.fan_out(&msg);
+                                if batch.capacity() == 0 {
+                                    batch.reserve_exact(limits.messages);
+                                }
+                                batch.push(msg);
+                                if batch.len() >= limits.messages || bytes >= limits.bytes {
+                                    break None;
+                                }
+                            }
+                            Message::Pong(payload) => self.on_pong(&payload),
+                            Message::Close(frame) => self.close_frame = frame,
+                            // tungstenite answers pings itself; raw frames never come from reads.
+                            Message::Ping(_) | Message::Frame(_) => {}
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => break Some(Err(e)),
+                    Poll::Ready(None) => break Some(Ok(())),
+                    Poll::Pending => break None,
+                }
+            };
+            if saw_frame {
+                self.last_rx = Instant::now();
+                self.awaiting_since = None;
+            }
+            if !batch.is_empty() {
+                let stats = &self.pipes.stats;
+                Stats::add(&stats.messages_in, batch.len() as u64);
+                Stats::add(&stats.bytes_in, bytes as u64);
+                self.pipes.pending_in = Some(batch);
+            }
+            match ended {
+                Some(Ok(())) => return Poll::Ready(self.ended()),
+                Some(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
+                None if self.pipes.pending_in.is_some() => continue,
+                None => return Poll::Pending,
+            }
+        }
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        if payload == self.ping_id.to_be_bytes() {
+            let rtt = self.ping_sent_at.elapsed().as_micros().max(1) as u64;
+            self.pipes
+                .stats
+                .rtt_micros
+                .store(rtt, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The socket reached its end: the close handshake we asked for, or the server's doing.
+    fn ended(&mut self) -> Exit {
+        if matches!(self.closing, Closing::No) {
+            let frame = self.close_frame.take();
+            self.fail(Error::ServerClosed { frame })
+        } else {
+            Exit::Closed
+        }
+    }
+
+    fn fail(&mut self, error: Error) -> Exit {
+        if matches!(self.closing, Closing::No) {
+            Stats::add(&self.pipes.stats.unconfirmed, self.unflushed);
+            Exit::Failed {
+                error,
+                unconfirmed: self.unflushed,
+            }
+        } else {
+            // A failure while closing is still the end the user asked for.
+            Exit::Closed
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
+        loop {
+            if let Some(control) = self.control.take() {
+                match self.feed(cx, control) {
+                    Ok(None) => {}
+                    Ok(Some(back)) => {
+                        self.control = Some(back);
+                        return Poll::Pending;
+                    }
+                    Err(e) => return Poll::Ready(e),
+                }
+            }
+            if self.pipes.outbox.is_empty() && !matches!(self.closing, Closing::Sent) {
+                let mut scratch = std::mem::take(&mut self.pipes.scratch);
+                let got = match self
+                    .pipes
+                    .queue
+                    .poll_recv_many(cx, &mut scratch, WRITE_BATCH)
+                {
+                    Poll::Ready(n) => n,
+                    Poll::Pending => 0,
+                };
+                self.pipes.outbox.extend(scratch.drain(..));
+                self.pipes.scratch = scratch;
+                if got == 0 {
+                    if let Closing::Draining(frame) = &self.closing {
+                        // The queue is empty and closed: everything was written, now the Close.
+                        self.control = Some(Message::Close(Some(frame.clone())));
+                        self.closing = Closing::Sent;
+                        continue;
+                    }
+                }
+            }
+            while let Some(msg) = self.pipes.outbox.pop_front() {
+                let len = payload_len(&msg) as u64;
+                match self.feed(cx, msg) {
+                    Ok(None) => {
+                        self.unflushed += 1;
+                        self.unflushed_bytes += len;
+                    }
+                    Ok(Some(back)) => {
+                        self.pipes.outbox.push_front(back);
+                        return Poll::Pending;
+                    }
+                    Err(e) => return Poll::Ready(e),
+                }
+            }
+            if !self.needs_flush {
+                return Poll::Pending;
+            }
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    let stats = &self.pipes.stats;
+                    Stats::add(&stats.messages_out, self.unflushed);
+                    Stats::add(&stats.bytes_out, self.unflushed_bytes);
+                    self.unflushed = 0;
+                    self.unflushed_bytes = 0;
+                    self.needs_flush = false;
+                    if self.pipes.outbox.is_empty() && self.control.is_none() {
+                        // Loop once more: the queue may have filled while we flushed.
+                        continue;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Feeds one message without flushing. `Ok(Some(msg))` hands it back when the socket is
+    /// not ready (its waker is registered); `Err` is the connection's end.
+    fn feed(&mut self, cx: &mut Context<'_>, msg: Message) -> Result<Option<Message>, Exit> {
+        match Pin::new(&mut self.ws).poll_ready(cx) {
+            Poll::Pending => return Ok(Some(msg)),
+            Poll::Ready(Err(e)) => return Err(self.fail(Error::from_ws(e))),
+            Poll::Ready(Ok(())) => {}
+        }
+        match Pin::new(&mut self.ws).start_send(msg) {
+            Ok(()) => {
+                self.needs_flush = true;
+                Ok(None)
+            }
+            Err(e) => Err(self.fail(Error::from_ws(e))),
+        }
+    }
+}
+
+/// The Close frame `close()` sends: 1000, no reason.
+pub(crate) fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }
+}

@@ -1,0 +1,343 @@
+//! The crate's one error type, its detail enums, and the retry policy that reads them.
+//!
+//! Every failure keeps its typed source (the `io::ErrorKind`, the HTTP status and headers, the
+//! Close frame, the TLS error), so that [`Error::is_retryable`] can decide from facts, not from
+//! strings. The policy is the documented default; a user-supplied classifier
+//! ([`ClientBuilder::retry_if`](crate::ClientBuilder::retry_if)) can override it.
+
+use std::{fmt, io, sync::Arc, time::Duration};
+
+use http::{HeaderMap, StatusCode};
+use tokio_tungstenite::tungstenite;
+
+use crate::CloseFrame;
+
+/// A specialized `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in resocket.
+///
+/// The error is cheap to clone (its non-`Clone` sources sit behind an `Arc`), because the same
+/// failure is reported in several places: the lifecycle event, the snapshot and
+/// [`Client::closed`](crate::Client::closed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration was rejected by `build()`; nothing was attempted.
+    #[error("invalid configuration: {0}")]
+    Config(ConfigError),
+
+    /// The host name could not be resolved.
+    #[error("could not resolve host {host}")]
+    Dns {
+        /// The host that did not resolve.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+
+    /// A socket operation failed: connection refused or reset, unreachable network, and so on.
+    #[error("i/o error")]
+    Io(#[source] Arc<io::Error>),
+
+    /// The TCP connect, TLS handshake and HTTP upgrade did not finish within `connect_timeout`.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+
+    /// The TLS layer failed; see [`TlsError`] for the kind.
+    #[error("tls error")]
+    Tls(#[source] TlsError),
+
+    /// The server answered the upgrade request with a non-101 HTTP status.
+    #[error("server answered the upgrade with http {}", .0.status)]
+    Http(Box<HttpFailure>),
+
+    /// The application handshake (auth, subscribe) failed.
+    #[error("handshake failed")]
+    Handshake(#[source] Arc<crate::handshake::HandshakeError>),
+
+    /// The peer broke the WebSocket protocol (or sent something the limits reject).
+    #[error("websocket protocol error")]
+    Protocol(#[source] Arc<tungstenite::Error>),
+
+    /// The peer closed the connection with a Close frame (or without one: `frame` is `None`).
+    #[error("server closed the connection{}", fmt_close(.frame))]
+    ServerClosed {
+        /// The Close frame the peer sent, if any.
+        frame: Option<CloseFrame>,
+    },
+
+    /// No Pong (or any other frame) arrived within `pong_timeout` after a Ping.
+    #[error("no answer to a heartbeat within {0:?}")]
+    HeartbeatTimeout(Duration),
+
+    /// Nothing arrived within the configured idle timeout.
+    #[error("no frame received for {0:?}")]
+    IdleTimeout(Duration),
+
+    /// The backoff gave up: `with_max_attempts` retries were spent.
+    #[error("gave up after {attempts} attempts")]
+    RetriesExhausted {
+        /// How many connection attempts were made in this retry cycle.
+        attempts: u32,
+        /// The error of the last attempt.
+        #[source]
+        last: Box<Error>,
+    },
+
+    /// The client was closed, by [`Client::close`](crate::Client::close) or by dropping it.
+    #[error("client is closed")]
+    Closed,
+}
+
+/// A configuration value that `build()` rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The URL did not parse.
+    #[error("url does not parse: {0}")]
+    InvalidUrl(String),
+    /// The URL's scheme is not `ws` or `wss`.
+    #[error("unsupported url scheme {0:?} (expected ws or wss)")]
+    UnsupportedScheme(String),
+    /// The URL names no host.
+    #[error("url has no host")]
+    MissingHost,
+    /// A `wss://` URL was given to a build without a TLS feature.
+    #[error("wss:// needs a tls feature: enable `rustls-tls-webpki-roots` (the default), `rustls-tls-native-roots` or `native-tls`")]
+    TlsFeatureMissing,
+    /// A capacity or size setting was zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// A header name or value was not valid HTTP.
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    /// A TLS setting could not be used (for example a PEM file with no certificate).
+    #[error("tls setting rejected: {0}")]
+    Tls(String),
+}
+
+/// What kind of TLS failure happened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The server's certificate was rejected (unknown issuer, expired, wrong name). Not retried.
+    #[error("server certificate rejected")]
+    Certificate(#[source] Arc<io::Error>),
+    /// The host name is not a valid TLS server name.
+    #[error("invalid tls server name {0:?}")]
+    InvalidServerName(String),
+    /// Any other TLS handshake failure. Retried.
+    #[error("tls handshake failed")]
+    Handshake(#[source] Arc<io::Error>),
+}
+
+/// The upgrade response of a refused handshake: status, headers and (a prefix of) the body.
+#[derive(Debug, Clone)]
+pub struct HttpFailure {
+    /// The HTTP status the server answered with.
+    pub status: StatusCode,
+    /// The response headers (for example `Retry-After` or `WWW-Authenticate`).
+    pub headers: HeaderMap,
+    /// The response body, if the server sent one.
+    pub body: Option<Vec<u8>>,
+}
+
+fn fmt_close(frame: &Option<CloseFrame>) -> String {
+    match frame {
+        Some(f) if f.reason.is_empty() => format!(" with code {}", u16::from(f.code)),
+        Some(f) => format!(" with code {} ({})", u16::from(f.code), f.reason),
+        None => " without a close frame".to_owned(),
+    }
+}
+
+impl Error {
+    /// Whether the default policy retries after this error.
+    ///
+    /// Retried: connection refused/reset/unreachable, DNS failures, timeouts, heartbeat and idle
+    /// timeouts, TLS failures other than a rejected certificate, HTTP 408/425/429/5xx, and every
+    /// server Close except the "go away" codes. Not retried: configuration errors, HTTP 4xx (401,
+    /// 403, 404, ...), other non-101 statuses, certificate errors, permanent handshake failures,
+    /// Close codes 1003, 1008, 1010 and the application codes 4001, 4003 and 4004 (the
+    /// common mirrors of HTTP 401/403/404), and [`Error::Closed`].
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Dns { .. }
+            | Error::Io(_)
+            | Error::ConnectTimeout(_)
+            | Error::HeartbeatTimeout(_)
+            | Error::IdleTimeout(_)
+            | Error::Protocol(_) => true,
+            Error::Tls(TlsError::Handshake(_)) => true,
+            Error::Tls(_) => false,
+            Error::Http(h) => {
+                let s = h.status.as_u16();
+                s == 408 || s == 425 || s == 429 || h.status.is_server_error()
+            }
+            Error::Handshake(h) => h.is_retryable(),
+            Error::ServerClosed { frame } => match frame {
+                None => true,
+                Some(f) => !matches!(u16::from(f.code), 1003 | 1008 | 1010 | 4001 | 4003 | 4004),
+            },
+            Error::Config(_) | Error::RetriesExhausted { .. } | Error::Closed => false,
+        }
+    }
+
+    /// Whether this is a timeout: connect, heartbeat or idle.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::ConnectTimeout(_) | Error::HeartbeatTimeout(_) | Error::IdleTimeout(_) => true,
+            Error::Io(e) => e.kind() == io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
+    /// Whether the client was closed on purpose ([`Error::Closed`]).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed)
+    }
+
+    /// Whether this is a rejected server certificate.
+    pub fn is_certificate(&self) -> bool {
+        matches!(self, Error::Tls(TlsError::Certificate(_)))
+    }
+
+    /// The HTTP status of a refused upgrade.
+    pub fn http_status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Http(h) => Some(h.status),
+            Error::RetriesExhausted { last, .. } => last.http_status(),
+            _ => None,
+        }
+    }
+
+    /// The response of a refused upgrade (status, headers, body).
+    pub fn http_response(&self) -> Option<&HttpFailure> {
+        match self {
+            Error::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The `io::ErrorKind` behind a socket error.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io(e) | Error::Dns { source: e, .. } => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    /// The Close frame the server sent, when the server closed the connection.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        match self {
+            Error::ServerClosed { frame } => frame.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The delay the server asked for with `Retry-After` (seconds form) on a 429 or 503.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let h = self.http_response()?;
+        let value = h.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    }
+
+    pub(crate) fn io(e: io::Error) -> Error {
+        Error::Io(Arc::new(e))
+    }
+
+    /// Maps an error of the WebSocket engine, keeping its typed parts.
+    pub(crate) fn from_ws(e: tungstenite::Error) -> Error {
+        match e {
+            tungstenite::Error::Io(io) => Error::io(io),
+            tungstenite::Error::Http(resp) => {
+                let (parts, body) = (*resp).into_parts();
+                Error::Http(Box::new(HttpFailure {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                }))
+            }
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                Error::ServerClosed { frame: None }
+            }
+            tungstenite::Error::Url(u) => Error::Config(ConfigError::InvalidUrl(u.to_string())),
+            other => Error::Protocol(Arc::new(other)),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+/// Why a message could not be queued; the message is handed back inside.
+///
+/// Mirrors `tokio::sync::mpsc::error::TrySendError`: the caller decides whether to retry,
+/// buffer or drop, and nothing is lost without the caller's say.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError<T> {
+    /// The queue is at its message or byte bound.
+    Full(T),
+    /// The client is not `Ready` and the queue policy is `Reject`.
+    NotConnected(T),
+    /// `send_timeout` waited for room and the time ran out.
+    Timeout(T),
+    /// The client is closed; nothing will be sent any more.
+    Closed(T),
+}
+
+impl<T> SendError<T> {
+    /// Takes the unsent message back.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(t)
+            | SendError::NotConnected(t)
+            | SendError::Timeout(t)
+            | SendError::Closed(t) => t,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+
+    /// Whether the send timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendError::Timeout(_))
+    }
+
+    /// Whether the client is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SendError::Closed(_))
+    }
+
+    /// Whether the message was rejected because the client was not connected.
+    pub fn is_not_connected(&self) -> bool {
+        matches!(self, SendError::NotConnected(_))
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Full(_) => "outbound queue is full",
+            SendError::NotConnected(_) => "client is not connected",
+            SendError::Timeout(_) => "timed out waiting for room in the outbound queue",
+            SendError::Closed(_) => "client is closed",
+        })
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}

@@ -1,0 +1,208 @@
+//! The application handshake: what runs after every upgrade and before `Ready`.
+//!
+//! A [`Handshaker`] gets the socket through [`HandshakeIo`]: it sends, it receives data frames
+//! (control frames are answered underneath and never mistaken for a reply), and any data frame
+//! it reads but does not want is passed back with [`HandshakeIo::deliver_later`], to reach the
+//! user, in order, once the client is `Ready`.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use futures_util::{future::BoxFuture, SinkExt, StreamExt};
+use tokio_tungstenite::WebSocketStream;
+
+pub use tokio_tungstenite::tungstenite::handshake::client::Response;
+
+use crate::{transport::Socket, Error, Message};
+
+/// Facts about the connection a handshake runs on.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HandshakeContext {
+    /// Attempt number in the current retry cycle (from 1).
+    pub attempt: u32,
+    /// Re-establishments before this one.
+    pub reconnects: u64,
+    /// The server's upgrade response (status, headers such as the chosen subprotocol).
+    pub response: Arc<Response>,
+}
+
+/// The socket as a handshake sees it.
+pub struct HandshakeIo<'a> {
+    ws: &'a mut WebSocketStream<Socket>,
+    later: &'a mut Vec<Message>,
+    context: &'a HandshakeContext,
+}
+
+impl fmt::Debug for HandshakeIo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeIo")
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> HandshakeIo<'a> {
+    pub(crate) fn new(
+        ws: &'a mut WebSocketStream<Socket>,
+        later: &'a mut Vec<Message>,
+        context: &'a HandshakeContext,
+    ) -> Self {
+        HandshakeIo { ws, later, context }
+    }
+
+    /// The connection's facts.
+    pub fn context(&self) -> &HandshakeContext {
+        self.context
+    }
+
+    /// Sends one message and flushes it.
+    ///
+    /// # Errors
+    /// A retryable [`HandshakeError`] when the socket fails.
+    pub async fn send(&mut self, msg: Message) -> Result<(), HandshakeError> {
+        self.ws
+            .send(msg)
+            .await
+            .map_err(|e| HandshakeError::retryable("send failed").with_source(Error::from_ws(e)))
+    }
+
+    /// Receives the next data frame (Text or Binary). Ping, Pong and Close are never returned:
+    /// pings are answered underneath, and a Close ends the handshake with a retryable error.
+    ///
+    /// # Errors
+    /// A retryable [`HandshakeError`] when the socket fails or the server closes.
+    pub async fn recv(&mut self) -> Result<Message, HandshakeError> {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => return Ok(msg),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(
+                        HandshakeError::retryable("server closed during the handshake")
+                            .with_source(Error::ServerClosed { frame }),
+                    )
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(
+                        HandshakeError::retryable("receive failed").with_source(Error::from_ws(e))
+                    )
+                }
+                None => {
+                    return Err(
+                        HandshakeError::retryable("server closed during the handshake")
+                            .with_source(Error::ServerClosed { frame: None }),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Keeps a data frame the handshake read but does not consume; the user gets it after
+    /// `Ready`, before anything received later.
+    pub fn deliver_later(&mut self, msg: Message) {
+        self.later.push(msg);
+    }
+}
+
+/// Runs after every upgrade, before `Ready`: authenticate, subscribe, announce.
+///
+/// Return `Ok(())` to go `Ready`, a [`HandshakeError::retryable`] to reconnect with backoff,
+/// or a [`HandshakeError::permanent`] to end the client with that error.
+pub trait Handshaker: Send + Sync + 'static {
+    /// Performs the handshake on a fresh connection.
+    fn handshake<'a>(
+        &'a self,
+        io: &'a mut HandshakeIo<'_>,
+    ) -> BoxFuture<'a, Result<(), HandshakeError>>;
+
+    /// How long this handshake may take; `None` uses the client's `handshake_timeout`.
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The default: no application handshake; `Ready` right after the upgrade.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHandshake;
+
+impl Handshaker for NoHandshake {
+    fn handshake<'a>(
+        &'a self,
+        _io: &'a mut HandshakeIo<'_>,
+    ) -> BoxFuture<'a, Result<(), HandshakeError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Why an application handshake failed, and whether to try again.
+#[derive(Debug, Clone)]
+pub struct HandshakeError {
+    permanent: bool,
+    step: Option<String>,
+    message: String,
+    source: Option<Box<Error>>,
+}
+
+impl HandshakeError {
+    /// A failure worth retrying with backoff (a timeout, a dropped socket, a busy server).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        HandshakeError {
+            permanent: false,
+            step: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure that retrying cannot fix (a rejected token); it ends the client.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        HandshakeError {
+            permanent: true,
+            ..Self::retryable(message)
+        }
+    }
+
+    /// Names the step that failed (set by chains).
+    pub fn with_step(mut self, step: impl Into<String>) -> Self {
+        self.step.get_or_insert_with(|| step.into());
+        self
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: Error) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Whether the client should retry.
+    pub fn is_retryable(&self) -> bool {
+        !self.permanent
+    }
+
+    /// The step that failed, when the handshake was a chain.
+    pub fn step(&self) -> Option<&str> {
+        self.step.as_deref()
+    }
+
+    /// The failure's description.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "{step}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,274 @@
+//! The outbound queue: one for the client's whole life, bounded by messages and by bytes.
+//!
+//! The message bound is the capacity of a tokio `mpsc` channel; the byte bound is a
+//! `Semaphore` whose permits are payload bytes. A sender takes both before its message enters
+//! the channel, and the supervisor gives the bytes back when it takes messages out, once per
+//! batch. Neither side takes a lock on the way, and a message the queue cannot take is handed
+//! back inside [`SendError`].
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+
+use crate::{config::QueuePolicy, state::Stats, Message, SendError};
+
+/// The payload size a message is charged against the byte bound.
+pub(crate) fn payload_len(msg: &Message) -> usize {
+    match msg {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) | Message::Frame(_) => 0,
+    }
+}
+
+/// Creates the two ends of a queue.
+pub(crate) fn channel(
+    capacity: usize,
+    max_bytes: usize,
+    policy: QueuePolicy,
+    stats: Arc<Stats>,
+) -> (QueueTx, QueueRx) {
+    // Semaphore permits are counted in u32 per acquire, so one message is charged at most
+    // u32::MAX bytes; bounds beyond 4 GiB per message make no practical difference.
+    let max_bytes = max_bytes.min(u32::MAX as usize);
+    let (tx, rx) = mpsc::channel(capacity);
+    let bytes = Arc::new(Semaphore::new(max_bytes));
+    (
+        QueueTx {
+            tx,
+            bytes: bytes.clone(),
+            max_bytes,
+            policy,
+            stats,
+        },
+        QueueRx {
+            rx,
+            bytes,
+            max_bytes,
+        },
+    )
+}
+
+/// The sending end, held by every `Client` handle.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueTx {
+    tx: mpsc::Sender<Message>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+    policy: QueuePolicy,
+    stats: Arc<Stats>,
+}
+
+impl QueueTx {
+    /// A message larger than the whole byte bound is charged the whole bound: it waits for an
+    /// empty queue instead of failing forever.
+    fn cost(&self, msg: &Message) -> u32 {
+        payload_len(msg).min(self.max_bytes) as u32
+    }
+
+    fn reject_while_disconnected(&self) -> bool {
+        self.policy == QueuePolicy::Reject && !self.stats.is_ready()
+    }
+
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError<Message>> {
+        if self.reject_while_disconnected() {
+            return Err(SendError::NotConnected(msg));
+        }
+        let permit = match self.bytes.try_acquire_many(self.cost(&msg)) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => return Err(SendError::Full(msg)),
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed(msg)),
+        };
+        match self.tx.try_reserve() {
+            Ok(slot) => {
+                // The receiver returns these bytes when it takes the message out.
+                permit.forget();
+                slot.send(msg);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(SendError::Full(msg)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(SendError::Closed(msg)),
+        }
+    }
+
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
+        if self.reject_while_disconnected() {
+            return Err(SendError::NotConnected(msg));
+        }
+        let Ok(permit) = self.bytes.acquire_many(self.cost(&msg)).await else {
+            return Err(SendError::Closed(msg));
+        };
+        let Ok(slot) = self.tx.reserve().await else {
+            return Err(SendError::Closed(msg));
+        };
+        permit.forget();
+        slot.send(msg);
+        Ok(())
+    }
+
+    pub(crate) async fn send_timeout(
+        &self,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), SendError<Message>> {
+        if self.reject_while_disconnected() {
+            return Err(SendError::NotConnected(msg));
+        }
+        let cost = self.cost(&msg);
+        let reserve = async {
+            let permit = self.bytes.acquire_many(cost).await.ok()?;
+            let slot = self.tx.reserve().await.ok()?;
+            Some((permit, slot))
+        };
+        match tokio::time::timeout(timeout, reserve).await {
+            Ok(Some((permit, slot))) => {
+                permit.forget();
+                slot.send(msg);
+                Ok(())
+            }
+            Ok(None) => Err(SendError::Closed(msg)),
+            Err(_) => Err(SendError::Timeout(msg)),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The receiving end, owned by the supervisor.
+#[derive(Debug)]
+pub(crate) struct QueueRx {
+    rx: mpsc::Receiver<Message>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+impl QueueRx {
+    /// Moves up to `limit` waiting messages into `buf` and returns their bytes to the bound.
+    ///
+    /// Returns `Ready(0)` only when every sender is gone and the queue is empty.
+    pub(crate) fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<Message>,
+        limit: usize,
+    ) -> Poll<usize> {
+        let start = buf.len();
+        let n = std::task::ready!(self.rx.poll_recv_many(cx, buf, limit));
+        self.release(&buf[start..]);
+        Poll::Ready(n)
+    }
+
+    /// Takes whatever is waiting right now, without waiting.
+    pub(crate) fn drain_now(&mut self, buf: &mut Vec<Message>, limit: usize) -> usize {
+        let start = buf.len();
+        while buf.len() - start < limit {
+            match self.rx.try_recv() {
+                Ok(msg) => buf.push(msg),
+                Err(_) => break,
+            }
+        }
+        self.release(&buf[start..]);
+        buf.len() - start
+    }
+
+    fn release(&self, taken: &[Message]) {
+        let bytes: usize = taken
+            .iter()
+            .map(|m| payload_len(m).min(self.max_bytes))
+            .sum();
+        if bytes > 0 {
+            self.bytes.add_permits(bytes);
+        }
+    }
+
+    /// Refuses further sends; waiting senders get `SendError::Closed`.
+    pub(crate) fn close(&mut self) {
+        self.rx.close();
+        self.bytes.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(capacity: usize, max_bytes: usize, policy: QueuePolicy) -> (QueueTx, QueueRx) {
+        channel(capacity, max_bytes, policy, Arc::new(Stats::default()))
+    }
+
+    #[tokio::test]
+    async fn full_by_count_hands_the_message_back() {
+        let (tx, _rx) = queue(2, 1 << 20, QueuePolicy::Queue);
+        tx.try_send(Message::text("a")).unwrap();
+        tx.try_send(Message::text("b")).unwrap();
+        let err = tx.try_send(Message::text("c")).unwrap_err();
+        assert!(err.is_full());
+        assert_eq!(err.into_inner(), Message::text("c"));
+    }
+
+    #[tokio::test]
+    async fn full_by_bytes_and_room_comes_back_after_receive() {
+        let (tx, mut rx) = queue(100, 10, QueuePolicy::Queue);
+        tx.try_send(Message::binary(vec![0u8; 8])).unwrap();
+        assert!(tx
+            .try_send(Message::binary(vec![0u8; 4]))
+            .unwrap_err()
+            .is_full());
+        let mut buf = Vec::new();
+        assert_eq!(rx.drain_now(&mut buf, 10), 1);
+        tx.try_send(Message::binary(vec![0u8; 4])).unwrap();
+    }
+
+    #[tokio::test]
+    async fn oversized_message_waits_for_an_empty_queue() {
+        let (tx, mut rx) = queue(100, 10, QueuePolicy::Queue);
+        tx.try_send(Message::binary(vec![0u8; 100])).unwrap();
+        assert!(tx
+            .try_send(Message::binary(vec![0u8; 1]))
+            .unwrap_err()
+            .is_full());
+        let mut buf = Vec::new();
+        rx.drain_now(&mut buf, 10);
+        tx.try_send(Message::binary(vec![0u8; 100])).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_timeout_times_out_and_returns_the_message() {
+        let (tx, _rx) = queue(1, 100, QueuePolicy::Queue);
+        tx.try_send(Message::text("a")).unwrap();
+        let err = tx
+            .send_timeout(Message::text("b"), Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(err.into_inner(), Message::text("b"));
+    }
+
+    #[tokio::test]
+    async fn closed_queue_refuses() {
+        let (tx, mut rx) = queue(4, 100, QueuePolicy::Queue);
+        rx.close();
+        assert!(tx.try_send(Message::text("a")).unwrap_err().is_closed());
+        assert!(tx.send(Message::text("a")).await.unwrap_err().is_closed());
+    }
+
+    #[tokio::test]
+    async fn reject_policy_fails_fast_while_not_ready() {
+        let (tx, _rx) = queue(4, 100, QueuePolicy::Reject);
+        assert!(tx
+            .try_send(Message::text("a"))
+            .unwrap_err()
+            .is_not_connected());
+        assert!(tx
+            .send(Message::text("a"))
+            .await
+            .unwrap_err()
+            .is_not_connected());
+    }
+}

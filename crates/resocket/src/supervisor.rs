@@ -1,0 +1,389 @@
+//! The task that owns the lifecycle: connect, handshake, run, back off, and finally close.
+//!
+//! The supervisor is the only owner of mutable state. Handles reach it through channels and
+//! read what it publishes (a `watch` of [`Status`], a `broadcast` of events, atomic counters),
+//! so no lock is ever shared. Every wait races the command channel, so a `close()` is honoured
+//! while connecting, handshaking or backing off, not only while `Ready`.
+
+use std::{
+    collections::VecDeque,
+    future::{Future, IntoFuture},
+    pin::Pin,
+    sync::Arc,
+};
+
+use tokio::{
+    sync::{broadcast, mpsc, watch},
+    time::Instant,
+};
+use tokio_tungstenite::{tungstenite::handshake::client::Request, WebSocketStream};
+use tracing::Instrument;
+
+use crate::{
+    client::Link,
+    config::{ClientConfig, QueuePolicy},
+    connection::{Connection, Exit},
+    handshake::{HandshakeContext, HandshakeIo},
+    inbound::InboundTx,
+    queue::{payload_len, QueueRx},
+    retry::Backoff,
+    state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
+    transport::{self, Socket, Target},
+    CloseFrame, Error, Message,
+};
+
+/// What handles ask of the supervisor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Close with this frame, writing what is queued first when `drain` is set.
+    Close { frame: CloseFrame, drain: bool },
+}
+
+/// The channels and buffers that outlive any one connection.
+pub(crate) struct Pipes {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) queue: QueueRx,
+    /// Messages taken from the queue but not yet handed to a socket. They survive a
+    /// disconnect and go out first on the next connection.
+    pub(crate) outbox: VecDeque<Message>,
+    pub(crate) scratch: Vec<Message>,
+    pub(crate) inbound: InboundTx,
+    /// A received batch the user has not taken yet.
+    pub(crate) pending_in: Option<Vec<Message>>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Publishes state to every handle.
+pub(crate) struct Publisher {
+    pub(crate) status: watch::Sender<Status>,
+    pub(crate) events: broadcast::Sender<ConnectionEvent>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl Publisher {
+    fn state(&self, state: ConnectionState, update: impl FnOnce(&mut Status)) {
+        self.stats.set_state(&state);
+        self.status.send_modify(|s| {
+            s.state = state;
+            update(s);
+        });
+    }
+
+    fn event(&self, event: ConnectionEvent) {
+        // No receiver is fine: events are for whoever listens.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The client's background task, handed back unspawned by
+/// [`ClientBuilder::pair`](crate::ClientBuilder::pair). Await it (or spawn it) to run the client.
+#[must_use = "the client does nothing unless its supervisor is awaited or spawned"]
+pub struct Supervisor {
+    pub(crate) link: Link,
+    pub(crate) pipes: Pipes,
+    pub(crate) publish: Publisher,
+    pub(crate) backoff: Box<dyn Backoff>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for Supervisor {
+    type Output = Result<(), Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// How one connection attempt ended.
+enum Attempt {
+    /// The user closed while it ran.
+    Closed,
+    /// It failed (before or after `Ready`).
+    Failed { error: Error, stable: bool },
+}
+
+impl Supervisor {
+    /// Runs the client to the end: `Ok` when closed by the user, `Err` on a permanent failure.
+    pub async fn run(mut self) -> Result<(), Error> {
+        let result = self.lifecycle().await;
+        self.finish(result.clone()).await;
+        result
+    }
+
+    async fn lifecycle(&mut self) -> Result<(), Error> {
+        let mut attempt: u32 = 0;
+        let mut ever_ready = false;
+        loop {
+            attempt += 1;
+            let span = tracing::info_span!("attempt", attempt, url = %self.link.url_for_logs());
+            let outcome = self
+                .attempt(attempt, &mut ever_ready)
+                .instrument(span)
+                .await;
+            let error = match outcome {
+                Attempt::Closed => return Ok(()),
+                Attempt::Failed { error, stable } => {
+                    if stable {
+                        self.backoff.reset();
+                        attempt = 1;
+                    }
+                    error
+                }
+            };
+            if !self.link.should_retry(&error) {
+                return Err(error);
+            }
+            if !ever_ready && attempt == 1 && self.link.config.exit_on_first_failure {
+                return Err(error);
+            }
+            let Some(mut delay) = self.backoff.next_delay() else {
+                return Err(Error::RetriesExhausted {
+                    attempts: attempt,
+                    last: Box::new(error),
+                });
+            };
+            if let Some(asked) = error.retry_after() {
+                delay = delay.max(asked);
+            }
+            tracing::debug!(?delay, error = %error, "backing off");
+            self.publish.state(
+                ConnectionState::BackingOff {
+                    attempt: attempt + 1,
+                    delay,
+                },
+                |_| {},
+            );
+            self.publish.event(ConnectionEvent::BackingOff {
+                attempt: attempt + 1,
+                delay,
+            });
+            if wait(
+                &mut self.pipes,
+                &self.publish,
+                &self.link.config,
+                tokio::time::sleep(delay),
+            )
+            .await
+            .is_none()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One attempt: connect, handshake, run until the connection ends.
+    async fn attempt(&mut self, attempt: u32, ever_ready: &mut bool) -> Attempt {
+        self.publish
+            .state(ConnectionState::Connecting { attempt }, |s| {
+                s.attempt = attempt
+            });
+        self.publish.event(ConnectionEvent::Connecting { attempt });
+
+        let connect_timeout = self.link.config.connect_timeout;
+        let connect = tokio::time::timeout(connect_timeout, self.link.open(attempt));
+        let (mut ws, response) =
+            match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
+                None => return Attempt::Closed,
+                Some(Err(_elapsed)) => {
+                    return self.failed(Error::ConnectTimeout(connect_timeout), 0, false)
+                }
+                Some(Ok(Err(error))) => return self.failed(error, 0, false),
+                Some(Ok(Ok(pair))) => pair,
+            };
+
+        self.publish.state(ConnectionState::Handshaking, |_| {});
+        self.publish.event(ConnectionEvent::Handshaking);
+        let context = HandshakeContext {
+            attempt,
+            reconnects: self.publish.status.borrow().reconnects,
+            response: Arc::new(response),
+        };
+        let mut later = Vec::new();
+        let handshaker = self.link.handshaker.clone();
+        let limit = handshaker
+            .timeout()
+            .unwrap_or(self.link.config.handshake_timeout);
+        let handshake = async {
+            let mut io = HandshakeIo::new(&mut ws, &mut later, &context);
+            tokio::time::timeout(limit, handshaker.handshake(&mut io)).await
+        };
+        let handshake =
+            match wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await {
+                None => return Attempt::Closed,
+                Some(result) => result,
+            };
+        if let Err(error) = handshake.unwrap_or_else(|_| {
+            Err(crate::handshake::HandshakeError::retryable(format!(
+                "timed out after {limit:?}"
+            )))
+        }) {
+            return self.failed(Error::Handshake(Arc::new(error)), 0, false);
+        }
+        if !later.is_empty() {
+            // Frames that arrived during the handshake go to the user first.
+            let stats = &self.pipes.stats;
+            Stats::add(&stats.messages_in, later.len() as u64);
+            Stats::add(
+                &stats.bytes_in,
+                later.iter().map(|m| payload_len(m) as u64).sum(),
+            );
+            for msg in &later {
+                self.pipes.inbound.fan_out(msg);
+            }
+            self.pipes.pending_in = Some(later);
+        }
+
+        let reconnect = *ever_ready;
+        *ever_ready = true;
+        let ready_at = Instant::now();
+        self.publish.state(ConnectionState::Ready, |s| {
+            s.connected_at = Some(ready_at.into_std());
+            if reconnect {
+                s.reconnects += 1;
+            }
+        });
+        self.publish.event(ConnectionEvent::Ready { reconnect });
+        tracing::debug!(reconnect, "ready");
+
+        let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
+            .run()
+            .await;
+        match exit {
+            Exit::Closed => Attempt::Closed,
+            Exit::Failed { error, unconfirmed } => {
+                let stable = ready_at.elapsed() >= self.link.config.stable_after;
+                self.failed(error, unconfirmed, stable)
+            }
+        }
+    }
+
+    fn failed(&self, error: Error, unconfirmed: u64, stable: bool) -> Attempt {
+        tracing::debug!(error = %error, unconfirmed, "disconnected");
+        let close = error.close_frame().cloned();
+        self.publish.state(
+            ConnectionState::Disconnected {
+                reason: error.clone(),
+            },
+            |s| {
+                s.last_error = Some(error.clone());
+                if close.is_some() {
+                    s.last_close = close;
+                }
+            },
+        );
+        self.publish.event(ConnectionEvent::Disconnected {
+            reason: error.clone(),
+            unconfirmed,
+        });
+        Attempt::Failed { error, stable }
+    }
+
+    /// Publishes the end, accounts for what could not be sent, and hands over what was received.
+    async fn finish(&mut self, result: Result<(), Error>) {
+        let pipes = &mut self.pipes;
+        pipes.queue.close();
+        let mut rest = std::mem::take(&mut pipes.scratch);
+        pipes.queue.drain_now(&mut rest, usize::MAX);
+        let undelivered = (pipes.outbox.len() + rest.len()) as u64;
+        pipes.outbox.clear();
+        if undelivered > 0 {
+            Stats::add(&pipes.stats.dropped, undelivered);
+            self.publish.event(ConnectionEvent::Dropped {
+                count: undelivered,
+                reason: DropReason::Shutdown,
+            });
+        }
+        // A received batch still waiting for the user is handed over before the stream ends;
+        // the wait is bounded so that a user who stopped reading cannot hold `close()` forever.
+        if pipes.pending_in.is_some() {
+            let deliver =
+                std::future::poll_fn(|cx| pipes.inbound.poll_deliver(cx, &mut pipes.pending_in));
+            if tokio::time::timeout(self.link.config.close_timeout, deliver)
+                .await
+                .is_err()
+            {
+                tracing::warn!("closing with received messages the application never took");
+            }
+        }
+        let error = result.err();
+        self.publish
+            .state(ConnectionState::Closed, |s| s.error = error.clone());
+        self.publish.event(ConnectionEvent::Closed { error });
+    }
+}
+
+/// Runs `work` while serving commands and the queue policy; `None` means the user closed.
+///
+/// While not `Ready`, the `DropOldest` policy keeps draining the queue into the outbox and
+/// drops from its front, so senders never wait on a dead connection; every drop is counted
+/// and reported.
+async fn wait<F: Future>(
+    pipes: &mut Pipes,
+    publish: &Publisher,
+    config: &ClientConfig,
+    work: F,
+) -> Option<F::Output> {
+    let Pipes {
+        commands,
+        queue,
+        outbox,
+        scratch,
+        stats,
+        ..
+    } = pipes;
+    let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(Command::Close { .. }) | None => return None,
+            },
+            out = &mut work => return Some(out),
+            n = std::future::poll_fn(|cx| queue.poll_recv_many(cx, scratch, 512)), if drop_oldest => {
+                if n == 0 {
+                    // Every sender is gone; the command channel says so too.
+                    std::future::pending::<()>().await;
+                }
+                outbox.extend(scratch.drain(..));
+                let mut dropped = 0u64;
+                let mut bytes: usize = outbox.iter().map(payload_len).sum();
+                while outbox.len() > config.queue_capacity || (bytes > config.queue_max_bytes && outbox.len() > 1) {
+                    let oldest = outbox.pop_front().expect("non-empty");
+                    bytes -= payload_len(&oldest);
+                    dropped += 1;
+                }
+                if dropped > 0 {
+                    Stats::add(&stats.dropped, dropped);
+                    publish.event(ConnectionEvent::Dropped { count: dropped, reason: DropReason::DropOldest });
+                }
+            }
+        }
+    }
+}
+
+impl Link {
+    /// Opens TCP (and TLS) and performs the upgrade, with a freshly built request.
+    async fn open(
+        &self,
+        attempt: u32,
+    ) -> Result<(WebSocketStream<Socket>, crate::handshake::Response), Error> {
+        let request: Request = self.request(attempt)?;
+        let target = Target::from_uri(request.uri())?;
+        let tcp = transport::connect_tcp(&target, &self.config).await?;
+        let socket = transport::secure(tcp, &target, &self.tls).await?;
+        tokio_tungstenite::client_async_with_config(
+            request,
+            socket,
+            Some(self.config.websocket_config()),
+        )
+        .await
+        .map_err(Error::from_ws)
+    }
+}
