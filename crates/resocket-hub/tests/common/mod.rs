@@ -251,3 +251,89 @@ impl HubClient {
         f
     }
 }
+
+/// A client that does the upgrade by hand on a bare TCP socket, so that it can stop reading
+/// (or never answer pings) in ways a WebSocket library would not allow.
+pub struct RawTcp {
+    pub stream: TcpStream,
+    /// Bytes read past the upgrade response.
+    pub leftover: Vec<u8>,
+}
+
+impl RawTcp {
+    /// Upgrades `GET /ws` with the subprotocol and no token.
+    pub async fn upgrade(addr: SocketAddr) -> RawTcp {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: resocket.v1\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "hub closed during upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
+        RawTcp { stream, leftover: buf[end..].to_vec() }
+    }
+
+    /// Sends a masked text frame (mask key 0, which the protocol allows).
+    pub async fn send_text(&mut self, text: &str) {
+        use tokio::io::AsyncWriteExt;
+        let len = text.len();
+        let mut frame = vec![0x81];
+        if len < 126 {
+            frame.push(0x80 | len as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(text.as_bytes());
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads until at least `n` bytes past the upgrade arrived (for example, a reply).
+    pub async fn read_at_least(&mut self, n: usize) {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 4096];
+        while self.leftover.len() < n {
+            let got = self.stream.read(&mut chunk).await.unwrap();
+            assert!(got > 0, "closed early");
+            self.leftover.extend_from_slice(&chunk[..got]);
+        }
+    }
+
+    /// Reads to the end of the stream and returns the close code of the last frame, if it was
+    /// a close frame. Keeps only the tail of the stream, so it is cheap on long streams.
+    pub async fn close_code_at_eof(mut self) -> Option<u16> {
+        use tokio::io::AsyncReadExt;
+        let mut tail = std::mem::take(&mut self.leftover);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    tail.extend_from_slice(&chunk[..n]);
+                    if tail.len() > 256 * 1024 {
+                        tail.drain(..tail.len() - 128);
+                    }
+                }
+            }
+        }
+        // A server close frame with a code and a short reason: 0x88, length, code, reason.
+        (0..tail.len().saturating_sub(3)).rev().find_map(|i| {
+            let len = *tail.get(i + 1)? as usize;
+            (tail[i] == 0x88 && len >= 2 && len < 126 && i + 2 + len == tail.len())
+                .then(|| u16::from_be_bytes([tail[i + 2], tail[i + 3]]))
+        })
+    }
+}
