@@ -32,6 +32,8 @@ pub(crate) async fn run(hub: Hub) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let m = &shared.metrics;
     let (mut last_in, mut last_out, mut last_at) = (0, 0, Instant::now());
+    // The first tick is immediate; a snapshot of a hub that just started says nothing.
+    tick.tick().await;
     loop {
         tokio::select! {
             biased;
