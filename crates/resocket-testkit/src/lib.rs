@@ -46,7 +46,7 @@ mod tls;
 pub use behavior::{Behavior, Conn};
 pub use exchange::Exchange;
 pub use guard::{closed_port, within};
-pub use proxy::{Direction, FaultProxy};
+pub use proxy::{Direction, Fault, FaultProxy};
 pub use server::{ServerEvent, ServerStream, TestServer};
 pub use tls::TestPki;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;

@@ -80,6 +80,22 @@ impl<'a> HandshakeIo<'a> {
             .map_err(|e| HandshakeError::retryable("send failed").with_source(Error::from_ws(e)))
     }
 
+    /// Sends several messages with one flush: for replaying many frames after a reconnect
+    /// without paying a system call per frame.
+    ///
+    /// # Errors
+    /// A retryable [`HandshakeError`] when the socket fails.
+    pub async fn send_all(
+        &mut self,
+        msgs: impl IntoIterator<Item = Message>,
+    ) -> Result<(), HandshakeError> {
+        let failed = |e| HandshakeError::retryable("send failed").with_source(Error::from_ws(e));
+        for msg in msgs {
+            self.ws.feed(msg).await.map_err(failed)?;
+        }
+        self.ws.flush().await.map_err(failed)
+    }
+
     /// Receives the next data frame (Text or Binary). Ping, Pong and Close are never returned:
     /// pings are answered underneath, and a Close ends the handshake with a retryable error.
     ///
