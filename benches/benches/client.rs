@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use resocket_benches::{
-    measure, raw,
+    measure, peer_tokio_websockets, raw,
     report::{Report, Target},
     resocket_client,
     server::{Mode, Server, Tally},
@@ -130,11 +130,17 @@ async fn receive(report: &mut Report, case: &str, size: usize, n: u64) {
         servers.push(server);
     }
 
+    let server = Server::start(Mode::Burst(payload(size))).await;
+    let receiver = peer_tokio_websockets::Receiver::connect(server.addr(), size).await;
+    cases.push(Box::new(receiver));
+    servers.push(server);
+
     let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("recv {size} B");
     let raw = report.throughput(&case, "raw tokio-tungstenite `next()`", size, &rates[0]);
     let one = report.throughput(&case, "resocket `recv()`", size, &rates[1]);
     let many = report.throughput(&case, "resocket `recv_many()`", size, &rates[2]);
+    report.throughput(&case, "tokio-websockets `next()`", size, &rates[3]);
     report.ratio(
         &format!("{case}: resocket recv_many / raw"),
         many.median / raw.median,
@@ -169,6 +175,18 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
     cases.push(Box::new(sender));
     servers.push(server);
 
+    let tally = std::sync::Arc::new(Tally::default());
+    let server = Server::start(Mode::Sink(tally.clone())).await;
+    let sender = peer_tokio_websockets::Sender::connect(
+        server.addr(),
+        payload(size),
+        tally,
+        raw::SendStyle::PerMessage,
+    )
+    .await;
+    cases.push(Box::new(sender));
+    servers.push(server);
+
     let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("send {size} B");
     let per_msg = report.throughput(&case, "raw `send().await` per message", size, &rates[0]);
@@ -179,6 +197,12 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
         &rates[1],
     );
     let ours = report.throughput(&case, "resocket `send().await`", size, &rates[2]);
+    report.throughput(
+        &case,
+        "tokio-websockets `send().await` per message",
+        size,
+        &rates[3],
+    );
     report.ratio(
         &format!("{case}: resocket / raw send"),
         ours.median / per_msg.median,
@@ -197,11 +221,13 @@ async fn echo(report: &mut Report, case: &str, size: usize, n: u64) {
     let mut cases: Vec<Box<dyn RoundTrip>> = vec![
         Box::new(raw::Echo::connect(server.addr(), payload(size)).await),
         Box::new(resocket_client::Echo::connect(server.addr(), payload(size)).await),
+        Box::new(peer_tokio_websockets::Echo::connect(server.addr(), payload(size)).await),
     ];
     let samples = measure::round_trips(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("echo {size} B");
     let raw = report.latency(&case, "raw tokio-tungstenite", &samples[0]);
     let ours = report.latency(&case, "resocket", &samples[1]);
+    report.latency(&case, "tokio-websockets", &samples[2]);
     report.ratio(
         &format!("{case}: resocket p50 / raw p50"),
         ratio(ours.p50, raw.p50),

@@ -5,6 +5,7 @@
 //! the server side is identical for all of them and only the client code differs.
 
 pub mod measure;
+pub mod peer_tokio_websockets;
 pub mod raw;
 pub mod report;
 pub mod resocket_client;
