@@ -71,6 +71,7 @@ pub use tokio_tungstenite::tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame},
     Bytes, Message, Utf8Bytes,
 };
+pub use transport::TlsBackend;
 
 /// The common imports: `use resocket::prelude::*;`.
 pub mod prelude {
