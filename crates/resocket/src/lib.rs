@@ -73,6 +73,16 @@ pub use tokio_tungstenite::tungstenite::{
 };
 pub use transport::TlsBackend;
 
+/// The rustls version the builder's [`ClientBuilder::rustls_config`] takes, re-exported so a
+/// custom config is built with the same one.
+#[cfg(feature = "__rustls-tls")]
+pub use rustls;
+
+/// The native-tls version the builder's [`ClientBuilder::native_tls_connector`] takes,
+/// re-exported so a custom connector is built with the same one.
+#[cfg(feature = "native-tls")]
+pub use native_tls;
+
 /// The common imports: `use resocket::prelude::*;`.
 pub mod prelude {
     pub use crate::{

@@ -93,14 +93,19 @@ fn classify(e: native_tls::Error) -> Error {
     }
 }
 
-/// A certificate alert read after the handshake (TLS 1.3 client authentication).
+/// A certificate alert read after the handshake (TLS 1.3 client authentication); as with
+/// rustls, a `decrypt error` alert at that point is about our certificate chain.
 pub(super) fn classify_late_io(e: io::Error) -> Result<TlsError, io::Error> {
     // Only OpenSSL's own errors count: a plain reset also lands here and must stay an I/O error.
     let is_tls = e
         .get_ref()
         .is_some_and(|inner| inner.source().is_some() || inner.to_string().contains("alert"));
     match e.get_ref() {
-        Some(inner) if is_tls && mentions_certificate(inner) => {
+        Some(inner)
+            if is_tls
+                && (mentions_certificate(inner)
+                    || inner.to_string().contains("alert decrypt error")) =>
+        {
             Ok(TlsError::Certificate(Arc::new(e)))
         }
         _ => Err(e),

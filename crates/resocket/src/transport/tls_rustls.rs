@@ -150,9 +150,22 @@ fn classify(e: io::Error) -> Error {
 }
 
 /// A certificate alert read after the handshake (TLS 1.3 client authentication).
+///
+/// Once our handshake is done, what the server still checks is our certificate chain and our
+/// signature over the handshake; a `decrypt_error` alert then means a signature in our chain
+/// did not verify (an identity from another CA with the same name), so it counts as a
+/// certificate rejection too.
 pub(super) fn classify_late_io(e: io::Error) -> Result<TlsError, io::Error> {
     match rustls_error(&e) {
-        Some(r) if is_certificate(r) => Ok(TlsError::Certificate(Arc::new(e))),
+        Some(r)
+            if is_certificate(r)
+                || matches!(
+                    r,
+                    rustls::Error::AlertReceived(rustls::AlertDescription::DecryptError)
+                ) =>
+        {
+            Ok(TlsError::Certificate(Arc::new(e)))
+        }
         _ => Err(e),
     }
 }
