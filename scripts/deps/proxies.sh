@@ -13,6 +13,8 @@ need_cmd tinyproxy tinyproxy-bin
 need_cmd microsocks microsocks
 need_cmd stunnel4 stunnel4
 need_cmd pkg-config pkg-config
+# unshare + mount: the socks5h test gives microsocks its own /etc/hosts.
+need_cmd unshare util-linux
 need_pkg libssl-dev
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -19,7 +19,7 @@ use resocket::{
     retry::ExponentialBackoff,
     Client, ClientBuilder, ConnectionEvent, Error, Message,
 };
-use resocket_testkit::{closed_port, within, Behavior, TestPki, TestServer};
+use resocket_testkit::{closed_port, within, Behavior, TestServer};
 use tokio::sync::broadcast;
 
 const DEPS: &str = "scripts/deps/proxies.sh";
@@ -203,17 +203,32 @@ fn microsocks_knowing(name: &str) -> Daemon {
     let dir = temp_dir("microsocks-dns");
     let hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
     fs::write(dir.join("hosts"), format!("{hosts}\n127.0.0.1 {name}\n")).unwrap();
-    assert!(which("microsocks"), "microsocks is not installed: run {DEPS}");
+    assert!(
+        which("microsocks"),
+        "microsocks is not installed: run {DEPS}"
+    );
     let script = format!(
         "mount --bind '{}' /etc/hosts && exec microsocks -i 127.0.0.1 -p {port}",
         path(&dir.join("hosts"))
     );
-    let command = vec!["unshare".into(), "-m".into(), "sh".into(), "-c".into(), script];
-    Daemon::start("microsocks (in a mount namespace: needs root)", port, dir, command)
+    let command = vec![
+        "unshare".into(),
+        "-m".into(),
+        "sh".into(),
+        "-c".into(),
+        script,
+    ];
+    Daemon::start(
+        "microsocks (in a mount namespace: needs root)",
+        port,
+        dir,
+        command,
+    )
 }
 
 /// stunnel in front of `upstream`: TLS on its own port, with a certificate for `localhost`
 /// signed by a fresh CA. Returns the daemon and the CA (PEM) to trust.
+#[cfg(any(feature = "__rustls-tls", feature = "native-tls"))]
 fn stunnel(upstream: u16) -> (Daemon, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -248,12 +263,9 @@ fn stunnel(upstream: u16) -> (Daemon, String) {
 
 /// A client that ignores the environment and retries quickly.
 fn builder(url: String) -> ClientBuilder {
-    Client::builder(url)
-        .proxy_from_env(false)
-        .configure(|c| {
-            c.backoff =
-                ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200));
-        })
+    Client::builder(url).proxy_from_env(false).configure(|c| {
+        c.backoff = ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200));
+    })
 }
 
 async fn echo(client: &Client, messages: &mut resocket::Messages, text: &str) {
@@ -299,11 +311,12 @@ async fn http_connect_through_tinyproxy_with_credentials() {
     .await;
 }
 
+#[cfg(any(feature = "__rustls-tls", feature = "native-tls"))]
 #[tokio::test]
 async fn wss_through_tinyproxy_keeps_end_to_end_tls() {
     within(30, "wss through tinyproxy", async {
         let proxy = tinyproxy(None);
-        let pki = TestPki::new();
+        let pki = resocket_testkit::TestPki::new();
         let server = TestServer::start_tls(Behavior::Echo, pki.server_config()).await;
         let (client, mut messages) = builder(server.url())
             .proxy(proxy.url("http"))
@@ -339,7 +352,11 @@ async fn wrong_proxy_credentials_are_a_typed_error_that_is_not_retried() {
             assert!(!error.is_retryable());
         }
         assert_eq!(server.connections(), 0, "the server was never reached");
-        assert_eq!(tinyproxy_connections(&proxy), 2, "one attempt each, no retries");
+        assert_eq!(
+            tinyproxy_connections(&proxy),
+            2,
+            "one attempt each, no retries"
+        );
     })
     .await;
 }
@@ -444,7 +461,10 @@ async fn socks5_through_microsocks_with_username_and_password() {
             let (client, _messages) = builder.connect().unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(
-                matches!(error, Error::Proxy(ProxyError::AuthRejected { status: None })),
+                matches!(
+                    error,
+                    Error::Proxy(ProxyError::AuthRejected { status: None })
+                ),
                 "{error:?}"
             );
             assert!(!error.is_retryable());
@@ -473,10 +493,7 @@ async fn socks5h_resolves_the_name_on_the_proxy_side() {
         client.close().await.ok();
 
         // socks5 resolves locally, and fails on the name before talking to the proxy.
-        let (client, _messages) = builder(url)
-            .proxy(proxy.url("socks5"))
-            .connect()
-            .unwrap();
+        let (client, _messages) = builder(url).proxy(proxy.url("socks5")).connect().unwrap();
         let error = first_failure(&mut client.events()).await;
         assert!(matches!(error, Error::Dns { .. }), "{error:?}");
     })
@@ -508,12 +525,13 @@ async fn socks_refusal_carries_the_reply_code() {
     .await;
 }
 
+#[cfg(any(feature = "__rustls-tls", feature = "native-tls"))]
 #[tokio::test]
 async fn https_proxy_carries_connect_over_tls() {
     within(30, "https proxy via stunnel", async {
         let proxy = tinyproxy(Some(("alice", "s3cret")));
         let (tls_front, proxy_ca) = stunnel(proxy.port);
-        let pki = TestPki::new();
+        let pki = resocket_testkit::TestPki::new();
         let server = TestServer::start_tls(Behavior::Echo, pki.server_config()).await;
         let (client, mut messages) = builder(server.url())
             .proxy(format!("https://alice:s3cret@localhost:{}", tls_front.port))
@@ -602,7 +620,11 @@ async fn the_environment_convention_is_followed_and_can_be_ignored() {
         client.close().await.ok();
 
         std::env::remove_var("HTTP_PROXY");
-        assert_eq!(tinyproxy_connections(&proxy), 1, "only the first went through it");
+        assert_eq!(
+            tinyproxy_connections(&proxy),
+            1,
+            "only the first went through it"
+        );
     })
     .await;
 }

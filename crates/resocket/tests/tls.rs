@@ -170,7 +170,7 @@ async fn two_identities_are_refused_by_connect() {
             .client_identity_pem(cert.clone(), key.clone())
             .client_identity_pem(cert, key)
             .connect();
-        let error = result.err().expect("two identities must be refused");
+        let error = result.expect_err("two identities must be refused");
         assert!(
             error.to_string().contains("invalid configuration"),
             "{error}"
@@ -238,8 +238,7 @@ async fn a_custom_native_tls_connector_is_used_as_given() {
 async fn wss_without_a_tls_feature_is_refused_naming_the_feature() {
     let error = Client::builder("wss://localhost:1/")
         .connect()
-        .err()
-        .expect("no tls compiled in");
+        .expect_err("no tls compiled in");
     let text = error.to_string();
     assert!(text.contains("rustls-tls-webpki-roots"), "{text}");
     assert!(text.contains("native-tls"), "{text}");

@@ -130,15 +130,25 @@ impl TlsOptions {
         })
     }
 
+    /// Rejects contradictions whatever the backend: two identities, two custom connectors.
+    fn check_common(&self) -> Result<(), ConfigError> {
+        if self.identities.len() > 1 {
+            return Err(ConfigError::Tls(
+                "more than one client identity was set".into(),
+            ));
+        }
+        if self.has_custom_rustls() && self.has_custom_native() {
+            return Err(ConfigError::Tls(
+                "both a rustls config and a native-tls connector were set".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Rejects combinations where one setting would silently replace another.
     fn check(&self, backend: TlsBackend) -> Result<(), ConfigError> {
         let reject = |msg: &str| Err(ConfigError::Tls(msg.to_owned()));
-        if self.identities.len() > 1 {
-            return reject("more than one client identity was set");
-        }
-        if self.has_custom_rustls() && self.has_custom_native() {
-            return reject("both a rustls config and a native-tls connector were set");
-        }
+        self.check_common()?;
         let custom = match backend {
             TlsBackend::Rustls if self.has_custom_native() => {
                 return reject("a native-tls connector was set but the rustls backend was chosen")
@@ -278,6 +288,7 @@ impl TlsConnector {
     /// that contradict each other, a backend that is not compiled in).
     pub(crate) fn build(options: &TlsOptions, needed: bool) -> Result<TlsConnector, ConfigError> {
         let Some(backend) = options.chosen_backend() else {
+            options.check_common()?;
             return if needed {
                 Err(ConfigError::TlsFeatureMissing)
             } else {
