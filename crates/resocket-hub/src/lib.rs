@@ -1,1 +1,50 @@
-//! The resocket hub: a pub/sub WebSocket server.
+//! The resocket hub: a pub/sub WebSocket server with history, recovery and guards.
+//!
+//! Clients connect to `GET /ws` (subprotocol `resocket.v1`), subscribe to rooms and publish
+//! JSON messages. Every room numbers its messages with a growing offset and keeps a bounded
+//! history, so a client that reconnects with `since` gets exactly what it missed, or is told
+//! it cannot. Publishes are acknowledged with their offset and applied once per message id.
+//! Tokens, an origin allow-list, size and rate limits, byte-bounded outbound queues and
+//! server pings keep one client from hurting the others. The wire protocol is in
+//! `PROTOCOL.md`; its frame types are [`resocket::hub::protocol`].
+//!
+//! ```no_run
+//! use resocket_hub::{Hub, Token};
+//!
+//! # async fn run() -> resocket_hub::Result<()> {
+//! let secret = "at least sixteen bytes of secret";
+//! let token = Token::new("alice").subscribe("news.*").publish("news.*").sign(secret.as_bytes());
+//! println!("connect with: Authorization: Bearer {token}");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! Hub::builder().jwt_secret(secret).serve(listener).await
+//! # }
+//! ```
+//!
+//! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text) and `/` (a live dashboard).
+//! To mount the hub in an existing axum app, use [`Hub::router`].
+//!
+//! This crate has no cargo features.
+
+mod config;
+mod connection;
+mod error;
+mod frame;
+mod glob;
+mod http;
+mod hub;
+mod metrics;
+mod outbox;
+mod rate;
+mod room;
+mod stats;
+mod token;
+
+pub use config::{HubBuilder, OriginPolicy};
+pub use error::{Error, Result, TokenError};
+pub use hub::Hub;
+pub use metrics::rss_bytes;
+pub use stats::STATS_ROOM;
+pub use token::{sign, Claims, Token};
+
+/// The hub's wire protocol, re-exported from the client crate.
+pub use resocket::hub::protocol;

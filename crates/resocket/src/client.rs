@@ -12,12 +12,13 @@ use tokio_tungstenite::tungstenite::{
 use crate::{
     config::ClientConfig,
     error::ConfigError,
-    handshake::{Handshaker, NoHandshake},
+    extension::{Extension, Extensions},
+    handshake::{ChannelFormat, Handshaker, NoHandshake},
     inbound::{self, Messages},
     queue::{self, QueueTx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
-    supervisor::{Command, Pipes, Publisher, Supervisor},
+    supervisor::{Channels, Command, Pipes, Publisher, Supervisor},
     transport::{Connector, Target, TransportOptions},
     CloseFrame, Error, Message, SendError,
 };
@@ -51,6 +52,7 @@ pub struct Client {
     events: broadcast::Sender<ConnectionEvent>,
     fan_out: Option<broadcast::Sender<Message>>,
     stats: Arc<Stats>,
+    has_channel_format: bool,
 }
 
 impl fmt::Debug for Client {
@@ -201,6 +203,34 @@ impl Client {
         self.closed().await
     }
 
+    /// Adds `channel` to the runtime subscription set: subscribed now when `Ready`, and
+    /// replayed after every reconnect (after the handshake, before queued messages).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the builder got no [`ChannelFormat`], [`Error::Closed`] once the
+    /// client is closed.
+    pub async fn subscribe_channel(&self, channel: impl Into<String>) -> Result<(), Error> {
+        self.channel_command(Command::Subscribe(channel.into()))
+            .await
+    }
+
+    /// Removes `channel` from the runtime set, unsubscribing now when `Ready` and the format
+    /// has an unsubscribe message.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe_channel`].
+    pub async fn unsubscribe_channel(&self, channel: impl Into<String>) -> Result<(), Error> {
+        self.channel_command(Command::Unsubscribe(channel.into()))
+            .await
+    }
+
+    async fn channel_command(&self, command: Command) -> Result<(), Error> {
+        if !self.has_channel_format {
+            return Err(Error::Config(ConfigError::Missing("channel_format")));
+        }
+        self.commands.send(command).await.map_err(|_| Error::Closed)
+    }
+
     /// Whether the client has closed for good.
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed() || self.status.borrow().state.is_closed()
@@ -219,6 +249,8 @@ pub struct ClientBuilder {
     handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
     pub(crate) transport: TransportOptions,
+    extensions: Vec<Arc<dyn Extension>>,
+    channel_format: Option<ChannelFormat>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -241,6 +273,8 @@ impl ClientBuilder {
             handshaker: Arc::new(NoHandshake),
             classifier: None,
             transport: TransportOptions::default(),
+            extensions: Vec::new(),
+            channel_format: None,
         }
     }
 
@@ -287,6 +321,18 @@ impl ClientBuilder {
     /// Runs this handshake after every upgrade, before `Ready`.
     pub fn handshake(mut self, handshaker: impl Handshaker) -> Self {
         self.handshaker = Arc::new(handshaker);
+        self
+    }
+
+    /// Registers an extension; extensions run in registration order and are fixed once built.
+    pub fn extension(mut self, extension: impl Extension) -> Self {
+        self.extensions.push(Arc::new(extension));
+        self
+    }
+
+    /// How runtime channel subscriptions ([`Client::subscribe_channel`]) are written.
+    pub fn channel_format(mut self, format: ChannelFormat) -> Self {
+        self.channel_format = Some(format);
         self
     }
 
@@ -361,7 +407,9 @@ impl ClientBuilder {
             events: events_tx.clone(),
             fan_out,
             stats: stats.clone(),
+            has_channel_format: self.channel_format.is_some(),
         };
+        let extensions = Extensions::new(self.extensions, client.queue.clone(), stats.clone());
         let link = Link {
             url_for_logs: redact(base.uri()),
             base,
@@ -382,11 +430,17 @@ impl ClientBuilder {
             pending_in: None,
             stats: stats.clone(),
             close_request: None,
+            channels: Channels {
+                format: self.channel_format,
+                active: Vec::new(),
+            },
+            extensions: extensions.clone(),
         };
         let publish = Publisher {
             status: status_tx,
             events: events_tx,
             stats,
+            extensions,
         };
         Ok((
             client,

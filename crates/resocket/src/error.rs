@@ -117,6 +117,10 @@ pub enum ConfigError {
     /// A header name or value was not valid HTTP.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
+    /// A setting needed by the call was never given (for example `channel_format` for
+    /// `subscribe_channel`).
+    #[error("{0} was not configured")]
+    Missing(&'static str),
     /// A TLS setting could not be used (for example a PEM file with no certificate).
     #[error("tls setting rejected: {0}")]
     Tls(String),

@@ -41,7 +41,8 @@
 //! | `rustls-tls-native-roots` | no | `wss://` through rustls, trusting the host's certificate store |
 //! | `native-tls` | no | `wss://` through the platform's TLS library (OpenSSL, Secure Transport, SChannel) |
 //! | `native-tls-vendored` | no | `native-tls` with OpenSSL built from source and linked in |
-//! | `hub` | no | the hub protocol types ([`hub::protocol`]) |
+//! | `hub` | no | the hub protocol types (`hub::protocol`) |
+//! | `metrics` | no | `extension::MetricsExtension`, through the `metrics` facade |
 //!
 //! Without a TLS feature the crate serves `ws://` only, and a `wss://` URL is refused by
 //! `connect()` with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing),
@@ -106,6 +107,7 @@ mod client;
 mod config;
 mod connection;
 pub mod error;
+pub mod extension;
 pub mod handshake;
 mod inbound;
 mod queue;
@@ -142,8 +144,15 @@ pub use native_tls;
 /// The common imports: `use resocket::prelude::*;`.
 pub mod prelude {
     pub use crate::{
+        extension::{Extension, ExtensionContext, Verdict},
+        handshake::{Auth, Chain, ChannelFormat, HandshakeError, Handshaker, Matcher, Subscribe},
         retry::{Backoff, ExponentialBackoff},
         Client, ClientConfig, ConnectionEvent, ConnectionState, Error, Message, Messages,
         QueuePolicy, SendError,
     };
 }
+
+/// The README's example, compiled as a doctest so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

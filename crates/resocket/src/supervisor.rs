@@ -23,7 +23,8 @@ use crate::{
     client::Link,
     config::{ClientConfig, QueuePolicy},
     connection::{normal_close, Connection, Exit},
-    handshake::{HandshakeContext, HandshakeIo},
+    extension::Extensions,
+    handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
     inbound::InboundTx,
     queue::{payload_len, QueueRx},
     retry::Backoff,
@@ -37,6 +38,37 @@ use crate::{
 pub(crate) enum Command {
     /// Close with this frame, writing what is queued first when `drain` is set.
     Close { frame: CloseFrame, drain: bool },
+    /// Add a channel to the runtime set (and subscribe now, when `Ready`).
+    Subscribe(String),
+    /// Remove a channel from the runtime set (and unsubscribe now, when `Ready`).
+    Unsubscribe(String),
+}
+
+/// The runtime subscription set, replayed after every reconnect.
+#[derive(Default)]
+pub(crate) struct Channels {
+    pub(crate) format: Option<ChannelFormat>,
+    pub(crate) active: Vec<String>,
+}
+
+impl Channels {
+    /// Applies a command to the set; returns the message to send now, if any.
+    pub(crate) fn apply(&mut self, command: &Command) -> Vec<Message> {
+        let Some(format) = &self.format else {
+            return Vec::new();
+        };
+        match command {
+            Command::Subscribe(channel) if !self.active.contains(channel) => {
+                self.active.push(channel.clone());
+                format.subscribe_messages(std::slice::from_ref(channel))
+            }
+            Command::Unsubscribe(channel) if self.active.contains(channel) => {
+                self.active.retain(|c| c != channel);
+                format.unsubscribe_message(channel).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The channels and buffers that outlive any one connection.
@@ -54,6 +86,8 @@ pub(crate) struct Pipes {
     /// A draining close asked for while not `Ready`: the next connection writes the backlog,
     /// then closes with this frame, unless the deadline passes first.
     pub(crate) close_request: Option<(CloseFrame, Instant)>,
+    pub(crate) channels: Channels,
+    pub(crate) extensions: Extensions,
 }
 
 /// Publishes state to every handle.
@@ -61,11 +95,13 @@ pub(crate) struct Publisher {
     pub(crate) status: watch::Sender<Status>,
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) extensions: Extensions,
 }
 
 impl Publisher {
     fn state(&self, state: ConnectionState, update: impl FnOnce(&mut Status)) {
         self.stats.set_state(&state);
+        self.extensions.each(|ext, ctx| ext.on_state(&state, ctx));
         self.status.send_modify(|s| {
             s.state = state;
             update(s);
@@ -166,6 +202,10 @@ impl Supervisor {
                 attempt: attempt + 1,
                 delay,
             });
+            let next = attempt + 1;
+            self.publish
+                .extensions
+                .each(|ext, ctx| ext.on_reconnect_scheduled(delay, next, ctx));
             if wait(
                 &mut self.pipes,
                 &self.publish,
@@ -212,21 +252,42 @@ impl Supervisor {
         let limit = handshaker
             .timeout()
             .unwrap_or(self.link.config.handshake_timeout);
+        // The user's handshake (auth, static subscriptions), then the runtime channel set,
+        // all before Ready: queued user messages only flow after both.
+        let replay_format = self.pipes.channels.format.clone();
+        let replayed = self.pipes.channels.active.clone();
         let handshake = async {
             let mut io = HandshakeIo::new(&mut ws, &mut later, &context);
-            tokio::time::timeout(limit, handshaker.handshake(&mut io)).await
+            with_timeout(limit, handshaker.name(), handshaker.handshake(&mut io)).await?;
+            if let Some(format) = replay_format.filter(|_| !replayed.is_empty()) {
+                let limit = format.step_timeout().unwrap_or(limit);
+                with_timeout(limit, "channels", format.run(&mut io, &replayed))
+                    .await
+                    .map_err(|e| e.with_step("replaying channel subscriptions"))?;
+            }
+            Ok::<(), HandshakeError>(())
         };
         let handshake =
             match wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await {
                 None => return Attempt::Closed,
                 Some(result) => result,
             };
-        if let Err(error) = handshake.unwrap_or_else(|_| {
-            Err(crate::handshake::HandshakeError::retryable(format!(
-                "timed out after {limit:?}"
-            )))
-        }) {
+        if let Err(error) = handshake {
             return self.failed(Error::Handshake(Arc::new(error)), 0, false);
+        }
+        // Channels added while the handshake ran were recorded but not yet sent.
+        if let Some(format) = &self.pipes.channels.format {
+            let missed: Vec<String> = self
+                .pipes
+                .channels
+                .active
+                .iter()
+                .filter(|c| !replayed.contains(c))
+                .cloned()
+                .collect();
+            for msg in format.subscribe_messages(&missed).into_iter().rev() {
+                self.pipes.outbox.push_front(msg);
+            }
         }
         if !later.is_empty() {
             // Frames that arrived during the handshake go to the user first.
@@ -236,10 +297,21 @@ impl Supervisor {
                 &stats.bytes_in,
                 later.iter().map(|m| payload_len(m) as u64).sum(),
             );
+            let extensions = &self.pipes.extensions;
+            let later: Vec<Message> = if extensions.is_empty() {
+                later
+            } else {
+                later
+                    .into_iter()
+                    .filter_map(|m| extensions.inbound(m))
+                    .collect()
+            };
             for msg in &later {
                 self.pipes.inbound.fan_out(msg);
             }
-            self.pipes.pending_in = Some(later);
+            if !later.is_empty() {
+                self.pipes.pending_in = Some(later);
+            }
         }
 
         let reconnect = *ever_ready;
@@ -252,6 +324,9 @@ impl Supervisor {
             }
         });
         self.publish.event(ConnectionEvent::Ready { reconnect });
+        self.publish
+            .extensions
+            .each(|ext, ctx| ext.on_connect(reconnect, ctx));
         tracing::debug!(reconnect, "ready");
 
         let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
@@ -284,6 +359,10 @@ impl Supervisor {
             reason: error.clone(),
             unconfirmed,
         });
+        self.publish.extensions.each(|ext, ctx| {
+            ext.on_error(&error, ctx);
+            ext.on_disconnect(&error, ctx);
+        });
         Attempt::Failed { error, stable }
     }
 
@@ -315,6 +394,11 @@ impl Supervisor {
             }
         }
         let error = result.err();
+        if let Some(error) = &error {
+            self.publish
+                .extensions
+                .each(|ext, ctx| ext.on_error(error, ctx));
+        }
         self.publish
             .state(ConnectionState::Closed, |s| s.error = error.clone());
         self.publish.event(ConnectionEvent::Closed { error });
@@ -339,6 +423,7 @@ async fn wait<F: Future>(
         scratch,
         stats,
         close_request,
+        channels,
         ..
     } = pipes;
     let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
@@ -350,6 +435,11 @@ async fn wait<F: Future>(
             command = commands.recv(), if close_request.is_none() => {
                 let (frame, drain) = match command {
                     Some(Command::Close { frame, drain }) => (frame, drain),
+                    Some(other) => {
+                        // Not connected: the set changes now, the wire on the next connect.
+                        channels.apply(&other);
+                        continue;
+                    }
                     None => (normal_close(), config.drain_on_close),
                 };
                 if !drain || (outbox.is_empty() && queue.is_empty()) {

@@ -1,0 +1,292 @@
+//! The hub's settings, each with its default, and the builder that checks them.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+
+/// Which browser origins may open a WebSocket.
+///
+/// Requests without an `Origin` header (non-browser clients) are always let through: the
+/// header exists to stop other sites' pages from riding a user's browser, and a non-browser
+/// client can send any origin it likes anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginPolicy {
+    /// Only pages served by this hub: the `Origin`'s host must equal the `Host` header. Default.
+    SameHost,
+    /// Only these exact origins (`scheme://host[:port]`), plus the hub's own host.
+    List(Vec<String>),
+    /// Any origin. Only for hubs behind another origin check.
+    Any,
+}
+
+/// The hub's settings. Build one with [`Hub::builder`].
+#[derive(Debug, Clone)]
+pub(crate) struct HubConfig {
+    pub(crate) jwt_secret: Option<Vec<u8>>,
+    pub(crate) token_leeway: Duration,
+    pub(crate) revoked: Vec<String>,
+    pub(crate) allow_anonymous: bool,
+    pub(crate) anonymous_subscribe: Vec<String>,
+    pub(crate) anonymous_publish: Vec<String>,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) max_message_size: usize,
+    pub(crate) rate_per_sec: u32,
+    pub(crate) rate_burst: u32,
+    pub(crate) outbound_queue_bytes: usize,
+    pub(crate) ping_interval: Duration,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) history_len: usize,
+    pub(crate) history_age: Duration,
+    pub(crate) history_bytes: usize,
+    pub(crate) dedupe_window: usize,
+    pub(crate) shutdown_drain: Duration,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) write_buffer_size: usize,
+    pub(crate) stats_interval: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            jwt_secret: None,
+            token_leeway: Duration::ZERO,
+            revoked: Vec::new(),
+            allow_anonymous: false,
+            anonymous_subscribe: vec!["*".into()],
+            anonymous_publish: vec!["*".into()],
+            origins: OriginPolicy::SameHost,
+            max_message_size: 64 * 1024,
+            rate_per_sec: 100,
+            rate_burst: 200,
+            outbound_queue_bytes: 1024 * 1024,
+            ping_interval: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(20),
+            auth_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_subscriptions: 100,
+            history_len: 1000,
+            history_age: Duration::from_secs(300),
+            history_bytes: 4 * 1024 * 1024,
+            dedupe_window: 1000,
+            shutdown_drain: Duration::from_secs(5),
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 8 * 1024,
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Configures a [`Hub`]. Every setting has a default; [`build`](Self::build) checks them.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct HubBuilder {
+    config: HubConfig,
+}
+
+impl HubBuilder {
+    pub(crate) fn new() -> Self {
+        HubBuilder::default()
+    }
+
+    /// The HS256 secret that tokens are signed with. Default: none, so no token is accepted.
+    pub fn jwt_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.config.jwt_secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
+    /// Clock skew tolerated on a token's `exp`. Default: 0.
+    pub fn token_leeway(mut self, leeway: Duration) -> Self {
+        self.config.token_leeway = leeway;
+        self
+    }
+
+    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked.
+    pub fn revoke(mut self, id: impl Into<String>) -> Self {
+        self.config.revoked.push(id.into());
+        self
+    }
+
+    /// Lets clients without a token in. Default: `false`.
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = allow;
+        self
+    }
+
+    /// Room patterns anonymous clients may subscribe to and publish to. Default: `["*"]` each.
+    pub fn anonymous_rooms(mut self, subscribe: &[&str], publish: &[&str]) -> Self {
+        self.config.anonymous_subscribe = subscribe.iter().map(|s| s.to_string()).collect();
+        self.config.anonymous_publish = publish.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Which browser origins may connect. Default: [`OriginPolicy::SameHost`].
+    pub fn origins(mut self, policy: OriginPolicy) -> Self {
+        self.config.origins = policy;
+        self
+    }
+
+    /// Adds an allowed origin such as `https://app.example.com` (switches to a list).
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        match &mut self.config.origins {
+            OriginPolicy::List(list) => list.push(origin.into()),
+            other => *other = OriginPolicy::List(vec![origin.into()]),
+        }
+        self
+    }
+
+    /// The largest frame or message a client may send, in bytes. Default: 64 KiB. Over it, the
+    /// hub closes with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// The per-connection rate limit: a token bucket refilled at `per_sec` frames per second
+    /// holding at most `burst`. Default: 100/s, burst 200. Over it, the hub closes with 4008.
+    pub fn rate_limit(mut self, per_sec: u32, burst: u32) -> Self {
+        self.config.rate_per_sec = per_sec;
+        self.config.rate_burst = burst;
+        self
+    }
+
+    /// The most bytes queued for one connection. Default: 1 MiB. Over it, the connection is a
+    /// slow consumer: its queue is dropped and it is closed with 4009.
+    pub fn outbound_queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.outbound_queue_bytes = bytes;
+        self
+    }
+
+    /// How often the hub pings each client. Default: 20 s.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// How long past a ping a silent client is kept. Default: 20 s. Then the hub closes with 4000.
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.config.ping_timeout = timeout;
+        self
+    }
+
+    /// How long a client without a token in its request has to send `auth`. Default: 10 s.
+    pub fn auth_timeout(mut self, timeout: Duration) -> Self {
+        self.config.auth_timeout = timeout;
+        self
+    }
+
+    /// The most concurrent WebSocket connections. Default: 10,000. Over it, the hub closes the
+    /// new connection with 1013.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// The most rooms one connection may subscribe to. Default: 100.
+    pub fn max_subscriptions(mut self, max: usize) -> Self {
+        self.config.max_subscriptions = max;
+        self
+    }
+
+    /// Room history bounds: at most `len` messages, none older than `age`, at most `bytes`
+    /// of frames. Default: 1000 messages, 5 minutes, 4 MiB.
+    pub fn history(mut self, len: usize, age: Duration, bytes: usize) -> Self {
+        self.config.history_len = len;
+        self.config.history_age = age;
+        self.config.history_bytes = bytes;
+        self
+    }
+
+    /// How many recent `(client, id)` publish keys each room remembers. Default: 1000.
+    pub fn dedupe_window(mut self, len: usize) -> Self {
+        self.config.dedupe_window = len;
+        self
+    }
+
+    /// How long queues may drain on shutdown before connections are dropped. Default: 5 s.
+    pub fn shutdown_drain(mut self, drain: Duration) -> Self {
+        self.config.shutdown_drain = drain;
+        self
+    }
+
+    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 8 KiB,
+    /// chosen small because idle connections dominate memory (tungstenite's own default is
+    /// 128 KiB each).
+    pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
+        self.config.read_buffer_size = read;
+        self.config.write_buffer_size = write;
+        self
+    }
+
+    /// How often the `$stats` system room gets a snapshot. Default: 1 s.
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.config.stats_interval = interval;
+        self
+    }
+
+    /// Checks the settings and makes the hub.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] names the first setting that is out of range.
+    pub fn build(self) -> Result<Hub> {
+        let c = &self.config;
+        let bad = |setting, reason| Err(Error::Config { setting, reason });
+        if c.jwt_secret.is_none() && !c.allow_anonymous {
+            return bad("jwt_secret", "set a secret or allow anonymous access");
+        }
+        if c.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("jwt_secret", "use at least 16 bytes");
+        }
+        if c.max_message_size < 256 {
+            return bad("max_message_size", "must be at least 256 bytes");
+        }
+        if c.rate_per_sec == 0 || c.rate_burst == 0 {
+            return bad("rate_limit", "rate and burst must be positive");
+        }
+        if c.outbound_queue_bytes < c.max_message_size {
+            return bad(
+                "outbound_queue_bytes",
+                "must hold at least one maximum-size message",
+            );
+        }
+        if c.ping_interval.is_zero() || c.ping_timeout.is_zero() || c.auth_timeout.is_zero() {
+            return bad(
+                "ping_interval",
+                "ping interval, ping timeout and auth timeout must be positive",
+            );
+        }
+        if c.max_connections == 0 || c.max_subscriptions == 0 {
+            return bad(
+                "max_connections",
+                "connection and subscription caps must be positive",
+            );
+        }
+        if c.history_len == 0 || c.history_age.is_zero() || c.history_bytes == 0 {
+            return bad("history", "history bounds must be positive");
+        }
+        if c.dedupe_window == 0 {
+            return bad("dedupe_window", "must be positive");
+        }
+        if c.read_buffer_size < 512 {
+            return bad("socket_buffers", "read buffer must be at least 512 bytes");
+        }
+        if c.stats_interval.is_zero() {
+            return bad("stats_interval", "must be positive");
+        }
+        Ok(Hub::new(self.config))
+    }
+
+    /// Builds the hub and serves it on `listener` until Ctrl-C or SIGTERM.
+    ///
+    /// # Errors
+    ///
+    /// A refused setting, or an I/O error from the listener.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<()> {
+        self.build()?.serve(listener).await
+    }
+}

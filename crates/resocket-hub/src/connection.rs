@@ -1,0 +1,473 @@
+//! One WebSocket connection: a reader that handles client frames and a writer that drains the
+//! outbox in batches, polled together in one task.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use resocket::hub::protocol::{close_code, ErrorCode, ServerFrame};
+use tracing::Instrument;
+
+use crate::frame::{self, FrameError, Inbound};
+use crate::hub::Shared;
+use crate::metrics::Disconnect;
+use crate::outbox::{Closing, Outbox};
+use crate::rate::TokenBucket;
+use crate::room::{Published, Recovery, Room};
+use crate::token::Claims;
+
+/// How long a closing connection may take to write its close frame before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who is on the other end.
+#[derive(Debug)]
+pub(crate) enum Identity {
+    /// Authenticated by a token.
+    Token(Claims),
+    /// Anonymous, with the client id it gave in `auth`, if any.
+    Anonymous { client: Option<String> },
+}
+
+/// The connection's authentication state.
+#[derive(Debug)]
+pub(crate) enum Auth {
+    /// No token yet and anonymous access is off: the first frame must be `auth`.
+    Pending,
+    /// Authenticated by the upgrade request (token or anonymous).
+    FromRequest(Identity),
+    /// Authenticated by an `auth` frame.
+    FromFrame(Identity),
+}
+
+struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    outbox: Arc<Outbox>,
+    auth: Auth,
+    subscriptions: HashMap<String, Arc<Room>>,
+}
+
+/// Runs a connection to its end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    id: u64,
+    outbox: Arc<Outbox>,
+    auth: Auth,
+) {
+    let span = tracing::debug_span!("conn", id);
+    async move {
+        let (sink, stream) = socket.split();
+        let start = Instant::now();
+        // Milliseconds since `start` of the last frame from the client: the reader stamps it and
+        // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
+        let last_seen = AtomicU64::new(0);
+        let mut session = Session {
+            id,
+            shared: shared.clone(),
+            outbox: outbox.clone(),
+            auth,
+            subscriptions: HashMap::new(),
+        };
+        let mut writer = pin!(write_loop(&shared, sink, &outbox, &last_seen, start));
+        tokio::select! {
+            () = &mut writer => {}
+            end = read_loop(&mut session, stream, &last_seen, start) => {
+                outbox.close(end.unwrap_or(Closing { code: 1000, reason: "", drain: false }));
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+            }
+        }
+        for (_, room) in session.subscriptions.drain() {
+            room.unsubscribe(id, &shared.metrics);
+        }
+        shared.unregister(id);
+        tracing::debug!("closed");
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn write_loop(
+    shared: &Shared,
+    mut sink: SplitSink<WebSocket, Message>,
+    outbox: &Outbox,
+    last_seen: &AtomicU64,
+    start: Instant,
+) {
+    let cfg = &shared.config;
+    let mut batch = VecDeque::new();
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + cfg.ping_interval,
+        cfg.ping_interval,
+    );
+    let dead_after = (cfg.ping_interval + cfg.ping_timeout).as_millis() as u64;
+    loop {
+        let mut send_ping = false;
+        tokio::select! {
+            biased;
+            () = outbox.ready() => {}
+            _ = ping.tick() => {
+                let silent = (start.elapsed().as_millis() as u64).saturating_sub(last_seen.load(Relaxed));
+                if silent > dead_after {
+                    shared.metrics.disconnect(Disconnect::PingTimeout);
+                    outbox.close(Closing { code: close_code::PING_TIMEOUT, reason: "ping timeout", drain: false });
+                } else {
+                    send_ping = true;
+                }
+            }
+        }
+        let mut closing = outbox.take(&mut batch);
+        let (frames, bytes) = (
+            batch.len() as u64,
+            batch.iter().map(|f| f.len() as u64).sum::<u64>(),
+        );
+        // Every queued frame is fed, then the socket is flushed once: one syscall per batch.
+        let write = async {
+            if send_ping {
+                sink.feed(Message::Ping(bytes::Bytes::new())).await?;
+            }
+            for frame in batch.drain(..) {
+                sink.feed(Message::Text(frame)).await?;
+            }
+            sink.flush().await
+        };
+        tokio::select! {
+            biased;
+            // A peer that stopped reading leaves the write pending forever; an abort (slow
+            // consumer, drain time over) must win over it.
+            () = outbox.aborted() => {
+                batch.clear();
+                closing = outbox.take(&mut batch);
+            }
+            res = write => {
+                if res.is_err() {
+                    return;
+                }
+                shared.metrics.messages_out.fetch_add(frames, Relaxed);
+                shared.metrics.bytes_out.fetch_add(bytes, Relaxed);
+            }
+        }
+        // `take` hands over the queue and the close request atomically, and the outbox refuses
+        // frames once closing, so everything queued before the close has just been written.
+        if let Some(c) = closing {
+            let frame = CloseFrame {
+                code: c.code,
+                reason: Utf8Bytes::from_static(c.reason),
+            };
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    session: &mut Session,
+    mut stream: SplitStream<WebSocket>,
+    last_seen: &AtomicU64,
+    start: Instant,
+) -> Option<Closing> {
+    let shared = session.shared.clone();
+    let cfg = &shared.config;
+    let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
+    let mut auth_deadline = pin!(tokio::time::sleep(cfg.auth_timeout));
+    loop {
+        let pending = matches!(session.auth, Auth::Pending);
+        let msg = tokio::select! {
+            biased;
+            () = &mut auth_deadline, if pending => {
+                shared.metrics.auth_failures.fetch_add(1, Relaxed);
+                shared.metrics.disconnect(Disconnect::Auth);
+                session.error(ErrorCode::Unauthorized, "no auth frame in time", None);
+                return Some(Closing { code: close_code::POLICY, reason: "auth timeout", drain: true });
+            }
+            msg = stream.next() => msg,
+        };
+        let msg = match msg {
+            None => return None,
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => return session.read_error(e),
+        };
+        last_seen.store(start.elapsed().as_millis() as u64, Relaxed);
+        let text = match msg {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                if let Some(c) = session.rate_check(&mut bucket) {
+                    return Some(c);
+                }
+                session.error(ErrorCode::BinaryUnsupported, "frames are JSON text", None);
+                continue;
+            }
+            Message::Close(_) => return None,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if let Some(c) = session.rate_check(&mut bucket) {
+            return Some(c);
+        }
+        shared.metrics.messages_in.fetch_add(1, Relaxed);
+        shared
+            .metrics
+            .bytes_in
+            .fetch_add(text.len() as u64, Relaxed);
+        if let Some(c) = session.handle(text.as_str()) {
+            return Some(c);
+        }
+    }
+}
+
+impl Session {
+    fn push(&self, frame: &ServerFrame<()>) {
+        // Serializing strings and numbers cannot fail.
+        let text = serde_json::to_string(frame).unwrap_or_default();
+        if self.outbox.push(text.into()) == crate::outbox::Push::Overflowed {
+            self.shared.metrics.disconnect(Disconnect::SlowConsumer);
+        }
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>, reference: Option<String>) {
+        self.shared.metrics.error_frames.fetch_add(1, Relaxed);
+        self.push(&ServerFrame::Error {
+            code,
+            message: message.into(),
+            reference,
+        });
+    }
+
+    fn rate_check(&self, bucket: &mut TokenBucket) -> Option<Closing> {
+        if bucket.try_take(Instant::now()) {
+            return None;
+        }
+        self.shared.metrics.disconnect(Disconnect::RateLimited);
+        self.error(ErrorCode::RateLimited, "rate limit exceeded", None);
+        Some(Closing {
+            code: close_code::RATE_LIMITED,
+            reason: "rate limited",
+            drain: true,
+        })
+    }
+
+    fn read_error(&self, e: axum::Error) -> Option<Closing> {
+        let inner = e.into_inner();
+        match inner.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => {
+                self.shared.metrics.disconnect(Disconnect::TooBig);
+                let max = self.shared.config.max_message_size;
+                self.error(
+                    ErrorCode::TooBig,
+                    format!("frames are limited to {max} bytes"),
+                    None,
+                );
+                Some(Closing {
+                    code: close_code::TOO_BIG,
+                    reason: "message too big",
+                    drain: true,
+                })
+            }
+            Some(tungstenite::Error::Utf8(_)) => {
+                // RFC 6455 §8.1: invalid UTF-8 in a text frame fails the connection (1007).
+                self.shared.metrics.disconnect(Disconnect::InvalidUtf8);
+                self.error(
+                    ErrorCode::InvalidUtf8,
+                    "text frame is not valid UTF-8",
+                    None,
+                );
+                Some(Closing {
+                    code: close_code::INVALID_PAYLOAD,
+                    reason: "invalid utf-8",
+                    drain: true,
+                })
+            }
+            _ => {
+                tracing::debug!(error = %inner, "read failed");
+                None
+            }
+        }
+    }
+
+    fn auth_failed(&self, message: &str) -> Option<Closing> {
+        self.shared.metrics.auth_failures.fetch_add(1, Relaxed);
+        self.shared.metrics.disconnect(Disconnect::Auth);
+        self.error(ErrorCode::Unauthorized, message, None);
+        Some(Closing {
+            code: close_code::POLICY,
+            reason: "unauthorized",
+            drain: true,
+        })
+    }
+
+    /// Handles one text frame; `Some` when the connection must close.
+    fn handle(&mut self, text: &str) -> Option<Closing> {
+        let frame = match frame::parse(text) {
+            Ok(frame) => frame,
+            Err(FrameError {
+                code,
+                message,
+                reference,
+            }) => {
+                if matches!(self.auth, Auth::Pending) {
+                    return self.auth_failed("the first frame must be `auth`");
+                }
+                self.error(code, message, reference);
+                return None;
+            }
+        };
+        match frame {
+            Inbound::Auth { token, client } => self.auth(token, client),
+            _ if matches!(self.auth, Auth::Pending) => {
+                self.auth_failed("the first frame must be `auth`")
+            }
+            Inbound::Subscribe { room, since, epoch } => {
+                self.subscribe(room, since, epoch);
+                None
+            }
+            Inbound::Unsubscribe { room } => {
+                match self.subscriptions.remove(&room) {
+                    Some(r) => {
+                        r.unsubscribe(self.id, &self.shared.metrics);
+                    }
+                    None => self.error(
+                        ErrorCode::NotSubscribed,
+                        "not subscribed to this room",
+                        Some(room),
+                    ),
+                }
+                None
+            }
+            Inbound::Publish { room, id, data } => {
+                self.publish(room, id, data);
+                None
+            }
+        }
+    }
+
+    fn identity(&self) -> Option<&Identity> {
+        match &self.auth {
+            Auth::Pending => None,
+            Auth::FromRequest(i) | Auth::FromFrame(i) => Some(i),
+        }
+    }
+
+    fn auth(&mut self, token: Option<String>, client: Option<String>) -> Option<Closing> {
+        let anonymous_upgrade = matches!(self.auth, Auth::FromRequest(Identity::Anonymous { .. }));
+        if !matches!(self.auth, Auth::Pending) && !anonymous_upgrade {
+            self.error(
+                ErrorCode::AlreadyAuthenticated,
+                "this connection is already authenticated",
+                None,
+            );
+            return None;
+        }
+        let identity = match token {
+            Some(token) => match self.shared.verify(&token) {
+                Ok(claims) => Identity::Token(claims),
+                Err(e) => return self.auth_failed(&e.to_string()),
+            },
+            None if self.shared.config.allow_anonymous => Identity::Anonymous { client },
+            None => return self.auth_failed("a token is required"),
+        };
+        self.auth = Auth::FromFrame(identity);
+        None
+    }
+
+    fn may(&self, room: &str, publish: bool) -> bool {
+        let cfg = &self.shared.config;
+        match self.identity() {
+            Some(Identity::Token(c)) if publish => c.may_publish(room),
+            Some(Identity::Token(c)) => c.may_subscribe(room),
+            Some(Identity::Anonymous { .. }) if publish => {
+                crate::glob::any_matches(&cfg.anonymous_publish, room)
+            }
+            Some(Identity::Anonymous { .. }) => {
+                crate::glob::any_matches(&cfg.anonymous_subscribe, room)
+            }
+            None => false,
+        }
+    }
+
+    fn subscribe(&mut self, name: String, since: Option<u64>, epoch: Option<u64>) {
+        if !self.may(&name, false) {
+            self.error(
+                ErrorCode::Forbidden,
+                "no permission to subscribe to this room",
+                Some(name),
+            );
+            return;
+        }
+        if !self.subscriptions.contains_key(&name)
+            && self.subscriptions.len() >= self.shared.config.max_subscriptions
+        {
+            self.error(
+                ErrorCode::TooManySubscriptions,
+                "subscription limit reached",
+                Some(name),
+            );
+            return;
+        }
+        if let Some(old) = self.subscriptions.remove(&name) {
+            // A repeated subscribe restarts the subscription, with a fresh replay.
+            old.unsubscribe(self.id, &self.shared.metrics);
+        }
+        let shared = &self.shared;
+        loop {
+            let room = shared.room(&name);
+            match room.subscribe(
+                self.id,
+                &self.outbox,
+                since,
+                epoch,
+                &shared.limits,
+                &shared.metrics,
+            ) {
+                // The room was retired between lookup and subscribe; the next lookup replaces it.
+                None => continue,
+                Some(recovery) => {
+                    match recovery {
+                        Recovery::Full => shared.metrics.recoveries_full.fetch_add(1, Relaxed),
+                        Recovery::Partial => {
+                            shared.metrics.recoveries_partial.fetch_add(1, Relaxed)
+                        }
+                        Recovery::NotAsked => 0,
+                    };
+                    self.subscriptions.insert(name, room);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, name: String, id: String, data: &serde_json::value::RawValue) {
+        if name.starts_with('$') || !self.may(&name, true) {
+            self.error(
+                ErrorCode::Forbidden,
+                "no permission to publish to this room",
+                Some(id),
+            );
+            return;
+        }
+        let client = match self.identity() {
+            Some(Identity::Token(c)) => c.sub.clone(),
+            Some(Identity::Anonymous { client: Some(c) }) => format!("anon:{c}"),
+            // Without a client id, repeats are recognised within this connection only.
+            _ => format!("conn:{}", self.id),
+        };
+        let shared = &self.shared;
+        let offset = loop {
+            match shared.room(&name).publish(
+                Some((&client, &id)),
+                data,
+                &shared.limits,
+                &shared.metrics,
+            ) {
+                Published::Applied { offset } | Published::Duplicate { offset } => break offset,
+                Published::Gone => continue,
+            }
+        };
+        shared.metrics.acks.fetch_add(1, Relaxed);
+        self.push(&ServerFrame::Ack { id, offset });
+    }
+}

@@ -1,0 +1,59 @@
+//! The hub's error type.
+
+use std::io;
+
+/// A result with the hub's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the hub's library calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is out of range or inconsistent; the message names it.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Config {
+        /// The builder method's name.
+        setting: &'static str,
+        /// Why the value is refused.
+        reason: &'static str,
+    },
+    /// Serving failed at the socket level.
+    #[error("serving failed")]
+    Io(#[from] io::Error),
+    /// A token could not be verified.
+    #[error("token rejected")]
+    Token(#[from] TokenError),
+}
+
+impl Error {
+    /// Whether this is a refused setting.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Config { .. })
+    }
+
+    /// Whether this is a rejected token.
+    pub fn is_token(&self) -> bool {
+        matches!(self, Error::Token(_))
+    }
+}
+
+/// Why a token was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not three base64url parts, or parts that do not decode to the expected JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// The header names an algorithm other than HS256.
+    #[error("unsupported token algorithm")]
+    Algorithm,
+    /// The signature does not match the hub's secret.
+    #[error("bad token signature")]
+    Signature,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// The token's `jti` or `sub` is on the deny-list.
+    #[error("token revoked")]
+    Revoked,
+}

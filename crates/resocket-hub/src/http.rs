@@ -1,0 +1,167 @@
+//! The HTTP side: routes, the upgrade checks (origin, token, connection cap), health, metrics
+//! and the embedded dashboard.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use resocket::hub::protocol::{close_code, SUBPROTOCOL};
+
+use crate::config::OriginPolicy;
+use crate::connection::{self, Auth, Identity};
+use crate::error::TokenError;
+use crate::hub::{Hub, Shared};
+use crate::metrics::Rejection;
+use crate::token::Claims;
+
+const INDEX_HTML: &str = include_str!("../dashboard/index.html");
+const APP_JS: &str = include_str!("../dashboard/app.js");
+
+pub(crate) fn router(hub: Hub) -> Router {
+    Router::new()
+        .route("/ws", get(ws))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    INDEX_HTML,
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .with_state(hub.shared)
+}
+
+/// Query parameters of `/ws`.
+#[derive(Debug, serde::Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+impl Shared {
+    /// Verifies a token and checks the deny-list.
+    pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let verifier = self.verifier.as_ref().ok_or(TokenError::Signature)?;
+        let claims = verifier.verify(token)?;
+        let revoked = |id: &str| self.config.revoked.iter().any(|r| r == id);
+        if revoked(&claims.sub) || claims.jti.as_deref().is_some_and(revoked) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+        let same_host = host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host));
+        match &self.config.origins {
+            OriginPolicy::Any => true,
+            OriginPolicy::SameHost => same_host,
+            OriginPolicy::List(list) => {
+                same_host || list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
+async fn ws(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if shared.is_shutting_down() {
+        shared.metrics.reject(Rejection::ShuttingDown);
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if !shared.origin_allowed(&headers) {
+        shared.metrics.reject(Rejection::Origin);
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let auth = match bearer.or(query.token.as_deref()) {
+        Some(token) => match shared.verify(token) {
+            Ok(claims) => Auth::FromRequest(Identity::Token(claims)),
+            Err(e) => {
+                shared
+                    .metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.metrics.reject(Rejection::Auth);
+                return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+            }
+        },
+        None if shared.config.allow_anonymous => {
+            Auth::FromRequest(Identity::Anonymous { client: None })
+        }
+        None => Auth::Pending,
+    };
+    let cfg = &shared.config;
+    let ws = ws
+        .protocols([SUBPROTOCOL])
+        .read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(cfg.write_buffer_size)
+        .max_message_size(cfg.max_message_size)
+        .max_frame_size(cfg.max_message_size);
+    let Some((id, outbox)) = shared.register() else {
+        shared.metrics.reject(Rejection::Capacity);
+        // Upgrade first so the client gets a close code it can act on (retry later), instead
+        // of an HTTP status that many WebSocket clients report only as "handshake failed".
+        return ws.on_upgrade(|mut socket| async move {
+            let frame = CloseFrame {
+                code: close_code::TRY_AGAIN_LATER,
+                reason: Utf8Bytes::from_static("at capacity"),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        });
+    };
+    // If the upgrade fails, the connection never runs: release its slot.
+    let on_fail = {
+        let shared = shared.clone();
+        move |_| shared.unregister(id)
+    };
+    ws.on_failed_upgrade(on_fail)
+        .on_upgrade(move |socket| connection::run(shared, socket, id, outbox, auth))
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.metrics.render(shared.room_count());
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}

@@ -1,0 +1,285 @@
+//! The hub handle: shared state, the axum router, serving and graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{HubBuilder, HubConfig};
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::outbox::{Closing, Outbox};
+use crate::room::{Limits, Room};
+use crate::token::Verifier;
+use resocket::hub::protocol::close_code;
+
+/// The pub/sub hub. Cheap to clone: every clone is the same hub.
+///
+/// ```no_run
+/// # async fn run() -> resocket_hub::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// resocket_hub::Hub::builder().jwt_secret("a secret of sixteen bytes").serve(listener).await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hub {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// State shared by every connection and route.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) limits: Limits,
+    pub(crate) verifier: Option<Verifier>,
+    pub(crate) metrics: Metrics,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    /// Every live connection's outbox, so shutdown can reach them all.
+    connections: Mutex<HashMap<u64, Arc<Outbox>>>,
+    next_conn: AtomicU64,
+    shutting_down: AtomicBool,
+    /// `true` once shutdown starts; tasks and `serve` wait on it.
+    shutdown_tx: watch::Sender<bool>,
+    /// The number of live connections, for the drain to wait on.
+    live_tx: watch::Sender<usize>,
+    stats_started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Maps stay consistent through a panic elsewhere (each update is one call).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    /// Starts configuring a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::new()
+    }
+
+    pub(crate) fn new(config: HubConfig) -> Self {
+        let limits = Limits {
+            history_len: config.history_len,
+            history_age: config.history_age,
+            history_bytes: config.history_bytes,
+            dedupe_window: config.dedupe_window,
+        };
+        let verifier = config
+            .jwt_secret
+            .as_deref()
+            .map(|s| Verifier::new(s, config.token_leeway));
+        Hub {
+            shared: Arc::new(Shared {
+                config,
+                limits,
+                verifier,
+                metrics: Metrics::default(),
+                rooms: Mutex::default(),
+                connections: Mutex::default(),
+                next_conn: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+                shutdown_tx: watch::channel(false).0,
+                live_tx: watch::channel(0).0,
+                stats_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
+    /// existing axum app. Starts the `$stats` publisher when called inside a Tokio runtime.
+    pub fn router(&self) -> axum::Router {
+        if tokio::runtime::Handle::try_current().is_ok()
+            && !self.shared.stats_started.swap(true, Relaxed)
+        {
+            tokio::spawn(crate::stats::run(self.clone()));
+        }
+        crate::http::router(self.clone())
+    }
+
+    /// Serves the hub on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from the listener.
+    pub async fn serve(self, listener: TcpListener) -> Result<()> {
+        self.serve_with_shutdown(listener, os_signal()).await
+    }
+
+    /// Serves the hub on `listener` until `signal` completes or [`shutdown`](Self::shutdown) is
+    /// called, then closes every connection with 1001, lets queues drain for up to the
+    /// configured time, and returns.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from the listener.
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let app = self.router();
+        let hub = self.clone();
+        let mut stop = self.shared.shutdown_tx.subscribe();
+        let trigger = async move {
+            tokio::select! {
+                () = signal => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            hub.shutdown();
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(trigger)
+            .await?;
+        self.drained().await;
+        Ok(())
+    }
+
+    /// Starts a graceful shutdown: refuses new connections and asks every connection to drain
+    /// its queue and close with 1001. [`serve`](Self::serve) returns once they are gone.
+    pub fn shutdown(&self) {
+        if self.shared.shutting_down.swap(true, Relaxed) {
+            return;
+        }
+        tracing::info!("hub shutting down");
+        self.shared.shutdown_tx.send_replace(true);
+        for outbox in lock(&self.shared.connections).values() {
+            outbox.close(Closing {
+                code: close_code::GOING_AWAY,
+                reason: "hub shutting down",
+                drain: true,
+            });
+        }
+    }
+
+    /// Waits for every connection to close: up to the drain time politely, then by force.
+    async fn drained(&self) {
+        let mut live = self.shared.live_tx.subscribe();
+        let drain = self.shared.config.shutdown_drain;
+        if tokio::time::timeout(drain, live.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = *live.borrow(),
+                "drain time over, dropping connections"
+            );
+            for outbox in lock(&self.shared.connections).values() {
+                outbox.close(Closing {
+                    code: close_code::GOING_AWAY,
+                    reason: "hub shutting down",
+                    drain: false,
+                });
+            }
+            // Writers give up a stuck write at once when aborted; this only bounds the wait.
+            let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(|n| *n == 0)).await;
+        }
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutting_down.load(Relaxed)
+    }
+
+    /// The number of open WebSocket connections.
+    pub fn connections(&self) -> usize {
+        *self.shared.live_tx.borrow()
+    }
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Relaxed)
+    }
+
+    pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Registers a connection; `None` at the connection cap or during shutdown.
+    pub(crate) fn register(&self) -> Option<(u64, Arc<Outbox>)> {
+        let mut conns = lock(&self.connections);
+        if conns.len() >= self.config.max_connections || self.is_shutting_down() {
+            return None;
+        }
+        let id = self.next_conn.fetch_add(1, Relaxed);
+        let outbox = Arc::new(Outbox::new(self.config.outbound_queue_bytes));
+        conns.insert(id, outbox.clone());
+        let n = conns.len();
+        drop(conns);
+        self.live_tx.send_replace(n);
+        self.metrics.connections.store(n as u64, Relaxed);
+        self.metrics.connections_total.fetch_add(1, Relaxed);
+        Some((id, outbox))
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut conns = lock(&self.connections);
+        conns.remove(&id);
+        let n = conns.len();
+        drop(conns);
+        self.metrics.connections.store(n as u64, Relaxed);
+        self.live_tx.send_replace(n);
+    }
+
+    /// The room named `name`, created if needed.
+    pub(crate) fn room(&self, name: &str) -> Arc<Room> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(name) {
+            // A room retired meanwhile is replaced: its history is gone, so a new epoch is right.
+            if !room.is_removed() {
+                return room.clone();
+            }
+        }
+        let key: Arc<str> = name.into();
+        let room = Arc::new(Room::new(key.clone()));
+        rooms.insert(key, room.clone());
+        room
+    }
+
+    /// The number of rooms.
+    pub(crate) fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Drops rooms that have neither subscribers nor history.
+    pub(crate) fn retire_rooms(&self) {
+        let rooms: Vec<(Arc<str>, Arc<Room>)> = lock(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, room) in rooms {
+            // The room is marked removed under its own lock first, so a publisher or subscriber
+            // that raced us sees the mark and looks the name up again.
+            if room.try_retire(&self.limits, &self.metrics) {
+                let mut map = lock(&self.rooms);
+                if map.get(&name).is_some_and(|r| Arc::ptr_eq(r, &room)) {
+                    map.remove(&name);
+                }
+            }
+        }
+    }
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+async fn os_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

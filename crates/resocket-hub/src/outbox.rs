@@ -1,0 +1,172 @@
+//! A connection's outbound queue: bounded in bytes, filled without awaiting, drained in batches.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
+
+/// How a connection is to be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closing {
+    /// The close code.
+    pub(crate) code: u16,
+    /// The close reason.
+    pub(crate) reason: &'static str,
+    /// Whether queued frames are written before the close frame.
+    pub(crate) drain: bool,
+}
+
+/// What became of a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued for the writer.
+    Queued,
+    /// The queue overflowed with this frame: the connection just became a slow consumer.
+    Overflowed,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Utf8Bytes>,
+    bytes: usize,
+    closing: Option<Closing>,
+}
+
+/// A connection's outbound queue.
+///
+/// A `std` mutex and not an async one: every critical section is a few pointer moves and never
+/// awaits, which is what lets the publish path fan out without holding anything across an await.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    inner: Mutex<Inner>,
+    max_bytes: usize,
+    /// Wakes the writer when frames or a close are queued.
+    ready: Notify,
+    /// Wakes a writer stuck writing to a peer that stopped reading, so it can give up.
+    abort: Notify,
+}
+
+impl Outbox {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Outbox {
+            inner: Mutex::default(),
+            max_bytes,
+            ready: Notify::new(),
+            abort: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the queue inconsistent (every update is one step), so
+        // a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame. Over the byte bound, the queue is dropped and the connection is closed
+    /// as a slow consumer, so memory never grows with a client that does not read.
+    pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
+        let mut inner = self.lock();
+        if inner.closing.is_some() {
+            return Push::Closed;
+        }
+        if inner.bytes + frame.len() > self.max_bytes {
+            inner.queue = VecDeque::new();
+            inner.bytes = 0;
+            inner.closing = Some(Closing {
+                code: resocket::hub::protocol::close_code::SLOW_CONSUMER,
+                reason: "slow consumer",
+                drain: false,
+            });
+            drop(inner);
+            self.ready.notify_one();
+            self.abort.notify_one();
+            return Push::Overflowed;
+        }
+        inner.bytes += frame.len();
+        inner.queue.push_back(frame);
+        drop(inner);
+        self.ready.notify_one();
+        Push::Queued
+    }
+
+    /// Asks the writer to close. The first request wins; a later one can only stop a drain.
+    pub(crate) fn close(&self, closing: Closing) {
+        let mut inner = self.lock();
+        match &mut inner.closing {
+            Some(c) if !closing.drain => c.drain = false,
+            Some(_) => {}
+            None => inner.closing = Some(closing),
+        }
+        let drain = inner.closing.is_some_and(|c| c.drain);
+        if !drain {
+            inner.queue = VecDeque::new();
+            inner.bytes = 0;
+        }
+        drop(inner);
+        self.ready.notify_one();
+        if !drain {
+            self.abort.notify_one();
+        }
+    }
+
+    /// Moves every queued frame into `batch` and tells whether the writer should close after
+    /// writing them.
+    pub(crate) fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> Option<Closing> {
+        let mut inner = self.lock();
+        std::mem::swap(&mut inner.queue, batch);
+        inner.bytes = 0;
+        inner.closing
+    }
+
+    /// Waits until something is queued.
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Waits until the connection must be dropped without draining.
+    pub(crate) async fn aborted(&self) {
+        self.abort.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_drops_the_queue_and_closes_as_slow_consumer() {
+        let o = Outbox::new(10);
+        assert_eq!(o.push(Utf8Bytes::from("12345")), Push::Queued);
+        assert_eq!(o.push(Utf8Bytes::from("12345")), Push::Queued);
+        assert_eq!(o.push(Utf8Bytes::from("1")), Push::Overflowed);
+        assert_eq!(o.push(Utf8Bytes::from("1")), Push::Closed);
+        let mut batch = VecDeque::new();
+        let closing = o.take(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        assert_eq!(closing.code, 4009);
+        assert!(!closing.drain);
+    }
+
+    #[test]
+    fn a_draining_close_keeps_the_queue_until_aborted() {
+        let o = Outbox::new(100);
+        o.push(Utf8Bytes::from("a"));
+        o.close(Closing {
+            code: 1001,
+            reason: "bye",
+            drain: true,
+        });
+        let mut batch = VecDeque::new();
+        assert!(o.take(&mut batch).unwrap().drain);
+        assert_eq!(batch.len(), 1);
+        o.close(Closing {
+            code: 1001,
+            reason: "bye",
+            drain: false,
+        });
+        assert!(!o.take(&mut batch).unwrap().drain);
+    }
+}

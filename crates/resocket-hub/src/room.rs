@@ -1,0 +1,326 @@
+//! A room: its offsets and epoch, bounded history, publish dedupe window and subscribers.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use resocket::hub::protocol::ServerFrame;
+use serde_json::value::RawValue;
+
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Push};
+
+/// History and dedupe bounds, copied from the hub's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) history_len: usize,
+    pub(crate) history_age: Duration,
+    pub(crate) history_bytes: usize,
+    pub(crate) dedupe_window: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    offset: u64,
+    at: Instant,
+    frame: Utf8Bytes,
+}
+
+#[derive(Debug)]
+struct State {
+    epoch: u64,
+    last: u64,
+    history: VecDeque<Entry>,
+    history_bytes: usize,
+    /// `client \0 id` → offset. The key is shared with `dedupe_order`, one allocation each.
+    dedupe: HashMap<Arc<str>, u64>,
+    dedupe_order: VecDeque<Arc<str>>,
+    subscribers: HashMap<u64, Arc<Outbox>>,
+    /// Set when the hub dropped the room from its map; a publisher holding it looks again.
+    removed: bool,
+}
+
+/// A room. Its state sits behind a `std` mutex that is never held across an await.
+#[derive(Debug)]
+pub(crate) struct Room {
+    name: Arc<str>,
+    state: Mutex<State>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Applied at this offset.
+    Applied { offset: u64 },
+    /// A repeat of an earlier publish, which got this offset.
+    Duplicate { offset: u64 },
+    /// The room was removed meanwhile; look it up again.
+    Gone,
+}
+
+/// What a subscribe replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recovery {
+    /// No `since` was given.
+    NotAsked,
+    /// Every message after `since` was replayed.
+    Full,
+    /// Some messages after `since` are gone.
+    Partial,
+}
+
+impl Room {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        // The epoch fits in 53 bits so that JavaScript clients read it exactly.
+        let epoch = fastrand::u64(1..(1 << 53));
+        Room {
+            name,
+            state: Mutex::new(State {
+                epoch,
+                last: 0,
+                history: VecDeque::new(),
+                history_bytes: 0,
+                dedupe: HashMap::new(),
+                dedupe_order: VecDeque::new(),
+                subscribers: HashMap::new(),
+                removed: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update below leaves the state consistent at each step that could panic
+        // (allocation), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a publish once per `(client, id)`: assigns the next offset, serializes the
+    /// `message` frame once, keeps it in history and queues the same bytes for every subscriber.
+    pub(crate) fn publish(
+        &self,
+        dedupe_key: Option<(&str, &str)>,
+        data: &RawValue,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Published {
+        let key: Option<Arc<str>> = dedupe_key.map(|(client, id)| format!("{client}\0{id}").into());
+        let mut st = self.lock();
+        if st.removed {
+            return Published::Gone;
+        }
+        if let Some(offset) = key.as_ref().and_then(|k| st.dedupe.get(k)) {
+            metrics.dedupe_hits.fetch_add(1, Relaxed);
+            return Published::Duplicate { offset: *offset };
+        }
+        let offset = st.last + 1;
+        let frame = ServerFrame::Message {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset,
+            data,
+        };
+        // Serializing strings, numbers and a RawValue cannot fail.
+        let frame: Utf8Bytes = serde_json::to_string(&frame).unwrap_or_default().into();
+        st.last = offset;
+        let now = Instant::now();
+        for outbox in st.subscribers.values() {
+            if outbox.push(frame.clone()) == Push::Overflowed {
+                metrics.disconnect(crate::metrics::Disconnect::SlowConsumer);
+            }
+        }
+        st.history_bytes += frame.len();
+        metrics.history_messages.fetch_add(1, Relaxed);
+        metrics.history_bytes.fetch_add(frame.len() as u64, Relaxed);
+        st.history.push_back(Entry {
+            offset,
+            at: now,
+            frame,
+        });
+        prune(&mut st, limits, now, metrics);
+        if let Some(key) = key {
+            st.dedupe.insert(key.clone(), offset);
+            st.dedupe_order.push_back(key);
+            while st.dedupe_order.len() > limits.dedupe_window {
+                if let Some(old) = st.dedupe_order.pop_front() {
+                    st.dedupe.remove(&old);
+                }
+            }
+        }
+        metrics.publishes.fetch_add(1, Relaxed);
+        Published::Applied { offset }
+    }
+
+    /// Adds a subscriber. The `subscribed` frame and any replay are queued under the same lock
+    /// that publishes take, so no message falls between the replay and the live stream.
+    pub(crate) fn subscribe(
+        &self,
+        conn: u64,
+        outbox: &Arc<Outbox>,
+        since: Option<u64>,
+        epoch: Option<u64>,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Option<Recovery> {
+        let mut st = self.lock();
+        if st.removed {
+            return None;
+        }
+        prune(&mut st, limits, Instant::now(), metrics);
+        let oldest = st.history.front().map_or(st.last + 1, |e| e.offset);
+        let (recovery, first, from) = match since {
+            None => (Recovery::NotAsked, None, u64::MAX),
+            Some(since) => {
+                // A `since` from another epoch, or beyond the newest offset, cannot be matched
+                // to this history: replay everything still held and say it is not a recovery.
+                let foreign = epoch.is_some_and(|e| e != st.epoch) || since > st.last;
+                if !foreign && since + 1 >= oldest {
+                    (Recovery::Full, Some(since + 1), since + 1)
+                } else {
+                    (Recovery::Partial, Some(oldest), oldest)
+                }
+            }
+        };
+        let reply = ServerFrame::<()>::Subscribed {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset: st.last,
+            recovered: recovery != Recovery::Partial,
+            first,
+        };
+        outbox.push(serde_json::to_string(&reply).unwrap_or_default().into());
+        for entry in st.history.iter().filter(|e| e.offset >= from) {
+            outbox.push(entry.frame.clone());
+        }
+        if st.subscribers.insert(conn, outbox.clone()).is_none() {
+            metrics.subscriptions.fetch_add(1, Relaxed);
+        }
+        Some(recovery)
+    }
+
+    /// Whether the hub dropped this room from its map.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.lock().removed
+    }
+
+    /// Removes a subscriber; `false` if it was not subscribed.
+    pub(crate) fn unsubscribe(&self, conn: u64, metrics: &Metrics) -> bool {
+        let removed = self.lock().subscribers.remove(&conn).is_some();
+        if removed {
+            metrics.subscriptions.fetch_sub(1, Relaxed);
+        }
+        removed
+    }
+
+    /// Marks the room removed if nobody subscribes and its history has aged out.
+    pub(crate) fn try_retire(&self, limits: &Limits, metrics: &Metrics) -> bool {
+        let mut st = self.lock();
+        prune(&mut st, limits, Instant::now(), metrics);
+        if st.subscribers.is_empty() && st.history.is_empty() {
+            st.removed = true;
+        }
+        st.removed
+    }
+}
+
+/// Drops history past any of its bounds, oldest first.
+fn prune(st: &mut State, limits: &Limits, now: Instant, metrics: &Metrics) {
+    while let Some(front) = st.history.front() {
+        let too_old = now.saturating_duration_since(front.at) > limits.history_age;
+        if !(st.history.len() > limits.history_len
+            || st.history_bytes > limits.history_bytes
+            || too_old)
+        {
+            break;
+        }
+        let len = front.frame.len();
+        st.history.pop_front();
+        st.history_bytes -= len;
+        metrics.history_messages.fetch_sub(1, Relaxed);
+        metrics.history_bytes.fetch_sub(len as u64, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn limits(len: usize) -> Limits {
+        Limits {
+            history_len: len,
+            history_age: Duration::from_secs(60),
+            history_bytes: 1 << 20,
+            dedupe_window: 2,
+        }
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    fn drain(o: &Outbox) -> Vec<String> {
+        let mut b = VecDeque::new();
+        o.take(&mut b);
+        b.into_iter().map(|f| f.as_str().to_string()).collect()
+    }
+
+    #[test]
+    fn replays_exactly_after_since_or_says_it_cannot() {
+        let (room, m, l) = (Room::new("r".into()), Metrics::default(), limits(3));
+        for i in 0..5 {
+            room.publish(None, &raw(&i.to_string()), &l, &m);
+        }
+        let o = Arc::new(Outbox::new(1 << 20));
+        assert_eq!(
+            room.subscribe(1, &o, Some(3), None, &l, &m),
+            Some(Recovery::Full)
+        );
+        let got = drain(&o);
+        assert!(
+            got[0].contains(r#""offset":5,"recovered":true,"first":4"#),
+            "{}",
+            got[0]
+        );
+        assert_eq!(got.len(), 3);
+        assert!(got[1].contains(r#""offset":4,"data":3"#));
+
+        let o = Arc::new(Outbox::new(1 << 20));
+        assert_eq!(
+            room.subscribe(2, &o, Some(0), None, &l, &m),
+            Some(Recovery::Partial)
+        );
+        let got = drain(&o);
+        assert!(
+            got[0].contains(r#""recovered":false,"first":3"#),
+            "{}",
+            got[0]
+        );
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn repeated_ids_are_applied_once_within_the_window() {
+        let (room, m, l) = (Room::new("r".into()), Metrics::default(), limits(10));
+        let d = raw("1");
+        assert_eq!(
+            room.publish(Some(("c", "a")), &d, &l, &m),
+            Published::Applied { offset: 1 }
+        );
+        assert_eq!(
+            room.publish(Some(("c", "a")), &d, &l, &m),
+            Published::Duplicate { offset: 1 }
+        );
+        assert_eq!(
+            room.publish(Some(("d", "a")), &d, &l, &m),
+            Published::Applied { offset: 2 }
+        );
+        room.publish(Some(("c", "b")), &d, &l, &m);
+        // The window holds two keys, so ("c","a") has been evicted.
+        assert_eq!(
+            room.publish(Some(("c", "a")), &d, &l, &m),
+            Published::Applied { offset: 4 }
+        );
+    }
+}

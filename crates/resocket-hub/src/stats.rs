@@ -1,0 +1,69 @@
+//! The `$stats` system room: a snapshot of the hub, published at a fixed interval.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+
+use crate::hub::Hub;
+use crate::metrics::Disconnect;
+
+/// The system room the dashboard subscribes to.
+pub const STATS_ROOM: &str = "$stats";
+
+#[derive(serde::Serialize)]
+struct Snapshot {
+    connections: u64,
+    rooms: usize,
+    subscriptions: u64,
+    in_per_s: f64,
+    out_per_s: f64,
+    publishes: u64,
+    slow_consumer_disconnects: u64,
+    rate_limited_disconnects: u64,
+    rss_bytes: u64,
+}
+
+/// Publishes a snapshot every interval until shutdown, and retires idle rooms on the way.
+pub(crate) async fn run(hub: Hub) {
+    let shared = hub.shared;
+    let mut shutdown = shared.shutdown_rx();
+    let mut tick = tokio::time::interval(shared.config.stats_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let m = &shared.metrics;
+    let (mut last_in, mut last_out, mut last_at) = (0, 0, Instant::now());
+    // The first tick is immediate; a snapshot of a hub that just started says nothing.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        shared.retire_rooms();
+        let (now_in, now_out, now) = (
+            m.messages_in.load(Relaxed),
+            m.messages_out.load(Relaxed),
+            Instant::now(),
+        );
+        let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);
+        let snap = Snapshot {
+            connections: m.connections.load(Relaxed),
+            rooms: shared.room_count(),
+            subscriptions: m.subscriptions.load(Relaxed),
+            in_per_s: ((now_in - last_in) as f64 / secs).round(),
+            out_per_s: ((now_out - last_out) as f64 / secs).round(),
+            publishes: m.publishes.load(Relaxed),
+            slow_consumer_disconnects: m.disconnects(Disconnect::SlowConsumer),
+            rate_limited_disconnects: m.disconnects(Disconnect::RateLimited),
+            rss_bytes: crate::metrics::rss_bytes().unwrap_or(0),
+        };
+        (last_in, last_out, last_at) = (now_in, now_out, now);
+        let Ok(raw) = serde_json::to_string(&snap).map(RawValue::from_string) else {
+            continue;
+        };
+        let Ok(raw) = raw else { continue };
+        let room = shared.room(STATS_ROOM);
+        room.publish(None, &raw, &shared.limits, &shared.metrics);
+    }
+}

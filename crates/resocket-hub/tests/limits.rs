@@ -1,0 +1,198 @@
+//! Size and rate limits, the connection cap, server pings and slow consumers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{closed, guard, recv, send, subscribe, RawTcp, TestHub};
+use futures_util::{SinkExt, StreamExt};
+use resocket_hub::Hub;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn an_oversized_frame_gets_too_big_and_close_1009() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_message_size(1024)).await;
+        let mut ws = hub.raw_anon().await;
+        let big = json!({"type": "publish", "room": "r", "id": "1", "data": "x".repeat(2000)});
+        send(&mut ws, big).await;
+        assert_eq!(recv(&mut ws).await["code"], "too_big");
+        assert_eq!(closed(&mut ws).await.unwrap().code, 1009.into());
+        // A frame just under the limit is fine.
+        let mut ws = hub.raw_anon().await;
+        common::publish(&mut ws, "r", "2", json!("x".repeat(900))).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_is_closed_with_4008() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
+        let mut ws = hub.raw_anon().await;
+        // The burst is allowed...
+        for i in 0..10 {
+            common::publish(&mut ws, "r", &i.to_string(), json!(i)).await;
+        }
+        // ...and a flood past it is not.
+        for i in 10..40 {
+            let f = json!({"type": "publish", "room": "r", "id": i.to_string(), "data": i});
+            if ws.send(Message::text(f.to_string())).await.is_err() {
+                break;
+            }
+        }
+        let mut saw_error = false;
+        let close = loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => saw_error |= t.contains(r#""code":"rate_limited""#),
+                Some(Ok(Message::Close(f))) => break f,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert!(saw_error, "an error frame says why");
+        assert_eq!(close.unwrap().code, 4008.into());
+        let (_, m) = common::http_get(hub.addr, "/metrics").await;
+        assert_eq!(
+            common::metric(
+                &m,
+                "resocket_hub_disconnects_total{reason=\"rate_limited\"}"
+            ),
+            1.0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_a_client_is_closed_with_1013() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_connections(2)).await;
+        let _a = hub.raw_anon().await;
+        let _b = hub.raw_anon().await;
+        let mut c = hub.raw_anon().await;
+        assert_eq!(closed(&mut c).await.unwrap().code, 1013.into());
+        drop(_a);
+        // The slot comes back once the first client is gone.
+        let mut d = loop {
+            let mut d = hub.raw_anon().await;
+            send(&mut d, json!({"type": "subscribe", "room": "r"})).await;
+            match d.next().await {
+                Some(Ok(Message::Text(_))) => break d,
+                _ => tokio::task::yield_now().await,
+            }
+        };
+        subscribe(&mut d, "r2", None).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_with_4000() {
+    guard(10, async {
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .ping_interval(Duration::from_millis(100))
+                .ping_timeout(Duration::from_millis(100)),
+        )
+        .await;
+        // A bare TCP client reads but never answers pings.
+        let raw = RawTcp::upgrade(hub.addr).await;
+        assert_eq!(raw.close_code_at_eof().await, Some(4000));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_disconnected_and_memory_stays_flat() {
+    guard(60, async {
+        const MSG: usize = 64 * 1024;
+        const TOTAL: usize = 50 * 1024 * 1024;
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .max_message_size(MSG + 1024)
+                .rate_limit(100_000, 100_000)
+                .outbound_queue_bytes(4 * 1024 * 1024),
+        )
+        .await;
+        // The slow consumer subscribes, reads the reply, then never reads again.
+        let mut slow = RawTcp::upgrade(hub.addr).await;
+        slow.send_text(r#"{"type":"subscribe","room":"firehose"}"#)
+            .await;
+        slow.read_at_least(20).await;
+        // A fast consumer in the same room keeps receiving throughout.
+        let mut fast = hub.raw_anon().await;
+        subscribe(&mut fast, "firehose", None).await;
+        let fast_reader = tokio::spawn(async move {
+            let mut n = 0;
+            while n < TOTAL / MSG {
+                match fast.next().await {
+                    Some(Ok(Message::Text(t))) if t.starts_with(r#"{"type":"message""#) => n += 1,
+                    Some(Ok(_)) => {}
+                    other => panic!("fast consumer lost its connection: {other:?}"),
+                }
+            }
+            n
+        });
+
+        let before = resocket_hub::rss_bytes().expect("Linux /proc");
+        let mut peak = before;
+        let (mut tx, mut rx) = hub.raw_anon().await.split();
+        let payload = "x".repeat(MSG - 100);
+        let count = TOTAL / MSG;
+        // At most 8 publishes in flight, so the fast consumer is never far behind and only the
+        // consumer that stopped reading overflows its queue.
+        let window = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+        let acks = tokio::spawn({
+            let window = window.clone();
+            async move {
+                let mut n = 0;
+                while n < count {
+                    if let Some(Ok(Message::Text(t))) = rx.next().await {
+                        assert!(t.contains(r#""type":"ack""#), "{t}");
+                        window.add_permits(1);
+                        n += 1;
+                    }
+                }
+            }
+        });
+        for i in 0..count {
+            window.acquire().await.unwrap().forget();
+            let f =
+                format!(r#"{{"type":"publish","room":"firehose","id":"{i}","data":"{payload}"}}"#);
+            tx.send(Message::text(f)).await.unwrap();
+            if i % 16 == 0 {
+                peak = peak.max(resocket_hub::rss_bytes().unwrap());
+            }
+        }
+        acks.await.unwrap();
+        assert_eq!(
+            fast_reader.await.unwrap(),
+            count,
+            "the fast consumer got every message"
+        );
+        peak = peak.max(resocket_hub::rss_bytes().unwrap());
+
+        let growth = peak.saturating_sub(before);
+        eprintln!("rss before {} MiB, peak {} MiB", before >> 20, peak >> 20);
+        assert!(
+            growth < 20 * 1024 * 1024,
+            "RSS grew by {} MiB",
+            growth >> 20
+        );
+        let (_, m) = common::http_get(hub.addr, "/metrics").await;
+        assert_eq!(
+            common::metric(
+                &m,
+                "resocket_hub_disconnects_total{reason=\"slow_consumer\"}"
+            ),
+            1.0
+        );
+        // The slow consumer's socket is closed: reading it to the end terminates.
+        slow.close_code_at_eof().await;
+    })
+    .await;
+}
