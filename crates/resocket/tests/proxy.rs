@@ -5,6 +5,8 @@
 //! Every test but the one about the environment calls `proxy_from_env(false)`, because that
 //! one sets the process environment, which all tests in this binary share.
 
+mod support;
+
 use std::{
     fs,
     net::TcpListener,
@@ -283,13 +285,6 @@ async fn first_failure(events: &mut broadcast::Receiver<ConnectionEvent>) -> Err
     }
 }
 
-async fn wait_event(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
-    mut pred: impl FnMut(&ConnectionEvent) -> bool,
-) {
-    while !pred(&events.recv().await.expect("event stream ended")) {}
-}
-
 #[tokio::test]
 async fn http_connect_through_tinyproxy_with_credentials() {
     within(30, "tinyproxy with credentials", async {
@@ -415,7 +410,7 @@ async fn unreachable_proxy_is_typed_and_retried() {
             "{error:?}"
         );
         assert!(error.is_retryable());
-        wait_event(&mut events, |e| {
+        support::wait_event(&mut events, |e| {
             matches!(e, ConnectionEvent::Connecting { attempt: 2 })
         })
         .await;
@@ -559,7 +554,7 @@ async fn reconnects_through_the_proxy_after_the_proxy_restarts() {
         echo(&client, &mut messages, "before").await;
 
         proxy.stop();
-        wait_event(&mut events, |e| {
+        support::wait_event(&mut events, |e| {
             matches!(e, ConnectionEvent::Disconnected { .. })
         })
         .await;
@@ -571,7 +566,7 @@ async fn reconnects_through_the_proxy_after_the_proxy_restarts() {
         );
 
         proxy.restart();
-        wait_event(&mut events, |e| {
+        support::wait_event(&mut events, |e| {
             matches!(e, ConnectionEvent::Ready { reconnect: true })
         })
         .await;
