@@ -246,3 +246,28 @@ async fn demo_loses_nothing_and_duplicates_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bench_reports_throughput_and_a_latency_histogram() {
+    within(60, "bench", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let (code, stdout, stderr) =
+            output(&["bench", &server.url(), "-c", "2", "-r", "400", "-d", "1"]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("received"), "{stdout}");
+        let latency = stdout
+            .lines()
+            .find(|l| l.starts_with("latency"))
+            .expect("a latency line");
+        assert!(
+            latency.contains("p50") && latency.contains("p99") && latency.contains("max"),
+            "{latency}"
+        );
+        assert!(stdout.contains("histogram"), "{stdout}");
+        assert!(
+            stderr.contains("100%"),
+            "the progress bar reaches the end: {stderr}"
+        );
+    })
+    .await;
+}
