@@ -63,6 +63,19 @@ pub struct ConnectArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     pub insecure: bool,
+    /// Client certificate for mTLS (PEM file); needs --client-key.
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of --client-cert (PEM file).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Connect through this proxy: http://, https://, socks5:// or socks5h://, credentials
+    /// in the URL. Without it, HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY apply.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Ignore the proxy environment variables.
+    #[arg(long)]
+    pub no_proxy_env: bool,
     /// Stop at the first failed connection instead of retrying.
     #[arg(long)]
     pub exit_on_first_failure: bool,

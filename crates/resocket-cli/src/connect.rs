@@ -47,6 +47,18 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.insecure {
         builder = builder.danger_accept_invalid_certs(true);
     }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        builder = builder.client_identity_pem(read(cert)?, read(key)?);
+    }
+    if let Some(proxy) = &args.proxy {
+        builder = builder.proxy(proxy.clone());
+    }
+    if args.no_proxy_env {
+        builder = builder.proxy_from_env(false);
+    }
     let (client, mut messages) = builder.connect()?;
 
     let mut events = client.events();

@@ -271,3 +271,42 @@ async fn bench_reports_throughput_and_a_latency_histogram() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connect_trusts_a_ca_file_and_presents_a_client_certificate() {
+    within(60, "connect tls", async {
+        let pki = resocket_testkit::TestPki::new();
+        let server =
+            TestServer::start_tls(Behavior::Echo, pki.server_config_requiring_client_auth()).await;
+        let dir = std::env::temp_dir().join(format!("resocket-cli-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = pki.client_identity("cli");
+        let paths = [
+            ("ca.pem", pki.ca_pem()),
+            ("cert.pem", cert),
+            ("key.pem", key),
+        ]
+        .map(|(name, pem)| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path.to_string_lossy().into_owned()
+        });
+        let (mut child, mut lines) = spawn_connect(&[
+            &server.url(),
+            "--ca",
+            &paths[0],
+            "--client-cert",
+            &paths[1],
+            "--client-key",
+            &paths[2],
+            "--no-proxy-env",
+        ]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"over mtls\n").await.unwrap();
+        assert_eq!(next_line(&mut lines).await, "over mtls");
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
