@@ -34,19 +34,25 @@ async fn serve_hub() {
 
 async fn idle_subscriber(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Protocol: resocket.v1\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "hub closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
     let sub = br#"{"type":"subscribe","room":"idle"}"#;
     let mut frame = vec![0x81, 0x80 | sub.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(sub);
     s.write_all(&frame).await.unwrap();
-    // Wait for the upgrade response and the `subscribed` reply.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
+    // Wait for the `subscribed` reply.
     while !buf.windows(10).any(|w| w == b"subscribed") {
         let n = s.read(&mut chunk).await.unwrap();
         assert!(n > 0, "hub closed the connection");
@@ -79,9 +85,10 @@ async fn main() {
     let before = rss_of(pid);
     let began = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    let parallel: usize = std::env::var("MEMORY_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut left = conns;
     while left > 0 {
-        let n = left.min(200);
+        let n = left.min(parallel);
         for _ in 0..n {
             tasks.spawn(idle_subscriber(addr));
         }
