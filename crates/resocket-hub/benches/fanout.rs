@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -23,7 +24,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Result {
@@ -32,12 +36,106 @@ struct Result {
     p99: Duration,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str) -> Ws {
+async fn connect(url: &str, hub_protocol: bool) -> Ws {
     let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("resocket.v1"));
-    tokio_tungstenite::connect_async(req).await.expect("connect").0
+    if hub_protocol {
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("resocket.v1"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// A subscriber on a bare socket with a minimal frame parser, so that the clients' cost is
+/// small and the same for both servers, and the bench measures the servers.
+struct RawSub {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawSub {
+    async fn connect(url: &str, hub_protocol: bool) -> RawSub {
+        let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let proto = if hub_protocol {
+            "Sec-WebSocket-Protocol: resocket.v1\r\n"
+        } else {
+            ""
+        };
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut sub = RawSub {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        let end = loop {
+            if let Some(i) = sub.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            sub.fill().await;
+        };
+        assert!(sub.buf.starts_with(b"HTTP/1.1 101"));
+        sub.buf.drain(..end);
+        sub
+    }
+
+    async fn fill(&mut self) {
+        let n = self.stream.read_buf(&mut self.buf).await.unwrap();
+        assert!(n > 0, "server closed the connection");
+    }
+
+    async fn send_text(&mut self, text: &str) {
+        let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(text.as_bytes());
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads once, then hands every complete text frame to `f`.
+    async fn frames(&mut self, mut f: impl FnMut(&str)) {
+        self.fill().await;
+        let mut at = 0;
+        loop {
+            let b = &self.buf[at..];
+            if b.len() < 2 {
+                break;
+            }
+            let (len, head) = match b[1] & 0x7f {
+                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+                127 if b.len() >= 10 => (
+                    u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            if b.len() < head + len {
+                break;
+            }
+            if b[0] & 0x0f == 1 {
+                f(std::str::from_utf8(&b[head..head + len]).unwrap());
+            }
+            at += head + len;
+        }
+        self.buf.drain(..at);
+    }
+
+    async fn until(&mut self, mut pred: impl FnMut(&str) -> bool) {
+        let mut done = false;
+        while !done {
+            self.frames(|t| done |= pred(t)).await;
+        }
+    }
 }
 
 /// The send time in the payload: `"t":<micros since start>`.
@@ -55,45 +153,49 @@ async fn run(url: &str, hub_protocol: bool, subs: usize, msgs: usize, batch: usi
     let target = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     for _ in 0..subs {
-        let mut ws = connect(url).await;
+        let mut sub = RawSub::connect(url, hub_protocol).await;
         if hub_protocol {
-            ws.send(Message::text(r#"{"type":"subscribe","room":"bench"}"#)).await.unwrap();
-            loop {
-                if let Some(Ok(Message::Text(t))) = ws.next().await {
-                    if t.contains("subscribed") {
-                        break;
-                    }
-                }
-            }
+            sub.send_text(r#"{"type":"subscribe","room":"bench"}"#)
+                .await;
+            sub.until(|t| t.contains("subscribed")).await;
         }
-        let (delivered, round_done, latencies, target) =
-            (delivered.clone(), round_done.clone(), latencies.clone(), target.clone());
+        let (delivered, round_done, latencies, target) = (
+            delivered.clone(),
+            round_done.clone(),
+            latencies.clone(),
+            target.clone(),
+        );
         readers.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(msgs);
             let mut got = 0;
             while got < msgs {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => {
-                        let Some(t0) = sent_at(&t) else { continue };
+                let mut n = 0;
+                sub.frames(|t| {
+                    if let Some(t0) = sent_at(t) {
                         mine.push(start.elapsed().as_micros() as u64 - t0);
-                        got += 1;
-                        if delivered.fetch_add(1, Relaxed) + 1 == target.load(Relaxed) {
-                            round_done.notify_one();
-                        }
+                        n += 1;
                     }
-                    Some(Ok(_)) => {}
-                    _ => panic!("subscriber lost its connection"),
+                })
+                .await;
+                got += n;
+                let n = n as u64;
+                if n > 0 {
+                    let before = delivered.fetch_add(n, Relaxed);
+                    let t = target.load(Relaxed);
+                    if before < t && before + n >= t {
+                        round_done.notify_one();
+                    }
                 }
             }
             latencies.lock().unwrap().extend(mine);
-            ws
+            sub
         }));
     }
     // The baseline has no subscribe step: give its handlers a moment to register everyone.
     if !hub_protocol {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (mut tx, mut rx) = connect(url).await.split();
+    let (mut tx, mut rx) = connect(url, hub_protocol).await.split();
     // Acks (hub) are read and dropped so they never back up.
     tokio::spawn(async move { while rx.next().await.is_some() {} });
     let began = Instant::now();
@@ -104,8 +206,12 @@ async fn run(url: &str, hub_protocol: bool, subs: usize, msgs: usize, batch: usi
         for _ in 0..n {
             let t = start.elapsed().as_micros();
             // 128 bytes of data: the timestamp padded out.
-            let data = format!(r#"{{"t":{t},"p":"{}"}}"#, "x".repeat(128 - 12 - t.to_string().len()));
-            let frame = format!(r#"{{"type":"publish","room":"bench","id":"{sent}","data":{data}}}"#);
+            let data = format!(
+                r#"{{"t":{t},"p":"{}"}}"#,
+                "x".repeat(128 - 12 - t.to_string().len())
+            );
+            let frame =
+                format!(r#"{{"type":"publish","room":"bench","id":"{sent}","data":{data}}}"#);
             tx.feed(Message::text(frame)).await.unwrap();
             sent += 1;
         }
@@ -121,7 +227,8 @@ async fn run(url: &str, hub_protocol: bool, subs: usize, msgs: usize, batch: usi
     drop(tx);
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
     lat.sort_unstable();
-    let pct = |p: f64| Duration::from_micros(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]);
+    let pct =
+        |p: f64| Duration::from_micros(lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]);
     Result {
         deliveries_per_sec: (subs * msgs) as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
@@ -134,7 +241,9 @@ async fn main() {
     let subs = env("FANOUT_SUBS", 1000);
     let msgs = env("FANOUT_MSGS", 2000);
     let batch = env("FANOUT_BATCH", 50);
-    println!("fan-out: 1 publisher, {subs} subscribers, {msgs} messages of 128 B in rounds of {batch}");
+    println!(
+        "fan-out: 1 publisher, {subs} subscribers, {msgs} messages of 128 B in rounds of {batch}"
+    );
 
     let hub = resocket_hub::Hub::builder()
         .allow_anonymous(true)
@@ -144,13 +253,30 @@ async fn main() {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hub_url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    tokio::spawn(hub.clone().serve_with_shutdown(listener, std::future::pending()));
+    tokio::spawn(
+        hub.clone()
+            .serve_with_shutdown(listener, std::future::pending()),
+    );
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("ws://{}/ws", listener.local_addr().unwrap());
     tokio::spawn(support::baseline::serve(listener));
 
     let h = run(&hub_url, true, subs, msgs, batch).await;
+    let metrics = hub_metrics(&hub_url).await;
+    let series = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = series("resocket_hub_write_batches_total");
+    let out = series("resocket_hub_messages_total{direction=\"out\"}");
+    println!(
+        "hub: {out} messages written in {batches} flushes ({:.1} per flush)",
+        out / batches.max(1.0)
+    );
     println!(
         "hub:      {:>12.0} deliveries/s   p50 {:>8.2?}   p99 {:>8.2?}",
         h.deliveries_per_sec, h.p50, h.p99
@@ -165,4 +291,17 @@ async fn main() {
         h.deliveries_per_sec / b.deliveries_per_sec,
         h.p99.as_secs_f64() / b.p99.as_secs_f64()
     );
+}
+
+async fn hub_metrics(url: &str) -> String {
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -17,7 +17,12 @@ use tokio::net::TcpStream;
 fn rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 /// The child: serve a hub and print its address.
@@ -66,14 +71,19 @@ async fn main() {
     if std::env::var_os("RESOCKET_MEMORY_BENCH_CHILD").is_some() {
         return serve_hub().await;
     }
-    let conns: usize = std::env::var("MEMORY_CONNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let conns: usize = std::env::var("MEMORY_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("RESOCKET_MEMORY_BENCH_CHILD", "1")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr: SocketAddr = line.trim().parse().unwrap();
     let pid = child.id();
 
@@ -85,7 +95,10 @@ async fn main() {
     let before = rss_of(pid);
     let began = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let parallel: usize = std::env::var("MEMORY_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let parallel: usize = std::env::var("MEMORY_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let mut left = conns;
     while left > 0 {
         let n = left.min(parallel);
@@ -99,8 +112,15 @@ async fn main() {
     }
     let after = rss_of(pid);
     let per = (after.saturating_sub(before)) as f64 / conns as f64;
-    println!("memory: {conns} idle subscribed connections opened in {:.1?}", began.elapsed());
-    println!("hub RSS: before {} KiB, after {} KiB", before / 1024, after / 1024);
+    println!(
+        "memory: {conns} idle subscribed connections opened in {:.1?}",
+        began.elapsed()
+    );
+    println!(
+        "hub RSS: before {} KiB, after {} KiB",
+        before / 1024,
+        after / 1024
+    );
     println!("per connection: {:.1} KiB (target <= 40 KiB)", per / 1024.0);
     drop(clients);
     let _ = child.kill();

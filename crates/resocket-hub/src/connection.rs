@@ -121,6 +121,9 @@ async fn write_loop(
                 }
             }
         }
+        // Let the publishers that woke us finish their round first: one yield turns a burst
+        // of fan-outs into one batch and one flush instead of many.
+        tokio::task::yield_now().await;
         let mut closing = outbox.take(&mut batch);
         let (frames, bytes) = (
             batch.len() as u64,
@@ -149,6 +152,7 @@ async fn write_loop(
                     return;
                 }
                 shared.metrics.messages_out.fetch_add(frames, Relaxed);
+                shared.metrics.write_batches.fetch_add(1, Relaxed);
                 shared.metrics.bytes_out.fetch_add(bytes, Relaxed);
             }
         }

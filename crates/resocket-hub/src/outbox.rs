@@ -86,9 +86,14 @@ impl Outbox {
             return Push::Overflowed;
         }
         inner.bytes += frame.len();
+        let was_empty = inner.queue.is_empty();
         inner.queue.push_back(frame);
         drop(inner);
-        self.ready.notify_one();
+        // The writer takes the whole queue at once, so only the first frame after a take needs
+        // to wake it; later ones ride along in the same batch.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Push::Queued
     }
 

@@ -20,20 +20,37 @@ fn status_of(err: tungstenite::Error) -> u16 {
 async fn an_expired_token_is_refused_in_header_query_and_first_frame() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;
-        let expired = Token::new("old").subscribe("*").expires_at(1_000).sign(SECRET.as_bytes());
-        let err = hub.raw(&[("authorization", &format!("Bearer {expired}"))]).await.unwrap_err();
+        let expired = Token::new("old")
+            .subscribe("*")
+            .expires_at(1_000)
+            .sign(SECRET.as_bytes());
+        let err = hub
+            .raw(&[("authorization", &format!("Bearer {expired}"))])
+            .await
+            .unwrap_err();
         assert_eq!(status_of(err), 401);
-        let err = common::raw_connect(&format!("{}?token={expired}", hub.url()), &[]).await.unwrap_err();
+        let err = common::raw_connect(&format!("{}?token={expired}", hub.url()), &[])
+            .await
+            .unwrap_err();
         assert_eq!(status_of(err), 401);
 
-        let mut ws = hub.raw(&[]).await.expect("no token yet: upgrade, then auth frame");
+        let mut ws = hub
+            .raw(&[])
+            .await
+            .expect("no token yet: upgrade, then auth frame");
         send(&mut ws, json!({"type": "auth", "token": expired})).await;
         let err = recv(&mut ws).await;
-        assert_eq!((err["type"].as_str(), err["code"].as_str()), (Some("error"), Some("unauthorized")));
+        assert_eq!(
+            (err["type"].as_str(), err["code"].as_str()),
+            (Some("error"), Some("unauthorized"))
+        );
         assert_eq!(closed(&mut ws).await.unwrap().code, 1008.into());
 
         let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(common::metric(&metrics, "resocket_hub_auth_failures_total"), 3.0);
+        assert_eq!(
+            common::metric(&metrics, "resocket_hub_auth_failures_total"),
+            3.0
+        );
     })
     .await;
 }
@@ -45,7 +62,9 @@ async fn a_valid_token_works_in_every_place() {
         let token = Token::new("u").subscribe("*").sign(SECRET.as_bytes());
         let mut ws = hub.raw_with_token(&token).await;
         subscribe(&mut ws, "a", None).await;
-        let mut ws = common::raw_connect(&format!("{}?token={token}", hub.url()), &[]).await.unwrap();
+        let mut ws = common::raw_connect(&format!("{}?token={token}", hub.url()), &[])
+            .await
+            .unwrap();
         subscribe(&mut ws, "a", None).await;
         let mut ws = hub.raw(&[]).await.unwrap();
         send(&mut ws, json!({"type": "auth", "token": token})).await;
@@ -63,10 +82,19 @@ async fn without_anonymous_access_the_first_frame_must_authenticate() {
         assert_eq!(recv(&mut ws).await["code"], "unauthorized");
         assert_eq!(closed(&mut ws).await.unwrap().code, 1008.into());
 
-        let hub = TestHub::start(Hub::builder().jwt_secret(SECRET).auth_timeout(Duration::from_millis(200))).await;
+        let hub = TestHub::start(
+            Hub::builder()
+                .jwt_secret(SECRET)
+                .auth_timeout(Duration::from_millis(200)),
+        )
+        .await;
         let mut ws = hub.raw(&[]).await.unwrap();
         assert_eq!(recv(&mut ws).await["code"], "unauthorized");
-        assert_eq!(closed(&mut ws).await.unwrap().code, 1008.into(), "auth timeout");
+        assert_eq!(
+            closed(&mut ws).await.unwrap().code,
+            1008.into(),
+            "auth timeout"
+        );
     })
     .await;
 }
@@ -75,11 +103,18 @@ async fn without_anonymous_access_the_first_frame_must_authenticate() {
 async fn subscribing_needs_the_rooms_subscribe_permission() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;
-        let token = Token::new("u").subscribe("news.*").publish("*").sign(SECRET.as_bytes());
+        let token = Token::new("u")
+            .subscribe("news.*")
+            .publish("*")
+            .sign(SECRET.as_bytes());
         let mut ws = hub.raw_with_token(&token).await;
         send(&mut ws, json!({"type": "subscribe", "room": "chat"})).await;
         let err = recv(&mut ws).await;
-        assert_eq!((err["code"].as_str(), err["ref"].as_str()), (Some("forbidden"), Some("chat")), "{err}");
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("forbidden"), Some("chat")),
+            "{err}"
+        );
         // The connection stays usable, and the publish permission does not imply subscribe.
         subscribe(&mut ws, "news.sport", None).await;
     })
@@ -90,17 +125,35 @@ async fn subscribing_needs_the_rooms_subscribe_permission() {
 async fn publishing_needs_the_rooms_publish_permission() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;
-        let token = Token::new("u").subscribe("*").publish("news.*").sign(SECRET.as_bytes());
+        let token = Token::new("u")
+            .subscribe("*")
+            .publish("news.*")
+            .sign(SECRET.as_bytes());
         let mut ws = hub.raw_with_token(&token).await;
         subscribe(&mut ws, "chat", None).await;
-        send(&mut ws, json!({"type": "publish", "room": "chat", "id": "p1", "data": 1})).await;
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "chat", "id": "p1", "data": 1}),
+        )
+        .await;
         let err = recv(&mut ws).await;
-        assert_eq!((err["code"].as_str(), err["ref"].as_str()), (Some("forbidden"), Some("p1")), "{err}");
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("forbidden"), Some("p1")),
+            "{err}"
+        );
         assert_eq!(common::publish(&mut ws, "news.x", "p2", json!(2)).await, 1);
         // Nobody publishes to system rooms.
-        let admin = Token::new("admin").subscribe("*").publish("*").sign(SECRET.as_bytes());
+        let admin = Token::new("admin")
+            .subscribe("*")
+            .publish("*")
+            .sign(SECRET.as_bytes());
         let mut ws = hub.raw_with_token(&admin).await;
-        send(&mut ws, json!({"type": "publish", "room": "$stats", "id": "x", "data": 1})).await;
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "$stats", "id": "x", "data": 1}),
+        )
+        .await;
         assert_eq!(recv(&mut ws).await["code"], "forbidden");
     })
     .await;
@@ -110,8 +163,14 @@ async fn publishing_needs_the_rooms_publish_permission() {
 async fn a_revoked_token_is_refused() {
     guard(10, async {
         let hub = TestHub::start(Hub::builder().jwt_secret(SECRET).revoke("stolen")).await;
-        let token = Token::new("u").jti("stolen").subscribe("*").sign(SECRET.as_bytes());
-        let err = hub.raw(&[("authorization", &format!("Bearer {token}"))]).await.unwrap_err();
+        let token = Token::new("u")
+            .jti("stolen")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let err = hub
+            .raw(&[("authorization", &format!("Bearer {token}"))])
+            .await
+            .unwrap_err();
         assert_eq!(status_of(err), 401);
     })
     .await;
@@ -120,19 +179,44 @@ async fn a_revoked_token_is_refused() {
 #[tokio::test]
 async fn a_foreign_origin_is_refused() {
     guard(10, async {
-        let hub = TestHub::start(Hub::builder().allow_anonymous(true).allow_origin("https://app.example")).await;
-        let err = hub.raw(&[("origin", "https://evil.example")]).await.unwrap_err();
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .allow_origin("https://app.example"),
+        )
+        .await;
+        let err = hub
+            .raw(&[("origin", "https://evil.example")])
+            .await
+            .unwrap_err();
         assert_eq!(status_of(err), 403);
-        hub.raw(&[("origin", "https://app.example")]).await.expect("listed origin");
+        hub.raw(&[("origin", "https://app.example")])
+            .await
+            .expect("listed origin");
         let own = format!("http://{}", hub.addr);
-        hub.raw(&[("origin", &own)]).await.expect("the hub's own pages");
+        hub.raw(&[("origin", &own)])
+            .await
+            .expect("the hub's own pages");
         hub.raw(&[]).await.expect("no origin: not a browser");
 
         let strict = TestHub::anonymous().await;
-        let err = strict.raw(&[("origin", "https://app.example")]).await.unwrap_err();
-        assert_eq!(status_of(err), 403, "the default allows only the hub's own host");
+        let err = strict
+            .raw(&[("origin", "https://app.example")])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status_of(err),
+            403,
+            "the default allows only the hub's own host"
+        );
         let (_, metrics) = common::http_get(strict.addr, "/metrics").await;
-        assert_eq!(common::metric(&metrics, "resocket_hub_rejected_upgrades_total{reason=\"origin\"}"), 1.0);
+        assert_eq!(
+            common::metric(
+                &metrics,
+                "resocket_hub_rejected_upgrades_total{reason=\"origin\"}"
+            ),
+            1.0
+        );
     })
     .await;
 }

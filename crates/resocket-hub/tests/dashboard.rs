@@ -20,7 +20,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         path.exists(),
         "Chromium not found at {} (install Debian's `chromium` package, or set CHROMIUM)",
@@ -43,7 +44,9 @@ impl Cdp {
         let cmd = json!({"id": id, "method": method, "params": params});
         self.ws.send(Message::text(cmd.to_string())).await.unwrap();
         loop {
-            let Some(Ok(Message::Text(t))) = self.ws.next().await else { panic!("devtools connection lost") };
+            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
+                panic!("devtools connection lost")
+            };
             let v: Value = serde_json::from_str(&t).unwrap();
             if v["id"] == id {
                 assert!(v.get("error").is_none(), "{method} failed: {v}");
@@ -55,7 +58,9 @@ impl Cdp {
     /// Waits for an event by name.
     async fn event(&mut self, method: &str) -> Value {
         loop {
-            let Some(Ok(Message::Text(t))) = self.ws.next().await else { panic!("devtools connection lost") };
+            let Some(Ok(Message::Text(t))) = self.ws.next().await else {
+                panic!("devtools connection lost")
+            };
             let v: Value = serde_json::from_str(&t).unwrap();
             if v["method"] == method {
                 return v["params"].clone();
@@ -65,7 +70,12 @@ impl Cdp {
 
     /// Evaluates a JavaScript expression, awaiting it if it is a promise.
     async fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({"expression": expr, "awaitPromise": true, "returnByValue": true})).await;
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
         assert!(r.get("exceptionDetails").is_none(), "{expr} threw: {r}");
         r["result"]["value"].clone()
     }
@@ -88,7 +98,12 @@ impl Cdp {
 async fn the_dashboard_shows_live_connection_counts_in_chromium() {
     let chromium = chromium();
     guard(60, async {
-        let hub = TestHub::start(Hub::builder().allow_anonymous(true).stats_interval(Duration::from_millis(200))).await;
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .stats_interval(Duration::from_millis(200)),
+        )
+        .await;
         let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let profile = tmp.join(format!("chromium-profile-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
@@ -116,7 +131,11 @@ async fn the_dashboard_shows_live_connection_counts_in_chromium() {
         // Chromium prints its DevTools endpoint on stderr.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let port: u16 = loop {
-            let line = lines.next_line().await.unwrap().expect("chromium exited before DevTools was up");
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("chromium exited before DevTools was up");
             if let Some(rest) = line.strip_prefix("DevTools listening on ws://127.0.0.1:") {
                 break rest.split('/').next().unwrap().parse().unwrap();
             }
@@ -126,12 +145,19 @@ async fn the_dashboard_shows_live_connection_counts_in_chromium() {
 
         let (_, list) = common::http_get(([127, 0, 0, 1], port).into(), "/json/list").await;
         let targets: Vec<Value> = serde_json::from_str(&list).expect("target list");
-        let page = targets.iter().find(|t| t["type"] == "page").expect("a page target");
-        let (ws, _) = tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap()).await.unwrap();
+        let page = targets
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        let (ws, _) =
+            tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap())
+                .await
+                .unwrap();
         let mut cdp = Cdp { ws, next_id: 0 };
 
         cdp.call("Page.enable", json!({})).await;
-        cdp.call("Page.navigate", json!({"url": hub.http("/")})).await;
+        cdp.call("Page.navigate", json!({"url": hub.http("/")}))
+            .await;
         cdp.event("Page.loadEventFired").await;
 
         // The dashboard's own WebSocket is the hub's only connection.
@@ -142,8 +168,12 @@ async fn the_dashboard_shows_live_connection_counts_in_chromium() {
         let client = hub.raw_anon().await;
         cdp.text_becomes("connections", "2").await;
 
-        let shot = cdp.call("Page.captureScreenshot", json!({"format": "png"})).await;
-        let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
+        let shot = cdp
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         let artifacts = tmp.parent().unwrap().join("test-artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();

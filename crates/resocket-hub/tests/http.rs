@@ -12,7 +12,10 @@ use serde_json::json;
 async fn healthz_answers_ok_until_shutdown() {
     guard(10, async {
         let hub = TestHub::anonymous().await;
-        assert_eq!(http_get(hub.addr, "/healthz").await, (200, "ok\n".to_string()));
+        assert_eq!(
+            http_get(hub.addr, "/healthz").await,
+            (200, "ok\n".to_string())
+        );
         hub.hub.shutdown();
         hub.task.await.unwrap().unwrap();
     })
@@ -23,15 +26,25 @@ async fn healthz_answers_ok_until_shutdown() {
 async fn metrics_parse_and_move_with_traffic() {
     guard(10, async {
         // No `$stats` snapshots during the test, so every figure below is the test's own.
-        let builder = Hub::builder().allow_anonymous(true).stats_interval(Duration::from_secs(3600));
+        let builder = Hub::builder()
+            .allow_anonymous(true)
+            .stats_interval(Duration::from_secs(3600));
         let hub = TestHub::start(builder).await;
         let (status, before) = http_get(hub.addr, "/metrics").await;
         assert_eq!(status, 200);
         // Every sample line is `series value` with a float value.
-        for line in before.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in before
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (series, value) = line.rsplit_once(' ').unwrap();
-            assert!(series.starts_with("resocket_hub_") || series.starts_with("process_"), "{line}");
-            value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}"));
+            assert!(
+                series.starts_with("resocket_hub_") || series.starts_with("process_"),
+                "{line}"
+            );
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
         }
         assert_eq!(metric(&before, "resocket_hub_publishes_total"), 0.0);
 
@@ -46,7 +59,10 @@ async fn metrics_parse_and_move_with_traffic() {
         assert_eq!(metric(&after, "resocket_hub_connections"), 2.0);
         assert_eq!(metric(&after, "resocket_hub_publishes_total"), 1.0);
         assert_eq!(metric(&after, "resocket_hub_acks_total"), 1.0);
-        assert_eq!(metric(&after, "resocket_hub_recoveries_total{result=\"full\"}"), 1.0);
+        assert_eq!(
+            metric(&after, "resocket_hub_recoveries_total{result=\"full\"}"),
+            1.0
+        );
         assert_eq!(metric(&after, "resocket_hub_history_messages"), 1.0);
         assert!(metric(&after, "resocket_hub_messages_total{direction=\"in\"}") >= 3.0);
         assert!(metric(&after, "resocket_hub_messages_total{direction=\"out\"}") >= 4.0);

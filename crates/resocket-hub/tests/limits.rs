@@ -54,7 +54,13 @@ async fn a_client_over_its_rate_limit_is_closed_with_4008() {
         assert!(saw_error, "an error frame says why");
         assert_eq!(close.unwrap().code, 4008.into());
         let (_, m) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(common::metric(&m, "resocket_hub_disconnects_total{reason=\"rate_limited\"}"), 1.0);
+        assert_eq!(
+            common::metric(
+                &m,
+                "resocket_hub_disconnects_total{reason=\"rate_limited\"}"
+            ),
+            1.0
+        );
     })
     .await;
 }
@@ -114,7 +120,8 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_flat() {
         .await;
         // The slow consumer subscribes, reads the reply, then never reads again.
         let mut slow = RawTcp::upgrade(hub.addr).await;
-        slow.send_text(r#"{"type":"subscribe","room":"firehose"}"#).await;
+        slow.send_text(r#"{"type":"subscribe","room":"firehose"}"#)
+            .await;
         slow.read_at_least(20).await;
         // A fast consumer in the same room keeps receiving throughout.
         let mut fast = hub.raw_anon().await;
@@ -154,21 +161,36 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_flat() {
         });
         for i in 0..count {
             window.acquire().await.unwrap().forget();
-            let f = format!(r#"{{"type":"publish","room":"firehose","id":"{i}","data":"{payload}"}}"#);
+            let f =
+                format!(r#"{{"type":"publish","room":"firehose","id":"{i}","data":"{payload}"}}"#);
             tx.send(Message::text(f)).await.unwrap();
             if i % 16 == 0 {
                 peak = peak.max(resocket_hub::rss_bytes().unwrap());
             }
         }
         acks.await.unwrap();
-        assert_eq!(fast_reader.await.unwrap(), count, "the fast consumer got every message");
+        assert_eq!(
+            fast_reader.await.unwrap(),
+            count,
+            "the fast consumer got every message"
+        );
         peak = peak.max(resocket_hub::rss_bytes().unwrap());
 
         let growth = peak.saturating_sub(before);
         eprintln!("rss before {} MiB, peak {} MiB", before >> 20, peak >> 20);
-        assert!(growth < 20 * 1024 * 1024, "RSS grew by {} MiB", growth >> 20);
+        assert!(
+            growth < 20 * 1024 * 1024,
+            "RSS grew by {} MiB",
+            growth >> 20
+        );
         let (_, m) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(common::metric(&m, "resocket_hub_disconnects_total{reason=\"slow_consumer\"}"), 1.0);
+        assert_eq!(
+            common::metric(
+                &m,
+                "resocket_hub_disconnects_total{reason=\"slow_consumer\"}"
+            ),
+            1.0
+        );
         // The slow consumer's socket is closed: reading it to the end terminates.
         slow.close_code_at_eof().await;
     })

@@ -13,7 +13,11 @@ use tokio_tungstenite::tungstenite::Message;
 async fn expect_error_and_stay_usable(ws: &mut Ws, text: &str, code: &str) {
     ws.send(Message::text(text)).await.unwrap();
     let err = recv(ws).await;
-    assert_eq!((err["type"].as_str(), err["code"].as_str()), (Some("error"), Some(code)), "for {text}: {err}");
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str()),
+        (Some("error"), Some(code)),
+        "for {text}: {err}"
+    );
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
     subscribe(ws, "still-here", None).await;
 }
@@ -34,7 +38,8 @@ async fn an_unknown_type_is_an_error_frame() {
     guard(10, async {
         let hub = TestHub::anonymous().await;
         let mut ws = hub.raw_anon().await;
-        expect_error_and_stay_usable(&mut ws, r#"{"type":"teleport","room":"r"}"#, "unknown_type").await;
+        expect_error_and_stay_usable(&mut ws, r#"{"type":"teleport","room":"r"}"#, "unknown_type")
+            .await;
     })
     .await;
 }
@@ -46,7 +51,11 @@ async fn a_missing_field_is_an_error_frame_with_a_ref() {
         let mut ws = hub.raw_anon().await;
         send(&mut ws, json!({"type": "publish", "room": "r", "id": "m1"})).await;
         let err = recv(&mut ws).await;
-        assert_eq!((err["code"].as_str(), err["ref"].as_str()), (Some("missing_field"), Some("m1")), "{err}");
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("missing_field"), Some("m1")),
+            "{err}"
+        );
         expect_error_and_stay_usable(&mut ws, r#"{"room":"r"}"#, "missing_field").await;
     })
     .await;
@@ -57,9 +66,18 @@ async fn a_wrong_field_type_is_an_error_frame() {
     guard(10, async {
         let hub = TestHub::anonymous().await;
         let mut ws = hub.raw_anon().await;
-        expect_error_and_stay_usable(&mut ws, r#"{"type":"subscribe","room":42}"#, "invalid_field").await;
-        expect_error_and_stay_usable(&mut ws, r#"{"type":"subscribe","room":"r","since":"x"}"#, "invalid_field")
-            .await;
+        expect_error_and_stay_usable(
+            &mut ws,
+            r#"{"type":"subscribe","room":42}"#,
+            "invalid_field",
+        )
+        .await;
+        expect_error_and_stay_usable(
+            &mut ws,
+            r#"{"type":"subscribe","room":"r","since":"x"}"#,
+            "invalid_field",
+        )
+        .await;
     })
     .await;
 }

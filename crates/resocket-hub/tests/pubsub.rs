@@ -48,7 +48,9 @@ async fn resubscribing_with_since_replays_exactly_the_missed_messages() {
         let hub = TestHub::anonymous().await;
         let mut publisher = HubClient::connect(&hub, &[]).await;
         let mut reader = HubClient::connect(&hub, &[]).await;
-        let epoch = reader.subscribe("feed", None).await["epoch"].as_u64().unwrap();
+        let epoch = reader.subscribe("feed", None).await["epoch"]
+            .as_u64()
+            .unwrap();
         for i in 1..=3 {
             publisher.publish("feed", &format!("a{i}"), json!(i)).await;
         }
@@ -83,9 +85,11 @@ async fn resubscribing_with_since_replays_exactly_the_missed_messages() {
 #[tokio::test]
 async fn a_gap_beyond_history_is_reported_as_not_recovered() {
     guard(20, async {
-        let hub = TestHub::start(
-            Hub::builder().allow_anonymous(true).history(3, Duration::from_secs(60), 1 << 20),
-        )
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).history(
+            3,
+            Duration::from_secs(60),
+            1 << 20,
+        ))
         .await;
         let mut c = HubClient::connect(&hub, &[]).await;
         for i in 1..=10 {
@@ -99,7 +103,13 @@ async fn a_gap_beyond_history_is_reported_as_not_recovered() {
             assert_eq!(c.message().await["offset"], i);
         }
         let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(common::metric(&metrics, "resocket_hub_recoveries_total{result=\"partial\"}"), 1.0);
+        assert_eq!(
+            common::metric(
+                &metrics,
+                "resocket_hub_recoveries_total{result=\"partial\"}"
+            ),
+            1.0
+        );
     })
     .await;
 }
@@ -109,7 +119,9 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
     guard(20, async {
         let hub = TestHub::anonymous().await;
         let mut publisher = HubClient::connect(&hub, &[]).await;
-        publisher.send(json!({"type": "auth", "client": "p1"})).await;
+        publisher
+            .send(json!({"type": "auth", "client": "p1"}))
+            .await;
         let mut reader = HubClient::connect(&hub, &[]).await;
         reader.subscribe("d", None).await;
 
@@ -124,9 +136,16 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
         assert_eq!(next, first + 1);
 
         assert_eq!(reader.message().await["data"], "x");
-        assert_eq!(reader.message().await["data"], "y", "the repeat was not delivered");
+        assert_eq!(
+            reader.message().await["data"],
+            "y",
+            "the repeat was not delivered"
+        );
         let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(common::metric(&metrics, "resocket_hub_dedupe_hits_total"), 2.0);
+        assert_eq!(
+            common::metric(&metrics, "resocket_hub_dedupe_hits_total"),
+            2.0
+        );
     })
     .await;
 }

@@ -16,12 +16,17 @@ async fn every_client_gets_1001_after_its_queue_drains() {
             clients.push(ws);
         }
         let mut publisher = HubClient::connect(&hub, &[]).await;
-        publisher.publish("news", "last", json!("before shutdown")).await;
+        publisher
+            .publish("news", "last", json!("before shutdown"))
+            .await;
 
         hub.hub.shutdown();
         for ws in &mut clients {
             let m = common::recv(ws).await;
-            assert_eq!(m["data"], "before shutdown", "queued messages are delivered first");
+            assert_eq!(
+                m["data"], "before shutdown",
+                "queued messages are delivered first"
+            );
             assert_eq!(closed(ws).await.expect("a close frame").code, 1001.into());
         }
         // New connections are refused once shutdown began.

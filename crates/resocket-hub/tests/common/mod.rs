@@ -28,7 +28,9 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The hang guard around every test body.
 pub async fn guard<F: Future<Output = ()>>(secs: u64, body: F) {
-    tokio::time::timeout(Duration::from_secs(secs), body).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(secs), body)
+        .await
+        .expect("test timed out");
 }
 
 /// A hub served in-process.
@@ -44,7 +46,10 @@ impl TestHub {
         let hub = builder.build().expect("valid settings");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(hub.clone().serve_with_shutdown(listener, std::future::pending()));
+        let task = tokio::spawn(
+            hub.clone()
+                .serve_with_shutdown(listener, std::future::pending()),
+        );
         TestHub { hub, addr, task }
     }
 
@@ -55,7 +60,12 @@ impl TestHub {
 
     /// A hub open to anonymous clients, with a generous rate limit.
     pub async fn anonymous() -> TestHub {
-        TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(10_000, 10_000)).await
+        TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .rate_limit(10_000, 10_000),
+        )
+        .await
     }
 
     pub fn url(&self) -> String {
@@ -73,7 +83,9 @@ impl TestHub {
 
     /// Connects a raw client with a bearer token.
     pub async fn raw_with_token(&self, token: &str) -> Ws {
-        self.raw(&[("authorization", &format!("Bearer {token}"))]).await.expect("upgrade")
+        self.raw(&[("authorization", &format!("Bearer {token}"))])
+            .await
+            .expect("upgrade")
     }
 
     /// Connects a raw anonymous client.
@@ -85,7 +97,10 @@ impl TestHub {
 /// Connects to `url` asking for `resocket.v1`.
 pub async fn raw_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
     let mut req = url.into_client_request()?;
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("resocket.v1"));
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("resocket.v1"),
+    );
     for (k, v) in headers {
         req.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -93,13 +108,18 @@ pub async fn raw_connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, tung
         );
     }
     let (ws, resp) = tokio_tungstenite::connect_async(req).await?;
-    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "resocket.v1");
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "resocket.v1"
+    );
     Ok(ws)
 }
 
 /// Sends one JSON frame.
 pub async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::text(frame.to_string())).await.expect("send");
+    ws.send(Message::text(frame.to_string()))
+        .await
+        .expect("send");
 }
 
 /// Receives the next JSON frame, skipping pings and pongs. Panics on close or error.
@@ -138,7 +158,11 @@ pub async fn subscribe(ws: &mut Ws, room: &str, since: Option<u64>) -> Value {
 
 /// Publishes and returns the `ack`'s offset.
 pub async fn publish(ws: &mut Ws, room: &str, id: &str, data: Value) -> u64 {
-    send(ws, json!({"type": "publish", "room": room, "id": id, "data": data})).await;
+    send(
+        ws,
+        json!({"type": "publish", "room": room, "id": id, "data": data}),
+    )
+    .await;
     let ack = recv(ws).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     assert_eq!(ack["id"], id);
@@ -156,7 +180,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut chunk = [0u8; 8192];
     let complete = |buf: &[u8]| -> bool {
         let text = String::from_utf8_lossy(buf);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
         let head = head.to_ascii_lowercase();
         if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
             return body.len() >= len.trim().parse::<usize>().unwrap_or(0);
@@ -171,9 +197,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -198,7 +231,11 @@ fn dechunk(mut body: &str) -> String {
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series).map(|(_, v)| v.parse().unwrap()))
+        .find_map(|l| {
+            l.rsplit_once(' ')
+                .filter(|(k, _)| *k == series)
+                .map(|(_, v)| v.parse().unwrap())
+        })
         .unwrap_or_else(|| panic!("no series {series} in metrics"))
 }
 
@@ -222,14 +259,19 @@ impl HubClient {
 
     /// Sends one JSON frame.
     pub async fn send(&self, frame: Value) {
-        self.client.send(resocket::Message::text(frame.to_string())).await.expect("queued");
+        self.client
+            .send(resocket::Message::text(frame.to_string()))
+            .await
+            .expect("queued");
     }
 
     /// Receives the next JSON frame.
     pub async fn recv(&mut self) -> Value {
         loop {
             match self.messages.recv().await.expect("client open") {
-                resocket::Message::Text(t) => return serde_json::from_str(&t).expect("hub sent JSON"),
+                resocket::Message::Text(t) => {
+                    return serde_json::from_str(&t).expect("hub sent JSON")
+                }
                 _ => continue,
             }
         }
@@ -249,7 +291,8 @@ impl HubClient {
 
     /// Publishes and returns the ack's offset, skipping `message` frames that arrive first.
     pub async fn publish(&mut self, room: &str, id: &str, data: Value) -> u64 {
-        self.send(json!({"type": "publish", "room": room, "id": id, "data": data})).await;
+        self.send(json!({"type": "publish", "room": room, "id": id, "data": data}))
+            .await;
         loop {
             let f = self.recv().await;
             if f["type"] == "message" {
@@ -298,8 +341,15 @@ impl RawTcp {
                 break i + 4;
             }
         };
-        assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
-        RawTcp { stream, leftover: buf[end..].to_vec() }
+        assert!(
+            buf.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        RawTcp {
+            stream,
+            leftover: buf[end..].to_vec(),
+        }
     }
 
     /// Sends a masked text frame (mask key 0, which the protocol allows).
@@ -349,7 +399,7 @@ impl RawTcp {
         // A server close frame with a code and a short reason: 0x88, length, code, reason.
         (0..tail.len().saturating_sub(3)).rev().find_map(|i| {
             let len = *tail.get(i + 1)? as usize;
-            (tail[i] == 0x88 && len >= 2 && len < 126 && i + 2 + len == tail.len())
+            (tail[i] == 0x88 && (2..126).contains(&len) && i + 2 + len == tail.len())
                 .then(|| u16::from_be_bytes([tail[i + 2], tail[i + 3]]))
         })
     }
