@@ -1,2 +1,7 @@
-//! The `resocket` command.
-fn main() {}
+//! The `resocket` command: parses arguments and hands over to the library.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    resocket_cli::main()
+}

@@ -8,6 +8,8 @@
 //!   [`ServerEvent`]s.
 //! - [`FaultProxy`]: a TCP proxy that cuts, refuses, black-holes, stalls or delays the traffic
 //!   between any client and server.
+//! - [`Exchange`]: an exchange-style feed that demands auth, confirms subscriptions, sends
+//!   ticks and application-level pings.
 //! - [`TestPki`]: a private CA made at test time, with rustls server configs (plain or mTLS) and
 //!   client identities, for `wss://` tests.
 //!
@@ -35,12 +37,16 @@
 //! explicitly, so no process-level default provider is needed.
 
 mod behavior;
+mod exchange;
+mod guard;
 mod proxy;
 mod server;
 mod tls;
 
 pub use behavior::{Behavior, Conn};
-pub use proxy::{Direction, FaultProxy};
+pub use exchange::Exchange;
+pub use guard::{closed_port, within};
+pub use proxy::{Direction, Fault, FaultProxy};
 pub use server::{ServerEvent, ServerStream, TestServer};
 pub use tls::TestPki;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;

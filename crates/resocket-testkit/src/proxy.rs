@@ -26,6 +26,36 @@ pub enum Direction {
     ServerToClient,
 }
 
+/// A fault that [`FaultProxy::schedule`] turns on and off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Stop forwarding both ways, keeping the connections open.
+    Blackhole,
+    /// Stop forwarding one way.
+    Stall(Direction),
+    /// Refuse new connections.
+    Refuse,
+    /// Delay every chunk by this much.
+    Latency(Duration),
+    /// Cut every live connection (turning it "off" does nothing).
+    Cut,
+}
+
+impl Fault {
+    fn apply(self, faults: &watch::Sender<Faults>, on: bool) {
+        faults.send_modify(|f| match self {
+            Fault::Blackhole => f.blackhole = on,
+            Fault::Stall(Direction::ClientToServer) => f.stall_client_to_server = on,
+            Fault::Stall(Direction::ServerToClient) => f.stall_server_to_client = on,
+            Fault::Refuse => f.refuse = on,
+            Fault::Latency(d) => f.latency = if on { d } else { Duration::ZERO },
+            Fault::Cut if on => f.cut_epoch += 1,
+            Fault::Cut => {}
+        });
+    }
+}
+
 /// The fault settings, published on a `watch` so running forwarders react at once.
 #[derive(Debug, Clone, Default)]
 struct Faults {
@@ -105,9 +135,17 @@ impl FaultProxy {
     /// # Panics
     /// If the loopback address cannot be bound.
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind(loopback())
+        FaultProxy::start_on(loopback(), upstream)
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind 127.0.0.1:0")
+    }
+
+    /// Listen on `listen` (for the `resocket chaos` command) and forward to `upstream`.
+    ///
+    /// # Errors
+    /// When `listen` cannot be bound.
+    pub async fn start_on(listen: SocketAddr, upstream: SocketAddr) -> io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -120,11 +158,11 @@ impl FaultProxy {
             tasks: Mutex::new(Tasks::default()),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        FaultProxy {
+        Ok(FaultProxy {
             addr,
             shared,
             accept_task: Some(accept_task),
-        }
+        })
     }
 
     /// The address the proxy listens on.
@@ -195,6 +233,34 @@ impl FaultProxy {
     /// Stop cutting connections accepted from now on at random.
     pub fn clear_random_cuts(&self) {
         *lock(&self.shared.random_cuts) = None;
+    }
+
+    /// Turns `fault` on for `lasting`, again and again, `every` apart. With a seed the gaps are
+    /// drawn from `[every/2, every·3/2]` by a seeded generator (reproducible chaos); without,
+    /// they are exactly `every`. The schedule ends with the proxy.
+    pub fn schedule(&self, fault: Fault, every: Duration, lasting: Duration, seed: Option<u64>) {
+        let shared = Arc::clone(&self.shared);
+        let task = async move {
+            let mut rng = seed.map(fastrand::Rng::with_seed);
+            loop {
+                let gap = match rng.as_mut() {
+                    Some(rng) => {
+                        let low = every / 2;
+                        let span = u64::try_from(every.as_nanos()).unwrap_or(u64::MAX);
+                        low + Duration::from_nanos(rng.u64(0..=span))
+                    }
+                    None => every,
+                };
+                tokio::time::sleep(gap).await;
+                fault.apply(&shared.faults_tx, true);
+                tokio::time::sleep(lasting).await;
+                fault.apply(&shared.faults_tx, false);
+            }
+        };
+        let mut tasks = lock(&self.shared.tasks);
+        if !tasks.closed {
+            tasks.set.spawn(task);
+        }
     }
 
     /// Stop listening and close every proxied connection; returns once all sockets are closed.

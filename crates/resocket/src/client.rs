@@ -12,13 +12,14 @@ use tokio_tungstenite::tungstenite::{
 use crate::{
     config::ClientConfig,
     error::ConfigError,
-    handshake::{Handshaker, NoHandshake},
+    extension::{Extension, Extensions},
+    handshake::{ChannelFormat, Handshaker, NoHandshake},
     inbound::{self, Messages},
     queue::{self, QueueTx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
-    supervisor::{Command, Pipes, Publisher, Supervisor},
-    transport::{Target, TlsConnector, TlsOptions},
+    supervisor::{Channels, Command, Pipes, Publisher, Supervisor},
+    transport::{Connector, Target, TransportOptions},
     CloseFrame, Error, Message, SendError,
 };
 
@@ -51,6 +52,7 @@ pub struct Client {
     events: broadcast::Sender<ConnectionEvent>,
     fan_out: Option<broadcast::Sender<Message>>,
     stats: Arc<Stats>,
+    has_channel_format: bool,
 }
 
 impl fmt::Debug for Client {
@@ -201,6 +203,34 @@ impl Client {
         self.closed().await
     }
 
+    /// Adds `channel` to the runtime subscription set: subscribed now when `Ready`, and
+    /// replayed after every reconnect (after the handshake, before queued messages).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the builder got no [`ChannelFormat`], [`Error::Closed`] once the
+    /// client is closed.
+    pub async fn subscribe_channel(&self, channel: impl Into<String>) -> Result<(), Error> {
+        self.channel_command(Command::Subscribe(channel.into()))
+            .await
+    }
+
+    /// Removes `channel` from the runtime set, unsubscribing now when `Ready` and the format
+    /// has an unsubscribe message.
+    ///
+    /// # Errors
+    /// As [`Client::subscribe_channel`].
+    pub async fn unsubscribe_channel(&self, channel: impl Into<String>) -> Result<(), Error> {
+        self.channel_command(Command::Unsubscribe(channel.into()))
+            .await
+    }
+
+    async fn channel_command(&self, command: Command) -> Result<(), Error> {
+        if !self.has_channel_format {
+            return Err(Error::Config(ConfigError::Missing("channel_format")));
+        }
+        self.commands.send(command).await.map_err(|_| Error::Closed)
+    }
+
     /// Whether the client has closed for good.
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed() || self.status.borrow().state.is_closed()
@@ -218,7 +248,9 @@ pub struct ClientBuilder {
     backoff: Option<Box<dyn Backoff>>,
     handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
-    tls: TlsOptions,
+    pub(crate) transport: TransportOptions,
+    extensions: Vec<Arc<dyn Extension>>,
+    channel_format: Option<ChannelFormat>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -240,7 +272,9 @@ impl ClientBuilder {
             backoff: None,
             handshaker: Arc::new(NoHandshake),
             classifier: None,
-            tls: TlsOptions::default(),
+            transport: TransportOptions::default(),
+            extensions: Vec::new(),
+            channel_format: None,
         }
     }
 
@@ -290,30 +324,22 @@ impl ClientBuilder {
         self
     }
 
+    /// Registers an extension; extensions run in registration order and are fixed once built.
+    pub fn extension(mut self, extension: impl Extension) -> Self {
+        self.extensions.push(Arc::new(extension));
+        self
+    }
+
+    /// How runtime channel subscriptions ([`Client::subscribe_channel`]) are written.
+    pub fn channel_format(mut self, format: ChannelFormat) -> Self {
+        self.channel_format = Some(format);
+        self
+    }
+
     /// Overrides the retry decision: `classify(error)` returns whether to retry. The default
     /// is [`Error::is_retryable`].
     pub fn retry_if(mut self, classify: impl Fn(&Error) -> bool + Send + Sync + 'static) -> Self {
         self.classifier = Some(Arc::new(classify));
-        self
-    }
-
-    /// Trusts these extra root certificates (PEM, one or more) besides the default roots.
-    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.tls.extra_roots_pem.push(pem.into());
-        self
-    }
-
-    /// Accepts any server certificate. Only for tests and local development: it turns off the
-    /// protection TLS exists for.
-    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
-        self.tls.danger_accept_invalid_certs = accept;
-        self
-    }
-
-    /// Uses a complete rustls configuration, replacing every other TLS setting.
-    #[cfg(feature = "__rustls-tls")]
-    pub fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls.rustls_config = Some(config);
         self
     }
 
@@ -345,12 +371,12 @@ impl ClientBuilder {
         let base = self.request?;
         let target = Target::from_uri(base.uri())?;
         let headers = parse_headers(&self.headers)?;
-        let tls =
-            TlsConnector::build(&self.tls, target.tls || self.factory.is_some()).or_else(|e| {
+        let connector = Connector::build(&self.transport, target.tls || self.factory.is_some())
+            .or_else(|e| {
                 if target.tls {
                     Err(e)
                 } else {
-                    Ok(TlsConnector::default())
+                    Connector::build(&self.transport, false)
                 }
             })?;
         let config = self.config;
@@ -381,14 +407,16 @@ impl ClientBuilder {
             events: events_tx.clone(),
             fan_out,
             stats: stats.clone(),
+            has_channel_format: self.channel_format.is_some(),
         };
+        let extensions = Extensions::new(self.extensions, client.queue.clone(), stats.clone());
         let link = Link {
             url_for_logs: redact(base.uri()),
             base,
             factory: self.factory,
             headers,
             subprotocols: self.subprotocols,
-            tls,
+            connector,
             handshaker: self.handshaker,
             classifier: self.classifier,
             config,
@@ -401,11 +429,18 @@ impl ClientBuilder {
             inbound: inbound_tx,
             pending_in: None,
             stats: stats.clone(),
+            close_request: None,
+            channels: Channels {
+                format: self.channel_format,
+                active: Vec::new(),
+            },
+            extensions: extensions.clone(),
         };
         let publish = Publisher {
             status: status_tx,
             events: events_tx,
             stats,
+            extensions,
         };
         Ok((
             client,
@@ -451,7 +486,7 @@ pub(crate) struct Link {
     factory: Option<RequestFactory>,
     headers: Vec<(HeaderName, HeaderValue)>,
     subprotocols: Vec<String>,
-    pub(crate) tls: TlsConnector,
+    pub(crate) connector: Connector,
     pub(crate) handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
     url_for_logs: String,

@@ -104,6 +104,10 @@ where
             closing: Closing::No,
             close_deadline: None,
         };
+        if let Some((frame, deadline)) = conn.pipes.close_request.take() {
+            conn.start_close(frame, true);
+            conn.close_deadline = Some(deadline);
+        }
         conn.arm_timer();
         conn
     }
@@ -138,6 +142,10 @@ where
             match self.pipes.commands.poll_recv(cx) {
                 Poll::Ready(Some(Command::Close { frame, drain })) => {
                     self.start_close(frame, drain)
+                }
+                Poll::Ready(Some(other)) => {
+                    let now = self.pipes.channels.apply(&other);
+                    self.pipes.outbox.extend(now);
                 }
                 Poll::Ready(None) => {
                     // Every handle is gone: close as `close()` would, once.
@@ -262,6 +270,14 @@ where
                         match msg {
                             Message::Text(_) | Message::Binary(_) => {
                                 bytes += payload_len(&msg);
+                                let msg = if self.pipes.extensions.is_empty() {
+                                    msg
+                                } else {
+                                    match self.pipes.extensions.inbound(msg) {
+                                        Some(kept) => kept,
+                                        None => continue,
+                                    }
+                                };
                                 self.pipes.inbound.fan_out(&msg);
                                 if batch.capacity() == 0 {
                                     batch.reserve_exact(limits.messages);
@@ -367,19 +383,22 @@ where
                     }
                 }
             }
-            while let Some(msg) = self.pipes.outbox.pop_front() {
-                let len = payload_len(&msg) as u64;
-                match self.feed(cx, msg) {
-                    Ok(None) => {
-                        self.unflushed += 1;
-                        self.unflushed_bytes += len;
-                    }
-                    Ok(Some(back)) => {
-                        self.pipes.outbox.push_front(back);
-                        return Poll::Pending;
-                    }
-                    Err(e) => return Poll::Ready(e),
+            while !self.pipes.outbox.is_empty() {
+                match self.poll_socket_ready(cx) {
+                    Ok(true) => {}
+                    Ok(false) => return Poll::Pending,
+                    Err(exit) => return Poll::Ready(exit),
                 }
+                let msg = self.pipes.outbox.pop_front().expect("checked non-empty");
+                let len = payload_len(&msg) as u64;
+                if !self.pipes.extensions.is_empty() {
+                    self.pipes.extensions.outbound(&msg);
+                }
+                if let Err(exit) = self.start_send(msg) {
+                    return Poll::Ready(exit);
+                }
+                self.unflushed += 1;
+                self.unflushed_bytes += len;
             }
             if !self.needs_flush {
                 return Poll::Pending;
@@ -406,15 +425,28 @@ where
     /// Feeds one message without flushing. `Ok(Some(msg))` hands it back when the socket is
     /// not ready (its waker is registered); `Err` is the connection's end.
     fn feed(&mut self, cx: &mut Context<'_>, msg: Message) -> Result<Option<Message>, Exit> {
-        match Pin::new(&mut self.ws).poll_ready(cx) {
-            Poll::Pending => return Ok(Some(msg)),
-            Poll::Ready(Err(e)) => return Err(self.fail(Error::from_ws(e))),
-            Poll::Ready(Ok(())) => {}
+        if !self.poll_socket_ready(cx)? {
+            return Ok(Some(msg));
         }
+        self.start_send(msg)?;
+        Ok(None)
+    }
+
+    /// Whether the socket takes another message now; `false` registers the waker.
+    fn poll_socket_ready(&mut self, cx: &mut Context<'_>) -> Result<bool, Exit> {
+        match Pin::new(&mut self.ws).poll_ready(cx) {
+            Poll::Pending => Ok(false),
+            Poll::Ready(Ok(())) => Ok(true),
+            Poll::Ready(Err(e)) => Err(self.fail(Error::from_ws(e))),
+        }
+    }
+
+    /// Hands a message to the socket after `poll_socket_ready` said yes.
+    fn start_send(&mut self, msg: Message) -> Result<(), Exit> {
         match Pin::new(&mut self.ws).start_send(msg) {
             Ok(()) => {
                 self.needs_flush = true;
-                Ok(None)
+                Ok(())
             }
             Err(e) => Err(self.fail(Error::from_ws(e))),
         }

@@ -113,6 +113,10 @@ pub enum ConfigError {
     /// A header name or value was not valid HTTP.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
+    /// A setting needed by the call was never given (for example `channel_format` for
+    /// `subscribe_channel`).
+    #[error("{0} was not configured")]
+    Missing(&'static str),
     /// A TLS setting could not be used (for example a PEM file with no certificate).
     #[error("tls setting rejected: {0}")]
     Tls(String),
@@ -262,7 +266,14 @@ impl Error {
             tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
                 Error::ServerClosed { frame: None }
             }
+            tungstenite::Error::Url(
+                tungstenite::error::UrlError::NoHostName
+                | tungstenite::error::UrlError::EmptyHostName,
+            ) => Error::Config(ConfigError::MissingHost),
             tungstenite::Error::Url(u) => Error::Config(ConfigError::InvalidUrl(u.to_string())),
+            tungstenite::Error::HttpFormat(e) => {
+                Error::Config(ConfigError::InvalidUrl(e.to_string()))
+            }
             other => Error::Protocol(Arc::new(other)),
         }
     }

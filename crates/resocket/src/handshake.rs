@@ -4,6 +4,20 @@
 //! (control frames are answered underneath and never mistaken for a reply), and any data frame
 //! it reads but does not want is passed back with [`HandshakeIo::deliver_later`], to reach the
 //! user, in order, once the client is `Ready`.
+//!
+//! Built-ins: [`Auth`], [`Subscribe`], [`SendMessage`], [`Chain`] (and [`chain_handshakers!`]),
+//! [`NoHandshake`]. Success and failure are decided by [`Matcher`]s the user supplies, never by
+//! guessing at the reply's text. A closure `|io| Box::pin(async move { … })` is a handshaker too.
+
+mod auth;
+mod chain;
+mod matcher;
+mod subscribe;
+
+pub use auth::Auth;
+pub use chain::Chain;
+pub use matcher::Matcher;
+pub use subscribe::{ChannelFormat, SendMessage, Subscribe};
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -66,6 +80,22 @@ impl<'a> HandshakeIo<'a> {
             .map_err(|e| HandshakeError::retryable("send failed").with_source(Error::from_ws(e)))
     }
 
+    /// Sends several messages with one flush: for replaying many frames after a reconnect
+    /// without paying a system call per frame.
+    ///
+    /// # Errors
+    /// A retryable [`HandshakeError`] when the socket fails.
+    pub async fn send_all(
+        &mut self,
+        msgs: impl IntoIterator<Item = Message>,
+    ) -> Result<(), HandshakeError> {
+        let failed = |e| HandshakeError::retryable("send failed").with_source(Error::from_ws(e));
+        for msg in msgs {
+            self.ws.feed(msg).await.map_err(failed)?;
+        }
+        self.ws.flush().await.map_err(failed)
+    }
+
     /// Receives the next data frame (Text or Binary). Ping, Pong and Close are never returned:
     /// pings are answered underneath, and a Close ends the handshake with a retryable error.
     ///
@@ -97,6 +127,25 @@ impl<'a> HandshakeIo<'a> {
         }
     }
 
+    /// Waits for the first data frame that `matches` accepts, passing every other one to
+    /// [`HandshakeIo::deliver_later`]. Returns the frame and the index of the matcher that
+    /// accepted it.
+    ///
+    /// # Errors
+    /// As [`HandshakeIo::recv`].
+    pub async fn recv_matching(
+        &mut self,
+        matchers: &[&Matcher],
+    ) -> Result<(Message, usize), HandshakeError> {
+        loop {
+            let msg = self.recv().await?;
+            if let Some(index) = matchers.iter().position(|m| m.matches(&msg)) {
+                return Ok((msg, index));
+            }
+            self.deliver_later(msg);
+        }
+    }
+
     /// Keeps a data frame the handshake read but does not consume; the user gets it after
     /// `Ready`, before anything received later.
     pub fn deliver_later(&mut self, msg: Message) {
@@ -118,6 +167,89 @@ pub trait Handshaker: Send + Sync + 'static {
     /// How long this handshake may take; `None` uses the client's `handshake_timeout`.
     fn timeout(&self) -> Option<Duration> {
         None
+    }
+
+    /// A short name for errors and logs ("auth", "subscribe"); chains report failures by it.
+    fn name(&self) -> &str {
+        "handshake"
+    }
+}
+
+/// A handshaker from a closure; build it with [`from_fn`].
+pub struct FnHandshake<F> {
+    f: F,
+    name: String,
+}
+
+impl<F> fmt::Debug for FnHandshake<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnHandshake")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// A handshaker from a closure returning a boxed future.
+///
+/// ```
+/// use resocket::{handshake::{self, HandshakeError}, Message};
+///
+/// let hello = handshake::from_fn("hello", |io| {
+///     Box::pin(async move {
+///         io.send(Message::text("hello")).await?;
+///         let reply = io.recv().await?;
+///         if reply.to_text().ok() == Some("welcome") {
+///             Ok(())
+///         } else {
+///             Err(HandshakeError::permanent("not welcome"))
+///         }
+///     })
+/// });
+/// # let _ = resocket::Client::builder("ws://127.0.0.1:1/").handshake(hello);
+/// ```
+pub fn from_fn<F>(name: impl Into<String>, f: F) -> FnHandshake<F>
+where
+    F: for<'a, 'b> Fn(&'a mut HandshakeIo<'b>) -> BoxFuture<'a, Result<(), HandshakeError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    FnHandshake {
+        f,
+        name: name.into(),
+    }
+}
+
+impl<F> Handshaker for FnHandshake<F>
+where
+    F: for<'a, 'b> Fn(&'a mut HandshakeIo<'b>) -> BoxFuture<'a, Result<(), HandshakeError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    fn handshake<'a>(
+        &'a self,
+        io: &'a mut HandshakeIo<'_>,
+    ) -> BoxFuture<'a, Result<(), HandshakeError>> {
+        (self.f)(io)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Runs `inner` under `limit`, turning the timeout into a retryable, named error.
+pub(crate) async fn with_timeout(
+    limit: Duration,
+    name: &str,
+    inner: impl std::future::Future<Output = Result<(), HandshakeError>>,
+) -> Result<(), HandshakeError> {
+    match tokio::time::timeout(limit, inner).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeError::retryable(format!(
+            "{name} timed out after {limit:?}"
+        ))),
     }
 }
 

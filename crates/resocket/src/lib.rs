@@ -39,7 +39,8 @@
 //! |---|---|---|
 //! | `rustls-tls-webpki-roots` | yes | `wss://` through rustls, trusting the Mozilla roots compiled in |
 //! | `rustls-tls-native-roots` | no | `wss://` through rustls, trusting the host's certificate store |
-//! | `hub` | no | the hub protocol types ([`hub::protocol`]) |
+//! | `hub` | no | the hub protocol types (`hub::protocol`) |
+//! | `metrics` | no | `extension::MetricsExtension`, through the `metrics` facade |
 //!
 //! Without a TLS feature the crate serves `ws://` only, and a `wss://` URL is refused by
 //! `connect()` with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing).
@@ -50,6 +51,7 @@ mod client;
 mod config;
 mod connection;
 pub mod error;
+pub mod extension;
 pub mod handshake;
 mod inbound;
 mod queue;
@@ -75,8 +77,15 @@ pub use tokio_tungstenite::tungstenite::{
 /// The common imports: `use resocket::prelude::*;`.
 pub mod prelude {
     pub use crate::{
+        extension::{Extension, ExtensionContext, Verdict},
+        handshake::{Auth, Chain, ChannelFormat, HandshakeError, Handshaker, Matcher, Subscribe},
         retry::{Backoff, ExponentialBackoff},
         Client, ClientConfig, ConnectionEvent, ConnectionState, Error, Message, Messages,
         QueuePolicy, SendError,
     };
 }
+
+/// The README's example, compiled as a doctest so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

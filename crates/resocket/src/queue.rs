@@ -187,6 +187,11 @@ impl QueueRx {
         }
     }
 
+    /// Whether nothing is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Refuses further sends; waiting senders get `SendError::Closed`.
     pub(crate) fn close(&mut self) {
         self.rx.close();

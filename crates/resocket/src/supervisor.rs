@@ -22,13 +22,14 @@ use tracing::Instrument;
 use crate::{
     client::Link,
     config::{ClientConfig, QueuePolicy},
-    connection::{Connection, Exit},
-    handshake::{HandshakeContext, HandshakeIo},
+    connection::{normal_close, Connection, Exit},
+    extension::Extensions,
+    handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
     inbound::InboundTx,
     queue::{payload_len, QueueRx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
-    transport::{self, Socket, Target},
+    transport::{Socket, Target},
     CloseFrame, Error, Message,
 };
 
@@ -37,6 +38,37 @@ use crate::{
 pub(crate) enum Command {
     /// Close with this frame, writing what is queued first when `drain` is set.
     Close { frame: CloseFrame, drain: bool },
+    /// Add a channel to the runtime set (and subscribe now, when `Ready`).
+    Subscribe(String),
+    /// Remove a channel from the runtime set (and unsubscribe now, when `Ready`).
+    Unsubscribe(String),
+}
+
+/// The runtime subscription set, replayed after every reconnect.
+#[derive(Default)]
+pub(crate) struct Channels {
+    pub(crate) format: Option<ChannelFormat>,
+    pub(crate) active: Vec<String>,
+}
+
+impl Channels {
+    /// Applies a command to the set; returns the message to send now, if any.
+    pub(crate) fn apply(&mut self, command: &Command) -> Vec<Message> {
+        let Some(format) = &self.format else {
+            return Vec::new();
+        };
+        match command {
+            Command::Subscribe(channel) if !self.active.contains(channel) => {
+                self.active.push(channel.clone());
+                format.subscribe_messages(std::slice::from_ref(channel))
+            }
+            Command::Unsubscribe(channel) if self.active.contains(channel) => {
+                self.active.retain(|c| c != channel);
+                format.unsubscribe_message(channel).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The channels and buffers that outlive any one connection.
@@ -51,6 +83,11 @@ pub(crate) struct Pipes {
     /// A received batch the user has not taken yet.
     pub(crate) pending_in: Option<Vec<Message>>,
     pub(crate) stats: Arc<Stats>,
+    /// A draining close asked for while not `Ready`: the next connection writes the backlog,
+    /// then closes with this frame, unless the deadline passes first.
+    pub(crate) close_request: Option<(CloseFrame, Instant)>,
+    pub(crate) channels: Channels,
+    pub(crate) extensions: Extensions,
 }
 
 /// Publishes state to every handle.
@@ -58,11 +95,13 @@ pub(crate) struct Publisher {
     pub(crate) status: watch::Sender<Status>,
     pub(crate) events: broadcast::Sender<ConnectionEvent>,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) extensions: Extensions,
 }
 
 impl Publisher {
     fn state(&self, state: ConnectionState, update: impl FnOnce(&mut Status)) {
         self.stats.set_state(&state);
+        self.extensions.each(|ext, ctx| ext.on_state(&state, ctx));
         self.status.send_modify(|s| {
             s.state = state;
             update(s);
@@ -163,6 +202,10 @@ impl Supervisor {
                 attempt: attempt + 1,
                 delay,
             });
+            let next = attempt + 1;
+            self.publish
+                .extensions
+                .each(|ext, ctx| ext.on_reconnect_scheduled(delay, next, ctx));
             if wait(
                 &mut self.pipes,
                 &self.publish,
@@ -209,21 +252,42 @@ impl Supervisor {
         let limit = handshaker
             .timeout()
             .unwrap_or(self.link.config.handshake_timeout);
+        // The user's handshake (auth, static subscriptions), then the runtime channel set,
+        // all before Ready: queued user messages only flow after both.
+        let replay_format = self.pipes.channels.format.clone();
+        let replayed = self.pipes.channels.active.clone();
         let handshake = async {
             let mut io = HandshakeIo::new(&mut ws, &mut later, &context);
-            tokio::time::timeout(limit, handshaker.handshake(&mut io)).await
+            with_timeout(limit, handshaker.name(), handshaker.handshake(&mut io)).await?;
+            if let Some(format) = replay_format.filter(|_| !replayed.is_empty()) {
+                let limit = format.step_timeout().unwrap_or(limit);
+                with_timeout(limit, "channels", format.run(&mut io, &replayed))
+                    .await
+                    .map_err(|e| e.with_step("replaying channel subscriptions"))?;
+            }
+            Ok::<(), HandshakeError>(())
         };
         let handshake =
             match wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await {
                 None => return Attempt::Closed,
                 Some(result) => result,
             };
-        if let Err(error) = handshake.unwrap_or_else(|_| {
-            Err(crate::handshake::HandshakeError::retryable(format!(
-                "timed out after {limit:?}"
-            )))
-        }) {
+        if let Err(error) = handshake {
             return self.failed(Error::Handshake(Arc::new(error)), 0, false);
+        }
+        // Channels added while the handshake ran were recorded but not yet sent.
+        if let Some(format) = &self.pipes.channels.format {
+            let missed: Vec<String> = self
+                .pipes
+                .channels
+                .active
+                .iter()
+                .filter(|c| !replayed.contains(c))
+                .cloned()
+                .collect();
+            for msg in format.subscribe_messages(&missed).into_iter().rev() {
+                self.pipes.outbox.push_front(msg);
+            }
         }
         if !later.is_empty() {
             // Frames that arrived during the handshake go to the user first.
@@ -233,10 +297,21 @@ impl Supervisor {
                 &stats.bytes_in,
                 later.iter().map(|m| payload_len(m) as u64).sum(),
             );
+            let extensions = &self.pipes.extensions;
+            let later: Vec<Message> = if extensions.is_empty() {
+                later
+            } else {
+                later
+                    .into_iter()
+                    .filter_map(|m| extensions.inbound(m))
+                    .collect()
+            };
             for msg in &later {
                 self.pipes.inbound.fan_out(msg);
             }
-            self.pipes.pending_in = Some(later);
+            if !later.is_empty() {
+                self.pipes.pending_in = Some(later);
+            }
         }
 
         let reconnect = *ever_ready;
@@ -249,6 +324,9 @@ impl Supervisor {
             }
         });
         self.publish.event(ConnectionEvent::Ready { reconnect });
+        self.publish
+            .extensions
+            .each(|ext, ctx| ext.on_connect(reconnect, ctx));
         tracing::debug!(reconnect, "ready");
 
         let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
@@ -281,6 +359,10 @@ impl Supervisor {
             reason: error.clone(),
             unconfirmed,
         });
+        self.publish.extensions.each(|ext, ctx| {
+            ext.on_error(&error, ctx);
+            ext.on_disconnect(&error, ctx);
+        });
         Attempt::Failed { error, stable }
     }
 
@@ -312,6 +394,11 @@ impl Supervisor {
             }
         }
         let error = result.err();
+        if let Some(error) = &error {
+            self.publish
+                .extensions
+                .each(|ext, ctx| ext.on_error(error, ctx));
+        }
         self.publish
             .state(ConnectionState::Closed, |s| s.error = error.clone());
         self.publish.event(ConnectionEvent::Closed { error });
@@ -335,16 +422,34 @@ async fn wait<F: Future>(
         outbox,
         scratch,
         stats,
+        close_request,
+        channels,
         ..
     } = pipes;
     let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
     tokio::pin!(work);
     loop {
+        let close_deadline = close_request.as_ref().map(|(_, deadline)| *deadline);
         tokio::select! {
             biased;
-            command = commands.recv() => match command {
-                Some(Command::Close { .. }) | None => return None,
-            },
+            command = commands.recv(), if close_request.is_none() => {
+                let (frame, drain) = match command {
+                    Some(Command::Close { frame, drain }) => (frame, drain),
+                    Some(other) => {
+                        // Not connected: the set changes now, the wire on the next connect.
+                        channels.apply(&other);
+                        continue;
+                    }
+                    None => (normal_close(), config.drain_on_close),
+                };
+                if !drain || (outbox.is_empty() && queue.is_empty()) {
+                    return None;
+                }
+                // Keep connecting so the backlog can go out, but only until close_timeout.
+                queue.close();
+                *close_request = Some((frame, Instant::now() + config.close_timeout));
+            }
+            () = sleep_until_or_never(close_deadline) => return None,
             out = &mut work => return Some(out),
             n = std::future::poll_fn(|cx| queue.poll_recv_many(cx, scratch, 512)), if drop_oldest => {
                 if n == 0 {
@@ -368,6 +473,14 @@ async fn wait<F: Future>(
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Link {
     /// Opens TCP (and TLS) and performs the upgrade, with a freshly built request.
     async fn open(
@@ -376,8 +489,7 @@ impl Link {
     ) -> Result<(WebSocketStream<Socket>, crate::handshake::Response), Error> {
         let request: Request = self.request(attempt)?;
         let target = Target::from_uri(request.uri())?;
-        let tcp = transport::connect_tcp(&target, &self.config).await?;
-        let socket = transport::secure(tcp, &target, &self.tls).await?;
+        let socket = self.connector.connect(&target, &self.config).await?;
         tokio_tungstenite::client_async_with_config(
             request,
             socket,

@@ -6,7 +6,7 @@ use http::Uri;
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 
-use crate::{config::ClientConfig, error::ConfigError, Error};
+use crate::{config::ClientConfig, error::ConfigError, ClientBuilder, Error};
 
 /// The socket a connection runs on: plain TCP or TLS over TCP.
 pub type Socket = MaybeTlsStream<TcpStream>;
@@ -45,10 +45,7 @@ impl Target {
 }
 
 /// Resolves and connects, trying each resolved address in turn.
-pub(crate) async fn connect_tcp(
-    target: &Target,
-    config: &ClientConfig,
-) -> Result<TcpStream, Error> {
+async fn connect_tcp(target: &Target, config: &ClientConfig) -> Result<TcpStream, Error> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|e| Error::Dns {
@@ -80,21 +77,68 @@ fn tune(stream: &TcpStream, config: &ClientConfig) -> io::Result<()> {
     Ok(())
 }
 
-/// Wraps a TCP stream in TLS when the target asks for it.
-pub(crate) async fn secure(
-    stream: TcpStream,
-    target: &Target,
-    tls: &TlsConnector,
-) -> Result<Socket, Error> {
-    if !target.tls {
-        return Ok(MaybeTlsStream::Plain(stream));
+/// Everything the builder collected about how to reach the server.
+#[derive(Clone, Default)]
+pub(crate) struct TransportOptions {
+    pub(crate) tls: TlsOptions,
+}
+
+/// Opens sockets for every attempt: built once from [`TransportOptions`] at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector {
+    tls: TlsConnector,
+}
+
+impl Connector {
+    pub(crate) fn build(
+        options: &TransportOptions,
+        tls_needed: bool,
+    ) -> Result<Connector, ConfigError> {
+        Ok(Connector {
+            tls: TlsConnector::build(&options.tls, tls_needed)?,
+        })
     }
-    tls.wrap(stream, &target.host).await
+
+    /// TCP, then TLS when the target asks for it.
+    pub(crate) async fn connect(
+        &self,
+        target: &Target,
+        config: &ClientConfig,
+    ) -> Result<Socket, Error> {
+        let stream = connect_tcp(target, config).await?;
+        if !target.tls {
+            return Ok(MaybeTlsStream::Plain(stream));
+        }
+        self.tls.wrap(stream, &target.host).await
+    }
+}
+
+/// TLS settings on the builder.
+impl ClientBuilder {
+    /// Trusts these extra root certificates (PEM, one or more) besides the default roots.
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.transport.tls.extra_roots_pem.push(pem.into());
+        self
+    }
+
+    /// Accepts any server certificate. Only for tests and local development: it turns off the
+    /// protection TLS exists for.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.transport.tls.danger_accept_invalid_certs = accept;
+        self
+    }
+
+    /// Uses a complete rustls configuration, replacing every other TLS setting.
+    #[cfg(feature = "__rustls-tls")]
+    pub fn rustls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.transport.tls.rustls_config = Some(config);
+        self
+    }
 }
 
 /// The TLS settings, turned into a connector once at build time and shared by every attempt.
 #[derive(Clone, Default)]
-pub struct TlsConnector {
+pub(crate) struct TlsConnector {
     #[cfg(feature = "__rustls-tls")]
     rustls: Option<Arc<rustls::ClientConfig>>,
 }

@@ -1,3 +1,13 @@
-//! The resocket hub's wire protocol, shared by the hub server and the typed hub client.
+//! The resocket hub's wire protocol and a typed client for it.
+//!
+//! [`protocol`] holds the frame types shared with the hub server; [`HubClient`] is a
+//! [`Client`](crate::Client) that speaks them, re-subscribes from the last offset after every
+//! reconnect, reports lost history as an explicit [`Gap`], and re-sends unacknowledged
+//! publishes with their ids, which the hub's dedupe turns into exactly-once delivery.
 
+mod client;
 pub mod protocol;
+
+pub use client::{
+    Gap, HubClient, HubClientBuilder, HubError, PendingAck, RoomEvent, RoomMessage, Subscription,
+};

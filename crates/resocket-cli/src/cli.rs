@@ -1,0 +1,173 @@
+//! The command line, declared with clap's derive API.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// A resilient WebSocket toolkit: client, hub server, chaos proxy, load tester and demo.
+#[derive(Debug, Parser)]
+#[command(name = "resocket", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More logging on stderr (-v, -vv); RESOCKET_LOG overrides with a tracing filter.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to a WebSocket server and stay connected: stdin lines are sent, messages are
+    /// printed on stdout, status goes to stderr.
+    Connect(ConnectArgs),
+    /// Run the hub, the pub/sub WebSocket server.
+    Serve(ServeArgs),
+    /// Run a fault-injecting TCP proxy in front of any WebSocket server.
+    Chaos(ChaosArgs),
+    /// Load a WebSocket server with N connections and report throughput and latency.
+    Bench(BenchArgs),
+    /// Show that nothing is lost: a hub, a proxy that keeps cutting connections, a publisher
+    /// and subscribers, all in this process.
+    Demo(DemoArgs),
+}
+
+/// `resocket connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The server's URL (ws:// or wss://).
+    pub url: String,
+    /// Extra upgrade header, as `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Sends `Authorization: Bearer TOKEN` with the upgrade.
+    #[arg(long, env = "RESOCKET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A message sent after every (re)connect, before anything typed (repeatable): for
+    /// subscribe or auth frames.
+    #[arg(short, long = "subscribe", value_name = "MESSAGE")]
+    pub subscribe: Vec<String>,
+    /// Offer this subprotocol (repeatable).
+    #[arg(long = "subprotocol")]
+    pub subprotocols: Vec<String>,
+    /// Heartbeat interval in seconds (0 turns heartbeats off).
+    #[arg(long, default_value_t = 20.0)]
+    pub ping_interval: f64,
+    /// Print every message as a JSON line ({"type":"text","data":…}) instead of raw.
+    #[arg(long)]
+    pub json: bool,
+    /// Trust this CA certificate (PEM file) besides the default roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Stop at the first failed connection instead of retrying.
+    #[arg(long)]
+    pub exit_on_first_failure: bool,
+}
+
+/// `resocket serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RESOCKET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// HS256 secret for client tokens (at least 16 bytes).
+    #[arg(long, env = "RESOCKET_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Allow clients without a token (on the rooms of --anonymous-rooms).
+    #[arg(long, env = "RESOCKET_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+    /// Room pattern anonymous clients may subscribe and publish to (repeatable, default "*").
+    #[arg(long = "anonymous-room", value_name = "PATTERN")]
+    pub anonymous_rooms: Vec<String>,
+    /// Allowed Origin (repeatable); without any, only pages served by the hub itself.
+    #[arg(
+        long = "allow-origin",
+        env = "RESOCKET_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub origins: Vec<String>,
+    /// Largest accepted frame, in bytes.
+    #[arg(long, env = "RESOCKET_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Per-connection rate limit, frames per second.
+    #[arg(long, env = "RESOCKET_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Messages of history kept per room.
+    #[arg(long, env = "RESOCKET_HISTORY")]
+    pub history: Option<usize>,
+    /// Most connections at once.
+    #[arg(long, env = "RESOCKET_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+}
+
+/// `resocket chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The server to forward to (ws://host:port/...).
+    #[arg(long)]
+    pub upstream: String,
+    /// Cut each connection after a random lifetime, in milliseconds: `MIN-MAX`.
+    #[arg(long, value_name = "MIN-MAX")]
+    pub cut_after: Option<String>,
+    /// Delay every forwarded chunk by this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub latency: Option<u64>,
+    /// Black-hole all traffic (connections stay open) for `FOR` ms every `EVERY` ms: `EVERY/FOR`.
+    #[arg(long, value_name = "EVERY/FOR")]
+    pub blackhole: Option<String>,
+    /// Stall server-to-client traffic for `FOR` ms every `EVERY` ms: `EVERY/FOR`.
+    #[arg(long, value_name = "EVERY/FOR")]
+    pub stall_down: Option<String>,
+    /// Stall client-to-server traffic for `FOR` ms every `EVERY` ms: `EVERY/FOR`.
+    #[arg(long, value_name = "EVERY/FOR")]
+    pub stall_up: Option<String>,
+    /// Refuse new connections for `FOR` ms every `EVERY` ms: `EVERY/FOR`.
+    #[arg(long, value_name = "EVERY/FOR")]
+    pub refuse: Option<String>,
+    /// Seed for the random faults (random if not given; printed so a run can be repeated).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `resocket bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The server to load; it should echo what it receives to measure latency.
+    pub url: String,
+    /// Connections.
+    #[arg(short, long, default_value_t = 10)]
+    pub connections: usize,
+    /// Messages per second over all connections.
+    #[arg(short, long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Seconds to run.
+    #[arg(short, long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Message size in bytes (at least 16).
+    #[arg(short, long, default_value_t = 64)]
+    pub size: usize,
+}
+
+/// `resocket demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seconds to publish for.
+    #[arg(short, long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Subscribers.
+    #[arg(short, long, default_value_t = 3)]
+    pub subscribers: usize,
+    /// Messages per second the publisher sends.
+    #[arg(short, long, default_value_t = 500)]
+    pub rate: u64,
+    /// Seed for the proxy's cuts (random if not given).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}

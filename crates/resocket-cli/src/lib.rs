@@ -1,0 +1,90 @@
+//! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench` and `demo`.
+//!
+//! Every command reports bad input as one line on stderr and a non-zero exit status: clap's
+//! usage errors are cut to their first line, and runtime errors print their whole cause chain
+//! on one line. No command panics on input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod bench;
+mod chaos;
+mod cli;
+mod connect;
+mod demo;
+mod serve;
+
+pub use cli::{Cli, Command};
+
+/// Parses the command line and runs the command on a tokio runtime.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    // A blocking read of stdin may still be parked in a runtime thread; do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Connect(args) => connect::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Help and version go to stdout as clap prints them; real usage errors become one line.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let line = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{line} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,resocket=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RESOCKET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,53 @@
+//! `resocket serve`: the hub, configured by flags and environment variables.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use resocket_hub::Hub;
+
+use crate::cli::ServeArgs;
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut builder = Hub::builder();
+    if let Some(secret) = &args.jwt_secret {
+        builder = builder.jwt_secret(secret);
+    }
+    if args.allow_anonymous {
+        let rooms: Vec<&str> = if args.anonymous_rooms.is_empty() {
+            vec!["*"]
+        } else {
+            args.anonymous_rooms.iter().map(String::as_str).collect()
+        };
+        builder = builder
+            .allow_anonymous(true)
+            .anonymous_rooms(&rooms, &rooms);
+    }
+    // Without a list the hub accepts only pages it served itself (and clients that send no
+    // Origin, which browsers always do).
+    for origin in &args.origins {
+        builder = builder.allow_origin(origin.clone());
+    }
+    if let Some(size) = args.max_message_size {
+        builder = builder.max_message_size(size);
+    }
+    if let Some(rate) = args.rate_limit {
+        builder = builder.rate_limit(rate, rate.saturating_mul(2));
+    }
+    if let Some(history) = args.history {
+        builder = builder.history(history, std::time::Duration::from_secs(3600), 64 << 20);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(max);
+    }
+    let hub = builder.build().context("hub settings rejected")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "[resocket] hub listening on http://{}/ (ws://{}/ws)",
+        listener.local_addr()?,
+        listener.local_addr()?
+    );
+    hub.serve(listener).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,248 @@
+//! The `resocket` binary, driven through its arguments, stdin and stdout.
+
+use std::{process::Stdio, time::Duration};
+
+use resocket_hub::Hub;
+use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+fn resocket() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resocket"));
+    command
+        .env_remove("RUST_BACKTRACE")
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs to completion; returns (exit code, stdout, stderr).
+async fn output(args: &[&str]) -> (i32, String, String) {
+    let out = resocket()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn assert_one_line_error(code: i32, stderr: &str) {
+    assert_ne!(code, 0);
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got {stderr:?}");
+    assert!(lines[0].starts_with("error"), "{stderr:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_flag_is_a_one_line_error() {
+    within(60, "unknown flag", async {
+        let (code, _, stderr) = output(&["connect", "--no-such-flag", "ws://127.0.0.1:1/"]).await;
+        assert_eq!(code, 2);
+        assert_one_line_error(code, &stderr);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_url_is_a_one_line_error() {
+    within(60, "bad url", async {
+        for url in ["not a url", "http://example.com/"] {
+            let (code, _, stderr) = output(&["connect", url]).await;
+            assert_one_line_error(code, &stderr);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chaos_with_an_unreachable_upstream_is_a_one_line_error() {
+    within(60, "unreachable upstream", async {
+        let port = resocket_testkit::closed_port().await;
+        let (code, _, stderr) = output(&[
+            "chaos",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("ws://{port}/"),
+        ])
+        .await;
+        assert_one_line_error(code, &stderr);
+        assert!(stderr.contains("unreachable"), "{stderr}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_command_has_help() {
+    within(60, "help", async {
+        for command in ["connect", "serve", "chaos", "bench", "demo"] {
+            let (code, stdout, _) = output(&[command, "--help"]).await;
+            assert_eq!(code, 0, "{command}");
+            assert!(stdout.contains("Usage"), "{command}: {stdout}");
+        }
+    })
+    .await;
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    lines.next_line().await.unwrap().expect("stdout ended")
+}
+
+fn spawn_connect(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut child = resocket()
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+#[tokio::test]
+async fn connect_echoes_through_a_reconnect_and_exits_cleanly_on_eof() {
+    within(60, "connect echo", async {
+        let mut server = TestServer::start(Behavior::Echo).await;
+        let proxy = FaultProxy::start(server.addr()).await;
+        let (mut child, mut lines) = spawn_connect(&[&proxy.url(), "--ping-interval", "0"]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").await.unwrap();
+        assert_eq!(next_line(&mut lines).await, "hello");
+
+        proxy.cut_all();
+        server.wait_connected().await; // the first connection
+        server.wait_connected().await; // the reconnect
+        stdin.write_all(b"after the cut\n").await.unwrap();
+        assert_eq!(next_line(&mut lines).await, "after the cut");
+
+        drop(stdin); // EOF: drain, close 1000, exit 0
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status:?}");
+        let (_, frame) = server.wait_closed().await;
+        let (_, frame) = if frame.is_none() {
+            server.wait_closed().await
+        } else {
+            (0, frame)
+        };
+        assert_eq!(u16::from(frame.expect("a Close frame").code), 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_talks_to_the_hub() {
+    within(60, "connect hub", async {
+        let hub = Hub::builder()
+            .allow_anonymous(true)
+            .anonymous_rooms(&["*"], &["*"])
+            .build()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            hub.serve_with_shutdown(listener, std::future::pending())
+                .await
+        });
+        let url = format!("ws://{addr}/ws");
+        let (mut child, mut lines) = spawn_connect(&[
+            &url,
+            "--subprotocol",
+            "resocket.v1",
+            "--subscribe",
+            r#"{"type":"subscribe","room":"lobby"}"#,
+        ]);
+        let mut stdin = child.stdin.take().unwrap();
+        let subscribed: serde_json::Value =
+            serde_json::from_str(&next_line(&mut lines).await).unwrap();
+        assert_eq!(subscribed["type"], "subscribed");
+        stdin
+            .write_all(br#"{"type":"publish","room":"lobby","id":"1","data":{"hi":true}}"#)
+            .await
+            .unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let v: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
+            seen.push(v["type"].as_str().unwrap().to_owned());
+        }
+        seen.sort();
+        assert_eq!(seen, ["ack", "message"]);
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_exits_non_zero_on_a_permanent_failure() {
+    within(60, "connect 403", async {
+        let server = TestServer::start(Behavior::Reject {
+            status: 403,
+            headers: vec![],
+            body: String::new(),
+        })
+        .await;
+        let mut child = resocket()
+            .args(["connect", &server.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Keep stdin open: `wait` would close it, and EOF means "close gracefully".
+        let _stdin = child.stdin.take();
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error:") && last.contains("403"),
+            "{stderr}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn demo_loses_nothing_and_duplicates_nothing() {
+    within(120, "demo", async {
+        let (code, stdout, stderr) = output(&["demo", "--duration", "10", "--seed", "7"]).await;
+        let summary = stdout
+            .lines()
+            .find(|l| l.starts_with("summary:"))
+            .unwrap_or_else(|| panic!("no summary: {stdout} {stderr}"));
+        println!("{summary}");
+        let field = |name: &str| -> u64 {
+            summary
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(field("lost"), 0, "{summary}");
+        assert_eq!(field("duplicated"), 0, "{summary}");
+        assert!(field("reconnects") > 10, "{summary}");
+        assert_eq!(code, 0, "{stdout}");
+    })
+    .await;
+}

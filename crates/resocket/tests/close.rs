@@ -1,0 +1,148 @@
+//! Closing: the client's Close frame, the server's, and dropping the last handle.
+
+use std::time::Duration;
+
+use resocket::{Client, ConnectionEvent, ConnectionState, Error, Message};
+use resocket_testkit::{within, Behavior, TestServer};
+
+#[tokio::test]
+async fn close_with_sends_exactly_that_frame() {
+    within(20, "close_with", async {
+        let mut server = TestServer::start(Behavior::Silent).await;
+        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        client.ready().await.unwrap();
+        client.close_with(4000, "bye").await.unwrap();
+        let (_, frame) = server.wait_closed().await;
+        let frame = frame.expect("a Close frame");
+        assert_eq!(u16::from(frame.code), 4000);
+        assert_eq!(frame.reason.as_str(), "bye");
+        assert!(matches!(client.state(), ConnectionState::Closed));
+        assert!(client
+            .send(Message::text("late"))
+            .await
+            .unwrap_err()
+            .is_closed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_drains_the_queue_before_the_close_frame() {
+    within(20, "drain on close", async {
+        let mut server = TestServer::start(Behavior::Silent).await;
+        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        for i in 0..50 {
+            client.send(Message::text(i.to_string())).await.unwrap();
+        }
+        client.close().await.unwrap();
+        for i in 0..50 {
+            assert_eq!(server.next_message().await.1, Message::text(i.to_string()));
+        }
+        let (_, frame) = server.wait_closed().await;
+        assert_eq!(u16::from(frame.unwrap().code), 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_close_shows_in_the_event_and_the_snapshot() {
+    within(20, "server close", async {
+        let mut server = TestServer::start(Behavior::Silent).await;
+        let (client, _messages) = Client::builder(server.url())
+            .configure(|c| {
+                c.backoff = resocket::retry::ExponentialBackoff::new(
+                    Duration::from_secs(30),
+                    Duration::from_secs(30),
+                )
+            })
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        client.ready().await.unwrap();
+        server.wait_connected().await;
+        server.close_all(4321, "maintenance");
+        let reason = loop {
+            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
+                break reason;
+            }
+        };
+        let frame = reason.close_frame().expect("close frame in the reason");
+        assert_eq!(
+            (u16::from(frame.code), frame.reason.as_str()),
+            (4321, "maintenance")
+        );
+        assert!(matches!(reason, Error::ServerClosed { .. }));
+        let snapshot = client.snapshot();
+        let last = snapshot.last_close.expect("last close in the snapshot");
+        assert_eq!(
+            (u16::from(last.code), last.reason.as_str()),
+            (4321, "maintenance")
+        );
+        assert!(snapshot.last_error.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn policy_violation_close_is_permanent() {
+    within(20, "1008", async {
+        let server = TestServer::start(Behavior::CloseAfterUpgrade {
+            code: 1008,
+            reason: "banned".into(),
+        })
+        .await;
+        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        let error = client.closed().await.unwrap_err();
+        assert_eq!(u16::from(error.close_frame().unwrap().code), 1008);
+        assert_eq!(server.connections(), 1, "no retry after 1008");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_cleanly() {
+    within(20, "drop handle", async {
+        let mut server = TestServer::start(Behavior::Silent).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        client.ready().await.unwrap();
+        let second = client.clone();
+        drop(client);
+        second.send(Message::text("still here")).await.unwrap();
+        assert_eq!(server.next_message().await.1, Message::text("still here"));
+        drop(second);
+        let (_, frame) = server.wait_closed().await;
+        assert_eq!(
+            u16::from(frame.expect("a Close frame, not a dropped socket").code),
+            1000
+        );
+        assert!(
+            messages.recv().await.is_none(),
+            "the message stream ends with the client"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_while_backing_off_ends_at_once() {
+    within(20, "close while backing off", async {
+        let server = TestServer::start(Behavior::DropAfterUpgrade).await;
+        let (client, _messages) = Client::builder(server.url())
+            .configure(|c| {
+                c.backoff = resocket::retry::ExponentialBackoff::new(
+                    Duration::from_secs(3600),
+                    Duration::from_secs(3600),
+                )
+            })
+            .connect()
+            .unwrap();
+        let mut status = client.status();
+        status
+            .wait_for(|s| matches!(s.state, ConnectionState::BackingOff { .. }))
+            .await
+            .unwrap();
+        client.close().await.unwrap();
+        assert!(matches!(client.state(), ConnectionState::Closed));
+    })
+    .await;
+}
