@@ -21,6 +21,16 @@ use crate::token::Claims;
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
 
+/// The dashboard page with its script inlined, so that it works wherever the router is mounted
+/// (a relative `app.js` from `/hub` would resolve to `/app.js`). Built once.
+fn index_html() -> &'static str {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        let script = format!("<script>\n{APP_JS}</script>");
+        INDEX_HTML.replace(r#"<script src="app.js"></script>"#, &script)
+    })
+}
+
 pub(crate) fn router(hub: Hub) -> Router {
     Router::new()
         .route("/ws", get(ws))
@@ -31,7 +41,7 @@ pub(crate) fn router(hub: Hub) -> Router {
             get(|| async {
                 (
                     [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    INDEX_HTML,
+                    index_html(),
                 )
             }),
         )
