@@ -40,6 +40,7 @@ pub(crate) struct HubConfig {
     pub(crate) auth_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_rooms: usize,
     pub(crate) history_len: usize,
     pub(crate) history_age: Duration,
     pub(crate) history_bytes: usize,
@@ -69,6 +70,7 @@ impl Default for HubConfig {
             auth_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_subscriptions: 100,
+            max_rooms: 10_000,
             history_len: 1000,
             history_age: Duration::from_secs(300),
             history_bytes: 4 * 1024 * 1024,
@@ -105,7 +107,8 @@ impl HubBuilder {
         self
     }
 
-    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked.
+    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked. The list can
+    /// be changed while serving with [`Hub::revoke`] and [`Hub::set_revoked`].
     pub fn revoke(mut self, id: impl Into<String>) -> Self {
         self.config.revoked.push(id.into());
         self
@@ -192,6 +195,14 @@ impl HubBuilder {
         self
     }
 
+    /// The most rooms the hub holds at once. Default: 10,000. Over it, subscribing or publishing
+    /// to a new room gets `error{code:"too_many_rooms"}`. With the history bounds, this bounds
+    /// the memory all histories can take (`max_rooms × history bytes`).
+    pub fn max_rooms(mut self, max: usize) -> Self {
+        self.config.max_rooms = max;
+        self
+    }
+
     /// Room history bounds: at most `len` messages, none older than `age`, at most `bytes`
     /// of frames. Default: 1000 messages, 5 minutes, 4 MiB.
     pub fn history(mut self, len: usize, age: Duration, bytes: usize) -> Self {
@@ -260,7 +271,7 @@ impl HubBuilder {
                 "ping interval, ping timeout and auth timeout must be positive",
             );
         }
-        if c.max_connections == 0 || c.max_subscriptions == 0 {
+        if c.max_connections == 0 || c.max_subscriptions == 0 || c.max_rooms == 0 {
             return bad(
                 "max_connections",
                 "connection and subscription caps must be positive",

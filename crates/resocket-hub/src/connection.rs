@@ -67,6 +67,17 @@ pub(crate) async fn run(
         // Milliseconds since `start` of the last frame from the client: the reader stamps it and
         // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
         let last_seen = AtomicU64::new(0);
+        if let Auth::FromRequest(Identity::Token(c)) = &auth {
+            shared.hold(id, &c.sub, c.jti.as_deref());
+            // A revocation that landed between the token check and `hold` is caught here.
+            if shared.is_revoked(&c.sub, c.jti.as_deref()) {
+                outbox.close(Closing {
+                    code: close_code::POLICY,
+                    reason: "token revoked",
+                    drain: false,
+                });
+            }
+        }
         let mut session = Session {
             id,
             shared: shared.clone(),
@@ -374,6 +385,9 @@ impl Session {
             None if self.shared.config.allow_anonymous => Identity::Anonymous { client },
             None => return self.auth_failed("a token is required"),
         };
+        if let Identity::Token(c) = &identity {
+            self.shared.hold(self.id, &c.sub, c.jti.as_deref());
+        }
         self.auth = Auth::FromFrame(identity);
         None
     }
@@ -418,7 +432,14 @@ impl Session {
         }
         let shared = &self.shared;
         loop {
-            let room = shared.room(&name);
+            let Some(room) = shared.room(&name) else {
+                self.error(
+                    ErrorCode::TooManyRooms,
+                    "the hub is at its room limit",
+                    Some(name),
+                );
+                return;
+            };
             match room.subscribe(
                 self.id,
                 &self.outbox,
@@ -461,12 +482,15 @@ impl Session {
         };
         let shared = &self.shared;
         let offset = loop {
-            match shared.room(&name).publish(
-                Some((&client, &id)),
-                data,
-                &shared.limits,
-                &shared.metrics,
-            ) {
+            let Some(room) = shared.room(&name) else {
+                self.error(
+                    ErrorCode::TooManyRooms,
+                    "the hub is at its room limit",
+                    Some(id),
+                );
+                return;
+            };
+            match room.publish(Some((&client, &id)), data, &shared.limits, &shared.metrics) {
                 Published::Applied { offset } | Published::Duplicate { offset } => break offset,
                 Published::Gone => continue,
             }

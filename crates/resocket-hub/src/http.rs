@@ -68,8 +68,7 @@ impl Shared {
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let verifier = self.verifier.as_ref().ok_or(TokenError::Signature)?;
         let claims = verifier.verify(token)?;
-        let revoked = |id: &str| self.config.revoked.iter().any(|r| r == id);
-        if revoked(&claims.sub) || claims.jti.as_deref().is_some_and(revoked) {
+        if self.is_revoked(&claims.sub, claims.jti.as_deref()) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)

@@ -27,6 +27,35 @@ async fn an_oversized_frame_gets_too_big_and_close_1009() {
 }
 
 #[tokio::test]
+async fn past_the_room_cap_new_rooms_are_refused() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_rooms(2)).await;
+        let mut ws = hub.raw_anon().await;
+        subscribe(&mut ws, "one", None).await;
+        common::publish(&mut ws, "two", "1", json!(1)).await;
+        send(&mut ws, json!({"type": "subscribe", "room": "three"})).await;
+        let err = recv(&mut ws).await;
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("too_many_rooms"), Some("three"))
+        );
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "four", "id": "p", "data": 1}),
+        )
+        .await;
+        let err = recv(&mut ws).await;
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("too_many_rooms"), Some("p"))
+        );
+        // Existing rooms still work.
+        subscribe(&mut ws, "two", None).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_is_closed_with_4008() {
     guard(10, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
