@@ -157,12 +157,23 @@ async fn ws(
         .on_upgrade(move |socket| connection::run(shared, socket, id, outbox, auth))
 }
 
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+/// Query parameters of `/healthz`.
+#[derive(Debug, serde::Deserialize)]
+struct HealthQuery {
+    deep: Option<String>,
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>, Query(q): Query<HealthQuery>) -> Response {
     if shared.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ok\n".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if q.deep.as_deref().is_some_and(|d| d != "0") {
+        return match crate::health::deep(&shared).await {
+            Ok(what) => format!("{what}\n").into_response(),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+        };
+    }
+    "ok\n".into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// The number of live connections, for the drain to wait on.
     live_tx: watch::Sender<usize>,
     stats_started: AtomicBool,
+    /// The address `serve` listens on, for the deep health check; unknown when mounted.
+    local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,6 +92,7 @@ impl Hub {
                 shutdown_tx: watch::channel(false).0,
                 live_tx: watch::channel(0).0,
                 stats_started: AtomicBool::new(false),
+                local_addr: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -126,6 +129,9 @@ impl Hub {
         listener: TcpListener,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            let _ = self.shared.local_addr.set(addr);
+        }
         let app = self.router();
         let hub = self.clone();
         let mut stop = self.shared.shutdown_tx.subscribe();
@@ -209,6 +215,10 @@ impl Hub {
 }
 
 impl Shared {
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr.get().copied()
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Relaxed)
     }

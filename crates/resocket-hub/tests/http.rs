@@ -126,3 +126,33 @@ async fn the_router_can_be_mounted_in_another_axum_app() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deep_healthz_proves_a_websocket_round_trip() {
+    guard(10, async {
+        // Tokens only: the check must mint its own.
+        let hub = TestHub::with_tokens().await;
+        assert_eq!(
+            http_get(hub.addr, "/healthz?deep=1").await,
+            (200, "ok (websocket round trip)\n".to_string())
+        );
+        let (_, m) = http_get(hub.addr, "/metrics").await;
+        assert_eq!(
+            metric(&m, "resocket_hub_connections_total"),
+            1.0,
+            "it really connected"
+        );
+
+        // Mounted, the hub does not know its address and says what it proved instead.
+        let hub = Hub::builder().allow_anonymous(true).build().unwrap();
+        let app = axum::Router::new().nest("/hub", hub.router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert_eq!(
+            http_get(addr, "/hub/healthz?deep=1").await,
+            (200, "ok (in-process round trip)\n".to_string())
+        );
+    })
+    .await;
+}
