@@ -27,11 +27,14 @@ fn rss_of(pid: u32) -> u64 {
 
 /// The child: serve a hub and print its address.
 async fn serve_hub() {
-    let hub = resocket_hub::Hub::builder()
+    let mut builder = resocket_hub::Hub::builder()
         .allow_anonymous(true)
-        .max_connections(100_000)
-        .build()
-        .unwrap();
+        .max_connections(100_000);
+    // For comparison: tungstenite's own defaults (128 KiB read and write buffers).
+    if std::env::var_os("MEMORY_TUNGSTENITE_DEFAULTS").is_some() {
+        builder = builder.socket_buffers(128 * 1024, 128 * 1024);
+    }
+    let hub = builder.build().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap());
     hub.serve(listener).await.unwrap();

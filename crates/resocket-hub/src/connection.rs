@@ -116,6 +116,8 @@ async fn write_loop(
         tokio::time::Instant::now() + cfg.ping_interval,
         cfg.ping_interval,
     );
+    // A writer stuck on a slow socket must not fire a burst of pings once it is free again.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let dead_after = (cfg.ping_interval + cfg.ping_timeout).as_millis() as u64;
     loop {
         let mut send_ping = false;
@@ -219,7 +221,14 @@ async fn read_loop(
                 continue;
             }
             Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // Pings count against the rate limit too: tungstenite answers each with a pong, so
+            // a ping flood would otherwise make the hub write without limit.
+            Message::Ping(_) | Message::Pong(_) => {
+                if let Some(c) = session.rate_check(&mut bucket) {
+                    return Some(c);
+                }
+                continue;
+            }
         };
         if let Some(c) = session.rate_check(&mut bucket) {
             return Some(c);
