@@ -95,6 +95,21 @@ async fn a_client_over_its_rate_limit_is_closed_with_4008() {
 }
 
 #[tokio::test]
+async fn a_ping_flood_counts_against_the_rate_limit() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
+        let mut ws = hub.raw_anon().await;
+        for _ in 0..50 {
+            if ws.send(Message::Ping(Default::default())).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(closed(&mut ws).await.unwrap().code, 4008.into());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn past_the_connection_cap_a_client_is_closed_with_1013() {
     guard(10, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_connections(2)).await;
