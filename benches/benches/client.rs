@@ -1,0 +1,245 @@
+//! Client benchmark: resocket beside raw tokio-tungstenite, in the same process and run.
+//!
+//! Measures, on loopback (`127.0.0.1:0`), with a tokio multi-thread runtime of 2 workers:
+//! - receive throughput (msgs/s, 64 B and 1 KiB): a server bursts `n` messages (frames encoded
+//!   once and written in large chunks, so it is not the bottleneck) and the clock runs until
+//!   user code has taken all `n`: raw `WebSocketStream::next()` against resocket `Messages::recv` and `recv_many`;
+//! - send throughput (msgs/s, 64 B and 1 KiB): raw `send().await` per message (a flush each),
+//!   raw `feed` + one `flush` per batch, and resocket `client.send().await` per message; the
+//!   clock runs until the server has received all `n`;
+//! - echo round trip p50/p99 (64 B), one message in flight.
+//!
+//! Every contender gets its own server and connection; contenders of a case run interleaved,
+//! round by round, and the median round is reported, with ratios against the targets from
+//! `DESIGN.md` ("Hot paths"). Every round asserts that exactly `n` messages arrived.
+//!
+//! Run: `cargo bench -p resocket-benches --bench client`
+//! Quick check: `RESOCKET_BENCH_SCALE=0.05 cargo bench -p resocket-benches --bench client`
+//! Only some cases: `cargo bench -p resocket-benches --bench client -- recv echo` (substrings
+//! of the case names: `recv 64`, `recv 1024`, `send 64`, `send 1024`, `echo 64`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use resocket_benches::{
+    measure, peer_tokio_websockets, raw,
+    report::{Report, Target},
+    resocket_client,
+    server::{Mode, Server, Tally},
+    RoundTrip, Throughput,
+};
+
+/// Measured rounds per case, after one warm-up round; the median is reported.
+const ROUNDS: usize = 5;
+/// Messages per round at scale 1, chosen so that one round lasts 0.1–1 s on a 2-core machine
+/// and the whole run stays under about three minutes.
+const RECV_64: u64 = 1_000_000;
+const RECV_1K: u64 = 250_000;
+const SEND_64: u64 = 500_000;
+const SEND_1K: u64 = 200_000;
+const ECHO: u64 = 20_000;
+/// Messages the raw batched sender feeds before one flush.
+const RAW_FEED_BATCH: usize = 256;
+/// The `recv_many` limit: a page of user work per wake-up.
+const RECV_MANY_LIMIT: usize = 1024;
+
+struct Plan {
+    scale: f64,
+    filters: Vec<String>,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let scale = std::env::var("RESOCKET_BENCH_SCALE")
+            .ok()
+            .map(|s| s.parse::<f64>().expect("RESOCKET_BENCH_SCALE is a number"))
+            .unwrap_or(1.0);
+        assert!(scale > 0.0, "RESOCKET_BENCH_SCALE must be positive");
+        // `cargo bench` passes `--bench`; anything else that is not a flag filters cases.
+        let filters = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        Plan { scale, filters }
+    }
+
+    fn wants(&self, case: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| case.contains(f.as_str()))
+    }
+
+    fn n(&self, base: u64) -> u64 {
+        ((base as f64 * self.scale) as u64).max(100)
+    }
+}
+
+fn main() {
+    let plan = Plan::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime.block_on(run(&plan));
+    report.print();
+}
+
+async fn run(plan: &Plan) -> Report {
+    let mut report = Report::default();
+    eprintln!(
+        "scale {} ({} warm-up + {ROUNDS} measured rounds per case)",
+        plan.scale, 1
+    );
+    for (size, base) in [(64, RECV_64), (1024, RECV_1K)] {
+        let case = format!("recv {size}");
+        if plan.wants(&case) {
+            receive(&mut report, &case, size, plan.n(base)).await;
+        }
+    }
+    for (size, base) in [(64, SEND_64), (1024, SEND_1K)] {
+        let case = format!("send {size}");
+        if plan.wants(&case) {
+            send(&mut report, &case, size, plan.n(base)).await;
+        }
+    }
+    if plan.wants("echo 64") {
+        echo(&mut report, "echo 64", 64, plan.n(ECHO)).await;
+    }
+    report
+}
+
+fn payload(size: usize) -> Bytes {
+    Bytes::from(vec![0xA5; size])
+}
+
+async fn receive(report: &mut Report, case: &str, size: usize, n: u64) {
+    eprintln!("{case}: {n} messages per round");
+    let mut servers = Vec::new();
+    let mut cases: Vec<Box<dyn Throughput>> = Vec::new();
+
+    let server = Server::start(Mode::Burst(payload(size))).await;
+    cases.push(Box::new(raw::Receiver::connect(server.addr(), size).await));
+    servers.push(server);
+
+    for style in [
+        resocket_client::RecvStyle::One,
+        resocket_client::RecvStyle::Many(RECV_MANY_LIMIT),
+    ] {
+        let server = Server::start(Mode::Burst(payload(size))).await;
+        let receiver = resocket_client::Receiver::connect(server.addr(), size, style).await;
+        cases.push(Box::new(receiver));
+        servers.push(server);
+    }
+
+    let server = Server::start(Mode::Burst(payload(size))).await;
+    let receiver = peer_tokio_websockets::Receiver::connect(server.addr(), size).await;
+    cases.push(Box::new(receiver));
+    servers.push(server);
+
+    let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
+    let case = format!("recv {size} B");
+    let raw = report.throughput(&case, "raw tokio-tungstenite `next()`", size, &rates[0]);
+    let one = report.throughput(&case, "resocket `recv()`", size, &rates[1]);
+    let many = report.throughput(&case, "resocket `recv_many()`", size, &rates[2]);
+    report.throughput(&case, "tokio-websockets `next()`", size, &rates[3]);
+    report.ratio(
+        &format!("{case}: resocket recv_many / raw"),
+        many.median / raw.median,
+        Target::AtLeast(0.9),
+    );
+    report.ratio(
+        &format!("{case}: resocket recv / raw"),
+        one.median / raw.median,
+        Target::AtLeast(0.9),
+    );
+}
+
+async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
+    eprintln!("{case}: {n} messages per round");
+    let mut servers = Vec::new();
+    let mut cases: Vec<Box<dyn Throughput>> = Vec::new();
+
+    for style in [
+        raw::SendStyle::PerMessage,
+        raw::SendStyle::Batched(RAW_FEED_BATCH),
+    ] {
+        let tally = std::sync::Arc::new(Tally::default());
+        let server = Server::start(Mode::Sink(tally.clone())).await;
+        let sender = raw::Sender::connect(server.addr(), payload(size), tally, style).await;
+        cases.push(Box::new(sender));
+        servers.push(server);
+    }
+
+    let tally = std::sync::Arc::new(Tally::default());
+    let server = Server::start(Mode::Sink(tally.clone())).await;
+    let sender = resocket_client::Sender::connect(server.addr(), payload(size), tally).await;
+    cases.push(Box::new(sender));
+    servers.push(server);
+
+    let tally = std::sync::Arc::new(Tally::default());
+    let server = Server::start(Mode::Sink(tally.clone())).await;
+    let sender = peer_tokio_websockets::Sender::connect(
+        server.addr(),
+        payload(size),
+        tally,
+        raw::SendStyle::PerMessage,
+    )
+    .await;
+    cases.push(Box::new(sender));
+    servers.push(server);
+
+    let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
+    let case = format!("send {size} B");
+    let per_msg = report.throughput(&case, "raw `send().await` per message", size, &rates[0]);
+    let feed = report.throughput(
+        &case,
+        &format!("raw `feed` + `flush` per {RAW_FEED_BATCH}"),
+        size,
+        &rates[1],
+    );
+    let ours = report.throughput(&case, "resocket `send().await`", size, &rates[2]);
+    report.throughput(
+        &case,
+        "tokio-websockets `send().await` per message",
+        size,
+        &rates[3],
+    );
+    report.ratio(
+        &format!("{case}: resocket / raw send"),
+        ours.median / per_msg.median,
+        Target::AtLeast(2.0),
+    );
+    report.ratio(
+        &format!("{case}: resocket / raw feed+flush"),
+        ours.median / feed.median,
+        Target::None,
+    );
+}
+
+async fn echo(report: &mut Report, case: &str, size: usize, n: u64) {
+    eprintln!("{case}: {n} round trips per round");
+    let server = Server::start(Mode::Echo).await;
+    let mut cases: Vec<Box<dyn RoundTrip>> = vec![
+        Box::new(raw::Echo::connect(server.addr(), payload(size)).await),
+        Box::new(resocket_client::Echo::connect(server.addr(), payload(size)).await),
+        Box::new(peer_tokio_websockets::Echo::connect(server.addr(), payload(size)).await),
+    ];
+    let samples = measure::round_trips(&mut cases, n, n / 4, ROUNDS).await;
+    let case = format!("echo {size} B");
+    let raw = report.latency(&case, "raw tokio-tungstenite", &samples[0]);
+    let ours = report.latency(&case, "resocket", &samples[1]);
+    report.latency(&case, "tokio-websockets", &samples[2]);
+    report.ratio(
+        &format!("{case}: resocket p50 / raw p50"),
+        ratio(ours.p50, raw.p50),
+        Target::AtMost(1.2),
+    );
+    report.ratio(
+        &format!("{case}: resocket p99 / raw p99"),
+        ratio(ours.p99, raw.p99),
+        Target::None,
+    );
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}

@@ -1,0 +1,178 @@
+//! resocket, used through its public API only, with the default `ClientConfig`.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use resocket::{Client, Message, Messages};
+
+use crate::{server::Tally, BoxFut, RoundTrip, Throughput};
+
+/// Builds a client with default settings and waits until it is `Ready`, so that connecting is
+/// never part of a measurement.
+pub async fn connect(addr: SocketAddr) -> (Client, Messages) {
+    let (client, messages) = Client::builder(format!("ws://{addr}/"))
+        .connect()
+        .expect("valid client settings");
+    client.ready().await.expect("resocket connects");
+    (client, messages)
+}
+
+/// How the user code reads.
+#[derive(Debug, Clone, Copy)]
+pub enum RecvStyle {
+    /// `messages.recv().await` per message.
+    One,
+    /// `messages.recv_many(&mut buf, limit).await`.
+    Many(usize),
+}
+
+/// Receive: asks the burst server for `n` messages and takes them from [`Messages`].
+pub struct Receiver {
+    client: Client,
+    messages: Messages,
+    size: usize,
+    style: RecvStyle,
+    buf: Vec<Message>,
+}
+
+impl Receiver {
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server sending `size`-byte messages.
+    pub async fn connect(addr: SocketAddr, size: usize, style: RecvStyle) -> Receiver {
+        let (client, messages) = connect(addr).await;
+        Receiver {
+            client,
+            messages,
+            size,
+            style,
+            buf: Vec::new(),
+        }
+    }
+}
+
+fn check(msg: &Message, size: usize) {
+    match msg {
+        Message::Binary(data) => assert_eq!(data.len(), size),
+        other => panic!("resocket receive: unexpected {other:?}"),
+    }
+}
+
+impl Throughput for Receiver {
+    fn round(&mut self, n: u64) -> BoxFut<'_, Duration> {
+        Box::pin(async move {
+            let start = Instant::now();
+            self.client
+                .send(Message::text(n.to_string()))
+                .await
+                .unwrap();
+            let mut got = 0u64;
+            match self.style {
+                RecvStyle::One => {
+                    while got < n {
+                        let msg = self.messages.recv().await.expect("stream open");
+                        check(&msg, self.size);
+                        got += 1;
+                    }
+                }
+                RecvStyle::Many(limit) => {
+                    while got < n {
+                        // Never ask for more than this round's remainder, so the count is exact.
+                        let limit = limit.min((n - got) as usize);
+                        let added = self.messages.recv_many(&mut self.buf, limit).await;
+                        assert!(added > 0, "stream ended");
+                        for msg in self.buf.drain(..) {
+                            check(&msg, self.size);
+                        }
+                        got += added as u64;
+                    }
+                }
+            }
+            let elapsed = start.elapsed();
+            assert_eq!(got, n);
+            elapsed
+        })
+    }
+}
+
+/// Send: `client.send(msg).await` per message; the library batches the writes.
+pub struct Sender {
+    client: Client,
+    _messages: Messages,
+    payload: Bytes,
+    tally: Arc<Tally>,
+}
+
+impl Sender {
+    /// Connects to the [`Mode::Sink`](crate::server::Mode::Sink) server that owns `tally`.
+    pub async fn connect(addr: SocketAddr, payload: Bytes, tally: Arc<Tally>) -> Sender {
+        let (client, messages) = connect(addr).await;
+        Sender {
+            client,
+            _messages: messages,
+            payload,
+            tally,
+        }
+    }
+}
+
+impl Throughput for Sender {
+    fn round(&mut self, n: u64) -> BoxFut<'_, Duration> {
+        Box::pin(async move {
+            let target = self.tally.expect_more(n);
+            let start = Instant::now();
+            for _ in 0..n {
+                let msg = Message::Binary(self.payload.clone());
+                self.client.send(msg).await.unwrap();
+            }
+            // `send` only queues; the clock stops when the server has every message.
+            let (received, bytes) = self.tally.reached().await;
+            let elapsed = start.elapsed();
+            assert_eq!(received, target);
+            assert_eq!(bytes, target * self.payload.len() as u64);
+            elapsed
+        })
+    }
+}
+
+/// Echo: one message in flight, `client.send(msg).await` then `messages.recv().await`.
+pub struct Echo {
+    client: Client,
+    messages: Messages,
+    payload: Bytes,
+}
+
+impl Echo {
+    /// Connects to a [`Mode::Echo`](crate::server::Mode::Echo) server.
+    pub async fn connect(addr: SocketAddr, payload: Bytes) -> Echo {
+        let (client, messages) = connect(addr).await;
+        Echo {
+            client,
+            messages,
+            payload,
+        }
+    }
+}
+
+impl RoundTrip for Echo {
+    fn round(&mut self, n: u64) -> BoxFut<'_, Vec<Duration>> {
+        Box::pin(async move {
+            let mut samples = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let start = Instant::now();
+                self.client
+                    .send(Message::Binary(self.payload.clone()))
+                    .await
+                    .unwrap();
+                match self.messages.recv().await {
+                    Some(Message::Binary(data)) => assert_eq!(data, self.payload),
+                    other => panic!("resocket echo: unexpected {other:?}"),
+                }
+                samples.push(start.elapsed());
+            }
+            samples
+        })
+    }
+}
