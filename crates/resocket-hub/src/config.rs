@@ -77,7 +77,7 @@ impl Default for HubConfig {
             dedupe_window: 1000,
             shutdown_drain: Duration::from_secs(5),
             read_buffer_size: 4 * 1024,
-            write_buffer_size: 8 * 1024,
+            write_buffer_size: 32 * 1024,
             stats_interval: Duration::from_secs(1),
         }
     }
@@ -224,9 +224,11 @@ impl HubBuilder {
         self
     }
 
-    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 8 KiB,
-    /// chosen small because idle connections dominate memory (tungstenite's own default is
-    /// 128 KiB each).
+    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 32 KiB
+    /// (tungstenite's own default is 128 KiB each). The read buffer is resident for every
+    /// connection, so it is small: idle connections dominate memory. The write buffer is the
+    /// size at which a batch is written out before its flush; it grows only on connections
+    /// that receive traffic, and 32 KiB lets a typical batch go out in one syscall.
     pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
         self.config.read_buffer_size = read;
         self.config.write_buffer_size = write;
