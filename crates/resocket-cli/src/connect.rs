@@ -50,7 +50,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let (client, mut messages) = builder.connect()?;
 
     let mut events = client.events();
-    tokio::spawn(async move {
+    let narrator = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
             if let Some(line) = describe(&event) {
                 eprintln!("[resocket] {line}");
@@ -95,6 +95,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     };
     // The printer ends when the message stream does, after the close.
     let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
+    // The status narration stops here so the final line on stderr is the outcome.
+    narrator.abort();
+    let _ = narrator.await;
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {

@@ -49,6 +49,10 @@ pub enum Error {
     #[error("tls error")]
     Tls(#[source] TlsError),
 
+    /// Reaching the server through a proxy failed; see [`ProxyError`] for the kind.
+    #[error("proxy error")]
+    Proxy(#[source] ProxyError),
+
     /// The server answered the upgrade request with a non-101 HTTP status.
     #[error("server answered the upgrade with http {}", .0.status)]
     Http(Box<HttpFailure>),
@@ -120,6 +124,127 @@ pub enum ConfigError {
     /// A TLS setting could not be used (for example a PEM file with no certificate).
     #[error("tls setting rejected: {0}")]
     Tls(String),
+    /// A proxy setting could not be used (a proxy URL that does not parse, an unknown scheme),
+    /// whether it came from the builder or from the environment.
+    #[error("proxy setting rejected: {0}")]
+    Proxy(String),
+}
+
+/// What went wrong on the way through a proxy.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The proxy rejected the credentials, or wants credentials that were not given: HTTP 407
+    /// (or 401) to `CONNECT`, a failed SOCKS5 username/password exchange, or no SOCKS5 method
+    /// both sides accept. Not retried.
+    #[error("proxy rejected the credentials")]
+    AuthRejected {
+        /// The HTTP status of an HTTP proxy's answer; `None` for SOCKS5.
+        status: Option<StatusCode>,
+    },
+    /// The proxy could not be resolved or reached, or dropped the connection during its
+    /// handshake. Retried.
+    #[error("proxy {proxy} is unreachable")]
+    Unreachable {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// The resolver's or socket's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// An HTTP proxy answered `CONNECT` with a non-2xx status other than 401/407. Retried for
+    /// 408, 429 and 5xx (the proxy or its path to the server is having trouble), not otherwise
+    /// (403 and the like are policy).
+    #[error("proxy refused the tunnel with http {status}")]
+    ConnectRefused {
+        /// The status the proxy answered with.
+        status: StatusCode,
+    },
+    /// A SOCKS5 proxy refused the connection with this reply code.
+    #[error("socks5 proxy refused the connection: {0}")]
+    Socks(SocksReply),
+    /// The proxy's answer was not HTTP or SOCKS5 (the wrong kind of proxy, or not a proxy).
+    /// Not retried.
+    #[error("proxy answered with something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl ProxyError {
+    /// Whether the default policy retries after this proxy failure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProxyError::Unreachable { .. } => true,
+            ProxyError::ConnectRefused { status } => {
+                let s = status.as_u16();
+                s == 408 || s == 429 || status.is_server_error()
+            }
+            ProxyError::Socks(reply) => reply.is_retryable(),
+            ProxyError::AuthRejected { .. } | ProxyError::Protocol(_) => false,
+        }
+    }
+}
+
+/// A SOCKS5 reply code other than success (RFC 1928, section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocksReply {
+    /// `0x01`: general SOCKS server failure. Retried.
+    #[error("general failure")]
+    GeneralFailure,
+    /// `0x02`: connection not allowed by the proxy's rules. Not retried.
+    #[error("connection not allowed by ruleset")]
+    NotAllowed,
+    /// `0x03`: network unreachable from the proxy. Retried.
+    #[error("network unreachable")]
+    NetworkUnreachable,
+    /// `0x04`: host unreachable from the proxy. Retried.
+    #[error("host unreachable")]
+    HostUnreachable,
+    /// `0x05`: the server refused the proxy's connection. Retried.
+    #[error("connection refused")]
+    ConnectionRefused,
+    /// `0x06`: TTL expired. Retried.
+    #[error("ttl expired")]
+    TtlExpired,
+    /// `0x07`: the proxy does not support `CONNECT`. Not retried.
+    #[error("command not supported")]
+    CommandNotSupported,
+    /// `0x08`: the proxy does not support the address type (for example domain names).
+    /// Not retried.
+    #[error("address type not supported")]
+    AddressTypeNotSupported,
+    /// Any other code. Not retried.
+    #[error("reply code {0:#04x}")]
+    Other(u8),
+}
+
+impl SocksReply {
+    /// The reply for a non-zero SOCKS5 reply code.
+    pub fn from_code(code: u8) -> SocksReply {
+        match code {
+            0x01 => SocksReply::GeneralFailure,
+            0x02 => SocksReply::NotAllowed,
+            0x03 => SocksReply::NetworkUnreachable,
+            0x04 => SocksReply::HostUnreachable,
+            0x05 => SocksReply::ConnectionRefused,
+            0x06 => SocksReply::TtlExpired,
+            0x07 => SocksReply::CommandNotSupported,
+            0x08 => SocksReply::AddressTypeNotSupported,
+            other => SocksReply::Other(other),
+        }
+    }
+
+    /// Whether the failure may go away by itself (the server or the path to it is down).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SocksReply::GeneralFailure
+                | SocksReply::NetworkUnreachable
+                | SocksReply::HostUnreachable
+                | SocksReply::ConnectionRefused
+                | SocksReply::TtlExpired
+        )
+    }
 }
 
 /// What kind of TLS failure happened.
@@ -165,6 +290,14 @@ impl Error {
     /// 403, 404, ...), other non-101 statuses, certificate errors, permanent handshake failures,
     /// Close codes 1003, 1008, 1010 and the application codes 4001, 4003 and 4004 (the
     /// common mirrors of HTTP 401/403/404), and [`Error::Closed`].
+    ///
+    /// Proxies ([`Error::Proxy`], see [`ProxyError::is_retryable`]): an unreachable proxy is
+    /// retried (it may be restarting); rejected credentials (HTTP 407 or 401 to `CONNECT`, SOCKS5
+    /// authentication failure) are not. A `CONNECT` refused with a status is retried for 408,
+    /// 429 and 5xx (the proxy or its path to the server is down) and not for other statuses
+    /// (403 and the like are the proxy's policy). SOCKS5 refusals are retried for general
+    /// failure, unreachable network or host, connection refused and TTL expired, and not for
+    /// "not allowed", unsupported command or address type.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Dns { .. }
@@ -174,6 +307,7 @@ impl Error {
             | Error::IdleTimeout(_)
             | Error::Protocol(_) => true,
             Error::Tls(TlsError::Handshake(_)) => true,
+            Error::Proxy(p) => p.is_retryable(),
             Error::Tls(_) => false,
             Error::Http(h) => {
                 let s = h.status.as_u16();

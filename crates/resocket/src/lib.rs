@@ -39,11 +39,67 @@
 //! |---|---|---|
 //! | `rustls-tls-webpki-roots` | yes | `wss://` through rustls, trusting the Mozilla roots compiled in |
 //! | `rustls-tls-native-roots` | no | `wss://` through rustls, trusting the host's certificate store |
+//! | `native-tls` | no | `wss://` through the platform's TLS library (OpenSSL, Secure Transport, SChannel) |
+//! | `native-tls-vendored` | no | `native-tls` with OpenSSL built from source and linked in |
 //! | `hub` | no | the hub protocol types (`hub::protocol`) |
 //! | `metrics` | no | `extension::MetricsExtension`, through the `metrics` facade |
 //!
 //! Without a TLS feature the crate serves `ws://` only, and a `wss://` URL is refused by
-//! `connect()` with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing).
+//! `connect()` with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing),
+//! whose message names the features to enable. Proxy support needs no feature.
+//!
+//! # TLS and proxies
+//! | feature | what the host needs to build | at run time |
+//! |---|---|---|
+//! | `rustls-tls-webpki-roots` | nothing (pure Rust, plus ring's C and assembly, built by cargo) | nothing: the roots are compiled in |
+//! | `rustls-tls-native-roots` | as above | a system certificate store (`ca-certificates` on Debian) |
+//! | `native-tls` | Linux: `pkg-config` and the OpenSSL headers (`libssl-dev`); macOS, Windows: nothing | Linux: `libssl`; the system certificate store |
+//! | `native-tls-vendored` | a C compiler, `perl` and `make` (OpenSSL is compiled) | the system certificate store |
+//!
+//! With both a rustls and a native-tls feature, rustls is used unless
+//! [`ClientBuilder::tls_backend`] picks [`TlsBackend::NativeTls`] (or a native-tls connector or
+//! PKCS#12 identity is given). rustls always runs with the ring crypto provider passed
+//! explicitly, so it never needs (or panics for lack of) a process-level `CryptoProvider`.
+//!
+//! TLS settings, each usable with both backends and with each other:
+//! - [`ClientBuilder::add_root_certificate_pem`]: trust a private CA besides the default roots.
+//! - [`ClientBuilder::client_identity_pem`] (both backends) or
+//!   `ClientBuilder::client_identity_pkcs12` (native-tls): a client certificate for mutual TLS.
+//! - [`ClientBuilder::danger_accept_invalid_certs`]: accept any server certificate (tests only).
+//! - [`ClientBuilder::tls_server_name`]: the name sent as SNI and checked in the certificate.
+//! - [`ClientBuilder::rustls_config`] or `ClientBuilder::native_tls_connector`: a whole custom
+//!   configuration. It replaces the settings above, so combining them is an error, never a
+//!   silent override; so is setting two identities.
+//!
+//! ALPN is `http/1.1`. A rejected server certificate, and a server refusing ours, is a
+//! [`TlsError::Certificate`](error::TlsError::Certificate) and is not retried.
+//!
+//! Proxies, for `ws://` and `wss://` (TLS runs end to end, inside the tunnel):
+//! - [`ClientBuilder::proxy`] takes `http://`, `https://` (HTTP `CONNECT`, to a proxy reached
+//!   over TCP or TLS), `socks5://` (the name resolved locally) or `socks5h://` (resolved by the
+//!   proxy) URLs, with `user:password@` or [`ClientBuilder::proxy_credentials`] (HTTP Basic or
+//!   SOCKS5 username/password).
+//! - Without an explicit proxy, the environment is followed: `HTTPS_PROXY` for `wss://`,
+//!   `HTTP_PROXY` for `ws://`, `ALL_PROXY` for both (lower-case names first), and `NO_PROXY`
+//!   (names with their subdomains, IPs, CIDR ranges, `*`). [`ClientBuilder::no_proxy`] replaces
+//!   `NO_PROXY`; [`ClientBuilder::proxy_from_env`]`(false)` ignores the environment.
+//! - Failures are typed ([`ProxyError`](error::ProxyError)): rejected credentials are not
+//!   retried, an unreachable proxy is, and a refused `CONNECT` keeps its HTTP status (5xx is
+//!   retried, 403 is not).
+//!
+//! ```no_run
+//! # fn run() -> Result<(), resocket::Error> {
+//! let (client, messages) = resocket::Client::builder("wss://feed.internal.example/ws")
+//!     .add_root_certificate_pem(std::fs::read("corp-ca.pem").unwrap())
+//!     .client_identity_pem(
+//!         std::fs::read("client.pem").unwrap(),
+//!         std::fs::read("client.key").unwrap(),
+//!     )
+//!     .proxy("http://proxy.corp.example:3128")
+//!     .proxy_credentials("alice", "s3cret")
+//!     .connect()?;
+//! # Ok(()) }
+//! ```
 //!
 //! [tokio-tungstenite]: https://docs.rs/tokio-tungstenite
 
@@ -73,6 +129,17 @@ pub use tokio_tungstenite::tungstenite::{
     protocol::{frame::coding::CloseCode, CloseFrame},
     Bytes, Message, Utf8Bytes,
 };
+pub use transport::TlsBackend;
+
+/// The rustls version the builder's [`ClientBuilder::rustls_config`] takes, re-exported so a
+/// custom config is built with the same one.
+#[cfg(feature = "__rustls-tls")]
+pub use rustls;
+
+/// The native-tls version the builder's [`ClientBuilder::native_tls_connector`] takes,
+/// re-exported so a custom connector is built with the same one.
+#[cfg(feature = "native-tls")]
+pub use native_tls;
 
 /// The common imports: `use resocket::prelude::*;`.
 pub mod prelude {

@@ -496,6 +496,6 @@ impl Link {
             Some(self.config.websocket_config()),
         )
         .await
-        .map_err(Error::from_ws)
+        .map_err(crate::transport::upgrade_error)
     }
 }

@@ -1,8 +1,10 @@
 //! Closing: the client's Close frame, the server's, and dropping the last handle.
 
+mod support;
+
 use std::time::Duration;
 
-use resocket::{Client, ConnectionEvent, ConnectionState, Error, Message};
+use resocket::{Client, ConnectionState, Error, Message};
 use resocket_testkit::{within, Behavior, TestServer};
 
 #[tokio::test]
@@ -61,11 +63,7 @@ async fn server_close_shows_in_the_event_and_the_snapshot() {
         client.ready().await.unwrap();
         server.wait_connected().await;
         server.close_all(4321, "maintenance");
-        let reason = loop {
-            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
-                break reason;
-            }
-        };
+        let reason = support::disconnect_reason(&mut events).await;
         let frame = reason.close_frame().expect("close frame in the reason");
         assert_eq!(
             (u16::from(frame.code), frame.reason.as_str()),

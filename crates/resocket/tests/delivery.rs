@@ -1,5 +1,7 @@
 //! Delivery: inbound bursts under backpressure, the outbound queue's bounds and policies.
 
+mod support;
+
 use std::time::Duration;
 
 use resocket::{Client, ConnectionEvent, DropReason, Message, QueuePolicy};
@@ -236,11 +238,7 @@ async fn oversized_frame_is_a_typed_retryable_error() {
             .unwrap();
         let mut events = client.events();
         client.send(Message::binary(vec![0u8; 4096])).await.unwrap();
-        let reason = loop {
-            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
-                break reason;
-            }
-        };
+        let reason = support::disconnect_reason(&mut events).await;
         assert!(matches!(reason, resocket::Error::Protocol(_)), "{reason:?}");
         assert!(reason.is_retryable());
         client.send(Message::text("small")).await.unwrap();

@@ -1,5 +1,7 @@
 //! Application handshakes against a server that demands auth: auth, subscriptions, chains.
 
+mod support;
+
 use std::{sync::Arc, time::Duration};
 
 use resocket::{
@@ -179,11 +181,7 @@ async fn missing_confirmation_times_out_and_is_retried_with_backoff() {
             .connect()
             .unwrap();
         let mut events = client.events();
-        let reason = loop {
-            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
-                break reason;
-            }
-        };
+        let reason = support::disconnect_reason(&mut events).await;
         let Error::Handshake(failure) = &reason else {
             panic!("{reason:?}")
         };
@@ -235,11 +233,7 @@ async fn restart_replays_auth_then_static_then_runtime_subscriptions_then_queued
         );
 
         server.stop().await;
-        loop {
-            if let ConnectionEvent::Disconnected { .. } = events.recv().await.unwrap() {
-                break;
-            }
-        }
+        support::disconnect_reason(&mut events).await;
         client
             .send(Message::text(r#"{"type":"user","n":1}"#))
             .await

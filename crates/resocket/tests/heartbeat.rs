@@ -1,5 +1,7 @@
 //! Heartbeats: a quiet healthy peer stays connected; a silent one is declared dead.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use resocket::{Client, ConnectionEvent, Error, Message};
@@ -61,11 +63,7 @@ async fn silent_peer_is_detected_and_the_client_reconnects() {
         server.wait_connected().await;
         server.freeze_all();
         let frozen_at = Instant::now();
-        let reason = loop {
-            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
-                break reason;
-            }
-        };
+        let reason = support::disconnect_reason(&mut events).await;
         let detected_after = frozen_at.elapsed();
         assert!(
             matches!(reason, Error::HeartbeatTimeout(t) if t == timeout),
@@ -122,11 +120,7 @@ async fn idle_timeout_reconnects_when_nothing_arrives() {
             .connect()
             .unwrap();
         let mut events = client.events();
-        let reason = loop {
-            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
-                break reason;
-            }
-        };
+        let reason = support::disconnect_reason(&mut events).await;
         assert!(matches!(reason, Error::IdleTimeout(_)), "{reason:?}");
         assert!(reason.is_timeout() && reason.is_retryable());
     })

@@ -1,22 +1,11 @@
 //! Reconnection: server restarts, servers that drop every connection, and refused ports.
 
+mod support;
+
 use std::time::Duration;
 
 use resocket::{retry::ExponentialBackoff, Client, ConnectionEvent, Message};
 use resocket_testkit::{closed_port, within, Behavior, ServerEvent, TestServer};
-use tokio::sync::broadcast;
-
-async fn wait_event(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
-    mut pred: impl FnMut(&ConnectionEvent) -> bool,
-) -> ConnectionEvent {
-    loop {
-        let event = events.recv().await.expect("event stream ended");
-        if pred(&event) {
-            return event;
-        }
-    }
-}
 
 #[tokio::test]
 async fn reconnects_after_server_restart_and_delivers_the_outage_backlog_in_order() {
@@ -36,7 +25,7 @@ async fn reconnects_after_server_restart_and_delivers_the_outage_backlog_in_orde
         assert_eq!(server.next_message().await.1, Message::text("before"));
 
         server.stop().await;
-        wait_event(&mut events, |e| {
+        support::wait_event(&mut events, |e| {
             matches!(e, ConnectionEvent::Disconnected { .. })
         })
         .await;
@@ -134,7 +123,7 @@ async fn unreachable_then_reachable_server_is_joined_without_losing_queued_messa
             .unwrap();
         let mut events = client.events();
         client.send(Message::text("queued early")).await.unwrap();
-        wait_event(&mut events, |e| {
+        support::wait_event(&mut events, |e| {
             matches!(e, ConnectionEvent::BackingOff { .. })
         })
         .await;

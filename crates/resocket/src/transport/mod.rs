@@ -1,0 +1,298 @@
+//! Everything below the WebSocket upgrade: TCP connect (resolution, nodelay, keepalive), the
+//! proxy tunnel (HTTP CONNECT or SOCKS5), and TLS (rustls or native-tls).
+//!
+//! The builder collects [`TransportOptions`]; `build()` turns them into a [`Connector`] once,
+//! and the supervisor calls [`Connector::connect`] for every attempt.
+//!
+//! - `tls.rs`: the TLS settings on the builder and the backend switch.
+//! - `tls_rustls.rs`, `tls_native.rs`: the two backends.
+//! - `proxy.rs`: proxy settings on the builder, proxy URLs, and the CONNECT and SOCKS5
+//!   handshakes.
+//! - `env.rs`: the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention.
+
+mod env;
+mod proxy;
+mod tls;
+#[cfg(feature = "native-tls")]
+mod tls_native;
+#[cfg(feature = "__rustls-tls")]
+mod tls_rustls;
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::Uri;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_tungstenite::{tungstenite, MaybeTlsStream};
+
+use crate::{config::ClientConfig, error::ConfigError, Error};
+
+pub(crate) use proxy::ProxyOptions;
+pub use tls::TlsBackend;
+pub(crate) use tls::{TlsConnector, TlsOptions};
+
+/// The socket a connection runs on: the wire to the server (or through a proxy), maybe
+/// with TLS on top.
+pub type Socket = MaybeTlsStream<Wire>;
+
+/// Whether any TLS backend is compiled in.
+pub(crate) const TLS_COMPILED: bool = cfg!(any(feature = "__rustls-tls", feature = "native-tls"));
+
+/// The byte stream under the server's TLS: a TCP socket, or a TLS session with an `https://`
+/// proxy that tunnels to the server.
+///
+/// An enum and not a `Box<dyn ..>`: the common case (plain TCP) stays a direct call, and the
+/// type stays nameable for the handshake API.
+#[derive(Debug)]
+pub enum Wire {
+    /// TCP straight to the server, or to an `http://` or SOCKS5 proxy that tunnels to it.
+    Tcp(TcpStream),
+    /// TLS to an `https://` proxy, tunnelling to the server.
+    ProxyTls(Box<MaybeTlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Wire::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Wire::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Wire::Tcp(s) => s.is_write_vectored(),
+            Wire::ProxyTls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Where to connect, parsed once from the request URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+}
+
+impl Target {
+    pub(crate) fn from_uri(uri: &Uri) -> Result<Target, ConfigError> {
+        let tls = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            Some(other) => return Err(ConfigError::UnsupportedScheme(other.to_owned())),
+            None => return Err(ConfigError::InvalidUrl(format!("{uri} has no scheme"))),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or(ConfigError::MissingHost)?;
+        let host = unbracket(host).to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        if tls && !TLS_COMPILED {
+            return Err(ConfigError::TlsFeatureMissing);
+        }
+        Ok(Target { host, port, tls })
+    }
+}
+
+/// `Uri::host` keeps the brackets of an IPv6 literal; resolvers and TLS names want them off.
+pub(crate) fn unbracket(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Resolves and connects, trying each resolved address in turn.
+///
+/// Failures are reported as they would be for a server; the proxy code re-types them as
+/// [`ProxyError::Unreachable`](crate::error::ProxyError::Unreachable) when the host is a proxy.
+async fn connect_tcp(host: &str, port: u16, config: &ClientConfig) -> Result<TcpStream, Error> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| Error::Dns {
+            host: host.to_owned(),
+            source: Arc::new(e),
+        })?
+        .collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                tune(&stream, config).map_err(Error::io)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::io(last))
+}
+
+fn tune(stream: &TcpStream, config: &ClientConfig) -> io::Result<()> {
+    stream.set_nodelay(config.tcp_nodelay)?;
+    if let Some(idle) = config.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(idle);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)?;
+    }
+    Ok(())
+}
+
+/// Everything the builder collected about how to reach the server.
+#[derive(Clone, Default)]
+pub(crate) struct TransportOptions {
+    pub(crate) tls: TlsOptions,
+    pub(crate) proxy: ProxyOptions,
+}
+
+/// Opens sockets for every attempt: built once from [`TransportOptions`] at build time.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector {
+    tls: TlsConnector,
+    proxies: proxy::Routes,
+    server_name: Option<String>,
+}
+
+impl Connector {
+    /// Checks the options and builds what every attempt shares (TLS configs, proxy routes).
+    ///
+    /// `tls_needed` is whether the server may be `wss://`; an `https://` proxy needs TLS too.
+    pub(crate) fn build(
+        options: &TransportOptions,
+        tls_needed: bool,
+    ) -> Result<Connector, ConfigError> {
+        let proxies = proxy::Routes::build(&options.proxy, |name| std::env::var(name).ok())?;
+        let tls = TlsConnector::build(&options.tls, tls_needed || proxies.needs_tls())?;
+        Ok(Connector {
+            tls,
+            proxies,
+            server_name: options.tls.server_name.clone(),
+        })
+    }
+
+    /// TCP (to the server or through its proxy), then TLS when the target asks for it.
+    pub(crate) async fn connect(
+        &self,
+        target: &Target,
+        config: &ClientConfig,
+    ) -> Result<Socket, Error> {
+        let wire = match self.proxies.for_target(target) {
+            Some(proxy) => {
+                tracing::debug!(proxy = %proxy, "connecting through a proxy");
+                proxy.tunnel(target, config, &self.tls).await?
+            }
+            None => Wire::Tcp(connect_tcp(&target.host, target.port, config).await?),
+        };
+        if !target.tls {
+            return Ok(MaybeTlsStream::Plain(wire));
+        }
+        let name = self.server_name.as_deref().unwrap_or(&target.host);
+        self.tls.wrap(wire, name).await
+    }
+}
+
+/// Maps an error of the WebSocket upgrade, like [`Error::from_ws`], but recognises a TLS
+/// certificate rejection that only surfaces after the TLS handshake.
+///
+/// With TLS 1.3 the client finishes its handshake before the server has checked the client
+/// certificate; a server that wants one (and got none, or a bad one) answers with an alert that
+/// the client reads during the upgrade. That is a permanent certificate failure, not a flaky
+/// socket.
+pub(crate) fn upgrade_error(e: tungstenite::Error) -> Error {
+    match e {
+        tungstenite::Error::Io(io) => match tls::classify_late_io(io) {
+            Ok(tls_error) => Error::Tls(tls_error),
+            Err(io) => Error::io(io),
+        },
+        other => Error::from_ws(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_bad_urls_are_typed() {
+        let t = Target::from_uri(&"ws://example.com/feed".parse().unwrap()).unwrap();
+        assert_eq!(
+            t,
+            Target {
+                host: "example.com".into(),
+                port: 80,
+                tls: false
+            }
+        );
+        let t = Target::from_uri(&"ws://[::1]:9000/".parse().unwrap()).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+        assert!(matches!(
+            Target::from_uri(&"http://example.com/".parse().unwrap()),
+            Err(ConfigError::UnsupportedScheme(s)) if s == "http"
+        ));
+        assert!(matches!(
+            Target::from_uri(&"/just/a/path".parse().unwrap()),
+            Err(ConfigError::InvalidUrl(_))
+        ));
+    }
+
+    #[test]
+    fn wss_without_a_tls_feature_names_the_feature() {
+        let result = Target::from_uri(&"wss://example.com/".parse().unwrap());
+        if TLS_COMPILED {
+            assert!(result.unwrap().tls);
+        } else {
+            let error = result.unwrap_err();
+            assert_eq!(error, ConfigError::TlsFeatureMissing);
+            assert!(error.to_string().contains("rustls-tls-webpki-roots"));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Helpers shared by the client's integration tests. They name resocket's own types, so they
+//! cannot live in the test kit (which resocket's tests depend on) without a dependency cycle.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use resocket::{ConnectionEvent, Error};
+use tokio::sync::broadcast;
+
+/// Waits for the first event that `pred` accepts.
+pub async fn wait_event(
+    events: &mut broadcast::Receiver<ConnectionEvent>,
+    mut pred: impl FnMut(&ConnectionEvent) -> bool,
+) -> ConnectionEvent {
+    loop {
+        let event = events.recv().await.expect("event stream ended");
+        if pred(&event) {
+            return event;
+        }
+    }
+}
+
+/// Waits for the next `Disconnected` event and returns its reason.
+pub async fn disconnect_reason(events: &mut broadcast::Receiver<ConnectionEvent>) -> Error {
+    match wait_event(events, |e| {
+        matches!(e, ConnectionEvent::Disconnected { .. })
+    })
+    .await
+    {
+        ConnectionEvent::Disconnected { reason, .. } => reason,
+        _ => unreachable!("filtered above"),
+    }
+}
