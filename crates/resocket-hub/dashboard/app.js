@@ -38,7 +38,9 @@ function show(s) {
 function connect() {
   const token = new URLSearchParams(location.search).get("token");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const url = `${scheme}//${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
+  // `ws` next to this page, so the dashboard works where the hub's router is mounted.
+  const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
+  const url = `${scheme}//${location.host}${base}ws` + (token ? `?token=${encodeURIComponent(token)}` : "");
   const ws = new WebSocket(url, "resocket.v1");
   ws.onopen = () => {
     $("status").textContent = "live";

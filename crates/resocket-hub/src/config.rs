@@ -40,6 +40,7 @@ pub(crate) struct HubConfig {
     pub(crate) auth_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
+    pub(crate) max_rooms: usize,
     pub(crate) history_len: usize,
     pub(crate) history_age: Duration,
     pub(crate) history_bytes: usize,
@@ -69,13 +70,14 @@ impl Default for HubConfig {
             auth_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             max_subscriptions: 100,
+            max_rooms: 10_000,
             history_len: 1000,
             history_age: Duration::from_secs(300),
             history_bytes: 4 * 1024 * 1024,
             dedupe_window: 1000,
             shutdown_drain: Duration::from_secs(5),
             read_buffer_size: 4 * 1024,
-            write_buffer_size: 8 * 1024,
+            write_buffer_size: 32 * 1024,
             stats_interval: Duration::from_secs(1),
         }
     }
@@ -105,7 +107,8 @@ impl HubBuilder {
         self
     }
 
-    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked.
+    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked. The list can
+    /// be changed while serving with [`Hub::revoke`] and [`Hub::set_revoked`].
     pub fn revoke(mut self, id: impl Into<String>) -> Self {
         self.config.revoked.push(id.into());
         self
@@ -192,6 +195,14 @@ impl HubBuilder {
         self
     }
 
+    /// The most rooms the hub holds at once. Default: 10,000. Over it, subscribing or publishing
+    /// to a new room gets `error{code:"too_many_rooms"}`. With the history bounds, this bounds
+    /// the memory all histories can take (`max_rooms × history bytes`).
+    pub fn max_rooms(mut self, max: usize) -> Self {
+        self.config.max_rooms = max;
+        self
+    }
+
     /// Room history bounds: at most `len` messages, none older than `age`, at most `bytes`
     /// of frames. Default: 1000 messages, 5 minutes, 4 MiB.
     pub fn history(mut self, len: usize, age: Duration, bytes: usize) -> Self {
@@ -213,9 +224,11 @@ impl HubBuilder {
         self
     }
 
-    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 8 KiB,
-    /// chosen small because idle connections dominate memory (tungstenite's own default is
-    /// 128 KiB each).
+    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 32 KiB
+    /// (tungstenite's own default is 128 KiB each). The read buffer is resident for every
+    /// connection, so it is small: idle connections dominate memory. The write buffer is the
+    /// size at which a batch is written out before its flush; it grows only on connections
+    /// that receive traffic, and 32 KiB lets a typical batch go out in one syscall.
     pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
         self.config.read_buffer_size = read;
         self.config.write_buffer_size = write;
@@ -260,7 +273,7 @@ impl HubBuilder {
                 "ping interval, ping timeout and auth timeout must be positive",
             );
         }
-        if c.max_connections == 0 || c.max_subscriptions == 0 {
+        if c.max_connections == 0 || c.max_subscriptions == 0 || c.max_rooms == 0 {
             return bad(
                 "max_connections",
                 "connection and subscription caps must be positive",

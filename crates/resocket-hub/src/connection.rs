@@ -67,6 +67,17 @@ pub(crate) async fn run(
         // Milliseconds since `start` of the last frame from the client: the reader stamps it and
         // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
         let last_seen = AtomicU64::new(0);
+        if let Auth::FromRequest(Identity::Token(c)) = &auth {
+            shared.hold(id, &c.sub, c.jti.as_deref());
+            // A revocation that landed between the token check and `hold` is caught here.
+            if shared.is_revoked(&c.sub, c.jti.as_deref()) {
+                outbox.close(Closing {
+                    code: close_code::POLICY,
+                    reason: "token revoked",
+                    drain: false,
+                });
+            }
+        }
         let mut session = Session {
             id,
             shared: shared.clone(),
@@ -105,6 +116,8 @@ async fn write_loop(
         tokio::time::Instant::now() + cfg.ping_interval,
         cfg.ping_interval,
     );
+    // A writer stuck on a slow socket must not fire a burst of pings once it is free again.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let dead_after = (cfg.ping_interval + cfg.ping_timeout).as_millis() as u64;
     loop {
         let mut send_ping = false;
@@ -121,6 +134,9 @@ async fn write_loop(
                 }
             }
         }
+        // Let the publishers that woke us finish their round first: one yield turns a burst
+        // of fan-outs into one batch and one flush instead of many.
+        tokio::task::yield_now().await;
         let mut closing = outbox.take(&mut batch);
         let (frames, bytes) = (
             batch.len() as u64,
@@ -149,6 +165,7 @@ async fn write_loop(
                     return;
                 }
                 shared.metrics.messages_out.fetch_add(frames, Relaxed);
+                shared.metrics.write_batches.fetch_add(1, Relaxed);
                 shared.metrics.bytes_out.fetch_add(bytes, Relaxed);
             }
         }
@@ -204,7 +221,14 @@ async fn read_loop(
                 continue;
             }
             Message::Close(_) => return None,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // Pings count against the rate limit too: tungstenite answers each with a pong, so
+            // a ping flood would otherwise make the hub write without limit.
+            Message::Ping(_) | Message::Pong(_) => {
+                if let Some(c) = session.rate_check(&mut bucket) {
+                    return Some(c);
+                }
+                continue;
+            }
         };
         if let Some(c) = session.rate_check(&mut bucket) {
             return Some(c);
@@ -370,12 +394,19 @@ impl Session {
             None if self.shared.config.allow_anonymous => Identity::Anonymous { client },
             None => return self.auth_failed("a token is required"),
         };
+        if let Identity::Token(c) = &identity {
+            self.shared.hold(self.id, &c.sub, c.jti.as_deref());
+        }
         self.auth = Auth::FromFrame(identity);
         None
     }
 
     fn may(&self, room: &str, publish: bool) -> bool {
         let cfg = &self.shared.config;
+        // The deep health check's room carries only nonces; any authenticated client may listen.
+        if !publish && room == crate::health::HEALTH_ROOM && self.identity().is_some() {
+            return true;
+        }
         match self.identity() {
             Some(Identity::Token(c)) if publish => c.may_publish(room),
             Some(Identity::Token(c)) => c.may_subscribe(room),
@@ -414,7 +445,14 @@ impl Session {
         }
         let shared = &self.shared;
         loop {
-            let room = shared.room(&name);
+            let Some(room) = shared.room(&name) else {
+                self.error(
+                    ErrorCode::TooManyRooms,
+                    "the hub is at its room limit",
+                    Some(name),
+                );
+                return;
+            };
             match room.subscribe(
                 self.id,
                 &self.outbox,
@@ -457,12 +495,15 @@ impl Session {
         };
         let shared = &self.shared;
         let offset = loop {
-            match shared.room(&name).publish(
-                Some((&client, &id)),
-                data,
-                &shared.limits,
-                &shared.metrics,
-            ) {
+            let Some(room) = shared.room(&name) else {
+                self.error(
+                    ErrorCode::TooManyRooms,
+                    "the hub is at its room limit",
+                    Some(id),
+                );
+                return;
+            };
+            match room.publish(Some((&client, &id)), data, &shared.limits, &shared.metrics) {
                 Published::Applied { offset } | Published::Duplicate { offset } => break offset,
                 Published::Gone => continue,
             }

@@ -21,6 +21,16 @@ use crate::token::Claims;
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
 
+/// The dashboard page with its script inlined, so that it works wherever the router is mounted
+/// (a relative `app.js` from `/hub` would resolve to `/app.js`). Built once.
+fn index_html() -> &'static str {
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        let script = format!("<script>\n{APP_JS}</script>");
+        INDEX_HTML.replace(r#"<script src="app.js"></script>"#, &script)
+    })
+}
+
 pub(crate) fn router(hub: Hub) -> Router {
     Router::new()
         .route("/ws", get(ws))
@@ -31,7 +41,7 @@ pub(crate) fn router(hub: Hub) -> Router {
             get(|| async {
                 (
                     [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    INDEX_HTML,
+                    index_html(),
                 )
             }),
         )
@@ -58,8 +68,7 @@ impl Shared {
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let verifier = self.verifier.as_ref().ok_or(TokenError::Signature)?;
         let claims = verifier.verify(token)?;
-        let revoked = |id: &str| self.config.revoked.iter().any(|r| r == id);
-        if revoked(&claims.sub) || claims.jti.as_deref().is_some_and(revoked) {
+        if self.is_revoked(&claims.sub, claims.jti.as_deref()) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)
@@ -148,12 +157,23 @@ async fn ws(
         .on_upgrade(move |socket| connection::run(shared, socket, id, outbox, auth))
 }
 
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+/// Query parameters of `/healthz`.
+#[derive(Debug, serde::Deserialize)]
+struct HealthQuery {
+    deep: Option<String>,
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>, Query(q): Query<HealthQuery>) -> Response {
     if shared.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ok\n".into_response()
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
+    if q.deep.as_deref().is_some_and(|d| d != "0") {
+        return match crate::health::deep(&shared).await {
+            Ok(what) => format!("{what}\n").into_response(),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+        };
+    }
+    "ok\n".into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -1,8 +1,8 @@
 //! The hub handle: shared state, the axum router, serving and graceful shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) verifier: Option<Verifier>,
     pub(crate) metrics: Metrics,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    /// Revoked token ids and subjects, read on every token check, written on (re)load.
+    revoked: RwLock<HashSet<String>>,
+    /// `(sub, jti)` of every connection authenticated by a token, so a revocation reaches it.
+    holders: Mutex<HashMap<u64, (String, Option<String>)>>,
     /// Every live connection's outbox, so shutdown can reach them all.
     connections: Mutex<HashMap<u64, Arc<Outbox>>>,
     next_conn: AtomicU64,
@@ -46,6 +50,8 @@ pub(crate) struct Shared {
     /// The number of live connections, for the drain to wait on.
     live_tx: watch::Sender<usize>,
     stats_started: AtomicBool,
+    /// The address `serve` listens on, for the deep health check; unknown when mounted.
+    local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +76,7 @@ impl Hub {
             .jwt_secret
             .as_deref()
             .map(|s| Verifier::new(s, config.token_leeway));
+        let revoked = RwLock::new(config.revoked.iter().cloned().collect());
         Hub {
             shared: Arc::new(Shared {
                 config,
@@ -77,12 +84,15 @@ impl Hub {
                 verifier,
                 metrics: Metrics::default(),
                 rooms: Mutex::default(),
+                revoked,
+                holders: Mutex::default(),
                 connections: Mutex::default(),
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 shutdown_tx: watch::channel(false).0,
                 live_tx: watch::channel(0).0,
                 stats_started: AtomicBool::new(false),
+                local_addr: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -119,6 +129,9 @@ impl Hub {
         listener: TcpListener,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            let _ = self.shared.local_addr.set(addr);
+        }
         let app = self.router();
         let hub = self.clone();
         let mut stop = self.shared.shutdown_tx.subscribe();
@@ -177,6 +190,19 @@ impl Hub {
         }
     }
 
+    /// Revokes tokens whose `jti` or `sub` equals `id`, while serving. Connections holding such a
+    /// token get `error{code:"revoked"}` and are closed with 1008.
+    pub fn revoke(&self, id: impl Into<String>) {
+        self.shared.write_revoked().insert(id.into());
+        self.shared.enforce_revocations();
+    }
+
+    /// Replaces the deny-list (a reload), and closes connections whose token is now on it.
+    pub fn set_revoked(&self, ids: impl IntoIterator<Item = String>) {
+        *self.shared.write_revoked() = ids.into_iter().collect();
+        self.shared.enforce_revocations();
+    }
+
     /// Whether a shutdown has started.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutting_down.load(Relaxed)
@@ -189,6 +215,10 @@ impl Hub {
 }
 
 impl Shared {
+    pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr.get().copied()
+    }
+
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Relaxed)
     }
@@ -214,7 +244,46 @@ impl Shared {
         Some((id, outbox))
     }
 
+    fn write_revoked(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+        self.revoked.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a token with this subject and id is revoked.
+    pub(crate) fn is_revoked(&self, sub: &str, jti: Option<&str>) -> bool {
+        let set = self.revoked.read().unwrap_or_else(|e| e.into_inner());
+        set.contains(sub) || jti.is_some_and(|j| set.contains(j))
+    }
+
+    /// Records that connection `id` is authenticated by a token.
+    pub(crate) fn hold(&self, id: u64, sub: &str, jti: Option<&str>) {
+        lock(&self.holders).insert(id, (sub.to_string(), jti.map(str::to_string)));
+    }
+
+    /// Closes every connection whose token is revoked.
+    fn enforce_revocations(&self) {
+        let doomed: Vec<u64> = lock(&self.holders)
+            .iter()
+            .filter(|(_, (sub, jti))| self.is_revoked(sub, jti.as_deref()))
+            .map(|(id, _)| *id)
+            .collect();
+        let conns = lock(&self.connections);
+        for outbox in doomed.iter().filter_map(|id| conns.get(id)) {
+            let frame = resocket::hub::protocol::ServerFrame::<()>::Error {
+                code: resocket::hub::protocol::ErrorCode::Revoked,
+                message: "token revoked".into(),
+                reference: None,
+            };
+            outbox.push(serde_json::to_string(&frame).unwrap_or_default().into());
+            outbox.close(Closing {
+                code: close_code::POLICY,
+                reason: "token revoked",
+                drain: true,
+            });
+        }
+    }
+
     pub(crate) fn unregister(&self, id: u64) {
+        lock(&self.holders).remove(&id);
         let mut conns = lock(&self.connections);
         conns.remove(&id);
         let n = conns.len();
@@ -223,19 +292,24 @@ impl Shared {
         self.live_tx.send_replace(n);
     }
 
-    /// The room named `name`, created if needed.
-    pub(crate) fn room(&self, name: &str) -> Arc<Room> {
+    /// The room named `name`, created if needed; `None` when a new room would pass the room cap
+    /// (system rooms, named with a leading `$`, are exempt).
+    pub(crate) fn room(&self, name: &str) -> Option<Arc<Room>> {
         let mut rooms = lock(&self.rooms);
         if let Some(room) = rooms.get(name) {
             // A room retired meanwhile is replaced: its history is gone, so a new epoch is right.
             if !room.is_removed() {
-                return room.clone();
+                return Some(room.clone());
             }
+            rooms.remove(name);
+        }
+        if rooms.len() >= self.config.max_rooms && !name.starts_with('$') {
+            return None;
         }
         let key: Arc<str> = name.into();
         let room = Arc::new(Room::new(key.clone()));
         rooms.insert(key, room.clone());
-        room
+        Some(room)
     }
 
     /// The number of rooms.

@@ -30,6 +30,7 @@ mod connection;
 mod error;
 mod frame;
 mod glob;
+mod health;
 mod http;
 mod hub;
 mod metrics;

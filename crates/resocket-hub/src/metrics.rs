@@ -55,6 +55,7 @@ pub(crate) struct Metrics {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) write_batches: AtomicU64,
     pub(crate) publishes: AtomicU64,
     pub(crate) acks: AtomicU64,
     pub(crate) dedupe_hits: AtomicU64,
@@ -114,6 +115,12 @@ impl Metrics {
             "gauge",
             "Active subscriptions.",
             g(&self.subscriptions),
+        );
+        one(
+            "resocket_hub_write_batches_total",
+            "counter",
+            "Socket flushes; messages out divided by this is the mean batch.",
+            g(&self.write_batches),
         );
         one(
             "resocket_hub_publishes_total",

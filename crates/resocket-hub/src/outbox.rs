@@ -86,10 +86,33 @@ impl Outbox {
             return Push::Overflowed;
         }
         inner.bytes += frame.len();
+        let was_empty = inner.queue.is_empty();
         inner.queue.push_back(frame);
         drop(inner);
-        self.ready.notify_one();
+        // The writer takes the whole queue at once, so only the first frame after a take needs
+        // to wake it; later ones ride along in the same batch.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Push::Queued
+    }
+
+    /// Queues a frame of a replay without the byte bound. Replayed frames are the room history's
+    /// own bytes (shared, not copied), so they cost no new memory, and a replay larger than the
+    /// queue bound must not make a reconnecting client a slow consumer. They still count
+    /// towards the bound, so live frames behind a replay that is not being read overflow.
+    pub(crate) fn push_replay(&self, frame: Utf8Bytes) {
+        let mut inner = self.lock();
+        if inner.closing.is_some() {
+            return;
+        }
+        inner.bytes += frame.len();
+        let was_empty = inner.queue.is_empty();
+        inner.queue.push_back(frame);
+        drop(inner);
+        if was_empty {
+            self.ready.notify_one();
+        }
     }
 
     /// Asks the writer to close. The first request wins; a later one can only stop a drain.

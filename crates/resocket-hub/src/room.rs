@@ -189,9 +189,9 @@ impl Room {
             recovered: recovery != Recovery::Partial,
             first,
         };
-        outbox.push(serde_json::to_string(&reply).unwrap_or_default().into());
+        outbox.push_replay(serde_json::to_string(&reply).unwrap_or_default().into());
         for entry in st.history.iter().filter(|e| e.offset >= from) {
-            outbox.push(entry.frame.clone());
+            outbox.push_replay(entry.frame.clone());
         }
         if st.subscribers.insert(conn, outbox.clone()).is_none() {
             metrics.subscriptions.fetch_add(1, Relaxed);
@@ -298,6 +298,25 @@ mod tests {
             got[0]
         );
         assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn history_is_bounded_by_count_bytes_and_age() {
+        let m = Metrics::default();
+        let mut l = limits(3);
+        l.history_bytes = 400;
+        let room = Room::new("r".into());
+        for i in 0..5 {
+            room.publish(None, &raw(&i.to_string()), &l, &m);
+        }
+        assert_eq!(room.lock().history.len(), 3, "count");
+        room.publish(None, &raw(&format!("\"{}\"", "x".repeat(300))), &l, &m);
+        assert_eq!(room.lock().history.len(), 1, "bytes");
+        let mut st = room.lock();
+        prune(&mut st, &l, Instant::now() + l.history_age * 2, &m);
+        assert!(st.history.is_empty(), "age");
+        assert_eq!(st.history_bytes, 0);
+        assert_eq!(m.history_messages.load(Relaxed), 0);
     }
 
     #[test]

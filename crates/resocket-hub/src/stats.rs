@@ -63,7 +63,9 @@ pub(crate) async fn run(hub: Hub) {
             continue;
         };
         let Ok(raw) = raw else { continue };
-        let room = shared.room(STATS_ROOM);
+        let Some(room) = shared.room(STATS_ROOM) else {
+            continue;
+        };
         room.publish(None, &raw, &shared.limits, &shared.metrics);
     }
 }

@@ -220,3 +220,38 @@ async fn a_foreign_origin_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn revoking_while_serving_closes_the_tokens_connections() {
+    guard(10, async {
+        let hub = TestHub::with_tokens().await;
+        let stolen = Token::new("mallory")
+            .jti("t-9")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let other = Token::new("alice").subscribe("*").sign(SECRET.as_bytes());
+        let mut by_header = hub.raw_with_token(&stolen).await;
+        subscribe(&mut by_header, "a", None).await;
+        let mut by_frame = hub.raw(&[]).await.unwrap();
+        send(&mut by_frame, json!({"type": "auth", "token": stolen})).await;
+        subscribe(&mut by_frame, "a", None).await;
+        let mut innocent = hub.raw_with_token(&other).await;
+        subscribe(&mut innocent, "a", None).await;
+
+        hub.hub.revoke("t-9");
+        for ws in [&mut by_header, &mut by_frame] {
+            assert_eq!(recv(ws).await["code"], "revoked");
+            assert_eq!(closed(ws).await.unwrap().code, 1008.into());
+        }
+        let err = hub
+            .raw(&[("authorization", &format!("Bearer {stolen}"))])
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(err), 401);
+        // Others are untouched, and a reload that drops the entry lets the token in again.
+        subscribe(&mut innocent, "b", None).await;
+        hub.hub.set_revoked(Vec::new());
+        hub.raw_with_token(&stolen).await;
+    })
+    .await;
+}

@@ -78,10 +78,81 @@ async fn the_dashboard_files_are_served() {
         let hub = TestHub::anonymous().await;
         let (status, html) = http_get(hub.addr, "/").await;
         assert_eq!(status, 200);
-        assert!(html.contains(r#"id="connections""#) && html.contains("app.js"));
+        assert!(html.contains(r#"id="connections""#));
+        assert!(
+            html.contains("$stats"),
+            "the script is inlined into the page"
+        );
         let (status, js) = http_get(hub.addr, "/app.js").await;
         assert_eq!(status, 200);
         assert!(js.contains("$stats"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_router_can_be_mounted_in_another_axum_app() {
+    guard(10, async {
+        let hub = Hub::builder().allow_anonymous(true).build().unwrap();
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "the user's own app" }))
+            .nest("/hub", hub.router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        assert_eq!(http_get(addr, "/").await.1, "the user's own app");
+        assert_eq!(http_get(addr, "/hub/healthz").await.1, "ok\n");
+        let mut ws = common::raw_connect(&format!("ws://{addr}/hub/ws"), &[])
+            .await
+            .unwrap();
+        common::subscribe(&mut ws, "mounted", None).await;
+        common::send(
+            &mut ws,
+            json!({"type": "publish", "room": "mounted", "id": "1", "data": 1}),
+        )
+        .await;
+        // The subscriber is the publisher: it gets its own message (fanned out first) and the ack.
+        let (a, b) = (common::recv(&mut ws).await, common::recv(&mut ws).await);
+        assert_eq!(
+            (a["type"].as_str(), a["offset"].as_u64()),
+            (Some("message"), Some(1))
+        );
+        assert_eq!(
+            (b["type"].as_str(), b["offset"].as_u64()),
+            (Some("ack"), Some(1))
+        );
+        hub.shutdown();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deep_healthz_proves_a_websocket_round_trip() {
+    guard(10, async {
+        // Tokens only: the check must mint its own.
+        let hub = TestHub::with_tokens().await;
+        assert_eq!(
+            http_get(hub.addr, "/healthz?deep=1").await,
+            (200, "ok (websocket round trip)\n".to_string())
+        );
+        let (_, m) = http_get(hub.addr, "/metrics").await;
+        assert_eq!(
+            metric(&m, "resocket_hub_connections_total"),
+            1.0,
+            "it really connected"
+        );
+
+        // Mounted, the hub does not know its address and says what it proved instead.
+        let hub = Hub::builder().allow_anonymous(true).build().unwrap();
+        let app = axum::Router::new().nest("/hub", hub.router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        assert_eq!(
+            http_get(addr, "/hub/healthz?deep=1").await,
+            (200, "ok (in-process round trip)\n".to_string())
+        );
     })
     .await;
 }

@@ -27,6 +27,35 @@ async fn an_oversized_frame_gets_too_big_and_close_1009() {
 }
 
 #[tokio::test]
+async fn past_the_room_cap_new_rooms_are_refused() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_rooms(2)).await;
+        let mut ws = hub.raw_anon().await;
+        subscribe(&mut ws, "one", None).await;
+        common::publish(&mut ws, "two", "1", json!(1)).await;
+        send(&mut ws, json!({"type": "subscribe", "room": "three"})).await;
+        let err = recv(&mut ws).await;
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("too_many_rooms"), Some("three"))
+        );
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "four", "id": "p", "data": 1}),
+        )
+        .await;
+        let err = recv(&mut ws).await;
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("too_many_rooms"), Some("p"))
+        );
+        // Existing rooms still work.
+        subscribe(&mut ws, "two", None).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_client_over_its_rate_limit_is_closed_with_4008() {
     guard(10, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
@@ -61,6 +90,21 @@ async fn a_client_over_its_rate_limit_is_closed_with_4008() {
             ),
             1.0
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_counts_against_the_rate_limit() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
+        let mut ws = hub.raw_anon().await;
+        for _ in 0..50 {
+            if ws.send(Message::Ping(Default::default())).await.is_err() {
+                break;
+            }
+        }
+        assert_eq!(closed(&mut ws).await.unwrap().code, 4008.into());
     })
     .await;
 }
@@ -101,6 +145,42 @@ async fn a_client_that_never_answers_pings_is_closed_with_4000() {
         // A bare TCP client reads but never answers pings.
         let raw = RawTcp::upgrade(hub.addr).await;
         assert_eq!(raw.close_code_at_eof().await, Some(4000));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_that_reads_again_sees_close_4009() {
+    guard(30, async {
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .rate_limit(100_000, 100_000)
+                .outbound_queue_bytes(256 * 1024),
+        )
+        .await;
+        let mut slow = RawTcp::upgrade(hub.addr).await;
+        slow.send_text(r#"{"type":"subscribe","room":"r"}"#).await;
+        slow.read_at_least(20).await;
+        let mut publisher = hub.raw_anon().await;
+        let data = json!("x".repeat(32 * 1024));
+        let slow_disconnects = || async {
+            let (_, m) = common::http_get(hub.addr, "/metrics").await;
+            common::metric(
+                &m,
+                "resocket_hub_disconnects_total{reason=\"slow_consumer\"}",
+            )
+        };
+        let mut i = 0;
+        // Fill the socket buffers and the queue until the hub gives up on the reader.
+        while slow_disconnects().await == 0.0 {
+            for _ in 0..16 {
+                common::publish(&mut publisher, "r", &i.to_string(), data.clone()).await;
+                i += 1;
+            }
+        }
+        // Reading again drains what was in flight, then the hub's close frame.
+        assert_eq!(slow.close_code_at_eof().await, Some(4009));
     })
     .await;
 }

@@ -149,3 +149,59 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_replay_larger_than_the_outbound_queue_is_delivered_whole() {
+    guard(20, async {
+        // Defaults: a 1 MiB outbound queue, 4 MiB of history per room, 64 KiB messages.
+        let hub = TestHub::anonymous().await;
+        let mut publisher = HubClient::connect(&hub, &[]).await;
+        let chunk = "x".repeat(60 * 1024);
+        for i in 0..40 {
+            publisher.publish("big", &i.to_string(), json!(chunk)).await;
+        }
+        let mut late = HubClient::connect(&hub, &[]).await;
+        let sub = late.subscribe("big", Some(0)).await;
+        assert_eq!(sub["recovered"], true, "2.4 MiB fits the history: {sub}");
+        for i in 1..=40 {
+            assert_eq!(late.message().await["offset"], i);
+        }
+        // Not a slow consumer: still subscribed and live.
+        publisher.publish("big", "live", json!("y")).await;
+        assert_eq!(late.message().await["data"], "y");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_since_from_another_epoch_or_the_future_is_not_recovered() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let mut c = HubClient::connect(&hub, &[]).await;
+        for i in 1..=3 {
+            c.publish("e", &i.to_string(), json!(i)).await;
+        }
+        let epoch = c.subscribe("e", None).await["epoch"].as_u64().unwrap();
+        c.send(json!({"type": "subscribe", "room": "e", "since": 1, "epoch": epoch + 1}))
+            .await;
+        let sub = c.recv().await;
+        assert_eq!(
+            (sub["recovered"].as_bool(), sub["first"].as_u64()),
+            (Some(false), Some(1)),
+            "{sub}"
+        );
+        for i in 1..=3 {
+            assert_eq!(
+                c.message().await["offset"],
+                i,
+                "everything held is replayed"
+            );
+        }
+        let sub = c.subscribe("e", Some(99)).await;
+        assert_eq!(
+            sub["recovered"], false,
+            "a since beyond the newest offset: {sub}"
+        );
+    })
+    .await;
+}

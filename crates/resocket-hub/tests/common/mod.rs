@@ -169,14 +169,33 @@ pub async fn publish(ws: &mut Ws, room: &str, id: &str, data: Value) -> u64 {
     ack["offset"].as_u64().unwrap()
 }
 
-/// Fetches `path` over plain HTTP/1.1 and returns the status and body.
+/// Fetches `path` over plain HTTP/1.1 and returns the status and body. Reads by
+/// `Content-Length` or chunks, since not every server closes after `Connection: close`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
+    let mut chunk = [0u8; 8192];
+    let complete = |buf: &[u8]| -> bool {
+        let text = String::from_utf8_lossy(buf);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let head = head.to_ascii_lowercase();
+        if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
+            return body.len() >= len.trim().parse::<usize>().unwrap_or(0);
+        }
+        head.contains("transfer-encoding: chunked") && body.ends_with("0\r\n\r\n")
+    };
+    while !complete(&buf) {
+        let n = s.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split(' ')
@@ -380,7 +399,7 @@ impl RawTcp {
         // A server close frame with a code and a short reason: 0x88, length, code, reason.
         (0..tail.len().saturating_sub(3)).rev().find_map(|i| {
             let len = *tail.get(i + 1)? as usize;
-            (tail[i] == 0x88 && len >= 2 && len < 126 && i + 2 + len == tail.len())
+            (tail[i] == 0x88 && (2..126).contains(&len) && i + 2 + len == tail.len())
                 .then(|| u16::from_be_bytes([tail[i + 2], tail[i + 3]]))
         })
     }

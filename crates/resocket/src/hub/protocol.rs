@@ -129,6 +129,10 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The connection reached its subscription limit.
     TooManySubscriptions,
+    /// The hub reached its room limit; the room does not exist yet and cannot be created.
+    TooManyRooms,
+    /// The connection's token was revoked; the hub closes with 1008 after this frame.
+    Revoked,
     /// The frame is larger than the hub's maximum message size (the hub closes with 1009).
     TooBig,
     /// The connection sent frames faster than its rate limit (the hub closes with 4008).
@@ -152,6 +156,8 @@ impl ErrorCode {
             ErrorCode::AlreadyAuthenticated => "already_authenticated",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Revoked => "revoked",
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",

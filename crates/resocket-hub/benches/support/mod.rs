@@ -1,0 +1,4 @@
+//! Helpers shared by the hub's benches.
+#![allow(dead_code)]
+
+pub mod baseline;
