@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, B
 
 use crate::{
     config::ClientConfig,
+    inbound::Arena,
     queue::payload_len,
     state::Stats,
     supervisor::{Command, Pipes},
@@ -73,6 +74,7 @@ pub(crate) struct Connection<'a, S> {
     ping_sent_at: Instant,
     ping_id: u64,
     close_frame: Option<CloseFrame>,
+    arena: Arena,
     closing: Closing,
     close_deadline: Option<Instant>,
 }
@@ -101,6 +103,7 @@ where
             ping_sent_at: now,
             ping_id: 0,
             close_frame: None,
+            arena: Arena::default(),
             closing: Closing::No,
             close_deadline: None,
         };
@@ -261,6 +264,7 @@ where
             }
             let limits = self.pipes.inbound.limits;
             let mut batch: Vec<Message> = Vec::new();
+            self.arena.start_batch();
             let mut bytes = 0usize;
             let mut saw_frame = false;
             let ended = loop {
@@ -278,6 +282,7 @@ where
                                         None => continue,
                                     }
                                 };
+                                let msg = self.arena.detach(msg);
                                 self.pipes.inbound.fan_out(&msg);
                                 if batch.capacity() == 0 {
                                     batch.reserve_exact(limits.messages);

@@ -21,6 +21,65 @@ use crate::Message;
 /// The most messages one batch carries; smaller inbound bounds use smaller batches.
 const MAX_BATCH: usize = 256;
 
+/// Payloads from `COPY_MIN` to `COPY_MAX` bytes are copied into an [`Arena`]. Smaller ones gain
+/// nothing from it (measured: 64 B messages lost 10 % of receive throughput), larger ones are
+/// few per read buffer and stay zero-copy.
+const COPY_MIN: usize = 512;
+const COPY_MAX: usize = 4 << 10;
+
+/// The size of one arena block: below glibc's mmap threshold, so freed blocks come back hot.
+const ARENA_BLOCK: usize = 32 << 10;
+
+/// Moves small received payloads out of tungstenite's read buffer into blocks of their own.
+///
+/// A received message is a slice of tungstenite's read buffer. While a batch waits for the
+/// user, those slices keep the buffer shared, so every refill allocates (and zero-fills) a new
+/// 128 KiB buffer, and the reader and the user bump the same reference count from two cores
+/// for every message. Copying small payloads into a block per batch costs a `memcpy` each and
+/// one allocation per block, and lets tungstenite reuse its buffer. Text is re-checked as UTF-8
+/// by `Utf8Bytes::try_from`, since the crate takes no `unsafe`.
+#[derive(Debug, Default)]
+pub(crate) struct Arena {
+    block: bytes::BytesMut,
+}
+
+impl Arena {
+    /// The message with its payload in an arena block (small payloads), or as it was.
+    pub(crate) fn detach(&mut self, msg: Message) -> Message {
+        match msg {
+            Message::Binary(data) if (COPY_MIN..=COPY_MAX).contains(&data.len()) => {
+                Message::Binary(self.copy(&data))
+            }
+            Message::Text(text) if (COPY_MIN..=COPY_MAX).contains(&text.len()) => {
+                let copied = self.copy(text.as_bytes());
+                match crate::Utf8Bytes::try_from(copied) {
+                    Ok(text) => Message::Text(text),
+                    // Unreachable (the bytes came from valid UTF-8), but the original is
+                    // still here to hand over unchanged.
+                    Err(_) => Message::Text(text),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Starts a fresh block for a new batch: a block shared by two batches would have the
+    /// reader splitting it while the user drops the previous batch's slices, both touching
+    /// one reference count from two cores.
+    pub(crate) fn start_batch(&mut self) {
+        self.block = bytes::BytesMut::new();
+    }
+
+    fn copy(&mut self, payload: &[u8]) -> bytes::Bytes {
+        if self.block.capacity() - self.block.len() < payload.len() {
+            // The old block lives on in the slices already handed out.
+            self.block = bytes::BytesMut::with_capacity(ARENA_BLOCK.max(payload.len()));
+        }
+        self.block.extend_from_slice(payload);
+        self.block.split().freeze()
+    }
+}
+
 /// How batches are sized for a given bound.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchLimits {
@@ -210,5 +269,52 @@ impl Stream for Messages {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.current.len(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arena_copies_mid_sized_payloads_and_keeps_them_equal() {
+        let mut arena = Arena::default();
+        arena.start_batch();
+        let text = "é".repeat(400);
+        let binary = vec![7u8; 1000];
+        assert_eq!(
+            arena.detach(Message::text(text.clone())),
+            Message::text(text)
+        );
+        let original = Message::binary(binary.clone());
+        let copied = arena.detach(original.clone());
+        assert_eq!(copied, original);
+        let (Message::Binary(a), Message::Binary(b)) = (&original, &copied) else {
+            unreachable!()
+        };
+        assert_ne!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "mid-sized payloads leave the read buffer"
+        );
+    }
+
+    #[test]
+    fn arena_leaves_small_and_large_payloads_zero_copy() {
+        let mut arena = Arena::default();
+        for len in [16, COPY_MAX + 1] {
+            let original = Message::binary(vec![1u8; len]);
+            let Message::Binary(before) = original.clone() else {
+                unreachable!()
+            };
+            let Message::Binary(after) = arena.detach(original) else {
+                unreachable!()
+            };
+            assert_eq!(
+                before.as_ptr(),
+                after.as_ptr(),
+                "{len} bytes should not be copied"
+            );
+        }
     }
 }
