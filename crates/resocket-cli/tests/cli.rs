@@ -1,5 +1,7 @@
 //! The `resocket` binary, driven through its arguments, stdin and stdout.
 
+mod support;
+
 use std::{process::Stdio, time::Duration};
 
 use resocket_hub::Hub;
@@ -150,12 +152,7 @@ async fn connect_talks_to_the_hub() {
             .anonymous_rooms(&["*"], &["*"])
             .build()
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            hub.serve_with_shutdown(listener, std::future::pending())
-                .await
-        });
+        let addr = support::serve(hub).await;
         let url = format!("ws://{addr}/ws");
         let (mut child, mut lines) = spawn_connect(&[
             &url,

@@ -1,5 +1,7 @@
 //! Zero loss end to end: hub clients through a proxy that keeps cutting their connections.
 
+mod support;
+
 use std::time::Duration;
 
 use resocket::{
@@ -18,14 +20,7 @@ async fn hub(history: usize) -> (Hub, std::net::SocketAddr) {
         .rate_limit(1_000_000, 1_000_000)
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = hub.clone();
-    tokio::spawn(async move {
-        serving
-            .serve_with_shutdown(listener, std::future::pending())
-            .await
-    });
+    let addr = support::serve(hub.clone()).await;
     (hub, addr)
 }
 
@@ -167,12 +162,7 @@ async fn a_refused_subscription_is_an_error() {
             .anonymous_rooms(&["public.*"], &[])
             .build()
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            hub.serve_with_shutdown(listener, std::future::pending())
-                .await
-        });
+        let addr = support::serve(hub).await;
         let client = client(&format!("ws://{addr}/ws"));
         let refused = client.subscribe("private").await.unwrap_err();
         assert!(
