@@ -169,8 +169,9 @@ impl Supervisor {
                 Attempt::Closed => return Ok(()),
                 Attempt::Failed { error, stable } => {
                     if stable {
+                        // A connection that stayed up starts a new retry cycle.
                         self.backoff.reset();
-                        attempt = 1;
+                        attempt = 0;
                     }
                     error
                 }
@@ -183,7 +184,7 @@ impl Supervisor {
             }
             let Some(mut delay) = self.backoff.next_delay() else {
                 return Err(Error::RetriesExhausted {
-                    attempts: attempt,
+                    attempts: attempt.max(1),
                     last: Box::new(error),
                 });
             };
@@ -191,18 +192,18 @@ impl Supervisor {
                 delay = delay.max(asked);
             }
             tracing::debug!(?delay, error = %error, "backing off");
+            let next = attempt + 1;
             self.publish.state(
                 ConnectionState::BackingOff {
-                    attempt: attempt + 1,
+                    attempt: next,
                     delay,
                 },
                 |_| {},
             );
             self.publish.event(ConnectionEvent::BackingOff {
-                attempt: attempt + 1,
+                attempt: next,
                 delay,
             });
-            let next = attempt + 1;
             self.publish
                 .extensions
                 .each(|ext, ctx| ext.on_reconnect_scheduled(delay, next, ctx));
