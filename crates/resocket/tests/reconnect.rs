@@ -196,3 +196,56 @@ async fn request_factory_runs_per_attempt() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn backoff_resets_only_after_a_connection_proved_stable() {
+    within(30, "stable reset", async {
+        use resocket::retry::Jitter;
+        let mut server = TestServer::start(Behavior::DropAfterUpgrade).await;
+        let (client, _messages) = Client::builder(server.url())
+            .configure(|c| {
+                c.backoff =
+                    ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(10))
+                        .with_jitter(Jitter::None);
+                c.stable_after = Duration::from_millis(200);
+                c.ping_interval = Some(Duration::from_millis(50));
+            })
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        let mut delays = Vec::new();
+        while delays.len() < 3 {
+            if let ConnectionEvent::BackingOff { delay, .. } = events.recv().await.unwrap() {
+                delays.push(delay);
+            }
+        }
+        assert_eq!(
+            delays,
+            [50, 100, 200].map(Duration::from_millis),
+            "unstable drops grow the delay"
+        );
+
+        // Now a server that keeps the connection: six pings prove 300 ms of uptime.
+        server.set_behavior(Behavior::Silent);
+        client.ready().await.unwrap();
+        let mut pings = 0;
+        while pings < 6 {
+            if let resocket_testkit::ServerEvent::Ping { .. } = server.next_event().await {
+                pings += 1;
+            }
+        }
+        server.set_behavior(Behavior::DropAfterUpgrade);
+        server.close_all(1012, "restart");
+        let delay = loop {
+            if let ConnectionEvent::BackingOff { delay, .. } = events.recv().await.unwrap() {
+                break delay;
+            }
+        };
+        assert_eq!(
+            delay,
+            Duration::from_millis(50),
+            "a stable connection resets the backoff"
+        );
+    })
+    .await;
+}
