@@ -115,6 +115,22 @@ pub struct ServeArgs {
     /// Most connections at once.
     #[arg(long, env = "RESOCKET_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
+    #[arg(
+        long,
+        env = "RESOCKET_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM file).
+    #[arg(
+        long,
+        env = "RESOCKET_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `resocket chaos`.

@@ -40,14 +40,31 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder = builder.max_connections(max);
     }
     let hub = builder.build().context("hub settings rejected")?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            Some(resocket_hub::server_config_from_pem(
+                &read(cert)?,
+                &read(key)?,
+            )?)
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!(
-        "[resocket] hub listening on http://{}/ (ws://{}/ws)",
-        listener.local_addr()?,
-        listener.local_addr()?
-    );
-    hub.serve(listener).await?;
+    let addr = listener.local_addr()?;
+    match tls {
+        Some(tls) => {
+            eprintln!("[resocket] hub listening on https://{addr}/ (wss://{addr}/ws)");
+            hub.serve_tls(listener, tls).await?;
+        }
+        None => {
+            eprintln!("[resocket] hub listening on http://{addr}/ (ws://{addr}/ws)");
+            hub.serve(listener).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

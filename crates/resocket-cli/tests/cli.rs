@@ -307,3 +307,52 @@ async fn connect_trusts_a_ca_file_and_presents_a_client_certificate() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn serve_takes_its_settings_from_flags_and_environment_and_serves_wss() {
+    within(60, "serve", async {
+        let pki = resocket_testkit::TestPki::new();
+        let (cert, key) = pki.server_identity_pem();
+        let dir = std::env::temp_dir().join(format!("resocket-cli-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let mut child = resocket()
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert_path)
+            .arg("--tls-key")
+            .arg(&key_path)
+            .env("RESOCKET_ALLOW_ANONYMOUS", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = stderr.next_line().await.unwrap().expect("a banner");
+        let port: u16 = banner
+            .split("https://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {banner:?}"));
+        let url = format!("wss://localhost:{port}/ws");
+        let connect = || {
+            resocket::hub::HubClient::builder(&url)
+                .configure(|b| b.add_root_certificate_pem(pki.ca_pem()))
+                .connect()
+                .unwrap()
+        };
+        let (subscriber, publisher) = (connect(), connect());
+        let mut room = subscriber.subscribe("cli").await.unwrap();
+        publisher.publish("cli", &"served").await.unwrap();
+        match room.recv().await.unwrap() {
+            resocket::hub::RoomEvent::Message(msg) => assert_eq!(msg.data, "served"),
+            other => panic!("{other:?}"),
+        }
+        child.kill().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}

@@ -20,6 +20,9 @@ pub enum Error {
     /// Serving failed at the socket level.
     #[error("serving failed")]
     Io(#[from] io::Error),
+    /// The TLS settings could not be used (a PEM without a certificate or key).
+    #[error("tls setting rejected: {0}")]
+    Tls(String),
     /// A token could not be verified.
     #[error("token rejected")]
     Token(#[from] TokenError),

@@ -132,6 +132,50 @@ impl Hub {
         if let Ok(addr) = listener.local_addr() {
             let _ = self.shared.local_addr.set(addr);
         }
+        self.serve_on(listener, signal).await
+    }
+
+    /// Serves `wss://` on `listener` until Ctrl-C or SIGTERM; see
+    /// [`serve_tls_with_shutdown`](Self::serve_tls_with_shutdown).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from the listener.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<()> {
+        self.serve_tls_with_shutdown(listener, tls, os_signal())
+            .await
+    }
+
+    /// Like [`serve_with_shutdown`](Self::serve_with_shutdown), serving `wss://` with these TLS
+    /// settings (see [`server_config_from_pem`](crate::server_config_from_pem)). The deep
+    /// health check then runs in-process, as for a mounted hub.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error from the listener.
+    pub async fn serve_tls_with_shutdown(
+        self,
+        listener: TcpListener,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let listener = crate::tls::TlsListener::new(listener, tls)?;
+        self.serve_on(listener, signal).await
+    }
+
+    async fn serve_on<L>(
+        self,
+        listener: L,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()>
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let app = self.router();
         let hub = self.clone();
         let mut stop = self.shared.shutdown_tx.subscribe();

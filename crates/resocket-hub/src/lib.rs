@@ -38,6 +38,7 @@ mod outbox;
 mod rate;
 mod room;
 mod stats;
+mod tls;
 mod token;
 
 pub use config::{HubBuilder, OriginPolicy};
@@ -45,6 +46,7 @@ pub use error::{Error, Result, TokenError};
 pub use hub::Hub;
 pub use metrics::rss_bytes;
 pub use stats::STATS_ROOM;
+pub use tls::server_config_from_pem;
 pub use token::{sign, Claims, Token};
 
 /// The hub's wire protocol, re-exported from the client crate.

@@ -86,6 +86,20 @@ impl TestPki {
         finish(config)
     }
 
+    /// A server identity for `localhost` and `127.0.0.1` signed by the CA, as PEM files would
+    /// hold it: (certificate chain PEM, leaf first; private key PEM). For servers that load
+    /// their certificate from files, such as `resocket serve --tls-cert`.
+    pub fn server_identity_pem(&self) -> (String, String) {
+        let key = KeyPair::generate().expect("generate a server key");
+        let cert = leaf_params()
+            .signed_by(&key, &self.ca)
+            .expect("sign the server certificate");
+        (
+            format!("{}{}", cert.pem(), self.ca_pem()),
+            key.serialize_pem(),
+        )
+    }
+
     /// A client identity signed by the CA: (certificate PEM, private key PEM).
     ///
     /// `name` becomes the common name, and the DNS subject alternative name when it is a valid

@@ -1,0 +1,61 @@
+//! The hub serving `wss://` itself, with a certificate loaded from PEM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::guard;
+use resocket::hub::{HubClient, RoomEvent};
+use resocket_hub::{server_config_from_pem, Hub};
+use resocket_testkit::TestPki;
+
+#[tokio::test]
+async fn publish_and_subscribe_over_wss() {
+    guard(20, async {
+        let pki = TestPki::new();
+        let (cert, key) = pki.server_identity_pem();
+        let tls = server_config_from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        let hub = Hub::builder()
+            .allow_anonymous(true)
+            .anonymous_rooms(&["*"], &["*"])
+            .build()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(hub.serve_tls_with_shutdown(listener, tls, std::future::pending()));
+
+        // A client that does not shake hands must not hold up the others.
+        let _stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+
+        let url = format!("wss://localhost:{port}/ws");
+        let connect = |url: &str| {
+            HubClient::builder(url)
+                .configure(|b| b.add_root_certificate_pem(pki.ca_pem()))
+                .connect()
+                .unwrap()
+        };
+        let (subscriber, publisher) = (connect(&url), connect(&url));
+        let mut room = subscriber.subscribe("secure").await.unwrap();
+        let offset = publisher.publish("secure", &"over tls").await.unwrap();
+        let Some(RoomEvent::Message(msg)) =
+            tokio::time::timeout(Duration::from_secs(10), room.recv())
+                .await
+                .unwrap()
+        else {
+            panic!("expected the message")
+        };
+        assert_eq!((msg.offset, msg.data.as_str()), (offset, Some("over tls")));
+    })
+    .await;
+}
+
+#[test]
+fn pem_without_a_certificate_or_key_is_refused() {
+    let pki = TestPki::new();
+    let (cert, key) = pki.server_identity_pem();
+    assert!(server_config_from_pem(b"", key.as_bytes()).is_err());
+    assert!(server_config_from_pem(cert.as_bytes(), b"").is_err());
+    assert!(server_config_from_pem(cert.as_bytes(), key.as_bytes()).is_ok());
+}
