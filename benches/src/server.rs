@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::Notify,
     task::JoinHandle,
 };
@@ -43,6 +43,9 @@ pub enum Mode {
     Sink(Arc<Tally>),
     /// Sends every data message straight back (one flush each).
     Echo,
+    /// Sends this Binary message once on every new connection, then only reads (answering
+    /// pings) until the client leaves: what a client sees first after a server restart.
+    Greet(Bytes),
 }
 
 /// What a sink server has received, and a signal when it reached the expected count.
@@ -161,7 +164,98 @@ async fn serve(tcp: TcpStream, mode: Mode) {
                 }
             }
         }
+        Mode::Greet(payload) => {
+            if ws.send(Message::Binary(payload)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        }
     }
+}
+
+/// A server that can be stopped, dropping every connection, and restarted on the same port.
+pub struct RestartableServer {
+    addr: SocketAddr,
+    mode: Mode,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RestartableServer {
+    /// Binds `127.0.0.1:0` (with `SO_REUSEADDR`) and serves every connection with `mode`.
+    ///
+    /// # Panics
+    /// If loopback cannot be bound.
+    pub async fn start(mode: Mode) -> RestartableServer {
+        let listener = listen((Ipv4Addr::LOCALHOST, 0).into());
+        let addr = listener.local_addr().expect("bound address");
+        let mut server = RestartableServer {
+            addr,
+            mode,
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    /// The address it listens on, the same across restarts.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening and drops every connection (no Close frame: the TCP streams are simply
+    /// dropped, as when a server process dies); returns once the listener is closed.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // The accept task owns the listener and, in a `JoinSet`, every connection task;
+            // dropping it aborts them all.
+            let _ = task.await;
+        }
+    }
+
+    /// Binds the same port again (`SO_REUSEADDR`) and serves as before.
+    ///
+    /// # Panics
+    /// If the port cannot be bound again.
+    pub fn restart(&mut self) {
+        assert!(self.task.is_none(), "restart a stopped server");
+        let listener = listen(self.addr);
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let mode = self.mode.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => {
+                            connections.spawn(serve(tcp, mode.clone()));
+                        }
+                        Err(_) => return,
+                    },
+                    // Reap finished connections so the set does not grow.
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for RestartableServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> TcpListener {
+    let socket = TcpSocket::new_v4().expect("tcp socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.bind(addr).expect("bind loopback");
+    socket.listen(1024).expect("listen")
 }
 
 /// `count` unmasked server-to-client Binary frames carrying `payload`, back to back.
