@@ -277,7 +277,9 @@ fn encode_binary_frames(payload: &[u8], count: usize) -> Vec<u8> {
 }
 
 /// Reads client frames off `tcp` until it closes, counting complete Binary frames and their
-/// payload bytes, and signals `tally` whenever the count reaches the expected total.
+/// payload bytes, and signals `tally` whenever the count reaches the expected total. It answers
+/// every Ping with a Pong, so that a client's heartbeat does not drop a connection that lives
+/// longer than its pong timeout (a send case with slow peers lasts longer than 20 s).
 ///
 /// # Panics
 /// On a frame a benchmark client never sends (unmasked, fragmented, Text): better a failed run
@@ -289,6 +291,8 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
     // Payload bytes of the current frame still to skip.
     let mut skip = 0u64;
     let (mut count, mut bytes) = (0u64, 0u64);
+    // The Ping being read: its masking key and the payload so far.
+    let mut ping: Option<([u8; 4], Vec<u8>)> = None;
     loop {
         let read = match tcp.read(&mut buf[carried..]).await {
             Ok(0) | Err(_) => return,
@@ -299,15 +303,32 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
         loop {
             if skip > 0 {
                 let take = skip.min((end - pos) as u64);
+                if let Some((_, payload)) = &mut ping {
+                    payload.extend_from_slice(&buf[pos..pos + take as usize]);
+                }
                 pos += take as usize;
                 skip -= take;
                 if skip > 0 {
                     break;
                 }
             }
+            if let Some((mask, mut payload)) = ping.take() {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= mask[i % 4];
+                }
+                // Control frames carry at most 125 bytes: a one-byte length.
+                let mut pong = vec![0x8A, payload.len() as u8];
+                pong.extend_from_slice(&payload);
+                if tcp.write_all(&pong).await.is_err() {
+                    return;
+                }
+            }
             let Some((opcode, fin, len, header)) = parse_header(&buf[pos..end]) else {
                 break;
             };
+            let mask: [u8; 4] = buf[pos + header - 4..pos + header]
+                .try_into()
+                .expect("4 bytes");
             pos += header;
             skip = len;
             match opcode {
@@ -323,9 +344,12 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
                 }
                 // Close: the client is leaving.
                 0x8 => return,
-                // Ping/Pong from a heartbeat: nothing to count. A Ping goes unanswered, which
-                // only matters to a connection living longer than its pong timeout (20 s).
-                0x9 | 0xA => {}
+                // Ping from a heartbeat: answered once its payload is read (above).
+                0x9 => {
+                    assert!(len <= 125, "sink: oversized ping");
+                    ping = Some((mask, Vec::with_capacity(len as usize)));
+                }
+                0xA => {}
                 other => panic!("sink: unexpected opcode {other:#x}"),
             }
         }
