@@ -1,13 +1,21 @@
-//! Client benchmark: resocket beside raw tokio-tungstenite, in the same process and run.
+//! Client benchmark: resocket beside raw tokio-tungstenite and peer crates (tokio-websockets,
+//! stream-tungstenite), in the same process and run.
 //!
 //! Measures, on loopback (`127.0.0.1:0`), with a tokio multi-thread runtime of 2 workers:
-//! - receive throughput (msgs/s, 64 B and 1 KiB): a server bursts `n` messages (frames encoded
-//!   once and written in large chunks, so it is not the bottleneck) and the clock runs until
-//!   user code has taken all `n`: raw `WebSocketStream::next()` against resocket `Messages::recv` and `recv_many`;
-//! - send throughput (msgs/s, 64 B and 1 KiB): raw `send().await` per message (a flush each),
-//!   raw `feed` + one `flush` per batch, and resocket `client.send().await` per message; the
-//!   clock runs until the server has received all `n`;
-//! - echo round trip p50/p99 (64 B), one message in flight.
+//! - receive throughput (msgs/s, 64 B, 1 KiB, 16 KiB): a server bursts `n` messages (frames
+//!   encoded once and written in large chunks, so it is not the bottleneck) and the clock runs
+//!   until user code has taken all `n`: raw `WebSocketStream::next()` against resocket
+//!   `Messages::recv` and `recv_many`, and the peers;
+//! - send throughput (msgs/s, 64 B, 1 KiB, 16 KiB): raw `send().await` per message (a flush
+//!   each), raw `feed` + one `flush` per batch, resocket `client.send().await` per message, and
+//!   the peers; the clock runs until the server has received all `n`;
+//! - echo round trip p50/p99 (64 B), one message in flight;
+//! - time to recover after a server restart (p50/p99 over [`RESTARTS`] restarts): a connected
+//!   client's server is stopped (every connection dropped), stays down for a while, and is
+//!   restarted on the same port; the clock runs from the restart until user code has the
+//!   greeting the server sends on each new connection. resocket with
+//!   `ClientConfig::fast_reconnect()`, stream-tungstenite with `ClientConfig::fast_reconnect()`
+//!   and `ExponentialBackoff::fast()`.
 //!
 //! Every contender gets its own server and connection; contenders of a case run interleaved,
 //! round by round, and the median round is reported, with ratios against the targets from
@@ -16,17 +24,18 @@
 //! Run: `cargo bench -p resocket-benches --bench client`
 //! Quick check: `RESOCKET_BENCH_SCALE=0.05 cargo bench -p resocket-benches --bench client`
 //! Only some cases: `cargo bench -p resocket-benches --bench client -- recv echo` (substrings
-//! of the case names: `recv 64`, `recv 1024`, `send 64`, `send 1024`, `echo 64`).
+//! of the case names: `recv 64`, `recv 1024`, `recv 16384`, `send 64`, `send 1024`,
+//! `send 16384`, `echo 64`, `recover`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use resocket_benches::{
-    measure, peer_tokio_websockets, raw,
+    measure, peer_stream_tungstenite, peer_tokio_websockets, raw,
     report::{Report, Target},
     resocket_client,
-    server::{Mode, Server, Tally},
-    RoundTrip, Throughput,
+    server::{Mode, RestartableServer, Server, Tally},
+    Recover, RoundTrip, Throughput,
 };
 
 /// Measured rounds per case, after one warm-up round; the median is reported.
@@ -35,9 +44,13 @@ const ROUNDS: usize = 5;
 /// and the whole run stays under about three minutes.
 const RECV_64: u64 = 1_000_000;
 const RECV_1K: u64 = 250_000;
+const RECV_16K: u64 = 40_000;
 const SEND_64: u64 = 500_000;
 const SEND_1K: u64 = 200_000;
+const SEND_16K: u64 = 40_000;
 const ECHO: u64 = 20_000;
+/// Measured server restarts, after one warm-up restart (not scaled).
+const RESTARTS: usize = 20;
 /// Messages the raw batched sender feeds before one flush.
 const RAW_FEED_BATCH: usize = 256;
 /// The `recv_many` limit: a page of user work per wake-up.
@@ -89,13 +102,13 @@ async fn run(plan: &Plan) -> Report {
         "scale {} ({} warm-up + {ROUNDS} measured rounds per case)",
         plan.scale, 1
     );
-    for (size, base) in [(64, RECV_64), (1024, RECV_1K)] {
+    for (size, base) in [(64, RECV_64), (1024, RECV_1K), (16384, RECV_16K)] {
         let case = format!("recv {size}");
         if plan.wants(&case) {
             receive(&mut report, &case, size, plan.n(base)).await;
         }
     }
-    for (size, base) in [(64, SEND_64), (1024, SEND_1K)] {
+    for (size, base) in [(64, SEND_64), (1024, SEND_1K), (16384, SEND_16K)] {
         let case = format!("send {size}");
         if plan.wants(&case) {
             send(&mut report, &case, size, plan.n(base)).await;
@@ -103,6 +116,9 @@ async fn run(plan: &Plan) -> Report {
     }
     if plan.wants("echo 64") {
         echo(&mut report, "echo 64", 64, plan.n(ECHO)).await;
+    }
+    if plan.wants("recover") {
+        recover(&mut report, "recover", RESTARTS).await;
     }
     report
 }
@@ -135,12 +151,23 @@ async fn receive(report: &mut Report, case: &str, size: usize, n: u64) {
     cases.push(Box::new(receiver));
     servers.push(server);
 
+    let server = Server::start(Mode::Burst(payload(size))).await;
+    let receiver = peer_stream_tungstenite::Receiver::connect(server.addr(), size, n).await;
+    cases.push(Box::new(receiver));
+    servers.push(server);
+
     let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("recv {size} B");
     let raw = report.throughput(&case, "raw tokio-tungstenite `next()`", size, &rates[0]);
     let one = report.throughput(&case, "resocket `recv()`", size, &rates[1]);
     let many = report.throughput(&case, "resocket `recv_many()`", size, &rates[2]);
     report.throughput(&case, "tokio-websockets `next()`", size, &rates[3]);
+    let stream = report.throughput(
+        &case,
+        "stream-tungstenite `subscribe()` + `recv()`",
+        size,
+        &rates[4],
+    );
     report.ratio(
         &format!("{case}: resocket recv_many / raw"),
         many.median / raw.median,
@@ -150,6 +177,16 @@ async fn receive(report: &mut Report, case: &str, size: usize, n: u64) {
         &format!("{case}: resocket recv / raw"),
         one.median / raw.median,
         Target::AtLeast(0.9),
+    );
+    report.ratio(
+        &format!("{case}: resocket recv_many / stream-tungstenite"),
+        many.median / stream.median,
+        Target::None,
+    );
+    report.ratio(
+        &format!("{case}: resocket recv / stream-tungstenite"),
+        one.median / stream.median,
+        Target::None,
     );
 }
 
@@ -187,6 +224,13 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
     cases.push(Box::new(sender));
     servers.push(server);
 
+    let tally = std::sync::Arc::new(Tally::default());
+    let server = Server::start(Mode::Sink(tally.clone())).await;
+    let sender =
+        peer_stream_tungstenite::Sender::connect(server.addr(), payload(size), tally).await;
+    cases.push(Box::new(sender));
+    servers.push(server);
+
     let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("send {size} B");
     let per_msg = report.throughput(&case, "raw `send().await` per message", size, &rates[0]);
@@ -203,6 +247,12 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
         size,
         &rates[3],
     );
+    let stream = report.throughput(
+        &case,
+        "stream-tungstenite `send_async().await` per message",
+        size,
+        &rates[4],
+    );
     report.ratio(
         &format!("{case}: resocket / raw send"),
         ours.median / per_msg.median,
@@ -211,6 +261,11 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
     report.ratio(
         &format!("{case}: resocket / raw feed+flush"),
         ours.median / feed.median,
+        Target::None,
+    );
+    report.ratio(
+        &format!("{case}: resocket / stream-tungstenite"),
+        ours.median / stream.median,
         Target::None,
     );
 }
@@ -222,12 +277,14 @@ async fn echo(report: &mut Report, case: &str, size: usize, n: u64) {
         Box::new(raw::Echo::connect(server.addr(), payload(size)).await),
         Box::new(resocket_client::Echo::connect(server.addr(), payload(size)).await),
         Box::new(peer_tokio_websockets::Echo::connect(server.addr(), payload(size)).await),
+        Box::new(peer_stream_tungstenite::Echo::connect(server.addr(), payload(size)).await),
     ];
     let samples = measure::round_trips(&mut cases, n, n / 4, ROUNDS).await;
     let case = format!("echo {size} B");
     let raw = report.latency(&case, "raw tokio-tungstenite", &samples[0]);
     let ours = report.latency(&case, "resocket", &samples[1]);
     report.latency(&case, "tokio-websockets", &samples[2]);
+    let stream = report.latency(&case, "stream-tungstenite", &samples[3]);
     report.ratio(
         &format!("{case}: resocket p50 / raw p50"),
         ratio(ours.p50, raw.p50),
@@ -236,6 +293,78 @@ async fn echo(report: &mut Report, case: &str, size: usize, n: u64) {
     report.ratio(
         &format!("{case}: resocket p99 / raw p99"),
         ratio(ours.p99, raw.p99),
+        Target::None,
+    );
+    report.ratio(
+        &format!("{case}: resocket p50 / stream-tungstenite p50"),
+        ratio(ours.p50, stream.p50),
+        Target::None,
+    );
+}
+
+/// Restart `i` keeps the servers down this long: 50 ms to 430 ms in 20 ms steps, so that the
+/// restarts land at different points of the backoff schedules instead of one lucky or unlucky
+/// phase.
+fn downtime(i: usize) -> Duration {
+    Duration::from_millis(50 + 20 * (i % 20) as u64)
+}
+
+async fn recover(report: &mut Report, case: &str, restarts: usize) {
+    eprintln!("{case}: {restarts} server restarts");
+    let mut servers = [
+        RestartableServer::start(Mode::Greet(payload(64))).await,
+        RestartableServer::start(Mode::Greet(payload(64))).await,
+    ];
+    let mut samples = vec![Vec::with_capacity(restarts); servers.len()];
+    // Restart 0 is a warm-up. Every restart gets fresh clients, connected and stable, so that
+    // each sample is one restart after a healthy connection: resocket keeps escalating its
+    // backoff across drops until a connection has lasted `stable_after` (5 s here), which
+    // back-to-back restarts of one client would measure instead.
+    for i in 0..=restarts {
+        let clients: Vec<Box<dyn Recover>> = vec![
+            Box::new(resocket_client::Recovering::connect(servers[0].addr()).await),
+            Box::new(peer_stream_tungstenite::Recovering::connect(servers[1].addr()).await),
+        ];
+        for server in &mut servers {
+            server.stop().await;
+        }
+        tokio::time::sleep(downtime(i)).await;
+        let waiters: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                tokio::spawn(async move {
+                    tokio::time::timeout(Duration::from_secs(10), client.greeting())
+                        .await
+                        .expect("the client recovered within 10 s")
+                })
+            })
+            .collect();
+        // Both servers come back together, in a rotating order.
+        let mut restarted = [Instant::now(); 2];
+        for k in 0..servers.len() {
+            let j = (k + i) % servers.len();
+            servers[j].restart();
+            restarted[j] = Instant::now();
+        }
+        for (j, waiter) in waiters.into_iter().enumerate() {
+            let at = waiter.await.expect("recover round panicked");
+            if i > 0 {
+                samples[j].push(at.duration_since(restarted[j]));
+            }
+        }
+    }
+    for s in &mut samples {
+        s.sort_unstable();
+    }
+    let ours = report.latency(case, "resocket `fast_reconnect()`", &samples[0]);
+    let stream = report.latency(
+        case,
+        "stream-tungstenite `fast_reconnect()` + `ExponentialBackoff::fast()`",
+        &samples[1],
+    );
+    report.ratio(
+        &format!("{case}: resocket p50 / stream-tungstenite p50"),
+        ratio(ours.p50, stream.p50),
         Target::None,
     );
 }

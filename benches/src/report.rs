@@ -66,9 +66,9 @@ impl Report {
         };
         let _ = writeln!(
             self.latency,
-            "| {case} | {contender} | {:.1} µs | {:.1} µs | {} |",
-            micros(figures.p50),
-            micros(figures.p99),
+            "| {case} | {contender} | {} | {} | {} |",
+            human(figures.p50),
+            human(figures.p99),
             sorted.len(),
         );
         figures
@@ -103,6 +103,12 @@ impl Report {
     }
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
+/// Microseconds below 10 ms, milliseconds above.
+fn human(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros < 10_000.0 {
+        format!("{micros:.1} µs")
+    } else {
+        format!("{:.1} ms", micros / 1e3)
+    }
 }

@@ -7,9 +7,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use resocket::{Client, Message, Messages};
+use resocket::{Client, ClientConfig, Message, Messages};
 
-use crate::{server::Tally, BoxFut, RoundTrip, Throughput};
+use crate::{server::Tally, BoxFut, Recover, RoundTrip, Throughput};
 
 /// Builds a client with default settings and waits until it is `Ready`, so that connecting is
 /// never part of a measurement.
@@ -173,6 +173,41 @@ impl RoundTrip for Echo {
                 samples.push(start.elapsed());
             }
             samples
+        })
+    }
+}
+
+/// Recover: `ClientConfig::fast_reconnect()` (backoff 100 ms to 5 s, factor 1.5, equal jitter;
+/// 5 s connect timeout; heartbeat every 5 s; stable after 5 s).
+pub struct Recovering {
+    _client: Client,
+    messages: Messages,
+}
+
+impl Recovering {
+    /// Connects to a [`Mode::Greet`](crate::server::Mode::Greet) server and takes its greeting.
+    pub async fn connect(addr: SocketAddr) -> Recovering {
+        let (client, mut messages) = Client::builder(format!("ws://{addr}/"))
+            .config(ClientConfig::fast_reconnect())
+            .connect()
+            .expect("valid client settings");
+        client.ready().await.expect("resocket connects");
+        let greeting = messages.recv().await.expect("stream open");
+        assert!(greeting.is_binary(), "resocket recover: {greeting:?}");
+        Recovering {
+            _client: client,
+            messages,
+        }
+    }
+}
+
+impl Recover for Recovering {
+    fn greeting(&mut self) -> BoxFut<'_, Instant> {
+        Box::pin(async move {
+            let msg = self.messages.recv().await.expect("stream open");
+            let at = Instant::now();
+            assert!(msg.is_binary(), "resocket recover: {msg:?}");
+            at
         })
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::Notify,
     task::JoinHandle,
 };
@@ -43,6 +43,9 @@ pub enum Mode {
     Sink(Arc<Tally>),
     /// Sends every data message straight back (one flush each).
     Echo,
+    /// Sends this Binary message once on every new connection, then only reads (answering
+    /// pings) until the client leaves: what a client sees first after a server restart.
+    Greet(Bytes),
 }
 
 /// What a sink server has received, and a signal when it reached the expected count.
@@ -161,7 +164,98 @@ async fn serve(tcp: TcpStream, mode: Mode) {
                 }
             }
         }
+        Mode::Greet(payload) => {
+            if ws.send(Message::Binary(payload)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(_)) = ws.next().await {}
+        }
     }
+}
+
+/// A server that can be stopped, dropping every connection, and restarted on the same port.
+pub struct RestartableServer {
+    addr: SocketAddr,
+    mode: Mode,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RestartableServer {
+    /// Binds `127.0.0.1:0` (with `SO_REUSEADDR`) and serves every connection with `mode`.
+    ///
+    /// # Panics
+    /// If loopback cannot be bound.
+    pub async fn start(mode: Mode) -> RestartableServer {
+        let listener = listen((Ipv4Addr::LOCALHOST, 0).into());
+        let addr = listener.local_addr().expect("bound address");
+        let mut server = RestartableServer {
+            addr,
+            mode,
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    /// The address it listens on, the same across restarts.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening and drops every connection (no Close frame: the TCP streams are simply
+    /// dropped, as when a server process dies); returns once the listener is closed.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // The accept task owns the listener and, in a `JoinSet`, every connection task;
+            // dropping it aborts them all.
+            let _ = task.await;
+        }
+    }
+
+    /// Binds the same port again (`SO_REUSEADDR`) and serves as before.
+    ///
+    /// # Panics
+    /// If the port cannot be bound again.
+    pub fn restart(&mut self) {
+        assert!(self.task.is_none(), "restart a stopped server");
+        let listener = listen(self.addr);
+        self.serve(listener);
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let mode = self.mode.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => {
+                            connections.spawn(serve(tcp, mode.clone()));
+                        }
+                        Err(_) => return,
+                    },
+                    // Reap finished connections so the set does not grow.
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for RestartableServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn listen(addr: SocketAddr) -> TcpListener {
+    let socket = TcpSocket::new_v4().expect("tcp socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.bind(addr).expect("bind loopback");
+    socket.listen(1024).expect("listen")
 }
 
 /// `count` unmasked server-to-client Binary frames carrying `payload`, back to back.
@@ -183,7 +277,9 @@ fn encode_binary_frames(payload: &[u8], count: usize) -> Vec<u8> {
 }
 
 /// Reads client frames off `tcp` until it closes, counting complete Binary frames and their
-/// payload bytes, and signals `tally` whenever the count reaches the expected total.
+/// payload bytes, and signals `tally` whenever the count reaches the expected total. It answers
+/// every Ping with a Pong, so that a client's heartbeat does not drop a connection that lives
+/// longer than its pong timeout (a send case with slow peers lasts longer than 20 s).
 ///
 /// # Panics
 /// On a frame a benchmark client never sends (unmasked, fragmented, Text): better a failed run
@@ -195,6 +291,8 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
     // Payload bytes of the current frame still to skip.
     let mut skip = 0u64;
     let (mut count, mut bytes) = (0u64, 0u64);
+    // The Ping being read: its masking key and the payload so far.
+    let mut ping: Option<([u8; 4], Vec<u8>)> = None;
     loop {
         let read = match tcp.read(&mut buf[carried..]).await {
             Ok(0) | Err(_) => return,
@@ -205,15 +303,32 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
         loop {
             if skip > 0 {
                 let take = skip.min((end - pos) as u64);
+                if let Some((_, payload)) = &mut ping {
+                    payload.extend_from_slice(&buf[pos..pos + take as usize]);
+                }
                 pos += take as usize;
                 skip -= take;
                 if skip > 0 {
                     break;
                 }
             }
+            if let Some((mask, mut payload)) = ping.take() {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= mask[i % 4];
+                }
+                // Control frames carry at most 125 bytes: a one-byte length.
+                let mut pong = vec![0x8A, payload.len() as u8];
+                pong.extend_from_slice(&payload);
+                if tcp.write_all(&pong).await.is_err() {
+                    return;
+                }
+            }
             let Some((opcode, fin, len, header)) = parse_header(&buf[pos..end]) else {
                 break;
             };
+            let mask: [u8; 4] = buf[pos + header - 4..pos + header]
+                .try_into()
+                .expect("4 bytes");
             pos += header;
             skip = len;
             match opcode {
@@ -229,9 +344,12 @@ async fn count_frames(mut tcp: TcpStream, tally: &Tally) {
                 }
                 // Close: the client is leaving.
                 0x8 => return,
-                // Ping/Pong from a heartbeat: nothing to count. A Ping goes unanswered, which
-                // only matters to a connection living longer than its pong timeout (20 s).
-                0x9 | 0xA => {}
+                // Ping from a heartbeat: answered once its payload is read (above).
+                0x9 => {
+                    assert!(len <= 125, "sink: oversized ping");
+                    ping = Some((mask, Vec::with_capacity(len as usize)));
+                }
+                0xA => {}
                 other => panic!("sink: unexpected opcode {other:#x}"),
             }
         }
