@@ -356,3 +356,63 @@ async fn serve_takes_its_settings_from_flags_and_environment_and_serves_wss() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn chaos_proxies_and_cuts_connections() {
+    within(60, "chaos", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let mut chaos = resocket()
+            .args([
+                "chaos",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &server.url(),
+            ])
+            .args(["--cut-after", "100-200", "--seed", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
+        let banner = stderr.next_line().await.unwrap().expect("a banner");
+        let listen = banner
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {banner:?}"))
+            .to_owned();
+        let (client, mut messages) = resocket::Client::builder(format!("ws://{listen}"))
+            .configure(|c| {
+                c.backoff = resocket::retry::ExponentialBackoff::new(
+                    Duration::from_millis(10),
+                    Duration::from_millis(50),
+                )
+            })
+            .connect()
+            .unwrap();
+        client
+            .send(resocket::Message::text("through chaos"))
+            .await
+            .unwrap();
+        assert_eq!(
+            messages.recv().await.unwrap(),
+            resocket::Message::text("through chaos")
+        );
+        // The proxy cuts every connection within 200 ms; the client keeps coming back.
+        let mut status = client.status();
+        status.wait_for(|s| s.reconnects >= 2).await.unwrap();
+        client
+            .send(resocket::Message::text("still here"))
+            .await
+            .unwrap();
+        loop {
+            if messages.recv().await.unwrap() == resocket::Message::text("still here") {
+                break;
+            }
+        }
+        chaos.kill().await.unwrap();
+    })
+    .await;
+}
