@@ -53,6 +53,7 @@ pub struct Client {
     fan_out: Option<broadcast::Sender<Message>>,
     stats: Arc<Stats>,
     has_channel_format: bool,
+    drain_on_close: bool,
 }
 
 impl fmt::Debug for Client {
@@ -198,7 +199,10 @@ impl Client {
         // A send error means the supervisor is already gone, which is what we want.
         let _ = self
             .commands
-            .send(Command::Close { frame, drain: true })
+            .send(Command::Close {
+                frame,
+                drain: self.drain_on_close,
+            })
             .await;
         self.closed().await
     }
@@ -408,6 +412,7 @@ impl ClientBuilder {
             fan_out,
             stats: stats.clone(),
             has_channel_format: self.channel_format.is_some(),
+            drain_on_close: config.drain_on_close,
         };
         let extensions = Extensions::new(self.extensions, client.queue.clone(), stats.clone());
         let link = Link {

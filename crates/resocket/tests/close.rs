@@ -144,3 +144,41 @@ async fn close_while_backing_off_ends_at_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn close_without_drain_reports_what_it_dropped() {
+    within(20, "close without drain", async {
+        let addr = resocket_testkit::closed_port().await;
+        let (client, _messages) = Client::builder(format!("ws://{addr}/"))
+            .configure(|c| {
+                c.drain_on_close = false;
+                c.backoff = resocket::retry::ExponentialBackoff::new(
+                    Duration::from_secs(60),
+                    Duration::from_secs(60),
+                );
+            })
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        for i in 0..3 {
+            client.send(Message::text(i.to_string())).await.unwrap();
+        }
+        client.close().await.unwrap();
+        let dropped = support::wait_event(&mut events, |e| {
+            matches!(e, resocket::ConnectionEvent::Dropped { .. })
+        })
+        .await;
+        assert!(
+            matches!(
+                dropped,
+                resocket::ConnectionEvent::Dropped {
+                    count: 3,
+                    reason: resocket::DropReason::Shutdown
+                }
+            ),
+            "{dropped:?}"
+        );
+        assert_eq!(client.snapshot().counters.dropped, 3);
+    })
+    .await;
+}
