@@ -123,7 +123,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     progress.abort();
-    eprintln!();
+    let _ = progress.await;
+    // The final state, whatever the last tick showed.
+    eprintln!(
+        "\r[{}] 100%  sent {}  received {}   ",
+        "=".repeat(30),
+        counters.sent.load(Relaxed),
+        counters.received.load(Relaxed)
+    );
     for client in &clients {
         client.close().await.ok();
     }
