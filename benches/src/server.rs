@@ -82,6 +82,27 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// Ends a send round begun at `start`: waits until the server holds `target` messages of
+    /// `payload_len` bytes each, checks both counts (so no contender can cheat), and returns the
+    /// elapsed time.
+    ///
+    /// # Panics
+    /// When the counts differ, or after 60 s (see [`Tally::reached`]).
+    pub async fn finish_round(
+        &self,
+        start: std::time::Instant,
+        target: u64,
+        payload_len: usize,
+    ) -> Duration {
+        let (received, bytes) = self.reached().await;
+        let elapsed = start.elapsed();
+        assert_eq!(received, target);
+        assert_eq!(bytes, target * payload_len as u64);
+        elapsed
+    }
+}
+
 /// A running server; it stops when dropped.
 pub struct Server {
     addr: SocketAddr,
