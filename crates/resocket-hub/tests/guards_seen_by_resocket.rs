@@ -13,6 +13,15 @@ use resocket::{
 };
 use resocket_hub::{Hub, Token};
 
+/// A plain resocket client of `hub`, retrying every `retry`.
+fn hub_client(hub: &TestHub, retry: Duration) -> (Client, resocket::Messages) {
+    Client::builder(hub.url())
+        .subprotocol("resocket.v1")
+        .backoff(FixedDelay::new(retry))
+        .connect()
+        .unwrap()
+}
+
 /// Waits for the next disconnect and returns the Close code the hub sent.
 async fn close_code(
     client: &Client,
@@ -122,11 +131,7 @@ async fn room_permissions_refuse_subscribe_and_publish_separately() {
 async fn an_oversized_frame_closes_with_1009_and_the_client_reconnects() {
     guard(20, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_message_size(1024)).await;
-        let (client, _messages) = Client::builder(hub.url())
-            .subprotocol("resocket.v1")
-            .backoff(FixedDelay::new(Duration::from_millis(10)))
-            .connect()
-            .unwrap();
+        let (client, _messages) = hub_client(&hub, Duration::from_millis(10));
         let mut events = client.events();
         client.ready().await.unwrap();
         let big = serde_json::json!({"type": "publish", "room": "r", "id": "1", "data": "x".repeat(2000)});
@@ -141,11 +146,7 @@ async fn an_oversized_frame_closes_with_1009_and_the_client_reconnects() {
 async fn a_flood_closes_with_4008() {
     guard(20, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).rate_limit(5, 10)).await;
-        let (client, _messages) = Client::builder(hub.url())
-            .subprotocol("resocket.v1")
-            .backoff(FixedDelay::new(Duration::from_secs(60)))
-            .connect()
-            .unwrap();
+        let (client, _messages) = hub_client(&hub, Duration::from_secs(60));
         let mut events = client.events();
         client.ready().await.unwrap();
         for i in 0..50 {
@@ -171,11 +172,7 @@ async fn shutdown_closes_every_client_with_1001() {
         let hub = TestHub::anonymous().await;
         let mut clients = Vec::new();
         for _ in 0..3 {
-            let (client, messages) = Client::builder(hub.url())
-                .subprotocol("resocket.v1")
-                .backoff(FixedDelay::new(Duration::from_secs(60)))
-                .connect()
-                .unwrap();
+            let (client, messages) = hub_client(&hub, Duration::from_secs(60));
             let events = client.events();
             client.ready().await.unwrap();
             clients.push((client, messages, events));
