@@ -40,8 +40,19 @@ pub use tls::TlsBackend;
 pub(crate) use tls::{TlsConnector, TlsOptions};
 
 /// The socket a connection runs on: the wire to the server (or through a proxy), maybe
-/// with TLS on top.
-pub type Socket = MaybeTlsStream<Wire>;
+/// with TLS on top, behind a read-ahead buffer.
+///
+/// tungstenite reads into the free capacity of its read buffer, and once messages have been
+/// split off that buffer, `BytesMut::reserve` grants it just the one frame it asks room for. A
+/// reader that keeps up with the server then made a `recv` system call for every frame or two
+/// (measured: 262 000 calls for 525 000 messages of 1 KiB, against 5 500 for the same burst
+/// through this buffer). The buffer takes whatever the kernel has, up to `READ_AHEAD`, in one
+/// call and serves tungstenite's small reads from memory; reads at least as large as the
+/// buffer bypass it.
+pub type Socket = tokio::io::BufReader<MaybeTlsStream<Wire>>;
+
+/// The read-ahead buffer's size: a loopback TCP segment.
+const READ_AHEAD: usize = 64 << 10;
 
 /// Whether any TLS backend is compiled in.
 pub(crate) const TLS_COMPILED: bool = cfg!(any(feature = "__rustls-tls", feature = "native-tls"));
@@ -232,11 +243,13 @@ impl Connector {
             }
             None => Wire::Tcp(connect_tcp(&target.host, target.port, config).await?),
         };
-        if !target.tls {
-            return Ok(MaybeTlsStream::Plain(wire));
-        }
-        let name = self.server_name.as_deref().unwrap_or(&target.host);
-        self.tls.wrap(wire, name).await
+        let stream = if target.tls {
+            let name = self.server_name.as_deref().unwrap_or(&target.host);
+            self.tls.wrap(wire, name).await?
+        } else {
+            MaybeTlsStream::Plain(wire)
+        };
+        Ok(tokio::io::BufReader::with_capacity(READ_AHEAD, stream))
     }
 }
 
