@@ -264,7 +264,6 @@ where
             }
             let limits = self.pipes.inbound.limits;
             let mut batch: Vec<Message> = Vec::new();
-            self.arena.start_batch();
             let mut bytes = 0usize;
             let mut saw_frame = false;
             let ended = loop {
@@ -282,12 +281,10 @@ where
                                         None => continue,
                                     }
                                 };
-                                let msg = self.arena.detach(msg);
-                                self.pipes.inbound.fan_out(&msg);
                                 if batch.capacity() == 0 {
                                     batch.reserve_exact(limits.messages);
                                 }
-                                batch.push(msg);
+                                self.arena.push(&mut batch, msg);
                                 if batch.len() >= limits.messages || bytes >= limits.bytes {
                                     break None;
                                 }
@@ -308,6 +305,8 @@ where
                 self.awaiting_since = None;
             }
             if !batch.is_empty() {
+                self.arena.seal(&mut batch);
+                self.pipes.inbound.fan_out(&batch);
                 let stats = &self.pipes.stats;
                 Stats::add(&stats.messages_in, batch.len() as u64);
                 Stats::add(&stats.bytes_in, bytes as u64);

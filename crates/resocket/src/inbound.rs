@@ -10,6 +10,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::mpsc::{Receiver, SyncSender},
     task::{Context, Poll},
 };
 
@@ -21,62 +22,157 @@ use crate::Message;
 /// The most messages one batch carries; smaller inbound bounds use smaller batches.
 const MAX_BATCH: usize = 256;
 
-/// Payloads from `COPY_MIN` to `COPY_MAX` bytes are copied into an [`Arena`]. Smaller ones gain
-/// nothing from it (measured: 64 B messages lost 10 % of receive throughput), larger ones are
-/// few per read buffer and stay zero-copy.
-const COPY_MIN: usize = 512;
+/// Payloads up to `COPY_MAX` bytes are copied into an [`Arena`] block; larger ones are few per
+/// read buffer and stay zero-copy slices of it.
 const COPY_MAX: usize = 4 << 10;
 
-/// The size of one arena block: below glibc's mmap threshold, so freed blocks come back hot.
-const ARENA_BLOCK: usize = 32 << 10;
+/// The size of one arena block: a page of 64 messages of 1 KiB, below glibc's mmap threshold.
+const ARENA_BLOCK: usize = 64 << 10;
 
-/// Moves small received payloads out of tungstenite's read buffer into blocks of their own.
+/// How many emptied blocks wait for reuse: at most 1 MiB per connection, the in-flight bytes of
+/// a default inbound buffer full of 1 KiB messages.
+const SPARE_BLOCKS: usize = 16;
+
+/// One arena block as the owner of a [`bytes::Bytes`]. When the user drops the last message in
+/// it, the block goes back to its arena through `spares`, or is freed if that is full or gone.
+///
+/// The alignment keeps the reference count apart: `Bytes::from_owner` puts the count in the
+/// same allocation as its owner, so a 128-byte aligned owner gives every block's count a cache
+/// line (and an adjacent-line prefetch pair) of its own. A frozen `BytesMut` keeps its count in
+/// a 40-byte allocation, and the counts of consecutive blocks then shared a line, which the
+/// user (dropping one batch) and the reader (slicing the next) fought over.
+#[repr(align(128))]
+struct Block {
+    data: Vec<u8>,
+    spares: SyncSender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        // Full, or the connection is gone: then the block is simply freed.
+        let _ = self.spares.try_send(data);
+    }
+}
+
+/// A message whose payload sits in the open block and is not yet sliced out of it.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    /// The message's slot in its batch, held by an empty placeholder until the block seals.
+    index: usize,
+    start: usize,
+    end: usize,
+    text: bool,
+}
+
+/// Moves received payloads out of tungstenite's read buffer into blocks of their own.
 ///
 /// A received message is a slice of tungstenite's read buffer. While a batch waits for the
 /// user, those slices keep the buffer shared, so every refill allocates (and zero-fills) a new
-/// 128 KiB buffer, and the reader and the user bump the same reference count from two cores
-/// for every message. Copying small payloads into a block per batch costs a `memcpy` each and
-/// one allocation per block, and lets tungstenite reuse its buffer. Text is re-checked as UTF-8
-/// by `Utf8Bytes::try_from`, since the crate takes no `unsafe`.
-#[derive(Debug, Default)]
+/// 128 KiB buffer, and the reader and the user bump the same reference count from two cores for
+/// every message. Instead each payload is copied into the open block (one `memcpy`), a
+/// placeholder holds its slot in the batch, and [`Arena::seal`] turns the block into one
+/// `Bytes` and slices every message out of it: tungstenite keeps reusing its buffer, and the
+/// reader and the user never write the same cache line. Text is re-checked as UTF-8 by
+/// `Utf8Bytes::try_from`, since the crate takes no `unsafe`.
+///
+/// Emptied blocks come back for reuse. The `memcpy` into a freshly allocated block missed the
+/// cache on every line and stalled the reader more than parsing the frame did; a block that
+/// went round recently is still warm, and reuse skips `malloc`/`free` across threads too.
+///
+/// A block that a batch barely filled (a quiet connection: one message per wake-up) is not
+/// handed out: the batch gets a right-sized copy and the block stays open for the next batch,
+/// so a message kept for long pins its own bytes, not 64 KiB.
+#[derive(Debug)]
 pub(crate) struct Arena {
-    block: bytes::BytesMut,
+    block: Vec<u8>,
+    placed: Vec<Placed>,
+    spares_tx: SyncSender<Vec<u8>>,
+    spares: Receiver<Vec<u8>>,
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        let (spares_tx, spares) = std::sync::mpsc::sync_channel(SPARE_BLOCKS);
+        Arena {
+            block: Vec::new(),
+            placed: Vec::new(),
+            spares_tx,
+            spares,
+        }
+    }
 }
 
 impl Arena {
-    /// The message with its payload in an arena block (small payloads), or as it was.
-    pub(crate) fn detach(&mut self, msg: Message) -> Message {
-        match msg {
-            Message::Binary(data) if (COPY_MIN..=COPY_MAX).contains(&data.len()) => {
-                Message::Binary(self.copy(&data))
+    /// Adds `msg` to `batch`, its payload copied into the open block when it is small enough.
+    pub(crate) fn push(&mut self, batch: &mut Vec<Message>, msg: Message) {
+        let (payload, text) = match &msg {
+            Message::Binary(data) if data.len() <= COPY_MAX => (data.as_ref(), false),
+            Message::Text(text) if text.len() <= COPY_MAX => (text.as_bytes(), true),
+            _ => {
+                batch.push(msg);
+                return;
             }
-            Message::Text(text) if (COPY_MIN..=COPY_MAX).contains(&text.len()) => {
-                let copied = self.copy(text.as_bytes());
-                match crate::Utf8Bytes::try_from(copied) {
-                    Ok(text) => Message::Text(text),
-                    // Unreachable (the bytes came from valid UTF-8), but the original is
-                    // still here to hand over unchanged.
-                    Err(_) => Message::Text(text),
-                }
-            }
-            other => other,
-        }
-    }
-
-    /// Starts a fresh block for a new batch: a block shared by two batches would have the
-    /// reader splitting it while the user drops the previous batch's slices, both touching
-    /// one reference count from two cores.
-    pub(crate) fn start_batch(&mut self) {
-        self.block = bytes::BytesMut::new();
-    }
-
-    fn copy(&mut self, payload: &[u8]) -> bytes::Bytes {
+        };
         if self.block.capacity() - self.block.len() < payload.len() {
-            // The old block lives on in the slices already handed out.
-            self.block = bytes::BytesMut::with_capacity(ARENA_BLOCK.max(payload.len()));
+            self.seal(batch);
+            if self.block.capacity() - self.block.len() < payload.len() {
+                self.block = self
+                    .spares
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(ARENA_BLOCK));
+            }
         }
+        let start = self.block.len();
         self.block.extend_from_slice(payload);
-        self.block.split().freeze()
+        self.placed.push(Placed {
+            index: batch.len(),
+            start,
+            end: self.block.len(),
+            text,
+        });
+        // Neither placeholder allocates.
+        batch.push(if text {
+            Message::Text(crate::Utf8Bytes::from_static(""))
+        } else {
+            Message::Binary(bytes::Bytes::new())
+        });
+    }
+
+    /// Slices every placed message out of the open block. Call before `batch` leaves the
+    /// reader.
+    pub(crate) fn seal(&mut self, batch: &mut [Message]) {
+        if self.placed.is_empty() {
+            return;
+        }
+        let filled = if self.block.len() * 16 < self.block.capacity() {
+            let copy = bytes::Bytes::copy_from_slice(&self.block);
+            self.block.clear();
+            copy
+        } else {
+            bytes::Bytes::from_owner(Block {
+                data: std::mem::take(&mut self.block),
+                spares: self.spares_tx.clone(),
+            })
+        };
+        for placed in self.placed.drain(..) {
+            let payload = filled.slice(placed.start..placed.end);
+            batch[placed.index] = if placed.text {
+                Message::Text(
+                    crate::Utf8Bytes::try_from(payload)
+                        .expect("a copy of a valid UTF-8 payload is valid UTF-8"),
+                )
+            } else {
+                Message::Binary(payload)
+            };
+        }
     }
 }
 
@@ -117,12 +213,14 @@ pub(crate) struct InboundTx {
 }
 
 impl InboundTx {
-    /// Offers a message to the fan-out receivers, if there are any.
-    pub(crate) fn fan_out(&self, msg: &Message) {
+    /// Offers a batch's messages to the fan-out receivers, if there are any.
+    pub(crate) fn fan_out(&self, batch: &[Message]) {
         if let Some(fan_out) = &self.fan_out {
             if fan_out.receiver_count() > 0 {
-                // A send error only means every receiver left in the meantime.
-                let _ = fan_out.send(msg.clone());
+                for msg in batch {
+                    // A send error only means every receiver left in the meantime.
+                    let _ = fan_out.send(msg.clone());
+                }
             }
         }
     }
@@ -276,45 +374,87 @@ impl Stream for Messages {
 mod tests {
     use super::*;
 
-    #[test]
-    fn arena_copies_mid_sized_payloads_and_keeps_them_equal() {
-        let mut arena = Arena::default();
-        arena.start_batch();
-        let text = "é".repeat(400);
-        let binary = vec![7u8; 1000];
-        assert_eq!(
-            arena.detach(Message::text(text.clone())),
-            Message::text(text)
-        );
-        let original = Message::binary(binary.clone());
-        let copied = arena.detach(original.clone());
-        assert_eq!(copied, original);
-        let (Message::Binary(a), Message::Binary(b)) = (&original, &copied) else {
+    fn sealed(arena: &mut Arena, msgs: Vec<Message>) -> Vec<Message> {
+        let mut batch = Vec::new();
+        for msg in msgs {
+            arena.push(&mut batch, msg);
+        }
+        arena.seal(&mut batch);
+        batch
+    }
+
+    fn binary_ptr(msg: &Message) -> *const u8 {
+        let Message::Binary(data) = msg else {
             unreachable!()
         };
+        data.as_ptr()
+    }
+
+    #[test]
+    fn arena_copies_small_payloads_and_keeps_them_equal_and_in_order() {
+        let mut arena = Arena::default();
+        let text = "é".repeat(400);
+        let original = vec![
+            Message::binary(vec![7u8; 64]),
+            Message::text(text),
+            Message::binary(vec![9u8; 1000]),
+            Message::text("日本語 🦀"),
+        ];
+        let copied = sealed(&mut arena, original.clone());
+        assert_eq!(copied, original);
         assert_ne!(
-            a.as_ptr(),
-            b.as_ptr(),
-            "mid-sized payloads leave the read buffer"
+            binary_ptr(&original[0]),
+            binary_ptr(&copied[0]),
+            "small payloads leave the read buffer"
         );
     }
 
     #[test]
-    fn arena_leaves_small_and_large_payloads_zero_copy() {
+    fn arena_leaves_large_payloads_zero_copy() {
         let mut arena = Arena::default();
-        for len in [16, COPY_MAX + 1] {
-            let original = Message::binary(vec![1u8; len]);
-            let Message::Binary(before) = original.clone() else {
-                unreachable!()
-            };
-            let Message::Binary(after) = arena.detach(original) else {
-                unreachable!()
-            };
-            assert_eq!(
-                before.as_ptr(),
-                after.as_ptr(),
-                "{len} bytes should not be copied"
-            );
-        }
+        let original = Message::binary(vec![1u8; COPY_MAX + 1]);
+        let copied = sealed(&mut arena, vec![original.clone()]);
+        assert_eq!(binary_ptr(&original), binary_ptr(&copied[0]));
+    }
+
+    #[test]
+    fn arena_gives_a_sparse_batch_its_own_allocation_and_keeps_the_block() {
+        let mut arena = Arena::default();
+        let first = sealed(&mut arena, vec![Message::binary(vec![1u8; 64])]);
+        let second = sealed(&mut arena, vec![Message::binary(vec![2u8; 64])]);
+        assert_eq!(first, vec![Message::binary(vec![1u8; 64])]);
+        assert_eq!(second, vec![Message::binary(vec![2u8; 64])]);
+        assert!(
+            arena.block.capacity() >= ARENA_BLOCK,
+            "the open block stays with the arena"
+        );
+    }
+
+    #[test]
+    fn arena_reuses_a_block_once_its_messages_are_dropped() {
+        let mut arena = Arena::default();
+        let full: Vec<Message> = (0..ARENA_BLOCK / 1024)
+            .map(|i| Message::binary(vec![i as u8; 1024]))
+            .collect();
+        let batch = sealed(&mut arena, full.clone());
+        let block_start = binary_ptr(&batch[0]);
+        drop(batch);
+        let again = sealed(&mut arena, full.clone());
+        assert_eq!(again, full);
+        assert_eq!(
+            binary_ptr(&again[0]),
+            block_start,
+            "the spare block came back"
+        );
+    }
+
+    #[test]
+    fn arena_opens_a_new_block_when_one_fills() {
+        let mut arena = Arena::default();
+        let original: Vec<Message> = (0..3 * ARENA_BLOCK / COPY_MAX)
+            .map(|i| Message::binary(vec![i as u8; COPY_MAX]))
+            .collect();
+        let copied = sealed(&mut arena, original.clone());
+        assert_eq!(copied, original);
     }
 }

@@ -307,9 +307,7 @@ impl Supervisor {
                     .filter_map(|m| extensions.inbound(m))
                     .collect()
             };
-            for msg in &later {
-                self.pipes.inbound.fan_out(msg);
-            }
+            self.pipes.inbound.fan_out(&later);
             if !later.is_empty() {
                 self.pipes.pending_in = Some(later);
             }
