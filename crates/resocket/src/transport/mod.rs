@@ -9,9 +9,11 @@
 //! - `proxy.rs`: proxy settings on the builder, proxy URLs, and the CONNECT and SOCKS5
 //!   handshakes.
 //! - `env.rs`: the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention.
+//! - `read_ahead.rs`: the buffer that serves tungstenite's small reads.
 
 mod env;
 mod proxy;
+mod read_ahead;
 mod tls;
 #[cfg(feature = "native-tls")]
 mod tls_native;
@@ -36,23 +38,13 @@ use tokio_tungstenite::{tungstenite, MaybeTlsStream};
 use crate::{config::ClientConfig, error::ConfigError, Error};
 
 pub(crate) use proxy::ProxyOptions;
+pub use read_ahead::ReadAhead;
 pub use tls::TlsBackend;
 pub(crate) use tls::{TlsConnector, TlsOptions};
 
 /// The socket a connection runs on: the wire to the server (or through a proxy), maybe
-/// with TLS on top, behind a read-ahead buffer.
-///
-/// tungstenite reads into the free capacity of its read buffer, and once messages have been
-/// split off that buffer, `BytesMut::reserve` grants it just the one frame it asks room for. A
-/// reader that keeps up with the server then made a `recv` system call for every frame or two
-/// (measured: 262 000 calls for 525 000 messages of 1 KiB, against 5 500 for the same burst
-/// through this buffer). The buffer takes whatever the kernel has, up to `READ_AHEAD`, in one
-/// call and serves tungstenite's small reads from memory; reads at least as large as the
-/// buffer bypass it.
-pub type Socket = tokio::io::BufReader<MaybeTlsStream<Wire>>;
-
-/// The read-ahead buffer's size: a loopback TCP segment.
-const READ_AHEAD: usize = 64 << 10;
+/// with TLS on top, with small reads served from a [`ReadAhead`] buffer.
+pub type Socket = ReadAhead<MaybeTlsStream<Wire>>;
 
 /// Whether any TLS backend is compiled in.
 pub(crate) const TLS_COMPILED: bool = cfg!(any(feature = "__rustls-tls", feature = "native-tls"));
@@ -249,7 +241,7 @@ impl Connector {
         } else {
             MaybeTlsStream::Plain(wire)
         };
-        Ok(tokio::io::BufReader::with_capacity(READ_AHEAD, stream))
+        Ok(ReadAhead::new(stream))
     }
 }
 
