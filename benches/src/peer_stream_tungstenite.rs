@@ -24,7 +24,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{server::Tally, BoxFut, Recover, RoundTrip, Throughput};
+use crate::{server::Tally, BoxFut, Payload, Recover, RoundTrip, Throughput};
 
 /// A running client: the `run()` task, the client and one subscription.
 pub struct Peer {
@@ -101,18 +101,18 @@ impl Drop for Peer {
 /// Receive: asks the burst server for `n` messages and takes them from the subscription.
 pub struct Receiver {
     peer: Peer,
-    size: usize,
+    expect: Payload,
 }
 
 impl Receiver {
-    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server sending `size`-byte
-    /// messages, with both broadcast buffers sized for `max_n` messages (a round), so that no
-    /// message can be dropped for lag. With the default buffer (256) a burst loses messages.
-    pub async fn connect(addr: SocketAddr, size: usize, max_n: u64) -> Receiver {
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server, with both broadcast
+    /// buffers sized for `max_n` messages (a round), so that no message can be dropped for lag.
+    /// With the default buffer (256) a burst loses messages.
+    pub async fn connect(addr: SocketAddr, expect: Payload, max_n: u64) -> Receiver {
         let config = config().with_channel_buffer(max_n as usize);
         Receiver {
             peer: Peer::connect(addr, config, false).await,
-            size,
+            expect,
         }
     }
 }
@@ -126,7 +126,7 @@ impl Throughput for Receiver {
             while got < n {
                 let msg = self.peer.recv("receive").await;
                 match &*msg {
-                    Message::Binary(data) => assert_eq!(data.len(), self.size),
+                    Message::Binary(data) => self.expect.take(data),
                     other => panic!("stream-tungstenite receive: unexpected {other:?}"),
                 }
                 got += 1;

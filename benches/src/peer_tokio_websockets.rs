@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 
-use crate::{raw::SendStyle, server::Tally, BoxFut, RoundTrip, Throughput};
+use crate::{raw::SendStyle, server::Tally, BoxFut, Payload, RoundTrip, Throughput};
 
 /// A plain TCP (nodelay, as everywhere here) WebSocket connection with default config.
 pub async fn connect(addr: SocketAddr) -> WebSocketStream<TcpStream> {
@@ -29,15 +29,15 @@ pub async fn connect(addr: SocketAddr) -> WebSocketStream<TcpStream> {
 /// Receive: asks the burst server for `n` messages and reads them with `next()`.
 pub struct Receiver {
     ws: WebSocketStream<TcpStream>,
-    size: usize,
+    expect: Payload,
 }
 
 impl Receiver {
-    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server sending `size`-byte messages.
-    pub async fn connect(addr: SocketAddr, size: usize) -> Receiver {
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server.
+    pub async fn connect(addr: SocketAddr, expect: Payload) -> Receiver {
         Receiver {
             ws: connect(addr).await,
-            size,
+            expect,
         }
     }
 }
@@ -51,7 +51,7 @@ impl Throughput for Receiver {
             while got < n {
                 match self.ws.next().await {
                     Some(Ok(msg)) if msg.is_binary() => {
-                        assert_eq!(msg.as_payload().len(), self.size);
+                        self.expect.take(msg.as_payload());
                         got += 1;
                     }
                     other => panic!("tokio-websockets receive: unexpected {other:?}"),

@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{tungstenite::Message, WebSocketStream};
 
-use crate::{server::Tally, BoxFut, RoundTrip, Throughput};
+use crate::{server::Tally, BoxFut, Payload, RoundTrip, Throughput};
 
 /// A plain TCP (nodelay, as resocket sets by default) WebSocket connection with default config.
 pub async fn connect(addr: SocketAddr) -> WebSocketStream<TcpStream> {
@@ -26,15 +26,15 @@ pub async fn connect(addr: SocketAddr) -> WebSocketStream<TcpStream> {
 /// Receive: asks the burst server for `n` messages and reads them with `next()`.
 pub struct Receiver {
     ws: WebSocketStream<TcpStream>,
-    size: usize,
+    expect: Payload,
 }
 
 impl Receiver {
-    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server sending `size`-byte messages.
-    pub async fn connect(addr: SocketAddr, size: usize) -> Receiver {
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server.
+    pub async fn connect(addr: SocketAddr, expect: Payload) -> Receiver {
         Receiver {
             ws: connect(addr).await,
-            size,
+            expect,
         }
     }
 }
@@ -48,7 +48,7 @@ impl Throughput for Receiver {
             while got < n {
                 match self.ws.next().await {
                     Some(Ok(Message::Binary(data))) => {
-                        assert_eq!(data.len(), self.size);
+                        self.expect.take(&data);
                         got += 1;
                     }
                     other => panic!("raw receive: unexpected {other:?}"),

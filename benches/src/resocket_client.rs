@@ -9,7 +9,7 @@ use std::{
 use bytes::Bytes;
 use resocket::{Client, ClientConfig, Message, Messages};
 
-use crate::{server::Tally, BoxFut, Recover, RoundTrip, Throughput};
+use crate::{server::Tally, BoxFut, Payload, Recover, RoundTrip, Throughput};
 
 /// Builds a client with default settings and waits until it is `Ready`, so that connecting is
 /// never part of a measurement.
@@ -34,28 +34,28 @@ pub enum RecvStyle {
 pub struct Receiver {
     client: Client,
     messages: Messages,
-    size: usize,
+    expect: Payload,
     style: RecvStyle,
     buf: Vec<Message>,
 }
 
 impl Receiver {
-    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server sending `size`-byte messages.
-    pub async fn connect(addr: SocketAddr, size: usize, style: RecvStyle) -> Receiver {
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server.
+    pub async fn connect(addr: SocketAddr, expect: Payload, style: RecvStyle) -> Receiver {
         let (client, messages) = connect(addr).await;
         Receiver {
             client,
             messages,
-            size,
+            expect,
             style,
             buf: Vec::new(),
         }
     }
 }
 
-fn check(msg: &Message, size: usize) {
+fn check(msg: &Message, expect: &Payload) {
     match msg {
-        Message::Binary(data) => assert_eq!(data.len(), size),
+        Message::Binary(data) => expect.take(data),
         other => panic!("resocket receive: unexpected {other:?}"),
     }
 }
@@ -73,7 +73,7 @@ impl Throughput for Receiver {
                 RecvStyle::One => {
                     while got < n {
                         let msg = self.messages.recv().await.expect("stream open");
-                        check(&msg, self.size);
+                        check(&msg, &self.expect);
                         got += 1;
                     }
                 }
@@ -84,7 +84,7 @@ impl Throughput for Receiver {
                         let added = self.messages.recv_many(&mut self.buf, limit).await;
                         assert!(added > 0, "stream ended");
                         for msg in self.buf.drain(..) {
-                            check(&msg, self.size);
+                            check(&msg, &self.expect);
                         }
                         got += added as u64;
                     }
