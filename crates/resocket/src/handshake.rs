@@ -5,7 +5,7 @@
 //! it reads but does not want is passed back with [`HandshakeIo::deliver_later`], to reach the
 //! user, in order, once the client is `Ready`.
 //!
-//! Built-ins: [`Auth`], [`Subscribe`], [`SendMessage`], [`Chain`] (and [`chain_handshakers!`]),
+//! Built-ins: [`Auth`], [`Subscribe`], [`SendMessage`], [`Chain`] (and [`chain_handshakers!`](crate::chain_handshakers)),
 //! [`NoHandshake`]. Success and failure are decided by [`Matcher`]s the user supplies, never by
 //! guessing at the reply's text. A closure `|io| Box::pin(async move { … })` is a handshaker too.
 

@@ -2,10 +2,10 @@
 //!
 //! The connection drains whatever the socket has buffered into a batch and hands the whole
 //! batch over in one channel operation; [`Messages`] then pops from its current batch without
-//! touching the channel. A wake-up and a channel slot are paid per batch, not per message,
-//! which is what keeps resocket's receive path near raw tokio-tungstenite speed. When the
-//! channel is full the connection stops reading the socket, so TCP flow control slows the
-//! server down: nothing is dropped, ever.
+//! touching the channel. A wake-up and a channel slot are paid per batch, not per message.
+//! When the channel is full the connection stops reading the socket, so TCP flow control slows
+//! the server down: nothing is dropped, ever. (`BENCHMARKS.md` at the repository root has the
+//! measurements behind the choices here.)
 
 use std::{
     future::Future,
@@ -85,7 +85,8 @@ struct Placed {
 ///
 /// Emptied blocks come back for reuse. The `memcpy` into a freshly allocated block missed the
 /// cache on every line and stalled the reader more than parsing the frame did; a block that
-/// went round recently is still warm, and reuse skips `malloc`/`free` across threads too.
+/// went round recently is still warm (while the inbound buffer's bytes fit in the cache: hence
+/// the default `inbound_capacity`), and reuse skips `malloc`/`free` across threads too.
 ///
 /// A block that a batch barely filled (a quiet connection: one message per wake-up) is not
 /// handed out: the batch gets a right-sized copy and the block stays open for the next batch,
