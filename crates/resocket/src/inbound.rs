@@ -315,9 +315,15 @@ impl Messages {
             if let Some(msg) = self.current.next() {
                 return Poll::Ready(Some(msg));
             }
-            match std::task::ready!(self.rx.poll_recv(cx)) {
-                Some(batch) => self.current = batch.into_iter(),
-                None => return Poll::Ready(None),
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    // Idle: give back the spent batch's buffer (up to 10 KiB) instead of
+                    // holding it until the next batch replaces it.
+                    self.current = Vec::new().into_iter();
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -328,7 +334,13 @@ impl Messages {
             if let Some(msg) = self.current.next() {
                 return Some(msg);
             }
-            self.current = self.rx.try_recv().ok()?.into_iter();
+            match self.rx.try_recv() {
+                Ok(batch) => self.current = batch.into_iter(),
+                Err(_) => {
+                    self.current = Vec::new().into_iter();
+                    return None;
+                }
+            }
         }
     }
 
