@@ -80,7 +80,8 @@ impl Peer {
             .expect("stream-tungstenite send_async");
     }
 
-    async fn recv(&mut self, what: &str) -> SharedMessage {
+    /// The next message from the subscription; panics (naming `what`) if one was lost.
+    pub async fn recv(&mut self, what: &str) -> SharedMessage {
         match self.messages.recv().await {
             Ok(msg) => msg,
             Err(RecvError::Lagged(lost)) => {
