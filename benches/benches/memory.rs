@@ -127,9 +127,7 @@ async fn open(name: &str, addr: SocketAddr, count: usize, keep: &mut Vec<Box<dyn
             "raw tokio-tungstenite" => {
                 let mut ws = raw::connect(addr).await;
                 ws.next().await.expect("greeting").expect("greeting");
-                keep.push(Box::new(tokio::spawn(async move {
-                    while let Some(Ok(_)) = ws.next().await {}
-                })));
+                keep.push(Box::new(keep_reading(ws)));
             }
             "resocket" => {
                 let (client, mut messages) = resocket_client::connect(addr).await;
@@ -139,9 +137,7 @@ async fn open(name: &str, addr: SocketAddr, count: usize, keep: &mut Vec<Box<dyn
             "tokio-websockets" => {
                 let mut ws = peer_tokio_websockets::connect(addr).await;
                 ws.next().await.expect("greeting").expect("greeting");
-                keep.push(Box::new(tokio::spawn(async move {
-                    while let Some(Ok(_)) = ws.next().await {}
-                })));
+                keep.push(Box::new(keep_reading(ws)));
             }
             "stream-tungstenite" => {
                 let config = peer_stream_tungstenite::config();
@@ -152,6 +148,14 @@ async fn open(name: &str, addr: SocketAddr, count: usize, keep: &mut Vec<Box<dyn
             other => panic!("unknown contender {other}"),
         }
     }
+}
+
+/// Keeps a task reading a bare connection until it ends, as an application must.
+fn keep_reading<S, T, E>(mut ws: S) -> tokio::task::JoinHandle<()>
+where
+    S: futures_util::Stream<Item = Result<T, E>> + Unpin + Send + 'static,
+{
+    tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
 }
 
 async fn child(name: &str, addr: SocketAddr, clients: usize) {
