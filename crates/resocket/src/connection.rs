@@ -8,8 +8,8 @@
 //! batch: one `Instant::now()`, one counter update and one channel hand-off per batch read,
 //! one `flush` per batch written.
 //!
-//! The loop is generic over `Sink<Message> + Stream<Item = Result<Message>>`, so unit tests can
-//! drive it with in-memory channels and paused time.
+//! Reading goes frame by frame through [`WsStream::poll_step`] into a batch, which is sealed
+//! (its payloads sliced out of the read buffer) and handed to the user in one operation.
 
 use std::{
     future::Future,
@@ -18,13 +18,15 @@ use std::{
     time::Duration,
 };
 
-use futures_util::{Sink, Stream};
-use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode, Bytes};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::{Instant, Sleep},
+};
+use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Bytes};
 
 use crate::{
+    codec::{Incoming, WsStream},
     config::ClientConfig,
-    inbound::Arena,
     queue::payload_len,
     state::Stats,
     supervisor::{Command, Pipes},
@@ -57,7 +59,7 @@ enum Closing {
 
 /// The state of one live connection. Lives only while the socket does.
 pub(crate) struct Connection<'a, S> {
-    ws: S,
+    ws: &'a mut WsStream<S>,
     pipes: &'a mut Pipes,
     config: &'a ClientConfig,
     timer: Pin<Box<Sleep>>,
@@ -74,18 +76,16 @@ pub(crate) struct Connection<'a, S> {
     ping_sent_at: Instant,
     ping_id: u64,
     close_frame: Option<CloseFrame>,
-    arena: Arena,
     closing: Closing,
     close_deadline: Option<Instant>,
 }
 
-impl<'a, S> Connection<'a, S>
-where
-    S: Sink<Message, Error = tungstenite::Error>
-        + Stream<Item = Result<Message, tungstenite::Error>>
-        + Unpin,
-{
-    pub(crate) fn new(ws: S, pipes: &'a mut Pipes, config: &'a ClientConfig) -> Self {
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
+    pub(crate) fn new(
+        ws: &'a mut WsStream<S>,
+        pipes: &'a mut Pipes,
+        config: &'a ClientConfig,
+    ) -> Self {
         let now = Instant::now();
         let next_ping = config.ping_interval.map(|every| now + every);
         let mut conn = Connection {
@@ -103,7 +103,6 @@ where
             ping_sent_at: now,
             ping_id: 0,
             close_frame: None,
-            arena: Arena::default(),
             closing: Closing::No,
             close_deadline: None,
         };
@@ -267,36 +266,24 @@ where
             let mut bytes = 0usize;
             let mut saw_frame = false;
             let ended = loop {
-                match Pin::new(&mut self.ws).poll_next(cx) {
-                    Poll::Ready(Some(Ok(msg))) => {
+                match self.ws.poll_step(cx, &mut batch, limits.messages) {
+                    Poll::Ready(Ok(Some(incoming))) => {
                         saw_frame = true;
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                bytes += payload_len(&msg);
-                                let msg = if self.pipes.extensions.is_empty() {
-                                    msg
-                                } else {
-                                    match self.pipes.extensions.inbound(msg) {
-                                        Some(kept) => kept,
-                                        None => continue,
-                                    }
-                                };
-                                if batch.capacity() == 0 {
-                                    batch.reserve_exact(limits.messages);
-                                }
-                                self.arena.push(&mut batch, msg);
+                        match incoming {
+                            Incoming::Data(len) => {
+                                bytes += len;
                                 if batch.len() >= limits.messages || bytes >= limits.bytes {
                                     break None;
                                 }
                             }
-                            Message::Pong(payload) => self.on_pong(&payload),
-                            Message::Close(frame) => self.close_frame = frame,
-                            // tungstenite answers pings itself; raw frames never come from reads.
-                            Message::Ping(_) | Message::Frame(_) => {}
+                            Incoming::Pong(payload) => self.on_pong(&payload),
+                            Incoming::Close(frame) => self.close_frame = frame,
+                            // Answered by the codec; the Pong goes out with the next flush.
+                            Incoming::Ping => {}
                         }
                     }
-                    Poll::Ready(Some(Err(e))) => break Some(Err(e)),
-                    Poll::Ready(None) => break Some(Ok(())),
+                    Poll::Ready(Ok(None)) => break Some(Ok(())),
+                    Poll::Ready(Err(e)) => break Some(Err(e)),
                     Poll::Pending => break None,
                 }
             };
@@ -305,7 +292,16 @@ where
                 self.awaiting_since = None;
             }
             if !batch.is_empty() {
-                self.arena.seal(&mut batch);
+                self.ws.seal(&mut batch);
+                let extensions = &self.pipes.extensions;
+                if !extensions.is_empty() {
+                    batch = batch
+                        .into_iter()
+                        .filter_map(|msg| extensions.inbound(msg))
+                        .collect();
+                }
+            }
+            if !batch.is_empty() {
                 self.pipes.inbound.fan_out(&batch);
                 let stats = &self.pipes.stats;
                 Stats::add(&stats.messages_in, batch.len() as u64);
@@ -404,10 +400,10 @@ where
                 self.unflushed += 1;
                 self.unflushed_bytes += len;
             }
-            if !self.needs_flush {
+            if !self.needs_flush && !self.ws.wants_flush() {
                 return Poll::Pending;
             }
-            match Pin::new(&mut self.ws).poll_flush(cx) {
+            match self.ws.poll_flush(cx) {
                 Poll::Ready(Ok(())) => {
                     let stats = &self.pipes.stats;
                     Stats::add(&stats.messages_out, self.unflushed);
@@ -438,7 +434,7 @@ where
 
     /// Whether the socket takes another message now; `false` registers the waker.
     fn poll_socket_ready(&mut self, cx: &mut Context<'_>) -> Result<bool, Exit> {
-        match Pin::new(&mut self.ws).poll_ready(cx) {
+        match self.ws.poll_ready(cx) {
             Poll::Pending => Ok(false),
             Poll::Ready(Ok(())) => Ok(true),
             Poll::Ready(Err(e)) => Err(self.fail(Error::from_ws(e))),
@@ -447,7 +443,7 @@ where
 
     /// Hands a message to the socket after `poll_socket_ready` said yes.
     fn start_send(&mut self, msg: Message) -> Result<(), Exit> {
-        match Pin::new(&mut self.ws).start_send(msg) {
+        match self.ws.start_send(msg) {
             Ok(()) => {
                 self.needs_flush = true;
                 Ok(())

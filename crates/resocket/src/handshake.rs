@@ -22,11 +22,10 @@ pub use subscribe::{ChannelFormat, SendMessage, Subscribe};
 use std::{fmt, sync::Arc, time::Duration};
 
 use futures_util::{future::BoxFuture, SinkExt, StreamExt};
-use tokio_tungstenite::WebSocketStream;
 
 pub use tokio_tungstenite::tungstenite::handshake::client::Response;
 
-use crate::{transport::Socket, Error, Message};
+use crate::{codec::WsStream, transport::Socket, Error, Message};
 
 /// Facts about the connection a handshake runs on.
 #[derive(Debug, Clone)]
@@ -42,7 +41,7 @@ pub struct HandshakeContext {
 
 /// The socket as a handshake sees it.
 pub struct HandshakeIo<'a> {
-    ws: &'a mut WebSocketStream<Socket>,
+    ws: &'a mut WsStream<Socket>,
     later: &'a mut Vec<Message>,
     context: &'a HandshakeContext,
 }
@@ -57,7 +56,7 @@ impl fmt::Debug for HandshakeIo<'_> {
 
 impl<'a> HandshakeIo<'a> {
     pub(crate) fn new(
-        ws: &'a mut WebSocketStream<Socket>,
+        ws: &'a mut WsStream<Socket>,
         later: &'a mut Vec<Message>,
         context: &'a HandshakeContext,
     ) -> Self {

@@ -104,6 +104,7 @@
 //! [tokio-tungstenite]: https://docs.rs/tokio-tungstenite
 
 mod client;
+mod codec;
 mod config;
 mod connection;
 pub mod error;

@@ -16,11 +16,12 @@ use tokio::{
     sync::{broadcast, mpsc, watch},
     time::Instant,
 };
-use tokio_tungstenite::{tungstenite::handshake::client::Request, WebSocketStream};
+use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
 use tracing::Instrument;
 
 use crate::{
     client::Link,
+    codec::WsStream,
     config::{ClientConfig, QueuePolicy},
     connection::{normal_close, Connection, Exit},
     extension::Extensions,
@@ -29,7 +30,7 @@ use crate::{
     queue::{payload_len, QueueRx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
-    transport::{Socket, Target},
+    transport::{HeadFence, Socket, Target},
     CloseFrame, Error, Message,
 };
 
@@ -485,19 +486,37 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
 
 impl Link {
     /// Opens TCP (and TLS) and performs the upgrade, with a freshly built request.
+    ///
+    /// tungstenite runs the upgrade on a [`HeadFence`], so that frames sent right behind the
+    /// `101` response stay for resocket's codec, which takes the socket from there.
     async fn open(
         &self,
         attempt: u32,
-    ) -> Result<(WebSocketStream<Socket>, crate::handshake::Response), Error> {
+    ) -> Result<(WsStream<Socket>, crate::handshake::Response), Error> {
         let request: Request = self.request(attempt)?;
         let target = Target::from_uri(request.uri())?;
-        let socket = self.connector.connect(&target, &self.config).await?;
-        tokio_tungstenite::client_async_with_config(
+        let mut socket = self.connector.connect(&target, &self.config).await?;
+        let mut fence = HeadFence::new(&mut socket);
+        let upgrade = tokio_tungstenite::client_async_with_config(
             request,
-            socket,
+            &mut fence,
             Some(self.config.websocket_config()),
         )
         .await
-        .map_err(crate::transport::upgrade_error)
+        // The upgrade's own stream is dropped unused: it never read a frame.
+        .map(|(_, response)| response);
+        let rest = fence.into_rest();
+        match upgrade {
+            Ok(response) => Ok((WsStream::new(socket, &rest, &self.config), response)),
+            Err(tungstenite::Error::Http(mut refused)) => {
+                // tungstenite's body is what it read past the head: here, the fence has it.
+                let body = refused.body_mut().get_or_insert_with(Vec::new);
+                body.extend_from_slice(&rest);
+                Err(crate::transport::upgrade_error(tungstenite::Error::Http(
+                    refused,
+                )))
+            }
+            Err(e) => Err(crate::transport::upgrade_error(e)),
+        }
     }
 }

@@ -9,11 +9,11 @@
 //! - `proxy.rs`: proxy settings on the builder, proxy URLs, and the CONNECT and SOCKS5
 //!   handshakes.
 //! - `env.rs`: the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention.
-//! - `read_ahead.rs`: the buffer that serves tungstenite's small reads.
+//! - `head_fence.rs`: the reader the upgrade runs on, so that no frame is read by tungstenite.
 
 mod env;
+mod head_fence;
 mod proxy;
-mod read_ahead;
 mod tls;
 #[cfg(feature = "native-tls")]
 mod tls_native;
@@ -37,14 +37,14 @@ use tokio_tungstenite::{tungstenite, MaybeTlsStream};
 
 use crate::{config::ClientConfig, error::ConfigError, Error};
 
+pub(crate) use head_fence::HeadFence;
 pub(crate) use proxy::ProxyOptions;
-pub use read_ahead::ReadAhead;
 pub use tls::TlsBackend;
 pub(crate) use tls::{TlsConnector, TlsOptions};
 
 /// The socket a connection runs on: the wire to the server (or through a proxy), maybe
-/// with TLS on top, with small reads served from a [`ReadAhead`] buffer.
-pub type Socket = ReadAhead<MaybeTlsStream<Wire>>;
+/// with TLS on top.
+pub type Socket = MaybeTlsStream<Wire>;
 
 /// Whether any TLS backend is compiled in.
 pub(crate) const TLS_COMPILED: bool = cfg!(any(feature = "__rustls-tls", feature = "native-tls"));
@@ -235,13 +235,12 @@ impl Connector {
             }
             None => Wire::Tcp(connect_tcp(&target.host, target.port, config).await?),
         };
-        let stream = if target.tls {
+        if target.tls {
             let name = self.server_name.as_deref().unwrap_or(&target.host);
-            self.tls.wrap(wire, name).await?
+            self.tls.wrap(wire, name).await
         } else {
-            MaybeTlsStream::Plain(wire)
-        };
-        Ok(ReadAhead::new(stream))
+            Ok(MaybeTlsStream::Plain(wire))
+        }
     }
 }
 

@@ -1,0 +1,648 @@
+//! The read half of the frame codec: server frames parsed in place, data messages sliced out of
+//! the read buffer without a copy.
+//!
+//! The socket is read straight into a `BytesMut`. Frames are parsed where they lie, and a batch
+//! of complete data messages is handed out by [`FrameReader::seal`]: one `split_to().freeze()`
+//! per batch, then a `slice` (a reference count increment) per message. The bytes after the
+//! batch stay in the same allocation and the next read lands behind them, so no byte is moved
+//! on the way from the socket to the user; only the partial frame at the end of a full buffer
+//! is copied into the next one. A batch that used only a sliver of a large buffer is copied
+//! out instead (a right-sized copy), so a message kept for long pins its own bytes, not 64 KiB.
+//!
+//! The buffer adapts, as hyper's does: it starts at 4 KiB, jumps to the burst size
+//! (`read_buffer_size`, 64 KiB by default) when a read fills it, and goes back to 4 KiB after a
+//! run of small reads. An idle connection holds 4 KiB.
+//!
+//! Everything RFC 6455 asks of a client reading is checked here: reserved bits, masked server
+//! frames, unknown opcodes, fragmented or oversized control frames, continuation order, frame and
+//! message size limits, and UTF-8 of Text payloads and Close reasons. Errors are tungstenite's
+//! own types, so the error mapping is the same as with tungstenite's reader.
+
+use std::{
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncRead;
+use tokio_tungstenite::tungstenite::{
+    error::{CapacityError, ProtocolError},
+    protocol::{frame::coding::Data, CloseFrame},
+    Error as WsError, Message, Utf8Bytes,
+};
+
+/// The buffer size while reads are small.
+const MIN_BUFFER: usize = 4 << 10;
+
+/// This many reads in a row of less than `MIN_BUFFER / 4` shrink the buffer back to
+/// `MIN_BUFFER`.
+const SMALL_READS_TO_SHRINK: u8 = 8;
+
+/// A batch whose messages took less than 1/`SPARSE` of the buffer is copied out.
+const SPARSE: usize = 16;
+
+/// The opcodes of RFC 6455, section 5.2.
+mod opcode {
+    pub(super) const CONTINUATION: u8 = 0x0;
+    pub(super) const TEXT: u8 = 0x1;
+    pub(super) const BINARY: u8 = 0x2;
+    pub(super) const CLOSE: u8 = 0x8;
+    pub(super) const PING: u8 = 0x9;
+    pub(super) const PONG: u8 = 0xA;
+}
+
+/// The reader's limits, from `ClientConfig`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadLimits {
+    pub(crate) max_frame: Option<usize>,
+    pub(crate) max_message: Option<usize>,
+    /// The buffer size during a burst.
+    pub(crate) burst_buffer: usize,
+}
+
+/// A control frame, for the stream layer to act on.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Ping(Bytes),
+    Pong(Bytes),
+    Close(Option<CloseFrame>),
+}
+
+/// What one step of reading produced.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A complete data message of this many bytes went into the batch, or a fragment was
+    /// taken in (0).
+    Data(usize),
+    Control(Control),
+    /// The server closed the TCP stream at a frame boundary.
+    Eof,
+}
+
+/// A complete frame in the buffer: its payload is `buf[start..end]`.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    fin: bool,
+    opcode: u8,
+    start: usize,
+    end: usize,
+}
+
+/// A data message parsed in place whose payload is not yet sliced out of the buffer.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    /// The message's slot in its batch, held by an empty placeholder until the batch seals.
+    index: usize,
+    start: usize,
+    end: usize,
+    text: bool,
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Partial {
+    data: Vec<u8>,
+    text: bool,
+}
+
+/// Reads frames from the socket and turns them into messages.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    /// `buf[..pos]` is parsed, `buf[pos..]` is not yet.
+    buf: BytesMut,
+    pos: usize,
+    placed: Vec<Placed>,
+    partial: Option<Partial>,
+    eof: bool,
+    /// The capacity the next allocation asks for.
+    size: usize,
+    small_reads: u8,
+    limits: ReadLimits,
+}
+
+impl FrameReader {
+    /// A reader whose buffer starts with `already_read`: bytes that came in with the upgrade
+    /// response.
+    pub(crate) fn new(limits: ReadLimits, already_read: &[u8]) -> FrameReader {
+        let mut buf = BytesMut::with_capacity(MIN_BUFFER.max(already_read.len()));
+        buf.extend_from_slice(already_read);
+        FrameReader {
+            buf,
+            pos: 0,
+            placed: Vec::new(),
+            partial: None,
+            eof: false,
+            size: MIN_BUFFER,
+            small_reads: 0,
+            limits,
+        }
+    }
+
+    /// Reads the next frame and acts on it: a data message goes into `batch` (possibly as a
+    /// placeholder: call [`FrameReader::seal`] before the batch leaves), a control frame is
+    /// returned. `Pending` only when the socket has nothing more.
+    pub(crate) fn poll_step<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<Message>,
+    ) -> Poll<Result<Step, WsError>> {
+        let Some(frame) = ready!(self.poll_frame(io, cx, batch))? else {
+            return Poll::Ready(Ok(Step::Eof));
+        };
+        let len = frame.end - frame.start;
+        match frame.opcode {
+            opcode::TEXT | opcode::BINARY => {
+                let text = frame.opcode == opcode::TEXT;
+                if self.partial.is_some() {
+                    let data = if text { Data::Text } else { Data::Binary };
+                    return Poll::Ready(Err(ProtocolError::ExpectedFragment(data).into()));
+                }
+                self.check_message_size(len)?;
+                if !frame.fin {
+                    let data = self.buf[frame.start..frame.end].to_vec();
+                    self.partial = Some(Partial { data, text });
+                    return Poll::Ready(Ok(Step::Data(0)));
+                } else {
+                    if text {
+                        check_utf8(&self.buf[frame.start..frame.end])?;
+                    }
+                    self.placed.push(Placed {
+                        index: batch.len(),
+                        start: frame.start,
+                        end: frame.end,
+                        text,
+                    });
+                    // Neither placeholder allocates.
+                    batch.push(if text {
+                        Message::Text(Utf8Bytes::from_static(""))
+                    } else {
+                        Message::Binary(Bytes::new())
+                    });
+                }
+                Poll::Ready(Ok(Step::Data(len)))
+            }
+            opcode::CONTINUATION => {
+                let Some(partial) = self.partial.as_mut() else {
+                    return Poll::Ready(Err(ProtocolError::UnexpectedContinueFrame.into()));
+                };
+                let total = partial.data.len() + len;
+                if let Some(max) = self.limits.max_message {
+                    if total > max {
+                        return Poll::Ready(Err(too_long(total, max)));
+                    }
+                }
+                partial
+                    .data
+                    .extend_from_slice(&self.buf[frame.start..frame.end]);
+                if !frame.fin {
+                    return Poll::Ready(Ok(Step::Data(0)));
+                }
+                let Partial { data, text } = self.partial.take().expect("checked above");
+                let data = Bytes::from(data);
+                batch.push(if text {
+                    Message::Text(
+                        Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?,
+                    )
+                } else {
+                    Message::Binary(data)
+                });
+                Poll::Ready(Ok(Step::Data(total)))
+            }
+            opcode::CLOSE | opcode::PING | opcode::PONG => {
+                // All control frames MUST have a payload of 125 bytes or less and MUST NOT be
+                // fragmented (RFC 6455, 5.5).
+                if !frame.fin {
+                    return Poll::Ready(Err(ProtocolError::FragmentedControlFrame.into()));
+                }
+                if len > 125 {
+                    return Poll::Ready(Err(ProtocolError::ControlFrameTooBig.into()));
+                }
+                let payload = Bytes::copy_from_slice(&self.buf[frame.start..frame.end]);
+                let control = match frame.opcode {
+                    opcode::PING => Control::Ping(payload),
+                    opcode::PONG => Control::Pong(payload),
+                    _ => Control::Close(parse_close(payload)?),
+                };
+                Poll::Ready(Ok(Step::Control(control)))
+            }
+            op @ 0x3..=0x7 => Poll::Ready(Err(ProtocolError::UnknownDataFrameType(op).into())),
+            op => Poll::Ready(Err(ProtocolError::UnknownControlFrameType(op).into())),
+        }
+    }
+
+    /// Slices every placed message out of the buffer. Call before `batch` leaves the reader.
+    pub(crate) fn seal(&mut self, batch: &mut [Message]) {
+        let (Some(first), Some(last)) = (self.placed.first(), self.placed.last()) else {
+            return;
+        };
+        let (base, shared) = if (last.end - first.start) * SPARSE < self.size {
+            // A sliver of the buffer: a right-sized copy, and the buffer stays unshared.
+            let copy = Bytes::copy_from_slice(&self.buf[first.start..last.end]);
+            self.buf.advance(self.pos);
+            (first.start, copy)
+        } else {
+            (0, self.buf.split_to(self.pos).freeze())
+        };
+        self.pos = 0;
+        for placed in self.placed.drain(..) {
+            let payload = shared.slice(placed.start - base..placed.end - base);
+            batch[placed.index] = if placed.text {
+                Message::Text(
+                    Utf8Bytes::try_from(payload).expect("the payload was checked as UTF-8"),
+                )
+            } else {
+                Message::Binary(payload)
+            };
+        }
+    }
+
+    /// The next complete frame, reading from the socket as needed; `None` at the end of the
+    /// stream.
+    fn poll_frame<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+        batch: &mut [Message],
+    ) -> Poll<Result<Option<Frame>, WsError>> {
+        loop {
+            let unparsed = &self.buf[self.pos..];
+            let need = match parse_header(unparsed, self.limits.max_frame)? {
+                Some((frame, total)) if total <= unparsed.len() => {
+                    let start = self.pos;
+                    self.pos += total;
+                    return Poll::Ready(Ok(Some(Frame {
+                        start: start + frame.start,
+                        end: start + frame.end,
+                        ..frame
+                    })));
+                }
+                Some((_, total)) => total,
+                // At most 14 header bytes: one more is always worth asking for.
+                None => unparsed.len() + 1,
+            };
+            if self.eof {
+                return Poll::Ready(if unparsed.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ProtocolError::ResetWithoutClosingHandshake.into())
+                });
+            }
+            self.make_room(batch, need);
+            let spare = self.buf.capacity() - self.buf.len();
+            let n = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut *io),
+                cx,
+                &mut self.buf
+            ))?;
+            self.adapt(n, spare);
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+    }
+
+    /// Makes room for `need` unparsed bytes and a worthwhile read after them.
+    fn make_room(&mut self, batch: &mut [Message], need: usize) {
+        let unparsed = self.buf.len() - self.pos;
+        let spare = self.buf.capacity() - self.buf.len();
+        let wanted = (need - unparsed.min(need)).max(self.size / 4);
+        if spare >= wanted {
+            return;
+        }
+        // Placed messages go out with what is parsed; only the unparsed tail is carried over.
+        self.seal(batch);
+        if self.pos > 0 {
+            self.buf.advance(self.pos);
+            self.pos = 0;
+        }
+        // Reclaims the allocation in place when no message holds it any more; otherwise a new
+        // one, with only the unparsed tail copied over.
+        let size = self.size.max(need);
+        self.buf.reserve((size - self.buf.len()).max(wanted));
+    }
+
+    /// Grows the buffer size after a read that filled the free space; shrinks it after a run of
+    /// small reads.
+    fn adapt(&mut self, n: usize, spare: usize) {
+        if n == spare && n > 0 {
+            self.size = self.limits.burst_buffer.max(MIN_BUFFER);
+            self.small_reads = 0;
+        } else if n < MIN_BUFFER / 4 {
+            self.small_reads = self.small_reads.saturating_add(1);
+            if self.small_reads >= SMALL_READS_TO_SHRINK && self.size > MIN_BUFFER {
+                self.size = MIN_BUFFER;
+                if self.placed.is_empty() && self.buf.capacity() > MIN_BUFFER {
+                    // A fresh small buffer: the large one goes once its messages are dropped.
+                    let mut small = BytesMut::with_capacity(MIN_BUFFER.max(self.buf.len()));
+                    small.extend_from_slice(&self.buf[self.pos..]);
+                    self.buf = small;
+                    self.pos = 0;
+                }
+            }
+        } else {
+            self.small_reads = 0;
+        }
+    }
+
+    fn check_message_size(&self, len: usize) -> Result<(), WsError> {
+        match self.limits.max_message {
+            Some(max) if len > max => Err(too_long(len, max)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn too_long(size: usize, max_size: usize) -> WsError {
+    WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
+}
+
+fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
+    std::str::from_utf8(bytes)
+        .map(drop)
+        .map_err(|e| WsError::Utf8(e.to_string()))
+}
+
+/// Parses a frame header at the start of `buf`. Returns the frame (payload offsets relative to
+/// `buf`) and its total length, or `None` when the header is not complete yet.
+fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, usize)>, WsError> {
+    let [b0, b1, ..] = *buf else {
+        return Ok(None);
+    };
+    // MUST be 0 unless an extension defines them, and none is negotiated (RFC 6455, 5.2).
+    if b0 & 0x70 != 0 {
+        return Err(ProtocolError::NonZeroReservedBits.into());
+    }
+    // A client MUST close a connection if it detects a masked frame (RFC 6455, 5.1).
+    if b1 & 0x80 != 0 {
+        return Err(ProtocolError::MaskedFrameFromServer.into());
+    }
+    let (len, header) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(ext) => (u64::from(u16::from_be_bytes([ext[0], ext[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(ext) => {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(ext);
+                (u64::from_be_bytes(be), 10)
+            }
+            None => return Ok(None),
+        },
+        short => (u64::from(short), 2),
+    };
+    let max = max_frame.unwrap_or(usize::MAX);
+    let len = match usize::try_from(len) {
+        Ok(len) if len <= max && len <= usize::MAX - header => len,
+        _ => return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX), max)),
+    };
+    let frame = Frame {
+        fin: b0 & 0x80 != 0,
+        opcode: b0 & 0x0F,
+        start: header,
+        end: header + len,
+    };
+    Ok(Some((frame, header + len)))
+}
+
+/// A Close frame's payload: nothing, or a code and a UTF-8 reason.
+fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, WsError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::InvalidCloseSequence.into()),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]).into();
+            let reason = Utf8Bytes::try_from(payload.slice(2..))
+                .map_err(|e| WsError::Utf8(e.to_string()))?;
+            Ok(Some(CloseFrame { code, reason }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ReadLimits = ReadLimits {
+        max_frame: Some(1 << 20),
+        max_message: Some(2 << 20),
+        burst_buffer: 64 << 10,
+    };
+
+    /// An unmasked server frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            n @ 0..=125 => out.push(n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Reads everything `wire` holds, fed `chunk` bytes per read; returns the messages, the
+    /// control frames and how it ended.
+    fn read_all(wire: &[u8], chunk: usize) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
+        let mut io = tokio_test_io(wire, chunk);
+        let mut reader = FrameReader::new(LIMITS, &[]);
+        let mut messages = Vec::new();
+        let mut controls = Vec::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let end = loop {
+            let mut batch = Vec::new();
+            let step = reader.poll_step(&mut io, &mut cx, &mut batch);
+            reader.seal(&mut batch);
+            messages.append(&mut batch);
+            match step {
+                Poll::Ready(Ok(Step::Data(_))) => {}
+                Poll::Ready(Ok(Step::Control(c))) => controls.push(c),
+                Poll::Ready(Ok(Step::Eof)) => break Ok(()),
+                Poll::Ready(Err(e)) => break Err(e),
+                Poll::Pending => unreachable!("the test reader never blocks"),
+            }
+        };
+        (messages, controls, end)
+    }
+
+    /// A reader over `wire` that hands out at most `chunk` bytes per read.
+    fn tokio_test_io(wire: &[u8], chunk: usize) -> Chunked {
+        Chunked {
+            data: wire.to_vec(),
+            at: 0,
+            chunk,
+        }
+    }
+
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = self
+                .chunk
+                .min(buf.remaining())
+                .min(self.data.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn payloads(messages: &[Message]) -> Vec<Vec<u8>> {
+        messages
+            .iter()
+            .map(|m| m.clone().into_data().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn messages_of_every_length_encoding_come_out_whole_at_any_read_size() {
+        let sizes = [0usize, 1, 125, 126, 1000, 65_535, 65_536, 200_000];
+        let mut wire = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let payload: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
+            wire.extend(frame(true, opcode::BINARY, &payload));
+        }
+        wire.extend(frame(true, opcode::TEXT, "héllo".as_bytes()));
+        for chunk in [1, 7, 1000, 1 << 20] {
+            let (messages, controls, end) = read_all(&wire, chunk);
+            end.unwrap();
+            assert!(controls.is_empty());
+            assert_eq!(messages.len(), sizes.len() + 1, "chunk {chunk}");
+            for (i, (got, &size)) in payloads(&messages).iter().zip(&sizes).enumerate() {
+                let want: Vec<u8> = (0..size).map(|b| (b + i) as u8).collect();
+                assert_eq!(got, &want, "message {i}, chunk {chunk}");
+            }
+            assert_eq!(messages.last().unwrap(), &Message::text("héllo"));
+        }
+    }
+
+    #[test]
+    fn fragments_are_assembled_and_control_frames_may_come_between_them() {
+        let mut wire = frame(false, opcode::TEXT, b"hel");
+        wire.extend(frame(true, opcode::PING, b"p"));
+        wire.extend(frame(false, opcode::CONTINUATION, b"lo "));
+        wire.extend(frame(true, opcode::CONTINUATION, b"world"));
+        wire.extend(frame(true, opcode::CLOSE, &[0x03, 0xE8, b'b', b'y', b'e']));
+        let (messages, controls, end) = read_all(&wire, 3);
+        end.unwrap();
+        assert_eq!(messages, vec![Message::text("hello world")]);
+        assert!(matches!(&controls[0], Control::Ping(p) if p == &b"p"[..]));
+        match &controls[1] {
+            Control::Close(Some(close)) => {
+                assert_eq!(u16::from(close.code), 1000);
+                assert_eq!(close.reason.as_str(), "bye");
+            }
+            other => panic!("expected a Close, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protocol_violations_are_typed_errors() {
+        let masked = vec![0x82, 0x81, 1, 2, 3, 4, 5];
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (masked, "MaskedFrameFromServer"),
+            (vec![0xC2, 0x00], "NonZeroReservedBits"),
+            (frame(true, 0x3, b""), "UnknownDataFrameType"),
+            (frame(true, 0xB, b""), "UnknownControlFrameType"),
+            (frame(false, opcode::PING, b""), "FragmentedControlFrame"),
+            (frame(true, opcode::PING, &[0; 126]), "ControlFrameTooBig"),
+            (
+                frame(true, opcode::CONTINUATION, b"x"),
+                "UnexpectedContinueFrame",
+            ),
+            (
+                [
+                    frame(false, opcode::TEXT, b"a"),
+                    frame(true, opcode::TEXT, b"b"),
+                ]
+                .concat(),
+                "ExpectedFragment",
+            ),
+            (frame(true, opcode::CLOSE, &[3]), "InvalidCloseSequence"),
+            (
+                frame(true, opcode::BINARY, b"cut")[..4].to_vec(),
+                "ResetWithoutClosingHandshake",
+            ),
+        ];
+        for (wire, name) in cases {
+            let (_, _, end) = read_all(&wire, 1 << 16);
+            let error = end.expect_err(name);
+            assert!(format!("{error:?}").contains(name), "{name}: got {error:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_oversized_frames_are_refused() {
+        let (_, _, end) = read_all(&frame(true, opcode::TEXT, &[0xFF, 0xFE]), 64);
+        assert!(matches!(end, Err(WsError::Utf8(_))));
+        let mut split = frame(false, opcode::TEXT, &[0xE2, 0x82]);
+        split.extend(frame(true, opcode::CONTINUATION, &[0x28]));
+        assert!(matches!(read_all(&split, 64).2, Err(WsError::Utf8(_))));
+        let big = frame(true, opcode::BINARY, &vec![0; (1 << 20) + 1]);
+        assert!(matches!(
+            read_all(&big[..16], 64).2,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))
+        ));
+        let mut long = frame(false, opcode::BINARY, &vec![0; 1 << 20]);
+        long.extend(frame(false, opcode::CONTINUATION, &vec![0; 1 << 20]));
+        long.extend(frame(true, opcode::CONTINUATION, b"x"));
+        assert!(matches!(
+            read_all(&long, 1 << 16).2,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_sparse_batch_is_copied_and_a_full_one_shares_the_buffer() {
+        let mut reader = FrameReader::new(LIMITS, &[]);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut io = tokio_test_io(&frame(true, opcode::BINARY, b"one"), 64);
+        let mut batch = Vec::new();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch),
+            Poll::Ready(Ok(Step::Data(3)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::binary(&b"one"[..])]);
+        // A copy: in place, the payload would sit 3 bytes before the unread rest (the frame
+        // was 2 header bytes and 3 payload bytes).
+        let ptr = |m: &Message| m.clone().into_data().as_ptr() as usize;
+        assert_eq!(reader.pos, 0);
+        assert_ne!(ptr(&batch[0]), reader.buf.as_ptr() as usize - 3);
+
+        let wire: Vec<u8> = (0..64u8)
+            .flat_map(|i| frame(true, opcode::BINARY, &[i; 1024]))
+            .collect();
+        let mut io = tokio_test_io(&wire, wire.len());
+        let mut batch = Vec::new();
+        while batch.len() < 3 {
+            assert!(reader.poll_step(&mut io, &mut cx, &mut batch).is_ready());
+        }
+        reader.seal(&mut batch);
+        assert_eq!(
+            ptr(&batch[1]) - ptr(&batch[0]),
+            1024 + 4,
+            "a full batch is sliced out of the read buffer, not copied"
+        );
+        assert_eq!(batch[2], Message::binary(vec![2u8; 1024]));
+    }
+}

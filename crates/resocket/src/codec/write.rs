@@ -1,0 +1,207 @@
+//! The write half of the frame codec: client frames, masked, coalesced into one buffer that
+//! goes out in as few `write` calls as the socket allows.
+//!
+//! Every frame is encoded straight into the buffer (header, masking key, payload XOR-ed with
+//! the key while it is still in cache), so a batch of messages becomes one contiguous write.
+//! The buffer is written out when it reaches `write_buffer_size` or on flush.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use rand::{rngs::StdRng, RngCore, SeedableRng};
+use tokio::io::AsyncWrite;
+use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message};
+
+/// Writes frames into a buffer and the buffer to the socket.
+#[derive(Debug)]
+pub(crate) struct FrameWriter {
+    buf: Vec<u8>,
+    /// `buf[..written]` is already on the socket.
+    written: usize,
+    /// Frames are coalesced up to this many bytes before a write.
+    write_buffer_size: usize,
+    /// Masking keys must be unpredictable (RFC 6455, 5.3): a ChaCha generator seeded by the OS.
+    rng: StdRng,
+}
+
+impl FrameWriter {
+    pub(crate) fn new(write_buffer_size: usize) -> FrameWriter {
+        FrameWriter {
+            buf: Vec::new(),
+            written: 0,
+            write_buffer_size: write_buffer_size.max(1),
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// Encodes one message as a single frame.
+    pub(crate) fn encode(&mut self, msg: &Message) {
+        match msg {
+            Message::Text(text) => self.frame(true, 0x1, text.as_bytes()),
+            Message::Binary(data) => self.frame(true, 0x2, data),
+            Message::Ping(data) => self.frame(true, 0x9, data),
+            Message::Pong(data) => self.frame(true, 0xA, data),
+            Message::Close(close) => self.close(close.as_ref()),
+            Message::Frame(frame) => {
+                let header = frame.header();
+                self.frame(header.is_final, header.opcode.into(), frame.payload());
+            }
+        }
+    }
+
+    /// Encodes a Close frame: empty, or the code and the reason.
+    pub(crate) fn close(&mut self, close: Option<&CloseFrame>) {
+        match close {
+            None => self.frame(true, 0x8, &[]),
+            Some(close) => {
+                let mut payload = Vec::with_capacity(2 + close.reason.len());
+                payload.extend_from_slice(&u16::from(close.code).to_be_bytes());
+                payload.extend_from_slice(close.reason.as_bytes());
+                self.frame(true, 0x8, &payload);
+            }
+        }
+    }
+
+    fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let len = payload.len();
+        self.buf.reserve(14 + len);
+        self.buf.push((u8::from(fin) << 7) | opcode);
+        // The mask bit is always set: client frames are masked.
+        if len < 126 {
+            self.buf.push(0x80 | len as u8);
+        } else if let Ok(short) = u16::try_from(len) {
+            self.buf.push(0x80 | 126);
+            self.buf.extend_from_slice(&short.to_be_bytes());
+        } else {
+            self.buf.push(0x80 | 127);
+            self.buf.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        let key = self.rng.next_u32().to_ne_bytes();
+        self.buf.extend_from_slice(&key);
+        let start = self.buf.len();
+        self.buf.extend_from_slice(payload);
+        apply_mask(&mut self.buf[start..], key);
+    }
+
+    /// Bytes encoded but not yet written to the socket.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() - self.written
+    }
+
+    /// Whether another frame may be encoded now: the buffer is below `write_buffer_size`, or
+    /// was written out to below it.
+    pub(crate) fn poll_ready<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pending() >= self.write_buffer_size {
+            ready!(self.poll_write_out(io, cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes out everything encoded, then flushes the socket (TLS needs it).
+    pub(crate) fn poll_flush<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_out(io, cx))?;
+        Pin::new(io).poll_flush(cx)
+    }
+
+    fn poll_write_out<S: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.written < self.buf.len() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.buf.clear();
+        self.written = 0;
+        // One huge message must not keep its buffer for the connection's life.
+        if self.buf.capacity() > 4 * self.write_buffer_size {
+            self.buf.shrink_to(self.write_buffer_size);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// XORs `buf` with the repeated 4-byte `key`, eight bytes at a time.
+fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+    let [a, b, c, d] = key;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut words = buf.chunks_exact_mut(8);
+    for word in &mut words {
+        let masked = u64::from_ne_bytes((&*word).try_into().expect("8 bytes")) ^ wide;
+        word.copy_from_slice(&masked.to_ne_bytes());
+    }
+    // The remainder starts at a multiple of 8, so the key lines up from its first byte.
+    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i & 3];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes one masked client frame: (fin, opcode, unmasked payload, frame length).
+    fn decode(wire: &[u8]) -> (bool, u8, Vec<u8>, usize) {
+        assert_eq!(wire[1] & 0x80, 0x80, "client frames are masked");
+        let (len, mut at) = match wire[1] & 0x7F {
+            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let key = &wire[at..at + 4];
+        at += 4;
+        let payload = wire[at..at + len]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        (wire[0] & 0x80 != 0, wire[0] & 0x0F, payload, at + len)
+    }
+
+    #[test]
+    fn frames_of_every_length_encoding_decode_back() {
+        for len in [0usize, 1, 7, 8, 9, 125, 126, 65_535, 65_536, 100_003] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut writer = FrameWriter::new(1 << 20);
+            writer.encode(&Message::binary(payload.clone()));
+            let (fin, opcode, got, total) = decode(&writer.buf);
+            assert!(fin);
+            assert_eq!(opcode, 0x2);
+            assert_eq!(total, writer.buf.len());
+            assert_eq!(got, payload, "length {len}");
+        }
+    }
+
+    #[test]
+    fn close_frames_carry_code_and_reason_and_keys_differ() {
+        let mut writer = FrameWriter::new(1 << 20);
+        writer.encode(&Message::Close(Some(CloseFrame {
+            code: 4000.into(),
+            reason: "bye".into(),
+        })));
+        let (_, opcode, payload, first) = decode(&writer.buf);
+        assert_eq!(opcode, 0x8);
+        assert_eq!(payload, [0x0F, 0xA0, b'b', b'y', b'e']);
+        writer.encode(&Message::text("x"));
+        let key_of = |frame: &[u8]| frame[2..6].to_vec();
+        assert_ne!(key_of(&writer.buf), key_of(&writer.buf[first..]));
+    }
+}
