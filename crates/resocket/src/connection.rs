@@ -203,7 +203,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             if self.close_deadline.is_some_and(|d| now >= d) {
-                return Some(Exit::Closed);
+                // Ours: the close the user asked for is done. The server's: it sent its Close
+                // but never closed TCP, and the connection ends anyway.
+                return Some(match self.closing {
+                    Closing::No => self.ended(),
+                    _ => Exit::Closed,
+                });
             }
             // While the user's buffer is full we are not reading, so silence proves nothing
             // about the peer: count the time as alive.
@@ -277,7 +282,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                                 }
                             }
                             Incoming::Pong(payload) => self.on_pong(&payload),
-                            Incoming::Close(frame) => self.close_frame = frame,
+                            Incoming::Close(frame) => {
+                                self.close_frame = frame;
+                                // The server should now close TCP; it gets `close_timeout`.
+                                if self.close_deadline.is_none() {
+                                    self.close_deadline =
+                                        Some(Instant::now() + self.config.close_timeout);
+                                    self.arm_timer();
+                                }
+                            }
                             // Answered by the codec; the Pong goes out with the next flush.
                             Incoming::Ping => {}
                         }

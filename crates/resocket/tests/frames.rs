@@ -1,0 +1,225 @@
+//! The frame layer against a server that writes raw bytes: frames that arrive in the same write
+//! as the `101` response, fragments, pings, the close handshake, and malformed frames.
+
+mod support;
+
+use std::time::Duration;
+
+use resocket::{retry::FixedDelay, Client, Error, Message};
+use resocket_testkit::within;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// An unmasked server frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A client frame as the server read it: opcode and unmasked payload.
+type ClientFrame = (u8, Vec<u8>);
+
+/// Accepts connections on `127.0.0.1:0`. On the n-th (from 0) it answers the upgrade and writes
+/// `script(n)` in the same `write_all`, then reports every client frame on the channel. With
+/// `hang_up_on_close` it closes TCP once it has read the client's Close, as servers do.
+async fn raw_server(
+    hang_up_on_close: bool,
+    script: impl Fn(usize) -> Vec<u8> + Send + 'static,
+) -> (String, mpsc::UnboundedReceiver<(usize, ClientFrame)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let bytes = script(n);
+            tokio::spawn(serve(stream, n, bytes, hang_up_on_close, tx.clone()));
+        }
+    });
+    (url, rx)
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    n: usize,
+    script: Vec<u8>,
+    hang_up_on_close: bool,
+    frames: mpsc::UnboundedSender<(usize, ClientFrame)>,
+) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read_exact(&mut byte).await.is_err() {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let key = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Sec-WebSocket-Key: ")
+                .or(l.strip_prefix("sec-websocket-key: "))
+        })
+        .expect("the request has a key");
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.trim().as_bytes())
+    )
+    .into_bytes();
+    out.extend_from_slice(&script);
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    while let Some(frame) = read_client_frame(&mut stream).await {
+        let close = frame.0 == 0x8;
+        let _ = frames.send((n, frame));
+        if close && hang_up_on_close {
+            return;
+        }
+    }
+}
+
+async fn read_client_frame(stream: &mut TcpStream) -> Option<ClientFrame> {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).await.ok()?;
+    assert_eq!(header[1] & 0x80, 0x80, "client frames are masked");
+    let len = match header[1] & 0x7F {
+        126 => u64::from(stream.read_u16().await.ok()?),
+        127 => stream.read_u64().await.ok()?,
+        n => u64::from(n),
+    };
+    let mut key = [0u8; 4];
+    stream.read_exact(&mut key).await.ok()?;
+    let mut payload = vec![0u8; len as usize];
+    stream.read_exact(&mut payload).await.ok()?;
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+    Some((header[0] & 0x0F, payload))
+}
+
+#[tokio::test]
+async fn frames_in_the_upgrade_packet_fragments_pings_and_close_all_work() {
+    within(20, "raw frames", async {
+        let (url, mut frames) = raw_server(true, |_| {
+            [
+                frame(true, 0x2, b"first"),
+                frame(false, 0x1, b"sec"),
+                // A ping between two fragments: answered, never delivered.
+                frame(true, 0x9, b"are you there"),
+                frame(true, 0x0, "ond é".as_bytes()),
+                frame(true, 0x8, &[0x0F, 0xA1, b'd', b'o', b'n', b'e']),
+            ]
+            .concat()
+        })
+        .await;
+        let (client, mut messages) = Client::builder(url)
+            .backoff(FixedDelay::new(Duration::from_secs(60)))
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        assert_eq!(
+            messages.recv().await.unwrap(),
+            Message::binary(&b"first"[..])
+        );
+        assert_eq!(messages.recv().await.unwrap(), Message::text("second é"));
+        assert_eq!(
+            frames.recv().await.unwrap(),
+            (0, (0xA, b"are you there".to_vec())),
+            "the ping is answered with its payload"
+        );
+        assert_eq!(
+            frames.recv().await.unwrap(),
+            (0, (0x8, vec![0x0F, 0xA1, b'd', b'o', b'n', b'e'])),
+            "the server's Close is echoed"
+        );
+        let reason = support::disconnect_reason(&mut events).await;
+        let close = reason
+            .close_frame()
+            .expect("the server's Close is the reason");
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4001, "done")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_frames_are_typed_errors_and_the_client_reconnects() {
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("masked frame", vec![0x82, 0x81, 1, 2, 3, 4, 5]),
+        ("invalid UTF-8", frame(true, 0x1, &[b'o', b'k', 0xFF])),
+        ("reserved bits", vec![0xC2, 0x01, 0]),
+        ("unknown opcode", frame(true, 0x3, b"?")),
+        ("continuation without a start", frame(true, 0x0, b"x")),
+    ];
+    for (what, bytes) in bad {
+        within(20, what, async {
+            let first = bytes.clone();
+            let (url, _frames) = raw_server(false, move |n| {
+                if n == 0 {
+                    // A good message first: it reaches the user although the frame after it
+                    // ends the connection.
+                    [frame(true, 0x1, b"before"), first.clone()].concat()
+                } else {
+                    frame(true, 0x1, b"after")
+                }
+            })
+            .await;
+            let (client, mut messages) = Client::builder(url)
+                .backoff(FixedDelay::new(Duration::from_millis(10)))
+                .connect()
+                .unwrap();
+            let mut events = client.events();
+            let reason = support::disconnect_reason(&mut events).await;
+            assert!(matches!(reason, Error::Protocol(_)), "{what}: {reason:?}");
+            assert!(reason.is_retryable(), "{what}");
+            assert_eq!(
+                messages.recv().await.unwrap(),
+                Message::text("before"),
+                "{what}"
+            );
+            assert_eq!(
+                messages.recv().await.unwrap(),
+                Message::text("after"),
+                "{what}"
+            );
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_closes_but_keeps_tcp_open_is_left_after_close_timeout() {
+    within(20, "close without hang-up", async {
+        let close = frame(true, 0x8, &[0x03, 0xE9]);
+        let (url, mut frames) = raw_server(false, move |_| close.clone()).await;
+        let (client, _messages) = Client::builder(url)
+            .backoff(FixedDelay::new(Duration::from_secs(60)))
+            .configure(|c| c.close_timeout = Duration::from_millis(200))
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        let reason = support::disconnect_reason(&mut events).await;
+        assert_eq!(reason.close_frame().map(|c| u16::from(c.code)), Some(1001));
+        assert_eq!(frames.recv().await.unwrap(), (0, (0x8, vec![0x03, 0xE9])));
+    })
+    .await;
+}
