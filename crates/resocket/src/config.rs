@@ -47,10 +47,11 @@ pub struct ClientConfig {
     pub max_message_size: Option<usize>,
     /// The largest frame accepted from the server. Default 16 MiB.
     pub max_frame_size: Option<usize>,
-    /// tungstenite's read buffer. Default 128 KiB.
+    /// The read buffer's size during a burst: one read from the socket takes up to this much.
+    /// Default 128 KiB. A quiet connection reads into 4 KiB and grows to this size when a read
+    /// fills its buffer.
     pub read_buffer_size: usize,
-    /// tungstenite's write buffer: frames are coalesced up to this size before a write. Default
-    /// 128 KiB.
+    /// The write buffer: frames are coalesced up to this size before a write. Default 128 KiB.
     pub write_buffer_size: usize,
     /// The outbound queue's bound in messages. Default 1024.
     pub queue_capacity: usize,
@@ -62,7 +63,11 @@ pub struct ClientConfig {
     /// TCP flow control slows the server. Default 1024: with 1 KiB messages that is 1 MiB in
     /// flight, which stays in a core's cache; 4096 received 1 KiB bursts 15–25 % slower.
     pub inbound_capacity: usize,
-    /// The inbound buffer's bound in payload bytes (approximate: checked per batch). Default 8 MiB.
+    /// The inbound buffer's bound in payload bytes (approximate: checked per batch). Default
+    /// 1 MiB, for the same reason as `inbound_capacity`: received messages are slices of the
+    /// read buffers, which are reused once the user has dropped their messages, and with 1 MiB
+    /// in flight they come round while still in the cache. Measured on 16 KiB bursts: 0.10 M
+    /// msgs/s with 8 MiB, 0.23 M with 1 MiB (`BENCHMARKS.md`).
     pub inbound_max_bytes: usize,
     /// Capacity of the optional fan-out to several receivers ([`Client::subscribe`](crate::Client::subscribe));
     /// a receiver that falls this far behind is told how many it missed. Default `None` (off).
@@ -101,7 +106,7 @@ impl Default for ClientConfig {
             queue_max_bytes: 8 << 20,
             queue_policy: QueuePolicy::Queue,
             inbound_capacity: 1024,
-            inbound_max_bytes: 8 << 20,
+            inbound_max_bytes: 1 << 20,
             fan_out_capacity: None,
             stable_after: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
