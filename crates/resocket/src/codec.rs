@@ -97,10 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         batch: &mut Vec<Message>,
         capacity: usize,
     ) -> Poll<Result<Option<Incoming>, WsError>> {
-        if batch.capacity() == 0 {
-            batch.reserve_exact(capacity);
-        }
-        let step = ready!(self.reader.poll_step(&mut self.io, cx, batch))?;
+        let step = ready!(self.reader.poll_step(&mut self.io, cx, batch, capacity))?;
         let can_read = matches!(self.state, State::Active | State::ClosedByUs);
         let incoming = match step {
             Step::Eof if can_read => {

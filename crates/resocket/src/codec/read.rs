@@ -125,6 +125,8 @@ pub(crate) struct FrameReader {
     placed: Vec<Placed>,
     /// Buffers given up while the user still held messages in them, oldest first.
     retired: VecDeque<BytesMut>,
+    /// Whether `buf` was allocated at the buffer size (not for one larger frame).
+    standard: bool,
     partial: Option<Partial>,
     eof: bool,
     /// The capacity the next allocation asks for.
@@ -144,6 +146,7 @@ impl FrameReader {
             pos: 0,
             placed: Vec::new(),
             retired: VecDeque::new(),
+            standard: already_read.len() <= MIN_BUFFER,
             partial: None,
             eof: false,
             size: MIN_BUFFER,
@@ -154,17 +157,23 @@ impl FrameReader {
 
     /// Reads the next frame and acts on it: a data message goes into `batch` (possibly as a
     /// placeholder: call [`FrameReader::seal`] before the batch leaves), a control frame is
-    /// returned. `Pending` only when the socket has nothing more.
+    /// returned. `Pending` only when the socket has nothing more. An empty `batch` is given
+    /// room for `capacity` messages when the first one arrives, not before: the connection
+    /// polls for reads on every wake-up, most of which bring nothing.
     pub(crate) fn poll_step<S: AsyncRead + Unpin>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
         batch: &mut Vec<Message>,
+        capacity: usize,
     ) -> Poll<Result<Step, WsError>> {
         let Some(frame) = ready!(self.poll_frame(io, cx, batch))? else {
             return Poll::Ready(Ok(Step::Eof));
         };
         let len = frame.end - frame.start;
+        if batch.capacity() == 0 && frame.fin && frame.opcode < 0x3 {
+            batch.reserve_exact(capacity);
+        }
         match frame.opcode {
             opcode::TEXT | opcode::BINARY => {
                 let text = frame.opcode == opcode::TEXT;
@@ -351,7 +360,9 @@ impl FrameReader {
         };
         next.extend_from_slice(&self.buf);
         let mut old = std::mem::replace(&mut self.buf, next);
-        if self.size > MIN_BUFFER {
+        // A buffer sized for one huge frame is not kept: it would hold its memory for reuse.
+        let old_standard = std::mem::replace(&mut self.standard, reusable || size == self.size);
+        if self.size > MIN_BUFFER && old_standard {
             old.clear();
             if self.retired.len() == RETIRED_BUFFERS {
                 self.retired.pop_front();
@@ -376,6 +387,7 @@ impl FrameReader {
                     let mut small = BytesMut::with_capacity(MIN_BUFFER.max(self.buf.len()));
                     small.extend_from_slice(&self.buf[self.pos..]);
                     self.buf = small;
+                    self.standard = true;
                     self.pos = 0;
                 }
             }
@@ -498,7 +510,7 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let end = loop {
             let mut batch = Vec::new();
-            let step = reader.poll_step(&mut io, &mut cx, &mut batch);
+            let step = reader.poll_step(&mut io, &mut cx, &mut batch, 64);
             reader.seal(&mut batch);
             messages.append(&mut batch);
             match step {
@@ -657,7 +669,7 @@ mod tests {
         let mut io = tokio_test_io(&frame(true, opcode::BINARY, b"one"), 64);
         let mut batch = Vec::new();
         assert!(matches!(
-            reader.poll_step(&mut io, &mut cx, &mut batch),
+            reader.poll_step(&mut io, &mut cx, &mut batch, 64),
             Poll::Ready(Ok(Step::Data(3)))
         ));
         reader.seal(&mut batch);
@@ -674,7 +686,9 @@ mod tests {
         let mut io = tokio_test_io(&wire, wire.len());
         let mut batch = Vec::new();
         while batch.len() < 3 {
-            assert!(reader.poll_step(&mut io, &mut cx, &mut batch).is_ready());
+            assert!(reader
+                .poll_step(&mut io, &mut cx, &mut batch, 64)
+                .is_ready());
         }
         reader.seal(&mut batch);
         assert_eq!(
@@ -701,7 +715,7 @@ mod tests {
             let mut batch = Vec::new();
             while batch.len() < 40 && seen + batch.len() < count {
                 assert!(matches!(
-                    reader.poll_step(&mut io, &mut cx, &mut batch),
+                    reader.poll_step(&mut io, &mut cx, &mut batch, 64),
                     Poll::Ready(Ok(Step::Data(1024)))
                 ));
             }
