@@ -97,8 +97,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         batch: &mut Vec<Message>,
         capacity: usize,
     ) -> Poll<Result<Option<Incoming>, WsError>> {
-        let step = ready!(self.reader.poll_step(&mut self.io, cx, batch, capacity))?;
         let can_read = matches!(self.state, State::Active | State::ClosedByUs);
+        let step = match ready!(self.reader.poll_step(&mut self.io, cx, batch, capacity)) {
+            Ok(step) => step,
+            // After both Close frames a reset is just how the server hung up (as tungstenite).
+            Err(WsError::Io(e)) if !can_read && e.kind() == io::ErrorKind::ConnectionReset => {
+                return Poll::Ready(Ok(None));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         let incoming = match step {
             Step::Eof if can_read => {
                 return Poll::Ready(Err(ProtocolError::ResetWithoutClosingHandshake.into()))
@@ -144,6 +151,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.reader.seal(batch);
     }
 
+    /// Whether data messages may still be sent: no Close has gone either way.
+    pub(crate) fn accepts_data(&self) -> bool {
+        self.state == State::Active
+    }
+
     /// Whether encoded frames wait to be written: a Pong or a Close reply.
     pub(crate) fn wants_flush(&self) -> bool {
         self.writer.pending() > 0
@@ -175,10 +187,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
 
     /// Writes out everything encoded and flushes the socket.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        self.writer
-            .poll_flush(&mut self.io, cx)
-            .map_err(WsError::Io)
+        match ready!(self.writer.poll_flush(&mut self.io, cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // The server sent its Close and hung up before our answer went out: the close
+            // handshake is over all the same, and the read side reports the end.
+            Err(e) if self.state == State::ClosedByPeer && is_hang_up(&e) => {
+                self.writer.discard();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(WsError::Io(e))),
+        }
     }
+}
+
+/// Whether a write failed because the peer has closed the connection.
+fn is_hang_up(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Message by message, with control frames, as tokio-tungstenite's stream yields them: for the

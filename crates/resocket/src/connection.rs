@@ -396,7 +396,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     }
                 }
             }
-            while !self.pipes.outbox.is_empty() {
+            // After the server's Close no data may follow (RFC 6455, 5.5.1): what is queued stays
+            // in the outbox for the next connection instead of failing here and being lost.
+            while !self.pipes.outbox.is_empty() && self.ws.accepts_data() {
                 match self.poll_socket_ready(cx) {
                     Ok(true) => {}
                     Ok(false) => return Poll::Pending,

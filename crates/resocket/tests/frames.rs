@@ -223,3 +223,29 @@ async fn a_server_that_closes_but_keeps_tcp_open_is_left_after_close_timeout() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_sent_after_the_servers_close_goes_out_on_the_next_connection() {
+    within(20, "send after the server's Close", async {
+        let close = frame(true, 0x8, &[0x03, 0xE9]);
+        let (url, mut frames) = raw_server(
+            false,
+            move |n| if n == 0 { close.clone() } else { Vec::new() },
+        )
+        .await;
+        let (client, _messages) = Client::builder(url)
+            .backoff(FixedDelay::new(Duration::from_millis(10)))
+            .configure(|c| c.close_timeout = Duration::from_millis(300))
+            .connect()
+            .unwrap();
+        // The echoed Close proves the client has taken the server's Close in.
+        assert_eq!(frames.recv().await.unwrap(), (0, (0x8, vec![0x03, 0xE9])));
+        client.send(Message::text("late")).await.unwrap();
+        assert_eq!(
+            frames.recv().await.unwrap(),
+            (1, (0x1, b"late".to_vec())),
+            "written on the next connection, not lost on the closing one"
+        );
+    })
+    .await;
+}

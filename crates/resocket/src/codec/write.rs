@@ -86,6 +86,12 @@ impl FrameWriter {
         apply_mask(&mut self.buf[start..], key);
     }
 
+    /// Drops whatever is not written yet: the peer is gone.
+    pub(crate) fn discard(&mut self) {
+        self.buf.clear();
+        self.written = 0;
+    }
+
     /// Bytes encoded but not yet written to the socket.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.written
