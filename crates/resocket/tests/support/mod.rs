@@ -30,3 +30,13 @@ pub async fn disconnect_reason(events: &mut broadcast::Receiver<ConnectionEvent>
         _ => unreachable!("filtered above"),
     }
 }
+
+/// Waits for the next `Disconnected` event, whose reason must be the server's Close frame, and
+/// returns its code and reason.
+pub async fn server_close(events: &mut broadcast::Receiver<ConnectionEvent>) -> (u16, String) {
+    let reason = disconnect_reason(events).await;
+    let close = reason
+        .close_frame()
+        .unwrap_or_else(|| panic!("the server's Close is the reason, got {reason:?}"));
+    (u16::from(close.code), close.reason.as_str().to_owned())
+}
