@@ -1,7 +1,9 @@
-//! The client against Python `websockets`, an independent implementation of RFC 6455: frames of
-//! every length encoding both ways, a fragmented message, a server Ping, and a server Close.
+//! The client against two independent implementations of RFC 6455, Python `websockets` and Node
+//! `ws`: frames of every length encoding both ways, a fragmented message, a server Ping, and a
+//! server Close.
 //!
-//! `scripts/test` installs `websockets` into `.deps/python` (`scripts/deps/python-websockets.sh`).
+//! `scripts/test` installs both into `.deps` (`scripts/deps/python-websockets.sh`,
+//! `scripts/deps/node-ws.sh`).
 
 mod support;
 
@@ -15,42 +17,70 @@ use std::{
 use resocket::{retry::FixedDelay, Client, Message, Messages};
 use resocket_testkit::within;
 
-/// The Python server process, killed when dropped.
-struct PythonServer {
+/// An independent WebSocket server, both speaking the protocol of `tests/interop/`.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    /// Python `websockets`, from `.deps/python` (`scripts/deps/python-websockets.sh`).
+    Python,
+    /// Node `ws`, from `.deps/node` (`scripts/deps/node-ws.sh`).
+    Node,
+}
+
+const PEERS: [Peer; 2] = [Peer::Python, Peer::Node];
+
+/// A peer's server process, killed when dropped.
+struct PeerServer {
     child: Child,
     url: String,
 }
 
-impl PythonServer {
-    fn start() -> PythonServer {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let deps = root.join(".deps/python");
+impl PeerServer {
+    fn start(peer: Peer) -> PeerServer {
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let deps = crate_dir.join("../../.deps");
+        let (program, script, env, installed, installer) = match peer {
+            Peer::Python => (
+                "python3",
+                "python_server.py",
+                ("PYTHONPATH", deps.join("python")),
+                deps.join("python/websockets"),
+                "python-websockets.sh",
+            ),
+            Peer::Node => (
+                "node",
+                "node_server.js",
+                ("NODE_PATH", deps.join("node/node_modules")),
+                deps.join("node/node_modules/ws"),
+                "node-ws.sh",
+            ),
+        };
         assert!(
-            deps.join("websockets").is_dir(),
-            "Python websockets not found in {}: run scripts/deps/python-websockets.sh",
-            deps.display()
+            installed.is_dir(),
+            "{peer:?} server library not found at {}: run scripts/deps/{installer}",
+            installed.display()
         );
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .env("PYTHONPATH", deps)
+        let mut child = Command::new(program)
+            .arg(crate_dir.join("tests/interop").join(script))
+            .env(env.0, env.1)
             .stdout(Stdio::piped())
             .spawn()
-            .expect("python3 runs");
+            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .expect("the server prints its port");
-        let port: u16 = line.trim().parse().expect("a port number");
-        PythonServer {
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{peer:?}: a port number, got {line:?}"));
+        PeerServer {
             child,
             url: format!("ws://127.0.0.1:{port}/"),
         }
     }
 }
 
-impl Drop for PythonServer {
+impl Drop for PeerServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -63,14 +93,24 @@ async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Mess
 }
 
 #[tokio::test]
-async fn payloads_of_every_length_encoding_round_trip_through_python_websockets() {
-    let server = PythonServer::start();
-    within(60, "python echo", async {
+async fn payloads_of_every_length_encoding_round_trip_through_both_peers() {
+    for peer in PEERS {
+        payloads_round_trip(peer).await;
+    }
+}
+
+async fn payloads_round_trip(peer: Peer) {
+    let server = PeerServer::start(peer);
+    within(60, &format!("{peer:?} echo"), async {
         let (client, mut messages) = Client::builder(server.url.clone()).connect().unwrap();
         for size in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
             let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let reply = ask(&client, &mut messages, Message::binary(payload.clone())).await;
-            assert_eq!(reply, Message::binary(payload), "binary of {size} bytes");
+            assert_eq!(
+                reply,
+                Message::binary(payload),
+                "{peer:?}: binary of {size} bytes"
+            );
         }
         let text = "grüße, 世界 🦀 ".repeat(5000);
         let reply = ask(
@@ -79,15 +119,21 @@ async fn payloads_of_every_length_encoding_round_trip_through_python_websockets(
             Message::text(format!("echo:{text}")),
         )
         .await;
-        assert_eq!(reply, Message::text(text));
+        assert_eq!(reply, Message::text(text), "{peer:?}");
     })
     .await;
 }
 
 #[tokio::test]
-async fn fragments_pings_and_close_from_python_websockets() {
-    let server = PythonServer::start();
-    within(60, "python protocol", async {
+async fn fragments_pings_and_close_from_both_peers() {
+    for peer in PEERS {
+        fragments_pings_and_close(peer).await;
+    }
+}
+
+async fn fragments_pings_and_close(peer: Peer) {
+    let server = PeerServer::start(peer);
+    within(60, &format!("{peer:?} protocol"), async {
         let (client, mut messages) = Client::builder(server.url.clone())
             .backoff(FixedDelay::new(Duration::from_secs(60)))
             .connect()
@@ -98,10 +144,14 @@ async fn fragments_pings_and_close_from_python_websockets() {
             .collect::<Vec<_>>()
             .join(",");
         let reply = ask(&client, &mut messages, Message::text("fragments:50")).await;
-        assert_eq!(reply, Message::text(whole), "50 fragments, one message");
+        assert_eq!(
+            reply,
+            Message::text(whole),
+            "{peer:?}: 50 fragments, one message"
+        );
         // The server waits for our Pong before it answers.
         let reply = ask(&client, &mut messages, Message::text("ping")).await;
-        assert_eq!(reply, Message::text("pong:interop"));
+        assert_eq!(reply, Message::text("pong:interop"), "{peer:?}");
         client
             .send(Message::text("close:4002:done here"))
             .await
