@@ -10,6 +10,7 @@
 //!   between any client and server.
 //! - [`Exchange`]: an exchange-style feed that demands auth, confirms subscriptions, sends
 //!   ticks and application-level pings.
+//! - [`raw_frame`]: a server frame as raw bytes, valid or not, for servers written by hand.
 //! - [`TestPki`]: a private CA made at test time, with rustls server configs (plain or mTLS) and
 //!   client identities, for `wss://` tests.
 //!
@@ -40,6 +41,7 @@ mod behavior;
 mod exchange;
 mod guard;
 mod proxy;
+mod raw_frame;
 mod server;
 mod tls;
 
@@ -47,6 +49,7 @@ pub use behavior::{Behavior, Conn};
 pub use exchange::Exchange;
 pub use guard::{closed_port, within};
 pub use proxy::{Direction, Fault, FaultProxy};
+pub use raw_frame::raw_frame;
 pub use server::{ServerEvent, ServerStream, TestServer};
 pub use tls::TestPki;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;

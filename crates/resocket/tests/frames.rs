@@ -6,27 +6,13 @@ mod support;
 use std::time::Duration;
 
 use resocket::{retry::FixedDelay, Client, Error, Message};
-use resocket_testkit::within;
+use resocket_testkit::{raw_frame as frame, within};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-
-/// An unmasked server frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
-        n => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-    out
-}
 
 /// A client frame as the server read it: opcode and unmasked payload.
 type ClientFrame = (u8, Vec<u8>);

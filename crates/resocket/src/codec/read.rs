@@ -477,6 +477,8 @@ fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, WsError> {
 
 #[cfg(test)]
 mod tests {
+    use resocket_testkit::raw_frame as frame;
+
     use super::*;
 
     const LIMITS: ReadLimits = ReadLimits {
@@ -484,24 +486,6 @@ mod tests {
         max_message: Some(2 << 20),
         burst_buffer: 64 << 10,
     };
-
-    /// An unmasked server frame.
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        match payload.len() {
-            n @ 0..=125 => out.push(n as u8),
-            n @ 126..=0xFFFF => {
-                out.push(126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(payload);
-        out
-    }
 
     /// Reads everything `wire` holds, fed `chunk` bytes per read; returns the messages, the
     /// control frames and how it ended.
