@@ -153,7 +153,8 @@ async fn serve(tcp: TcpStream, mode: Mode) {
     // An error below means the client went away between cases; nothing to report.
     match mode {
         Mode::Burst(payload) => {
-            let batch = encode_binary_frames(&payload, BURST_BATCH);
+            // FIN + Binary, unmasked, back to back.
+            let batch = resocket_testkit::raw_frame(true, 0x2, &payload).repeat(BURST_BATCH);
             let frame_len = batch.len() / BURST_BATCH;
             while let Some(Ok(msg)) = ws.next().await {
                 let Message::Text(request) = msg else {
@@ -277,24 +278,6 @@ fn listen(addr: SocketAddr) -> TcpListener {
     socket.set_reuseaddr(true).expect("SO_REUSEADDR");
     socket.bind(addr).expect("bind loopback");
     socket.listen(1024).expect("listen")
-}
-
-/// `count` unmasked server-to-client Binary frames carrying `payload`, back to back.
-fn encode_binary_frames(payload: &[u8], count: usize) -> Vec<u8> {
-    let mut frame = vec![0x82]; // FIN + Binary
-    match payload.len() {
-        len @ 0..=125 => frame.push(len as u8),
-        len @ 126..=0xFFFF => {
-            frame.push(126);
-            frame.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            frame.push(127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame.repeat(count)
 }
 
 /// Reads client frames off `tcp` until it closes, counting complete Binary frames and their
