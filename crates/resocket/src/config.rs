@@ -74,7 +74,9 @@ pub struct ClientConfig {
     pub fan_out_capacity: Option<usize>,
     /// A connection must stay `Ready` this long before the backoff starts over. Default 10 s.
     pub stable_after: Duration,
-    /// How long `close()` waits for the server's Close frame. Default 5 s.
+    /// How long `close()` waits for the server's Close frame, and how long the client waits for
+    /// the server to close TCP after the server's own Close (then it disconnects with that Close
+    /// as the reason). Default 5 s.
     pub close_timeout: Duration,
     /// Whether `close()` first writes the messages already queued. Default `true`.
     pub drain_on_close: bool,
