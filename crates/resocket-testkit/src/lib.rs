@@ -11,8 +11,8 @@
 //! - [`Exchange`]: an exchange-style feed that demands auth, confirms subscriptions, sends
 //!   ticks and application-level pings.
 //! - [`raw_frame`]: a server frame as raw bytes, valid or not, for servers written by hand.
-//! - [`TestPki`]: a private CA made at test time, with rustls server configs (plain or mTLS) and
-//!   client identities, for `wss://` tests.
+//! - `TestPki` (feature `pki`): a private CA made at test time, with rustls server configs
+//!   (plain or mTLS) and client identities, for `wss://` tests.
 //!
 //! # Example
 //!
@@ -34,8 +34,14 @@
 //!
 //! # Features
 //!
-//! This crate has no optional features. TLS uses rustls with the ring provider, passed
-//! explicitly, so no process-level default provider is needed.
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | `pki` | on | `TestPki`, a private CA made with rcgen at test time |
+//!
+//! Without `pki` the servers still serve `wss://` with any rustls config you pass
+//! ([`TestServer::start_tls`]); only the certificate generator (and rcgen) is left out.
+//! TLS uses rustls with the ring provider, passed explicitly, so no process-level default
+//! provider is needed.
 
 mod behavior;
 mod exchange;
@@ -43,6 +49,7 @@ mod guard;
 mod proxy;
 mod raw_frame;
 mod server;
+#[cfg(feature = "pki")]
 mod tls;
 
 pub use behavior::{Behavior, Conn};
@@ -51,6 +58,7 @@ pub use guard::{closed_port, within};
 pub use proxy::{Direction, Fault, FaultProxy};
 pub use raw_frame::raw_frame;
 pub use server::{ServerEvent, ServerStream, TestServer};
+#[cfg(feature = "pki")]
 pub use tls::TestPki;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub use tokio_tungstenite::tungstenite::Message;
