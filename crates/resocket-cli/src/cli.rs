@@ -1,12 +1,20 @@
 //! The command line, declared with clap's derive API.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::exit;
+
 /// A resilient WebSocket toolkit: client, hub server, chaos proxy, load tester and demo.
 #[derive(Debug, Parser)]
-#[command(name = "resocket", version, about, propagate_version = true)]
+#[command(
+    name = "resocket",
+    version,
+    about,
+    propagate_version = true,
+    after_help = exit::TOP_HELP
+)]
 pub struct Cli {
     /// More logging on stderr (-v, -vv); RESOCKET_LOG overrides with a tracing filter.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -21,15 +29,20 @@ pub struct Cli {
 pub enum Command {
     /// Connect to a WebSocket server and stay connected: stdin lines are sent, messages are
     /// printed on stdout, status goes to stderr.
+    #[command(after_help = exit::CONNECT_HELP)]
     Connect(ConnectArgs),
     /// Run the hub, the pub/sub WebSocket server.
+    #[command(after_help = exit::SERVE_HELP)]
     Serve(ServeArgs),
     /// Run a fault-injecting TCP proxy in front of any WebSocket server.
+    #[command(after_help = exit::CHAOS_HELP)]
     Chaos(ChaosArgs),
     /// Load a WebSocket server with N connections and report throughput and latency.
+    #[command(after_help = exit::BENCH_HELP)]
     Bench(BenchArgs),
     /// Show that nothing is lost: a hub, a proxy that keeps cutting connections, a publisher
     /// and subscribers, all in this process.
+    #[command(after_help = exit::DEMO_HELP)]
     Demo(DemoArgs),
 }
 
@@ -79,6 +92,19 @@ pub struct ConnectArgs {
     /// Stop at the first failed connection instead of retrying.
     #[arg(long)]
     pub exit_on_first_failure: bool,
+    /// After the end of input, how long to keep delivering the queued lines (through
+    /// reconnects) before dropping them and exiting 3, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub drain_timeout: Duration,
+}
+
+/// A number of seconds, zero or more, with a fraction if wanted.
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{value:?} is not a number of seconds (zero or more)"))
 }
 
 /// `resocket serve`.

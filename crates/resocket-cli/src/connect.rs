@@ -2,25 +2,44 @@
 //!
 //! stdin lines are queued as text messages (so lines typed during an outage are sent after the
 //! reconnect, in order), every received message is one stdout line, and the connection's
-//! story goes to stderr. On stdin EOF the queue is drained, the client closes with 1000, and the
-//! command exits 0. A permanent failure (HTTP 403, a bad certificate) exits 1 with one line.
+//! story goes to stderr. At the end of input the queue keeps draining, through reconnects, for
+//! at most `--drain-timeout`; then the client closes with 1000. The exit status says whether
+//! every line was delivered (0), a permanent failure ended it (1, HTTP 403, a bad certificate),
+//! or lines were dropped (3, with the count on stderr): see [`crate::exit`].
 
-use std::{process::ExitCode, time::Duration};
+use std::{cell::Cell, process::ExitCode, sync::atomic::Ordering::Relaxed, time::Duration};
 
 use anyhow::Context as _;
 use resocket::{
     handshake::{Chain, SendMessage},
-    Client, ConnectionEvent, Message,
+    Client, ConnectionEvent, Error, Message,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::{io::AsyncWriteExt, time::Instant};
 
-use crate::cli::ConnectArgs;
+use crate::{cli::ConnectArgs, exit, input::Input};
+
+/// How often the drain checks whether everything queued was written. The client counts
+/// written messages but has no event for "the queue is empty", and a drain is short.
+const DRAIN_CHECK: Duration = Duration::from_millis(10);
+
+/// How the session with stdin ended.
+enum End {
+    /// Every line read was queued, and every queued line handed to a socket.
+    Drained,
+    /// The drain timeout passed first.
+    TimedOut,
+    /// The client closed on its own: a permanent failure.
+    Closed(Result<(), Error>),
+}
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let mut builder = Client::builder(args.url.as_str()).configure(|c| {
         c.ping_interval =
             (args.ping_interval > 0.0).then(|| Duration::from_secs_f64(args.ping_interval));
         c.exit_on_first_failure = args.exit_on_first_failure;
+        // The drain after the end of input is ours (bounded by --drain-timeout and surviving
+        // reconnects); `close()` then drops whatever is left, and counts it.
+        c.drain_on_close = false;
     });
     for header in &args.headers {
         let (name, value) = header
@@ -90,32 +109,99 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let outcome = loop {
-        tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
-                    if client.send(Message::text(line)).await.is_err() {
-                        break client.closed().await;
-                    }
-                }
-                // EOF (or an unreadable stdin): drain, close with 1000, done.
-                Ok(None) | Err(_) => break client.close().await,
-            },
-            closed = client.closed() => break closed,
-        }
+    let mut input = Input::stdin();
+    let queued = Cell::new(0u64);
+    let end = session(&client, &mut input, &queued, args.drain_timeout).await;
+    // What to say if lines turn out undelivered, decided before `end` is taken apart.
+    let why = match &end {
+        End::TimedOut => format!(
+            "still queued when the drain timeout ({:?}) passed",
+            args.drain_timeout
+        ),
+        End::Drained => "written to a connection that died before confirming them".to_owned(),
+        End::Closed(_) => "the client closed before sending them".to_owned(),
+    };
+    let outcome = match end {
+        End::Closed(outcome) => outcome,
+        End::Drained | End::TimedOut => client.close().await,
     };
     // The printer ends when the message stream does, after the close.
     let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
     // The status narration stops here so the final line on stderr is the outcome.
     narrator.abort();
     let _ = narrator.await;
-    match outcome {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(error) => {
-            eprintln!("error: {}", one_line(&error));
-            Ok(ExitCode::FAILURE)
+    if let Err(error) = outcome {
+        eprintln!("error: {}", one_line(&error));
+        return Ok(exit::code(exit::FAILURE));
+    }
+    // The counts are final: the client has closed, and the reader has seen the end of input
+    // (or the session would not have ended without a failure).
+    let read = input.lines_read();
+    let counters = client.snapshot().counters;
+    let never_queued = read.saturating_sub(queued.get());
+    let undelivered = never_queued + counters.dropped + counters.unconfirmed;
+    if undelivered == 0 {
+        return Ok(exit::code(exit::SUCCESS));
+    }
+    eprintln!("error: {undelivered} of {read} line(s) of input not delivered: {why}");
+    Ok(exit::code(exit::UNDELIVERED))
+}
+
+/// Feeds stdin to the client until the end of input has been drained, the drain timeout
+/// passed, or the client closed on its own.
+async fn session(client: &Client, input: &mut Input, queued: &Cell<u64>, drain: Duration) -> End {
+    let Input {
+        lines_rx,
+        ended_rx,
+        read,
+    } = input;
+    // Queuing runs as one future beside the rest, so that seeing the end of input never
+    // cancels a send waiting for room (which would drop its line).
+    let forward = async {
+        while let Some(line) = lines_rx.recv().await {
+            if client.send(Message::text(line.text)).await.is_err() {
+                // Closed: the `closed()` branch below reports why.
+                std::future::pending::<()>().await;
+            }
+            queued.set(queued.get() + 1);
         }
+    };
+    tokio::pin!(forward);
+    let mut all_queued = false;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if all_queued && handed_over(client) >= queued.get() {
+            return End::Drained;
+        }
+        tokio::select! {
+            biased;
+            closed = client.closed() => return End::Closed(closed),
+            () = sleep_until_or_never(deadline) => return End::TimedOut,
+            _ = &mut *ended_rx, if deadline.is_none() => {
+                let left = read.load(Relaxed).saturating_sub(handed_over(client));
+                eprintln!(
+                    "[resocket] end of input: delivering {left} queued line(s), for at most {drain:?}"
+                );
+                deadline = Some(Instant::now() + drain);
+            }
+            () = &mut forward, if !all_queued => all_queued = true,
+            () = tokio::time::sleep(DRAIN_CHECK), if all_queued => {}
+        }
+    }
+}
+
+/// Messages the client is done with: written, lost with a connection before their flush
+/// completed, or dropped. Every queued message ends up in one of these counters.
+fn handed_over(client: &Client) -> u64 {
+    let counters = client.snapshot().counters;
+    counters.messages_out + counters.unconfirmed + counters.dropped
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,8 +1,9 @@
 //! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench` and `demo`.
 //!
 //! Every command reports bad input as one line on stderr and a non-zero exit status: clap's
-//! usage errors are cut to their first line, and runtime errors print their whole cause chain
-//! on one line. No command panics on input.
+//! usage errors are cut to their first line (status 2), and runtime errors print their whole
+//! cause chain on one line (status 1). Status 3 means messages did not make it; the statuses
+//! are listed in [`exit`] and in every command's `--help`. No command panics on input.
 
 use std::process::ExitCode;
 
@@ -13,6 +14,8 @@ mod chaos;
 mod cli;
 mod connect;
 mod demo;
+mod exit;
+mod input;
 mod serve;
 
 pub use cli::{Cli, Command};
@@ -28,7 +31,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            return exit::code(exit::FAILURE);
         }
     };
     let outcome = runtime.block_on(run(cli));
@@ -38,7 +41,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            exit::code(exit::FAILURE)
         }
     }
 }
@@ -61,7 +64,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = error.print();
-            ExitCode::SUCCESS
+            exit::code(exit::SUCCESS)
         }
         _ => {
             let rendered = error.render().to_string();
@@ -70,7 +73,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("error: invalid arguments");
             eprintln!("{line} (see --help)");
-            ExitCode::from(2)
+            exit::code(exit::USAGE)
         }
     }
 }

@@ -6,34 +6,11 @@ use std::{process::Stdio, time::Duration};
 
 use resocket_hub::Hub;
 use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
+use support::{output, resocket};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
+    process::{Child, ChildStdout},
 };
-
-fn resocket() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_resocket"));
-    command
-        .env_remove("RUST_BACKTRACE")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs to completion; returns (exit code, stdout, stderr).
-async fn output(args: &[&str]) -> (i32, String, String) {
-    let out = resocket()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn assert_one_line_error(code: i32, stderr: &str) {
     assert_ne!(code, 0);
