@@ -1,4 +1,8 @@
 //! `resocket chaos`: a fault-injecting proxy in front of any WebSocket server.
+//!
+//! It starts whether or not the upstream answers, and keeps running until stopped: a proxy
+//! for testing reconnects must outlive the server behind it. While the upstream is down, each
+//! client connection is accepted and closed at once (a `-v` line each).
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -7,16 +11,11 @@ use resocket_testkit::{Direction, Fault, FaultProxy};
 
 use crate::cli::ChaosArgs;
 
+/// How long the start-up check of the upstream waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let upstream = resolve(&args.upstream).await?;
-    // Fail fast on an unreachable upstream instead of refusing every client later.
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(upstream),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("upstream {upstream} did not answer within 5 s"))?
-    .with_context(|| format!("upstream {upstream} is unreachable"))?;
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     let proxy = FaultProxy::start_on(args.listen, upstream)
         .await
@@ -44,15 +43,32 @@ pub(crate) async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         "[chaos] ws://{} -> {upstream} (seed {seed}); Ctrl-C to stop",
         proxy.addr()
     );
+    // Said once, so that closed client connections are not a mystery; not a reason to stop.
+    if let Err(error) = probe(upstream).await {
+        eprintln!("[chaos] upstream {upstream} does not answer yet ({error}); client connections are closed until it does");
+    }
     let mut status = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = status.tick() => eprintln!("[chaos] connections {} cuts {}", proxy.connections(), proxy.cuts()),
+            _ = status.tick() => eprintln!(
+                "[chaos] connections {} cuts {} upstream unreachable {}",
+                proxy.connections(),
+                proxy.cuts(),
+                proxy.upstream_failures()
+            ),
         }
     }
     proxy.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One TCP connection to the upstream, closed at once.
+async fn probe(upstream: SocketAddr) -> anyhow::Result<()> {
+    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(upstream))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {PROBE_TIMEOUT:?}"))??;
+    Ok(())
 }
 
 /// `ws://host:port/path` (or a bare `host:port`) to a socket address.

@@ -9,7 +9,7 @@ use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
 use support::{output, resocket};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdout},
+    process::{Child, ChildStderr, ChildStdout},
 };
 
 fn assert_one_line_error(code: i32, stderr: &str) {
@@ -45,21 +45,71 @@ async fn malformed_url_is_a_one_line_error() {
 }
 
 #[tokio::test]
-async fn chaos_with_an_unreachable_upstream_is_a_one_line_error() {
-    within(60, "unreachable upstream", async {
-        let port = resocket_testkit::closed_port().await;
-        let (code, _, stderr) = output(&[
-            "chaos",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &format!("ws://{port}/"),
-        ])
-        .await;
-        assert_one_line_error(code, &stderr);
-        assert!(stderr.contains("unreachable"), "{stderr}");
+async fn chaos_starts_before_its_upstream_and_forwards_once_it_is_up() {
+    within(60, "chaos before its upstream", async {
+        let upstream = resocket_testkit::closed_port().await;
+        let mut chaos = resocket()
+            .args(["-v", "chaos", "--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("ws://{upstream}/"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
+        let listen = chaos_address(&mut stderr).await;
+
+        // While the upstream is down, a client connection is accepted and closed, with a line
+        // saying why.
+        let mut tcp = tokio::net::TcpStream::connect(&listen).await.unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::io::AsyncReadExt::read(&mut tcp, &mut byte).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        loop {
+            let line = stderr.next_line().await.unwrap().expect("chaos exited");
+            if line.contains("upstream unreachable") && line.contains("closing") {
+                break;
+            }
+        }
+        assert!(
+            chaos.try_wait().unwrap().is_none(),
+            "chaos must keep running"
+        );
+
+        let _server = TestServer::start_at(upstream, Behavior::Echo)
+            .await
+            .expect("bind the released port again");
+        let (client, mut messages) = resocket::Client::builder(format!("ws://{listen}"))
+            .configure(|c| {
+                c.backoff = resocket::retry::ExponentialBackoff::new(
+                    Duration::from_millis(10),
+                    Duration::from_millis(50),
+                )
+            })
+            .connect()
+            .unwrap();
+        client
+            .send(resocket::Message::text("upstream is up"))
+            .await
+            .unwrap();
+        assert_eq!(
+            messages.recv().await.unwrap(),
+            resocket::Message::text("upstream is up")
+        );
+        chaos.kill().await.unwrap();
     })
     .await;
+}
+
+/// Reads the chaos banner (its first stderr line) and returns the address it listens on.
+async fn chaos_address(stderr: &mut Lines<BufReader<ChildStderr>>) -> String {
+    let banner = stderr.next_line().await.unwrap().expect("a banner");
+    banner
+        .split("ws://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_owned()
 }
 
 #[tokio::test]
@@ -353,13 +403,7 @@ async fn chaos_proxies_and_cuts_connections() {
             .spawn()
             .unwrap();
         let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
-        let banner = stderr.next_line().await.unwrap().expect("a banner");
-        let listen = banner
-            .split("ws://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"))
-            .to_owned();
+        let listen = chaos_address(&mut stderr).await;
         let (client, mut messages) = resocket::Client::builder(format!("ws://{listen}"))
             .configure(|c| {
                 c.backoff = resocket::retry::ExponentialBackoff::new(

@@ -104,6 +104,7 @@ struct Shared {
     faults_tx: watch::Sender<Faults>,
     connections: AtomicUsize,
     cuts: AtomicUsize,
+    upstream_failures: AtomicUsize,
     random_cuts: Mutex<Option<RandomCuts>>,
     tasks: Mutex<Tasks>,
 }
@@ -154,6 +155,7 @@ impl FaultProxy {
             faults_tx: watch::Sender::new(Faults::default()),
             connections: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
+            upstream_failures: AtomicUsize::new(0),
             random_cuts: Mutex::new(None),
             tasks: Mutex::new(Tasks::default()),
         });
@@ -184,6 +186,14 @@ impl FaultProxy {
     /// cuts; refusals are not cuts).
     pub fn cuts(&self) -> usize {
         self.shared.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Number of client connections closed because the upstream could not be reached.
+    ///
+    /// The proxy does not need its upstream to start: while the upstream is down, each client
+    /// connection is accepted and closed at once, and counted here.
+    pub fn upstream_failures(&self) -> usize {
+        self.shared.upstream_failures.load(Ordering::SeqCst)
     }
 
     /// Close every live proxied connection abruptly, on both sides (no more bytes are forwarded).
@@ -333,7 +343,13 @@ async fn proxied(
     let server = match TcpStream::connect(shared.upstream).await {
         Ok(server) => server,
         Err(error) => {
-            tracing::debug!(%error, "fault proxy cannot reach the upstream");
+            shared.upstream_failures.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(
+                upstream = %shared.upstream,
+                peer = ?client.peer_addr().ok(),
+                %error,
+                "upstream unreachable: closing the client connection"
+            );
             return;
         }
     };

@@ -160,3 +160,22 @@ async fn stop_closes_proxied_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn proxy_starts_without_its_upstream_and_forwards_once_it_is_up() {
+    within(async {
+        let upstream = resocket_testkit::closed_port().await;
+        let proxy = FaultProxy::start(upstream).await;
+        assert!(try_connect(proxy.addr()).await.is_err());
+        assert_eq!(proxy.upstream_failures(), 1);
+
+        let _server = TestServer::start_at(upstream, Behavior::Echo)
+            .await
+            .expect("bind the released port again");
+        let mut ws = connect(proxy.addr()).await;
+        ws.send(Message::text("up now")).await.unwrap();
+        assert_eq!(next_data(&mut ws).await, Message::text("up now"));
+        assert_eq!(proxy.upstream_failures(), 1);
+    })
+    .await;
+}
