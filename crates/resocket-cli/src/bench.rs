@@ -4,6 +4,10 @@
 //! to the requested size), so an echoing server lets the bench measure round trips without
 //! any bookkeeping per message. Against a server that does not echo, throughput is still
 //! reported and latency is simply absent.
+//!
+//! Losses decide the exit status (3, see [`crate::exit`]): messages refused by a full queue,
+//! messages still queued (or unconfirmed) when the connections closed, and, from a server
+//! that echoes, echoes that never came back.
 
 use std::{
     io::Write as _,
@@ -18,7 +22,7 @@ use std::{
 use anyhow::bail;
 use resocket::{Client, Message};
 
-use crate::cli::BenchArgs;
+use crate::{cli::BenchArgs, exit};
 
 #[derive(Default)]
 struct Counters {
@@ -131,8 +135,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         counters.sent.load(Relaxed),
         counters.received.load(Relaxed)
     );
+    let mut unsent = 0;
     for client in &clients {
         client.close().await.ok();
+        let counters = client.snapshot().counters;
+        unsent += counters.dropped + counters.unconfirmed;
     }
     drop(clients);
     let mut latencies = Vec::new();
@@ -140,7 +147,59 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         latencies.extend(receiver.await?);
     }
     report(&counters, elapsed, &mut latencies);
-    Ok(ExitCode::SUCCESS)
+    let losses = Losses::count(&counters, unsent);
+    println!("lost      {losses}");
+    if losses.total() == 0 {
+        return Ok(exit::code(exit::SUCCESS));
+    }
+    eprintln!(
+        "error: {} message(s) lost or refused: {losses}",
+        losses.total()
+    );
+    Ok(exit::code(exit::UNDELIVERED))
+}
+
+/// What did not make the round trip.
+struct Losses {
+    /// Refused by a full queue: never sent.
+    refused: u64,
+    /// Accepted by the queue, but dropped at the close or lost with a connection before their
+    /// flush completed.
+    unsent: u64,
+    /// Sent, but never echoed; `None` when the server echoed nothing at all (a server that
+    /// does not echo says nothing about loss).
+    unechoed: Option<u64>,
+}
+
+impl Losses {
+    fn count(counters: &Counters, unsent: u64) -> Losses {
+        let sent = counters.sent.load(Relaxed);
+        let received = counters.received.load(Relaxed);
+        Losses {
+            refused: counters.refused.load(Relaxed),
+            unsent,
+            unechoed: (received > 0).then(|| sent.saturating_sub(received)),
+        }
+    }
+
+    /// Messages lost or refused, each counted once: an unsent message is also unechoed.
+    fn total(&self) -> u64 {
+        self.refused + self.unechoed.map_or(self.unsent, |e| e.max(self.unsent))
+    }
+}
+
+impl std::fmt::Display for Losses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} refused by a full queue, {} unsent at the close",
+            self.refused, self.unsent
+        )?;
+        match self.unechoed {
+            Some(unechoed) => write!(f, ", {unechoed} never echoed"),
+            None => Ok(()),
+        }
+    }
 }
 
 fn report(counters: &Counters, elapsed: f64, latencies: &mut [u64]) {

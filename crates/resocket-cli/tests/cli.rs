@@ -4,6 +4,7 @@ mod support;
 
 use std::{process::Stdio, time::Duration};
 
+use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
 use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
 use support::{output, resocket};
@@ -292,6 +293,67 @@ async fn bench_reports_throughput_and_a_latency_histogram() {
             stderr.contains("100%"),
             "the progress bar reaches the end: {stderr}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bench_exits_3_and_counts_refused_messages_when_the_server_never_reads() {
+    within(60, "bench refused", async {
+        // The server never reads: the queue (8 MiB) and the socket buffers fill, and the rest
+        // of 50 MiB is refused.
+        let server = TestServer::start(Behavior::Unresponsive).await;
+        let (code, stdout, stderr) = output(&[
+            "bench",
+            &server.url(),
+            "-c",
+            "1",
+            "-r",
+            "200",
+            "-d",
+            "1",
+            "-s",
+            "262144",
+        ])
+        .await;
+        assert_eq!(code, 3, "{stdout}{stderr}");
+        let refused: u64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("lost"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no loss line: {stdout}"));
+        assert!(refused > 0, "{stdout}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error:") && last.contains("refused"),
+            "{stderr}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bench_exits_3_when_echoes_go_missing() {
+    within(60, "bench unechoed", async {
+        // Echoes the first message only, then reads the rest without answering.
+        let server = TestServer::start(Behavior::custom(|mut conn| async move {
+            let mut echoed = false;
+            while let Some(Ok(msg)) = conn.ws.next().await {
+                if msg.is_text() && !echoed {
+                    echoed = true;
+                    if conn.ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }))
+        .await;
+        let (code, stdout, stderr) =
+            output(&["bench", &server.url(), "-c", "1", "-r", "200", "-d", "1"]).await;
+        assert_eq!(code, 3, "{stdout}{stderr}");
+        assert!(stdout.contains("never echoed"), "{stdout}");
+        assert!(stderr.contains("lost or refused"), "{stderr}");
     })
     .await;
 }
