@@ -92,6 +92,9 @@ pub struct ConnectArgs {
     /// Stop at the first failed connection instead of retrying.
     #[arg(long)]
     pub exit_on_first_failure: bool,
+    /// Give up (exit 1) after this many retries in a row; without it, retry for ever.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
     /// After the end of input, how long to keep delivering the queued lines (through
     /// reconnects) before dropping them and exiting 3, in seconds.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]

@@ -40,6 +40,9 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         // The drain after the end of input is ours (bounded by --drain-timeout and surviving
         // reconnects); `close()` then drops whatever is left, and counts it.
         c.drain_on_close = false;
+        if let Some(retries) = args.max_retries {
+            c.backoff = c.backoff.clone().with_max_attempts(retries);
+        }
     });
     for header in &args.headers {
         let (name, value) = header

@@ -39,8 +39,8 @@ End of input:
 
 Exit status:
   0  every line read from stdin was written to a connection, which then closed
-  1  a permanent failure: HTTP 401/403/404, a bad certificate, a failed first attempt with
-     --exit-on-first-failure; the last line on stderr says which
+  1  a permanent failure: HTTP 401/403/404, a bad certificate, retries exhausted
+     (--max-retries, --exit-on-first-failure); the last line on stderr says which
   2  usage: a bad flag or argument
   3  input was not delivered: lines still queued when --drain-timeout passed (or written to a
      connection that died before confirming them); stderr says how many";

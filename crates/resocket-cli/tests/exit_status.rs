@@ -128,6 +128,23 @@ async fn queued_lines_are_delivered_when_the_server_returns_within_the_drain_tim
 }
 
 #[tokio::test]
+async fn exhausted_retries_exit_1() {
+    within(60, "retries exhausted", async {
+        let addr = closed_port().await;
+        let mut child = spawn_connect(&url(addr), &["--max-retries", "1"]);
+        // stdin stays open: the failure, not the end of input, ends the command.
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(b"never sent\n").await.unwrap();
+        let (code, stderr) = exit_and_stderr(&mut child).await;
+        assert_eq!(code, 1, "{stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error:"), "{stderr}");
+        drop(stdin);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_bad_drain_timeout_is_a_usage_error() {
     within(60, "bad drain timeout", async {
         for value in ["-1", "soon", "inf"] {
