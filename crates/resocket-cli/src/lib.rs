@@ -3,7 +3,7 @@
 //! Every command reports bad input as one line on stderr and a non-zero exit status: clap's
 //! usage errors are cut to their first line (status 2), and runtime errors print their whole
 //! cause chain on one line (status 1). Status 3 means messages did not make it; the statuses
-//! are listed in [`exit`] and in every command's `--help`. No command panics on input.
+//! are listed in every command's `--help`. No command panics on input.
 
 use std::process::ExitCode;
 
