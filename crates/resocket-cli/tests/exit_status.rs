@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::{net::SocketAddr, process::Stdio, time::Duration};
+use std::{net::SocketAddr, process::Stdio, sync::atomic::Ordering::Relaxed, time::Duration};
 
 use resocket_testkit::{closed_port, within, Behavior, Message, TestServer};
 use support::{output, resocket};
@@ -91,6 +91,70 @@ async fn drain_timeout_bounds_the_wait_when_input_ends_behind_a_full_queue() {
         );
     })
     .await;
+}
+
+#[tokio::test]
+async fn input_during_an_outage_is_read_ahead_only_to_a_bound() {
+    within(120, "read-ahead bound", async {
+        // 128 MiB of 16 KiB lines against a server that is down: the send queue (8 MiB) and
+        // the read-ahead (8 MiB) fill, then reading stops and the writer is held back.
+        const LINE: usize = 16 << 10;
+        const TOTAL: usize = 128 << 20;
+        let addr = closed_port().await;
+        let mut child = spawn_connect(&url(addr), &[]);
+        let pid = child.id().expect("a running child");
+        let before = rss_kib(pid);
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = {
+            let written = written.clone();
+            tokio::spawn(async move {
+                let mut line = vec![b'x'; LINE - 1];
+                line.push(b'\n');
+                while written.load(Relaxed) < TOTAL {
+                    if stdin.write_all(&line).await.is_err() {
+                        return;
+                    }
+                    written.fetch_add(LINE, Relaxed);
+                }
+            })
+        };
+        // Wait until the writer makes no progress for a while: reading has stopped.
+        let mut last = usize::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = written.load(Relaxed);
+            assert!(
+                now < TOTAL,
+                "all {TOTAL} bytes were read: reading never stopped"
+            );
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        let growth_mib = rss_kib(pid).saturating_sub(before) / 1024;
+        assert!(
+            growth_mib < 64,
+            "grew by {growth_mib} MiB on {} MiB of input",
+            last >> 20
+        );
+        println!("growth {growth_mib} MiB, written {} MiB", last >> 20);
+        writer.abort();
+        child.kill().await.unwrap();
+    })
+    .await;
+}
+
+/// The resident set of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
 
 #[tokio::test]
