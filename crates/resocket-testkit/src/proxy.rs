@@ -346,7 +346,7 @@ async fn proxied(
             shared.upstream_failures.fetch_add(1, Ordering::SeqCst);
             tracing::debug!(
                 upstream = %shared.upstream,
-                peer = ?client.peer_addr().ok(),
+                peer = client.peer_addr().ok().map(tracing::field::display),
                 %error,
                 "upstream unreachable: closing the client connection"
             );
