@@ -93,6 +93,23 @@ pub enum Error {
     /// The client was closed, by [`Client::close`](crate::Client::close) or by dropping it.
     #[error("client is closed")]
     Closed,
+
+    /// [`Client::close_with`](crate::Client::close_with) was given a code or reason that may
+    /// not be sent; nothing was done.
+    #[error("invalid close frame")]
+    InvalidCloseFrame(#[source] CloseFrameError),
+}
+
+/// Why a Close frame may not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseFrameError {
+    /// The code is reserved or unassigned: only 1000–1003, 1007–1014 and 3000–4999 may be sent.
+    #[error("close code {0} may not be sent (allowed: 1000-1003, 1007-1014, 3000-4999)")]
+    Code(u16),
+    /// The reason is longer than the 123 bytes a Close frame has room for.
+    #[error("close reason is {0} bytes, more than the 123 a close frame holds")]
+    ReasonTooLong(usize),
 }
 
 /// A configuration value that `build()` rejected.
@@ -318,7 +335,10 @@ impl Error {
                 None => true,
                 Some(f) => !matches!(u16::from(f.code), 1003 | 1008 | 1010 | 4001 | 4003 | 4004),
             },
-            Error::Config(_) | Error::RetriesExhausted { .. } | Error::Closed => false,
+            Error::Config(_)
+            | Error::RetriesExhausted { .. }
+            | Error::Closed
+            | Error::InvalidCloseFrame(_) => false,
         }
     }
 
@@ -434,6 +454,11 @@ pub enum SendError<T> {
     Timeout(T),
     /// The client is closed; nothing will be sent any more.
     Closed(T),
+    /// Only Text and Binary messages can be sent. Close with
+    /// [`Client::close_with`](crate::Client::close_with); Pings are the heartbeat's
+    /// (`ping_interval`) and Pongs the client's own answer to the server's Pings; raw frames
+    /// could split a message across a reconnect.
+    Unsupported(T),
 }
 
 impl<T> SendError<T> {
@@ -443,7 +468,8 @@ impl<T> SendError<T> {
             SendError::Full(t)
             | SendError::NotConnected(t)
             | SendError::Timeout(t)
-            | SendError::Closed(t) => t,
+            | SendError::Closed(t)
+            | SendError::Unsupported(t) => t,
         }
     }
 
@@ -466,6 +492,11 @@ impl<T> SendError<T> {
     pub fn is_not_connected(&self) -> bool {
         matches!(self, SendError::NotConnected(_))
     }
+
+    /// Whether the message is of a kind that cannot be sent: a control frame or a raw frame.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, SendError::Unsupported(_))
+    }
 }
 
 impl<T> fmt::Debug for SendError<T> {
@@ -481,6 +512,7 @@ impl<T> fmt::Display for SendError<T> {
             SendError::NotConnected(_) => "client is not connected",
             SendError::Timeout(_) => "timed out waiting for room in the outbound queue",
             SendError::Closed(_) => "client is closed",
+            SendError::Unsupported(_) => "only text and binary messages can be sent",
         })
     }
 }
