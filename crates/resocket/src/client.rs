@@ -340,6 +340,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Never connects again: the first disconnect (or failed connect) ends the client, with
+    /// its reason as the error, and a server Close 1000 ends it cleanly. For one-shot clients
+    /// and test agents; see [`ClientConfig::reconnect`].
+    pub fn no_reconnect(mut self) -> Self {
+        self.config.reconnect = false;
+        self
+    }
+
     /// Uses this backoff instead of the configured exponential one.
     pub fn backoff(mut self, backoff: impl Backoff) -> Self {
         self.backoff = Some(Box::new(backoff));

@@ -80,8 +80,13 @@ pub enum Error {
     #[error("no frame received for {0:?}")]
     IdleTimeout(Duration),
 
-    /// The backoff gave up: `with_max_attempts` retries were spent.
-    #[error("gave up after {attempts} attempts")]
+    /// The backoff gave up: `with_max_attempts` retries were spent (or retries are off, as with
+    /// [`NoRetry`](crate::retry::NoRetry): then after one attempt).
+    ///
+    /// Unlike the other variants, the message includes the last attempt's error (also the
+    /// `source`), so that printing this error alone says what happened: "gave up after 1
+    /// attempt: server closed the connection with code 1000".
+    #[error("gave up after {attempts} {}: {last}", if *.attempts == 1 { "attempt" } else { "attempts" })]
     RetriesExhausted {
         /// How many connection attempts were made in this retry cycle.
         attempts: u32,
@@ -342,10 +347,11 @@ impl Error {
         }
     }
 
-    /// Whether this is a timeout: connect, heartbeat or idle.
+    /// Whether this is a timeout: connect, application handshake, heartbeat or idle.
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::ConnectTimeout(_) | Error::HeartbeatTimeout(_) | Error::IdleTimeout(_) => true,
+            Error::Handshake(h) => h.is_timeout(),
             Error::Io(e) => e.kind() == io::ErrorKind::TimedOut,
             _ => false,
         }
@@ -386,10 +392,12 @@ impl Error {
         }
     }
 
-    /// The Close frame the server sent, when the server closed the connection.
+    /// The Close frame the server sent, when the server closed the connection (also when that
+    /// was the last attempt before [`Error::RetriesExhausted`]).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         match self {
             Error::ServerClosed { frame } => frame.as_ref(),
+            Error::RetriesExhausted { last, .. } => last.close_frame(),
             _ => None,
         }
     }
@@ -417,9 +425,10 @@ impl Error {
                     body,
                 }))
             }
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                Error::ServerClosed { frame: None }
-            }
+            // A close handshake that finished: the server's doing, as far as the caller knows.
+            // `AlreadyClosed` (a closed connection used again) is a different thing, a bug on
+            // this side, and stays a protocol error with its typed source.
+            tungstenite::Error::ConnectionClosed => Error::ServerClosed { frame: None },
             tungstenite::Error::Url(
                 tungstenite::error::UrlError::NoHostName
                 | tungstenite::error::UrlError::EmptyHostName,
@@ -518,3 +527,70 @@ impl<T> fmt::Display for SendError<T> {
 }
 
 impl<T> std::error::Error for SendError<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u16, reason: &str) -> Error {
+        Error::ServerClosed {
+            frame: Some(CloseFrame {
+                code: code.into(),
+                reason: reason.to_owned().into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn retries_exhausted_says_what_the_last_attempt_ended_with() {
+        let error = Error::RetriesExhausted {
+            attempts: 1,
+            last: Box::new(closed(1000, "")),
+        };
+        assert_eq!(
+            error.to_string(),
+            "gave up after 1 attempt: server closed the connection with code 1000"
+        );
+        let source = std::error::Error::source(&error).expect("the last error is the source");
+        assert_eq!(source.to_string(), closed(1000, "").to_string());
+        assert_eq!(u16::from(error.close_frame().unwrap().code), 1000);
+        let error = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(closed(1011, "restart")),
+        };
+        assert_eq!(
+            error.to_string(),
+            "gave up after 3 attempts: server closed the connection with code 1011 (restart)"
+        );
+    }
+
+    #[test]
+    fn a_finished_close_and_a_closed_connection_used_again_are_distinct() {
+        let normal = Error::from_ws(tungstenite::Error::ConnectionClosed);
+        assert!(
+            matches!(normal, Error::ServerClosed { frame: None }),
+            "{normal:?}"
+        );
+        let misuse = Error::from_ws(tungstenite::Error::AlreadyClosed);
+        match &misuse {
+            Error::Protocol(source) => {
+                assert!(matches!(**source, tungstenite::Error::AlreadyClosed))
+            }
+            other => panic!("AlreadyClosed became {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_handshake_timeout_is_a_timeout() {
+        let error = Error::Handshake(Arc::new(crate::handshake::HandshakeError::timed_out(
+            "auth",
+            Duration::from_secs(2),
+        )));
+        assert!(error.is_timeout());
+        assert!(error.is_retryable());
+        let other = Error::Handshake(Arc::new(crate::handshake::HandshakeError::retryable(
+            "busy",
+        )));
+        assert!(!other.is_timeout());
+    }
+}
