@@ -118,12 +118,12 @@ pub enum CloseFrameError {
 }
 
 /// A configuration value that `build()` rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The URL did not parse.
-    #[error("url does not parse: {0}")]
-    InvalidUrl(String),
+    /// The URL did not parse, or has no scheme: the URL or HTTP error from the parser.
+    #[error("url does not parse")]
+    InvalidUrl(#[source] Arc<tungstenite::Error>),
     /// The URL's scheme is not `ws` or `wss`.
     #[error("unsupported url scheme {0:?} (expected ws or wss)")]
     UnsupportedScheme(String),
@@ -143,13 +143,129 @@ pub enum ConfigError {
     /// `subscribe_channel`).
     #[error("{0} was not configured")]
     Missing(&'static str),
-    /// A TLS setting could not be used (for example a PEM file with no certificate).
-    #[error("tls setting rejected: {0}")]
-    Tls(String),
+    /// A TLS setting could not be used (for example a PEM file with no certificate, or two
+    /// settings that contradict each other).
+    #[error("tls setting rejected: {reason}")]
+    Tls {
+        /// What was wrong with the setting.
+        reason: String,
+        /// The TLS library's or the PEM reader's error, when one caused it.
+        #[source]
+        source: Option<TlsSettingError>,
+    },
     /// A proxy setting could not be used (a proxy URL that does not parse, an unknown scheme),
     /// whether it came from the builder or from the environment.
-    #[error("proxy setting rejected: {0}")]
-    Proxy(String),
+    #[error("proxy setting{} rejected", from_variable(*.variable))]
+    Proxy {
+        /// The environment variable the setting came from (`HTTPS_PROXY`, ...); `None` when it
+        /// was given to the builder.
+        variable: Option<&'static str>,
+        /// What is wrong with it.
+        #[source]
+        source: ProxySettingError,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn tls(reason: impl Into<String>) -> ConfigError {
+        ConfigError::Tls {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    // Only the TLS backends read certificates and keys.
+    #[cfg_attr(
+        not(any(feature = "__rustls-tls", feature = "native-tls")),
+        allow(dead_code)
+    )]
+    pub(crate) fn tls_caused_by(
+        reason: impl Into<String>,
+        source: impl Into<TlsSettingError>,
+    ) -> ConfigError {
+        ConfigError::Tls {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn invalid_url(e: tungstenite::Error) -> ConfigError {
+        ConfigError::InvalidUrl(Arc::new(e))
+    }
+}
+
+fn from_variable(variable: Option<&str>) -> String {
+    variable.map(|v| format!(" from {v}")).unwrap_or_default()
+}
+
+/// The error of the library that refused a TLS setting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSettingError {
+    /// A PEM input could not be read.
+    #[error(transparent)]
+    Pem(Arc<io::Error>),
+    /// rustls refused the setting (a certificate, a key, the protocol versions).
+    #[cfg(feature = "__rustls-tls")]
+    #[error(transparent)]
+    Rustls(rustls::Error),
+    /// native-tls refused the setting.
+    #[cfg(feature = "native-tls")]
+    #[error(transparent)]
+    NativeTls(Arc<native_tls::Error>),
+}
+
+impl From<io::Error> for TlsSettingError {
+    fn from(e: io::Error) -> Self {
+        TlsSettingError::Pem(Arc::new(e))
+    }
+}
+
+#[cfg(feature = "__rustls-tls")]
+impl From<rustls::Error> for TlsSettingError {
+    fn from(e: rustls::Error) -> Self {
+        TlsSettingError::Rustls(e)
+    }
+}
+
+#[cfg(feature = "native-tls")]
+impl From<native_tls::Error> for TlsSettingError {
+    fn from(e: native_tls::Error) -> Self {
+        TlsSettingError::NativeTls(Arc::new(e))
+    }
+}
+
+/// What is wrong with a proxy setting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxySettingError {
+    /// The proxy URL does not parse.
+    #[error("proxy url does not parse")]
+    InvalidUrl(#[source] Arc<http::uri::InvalidUri>),
+    /// The proxy URL's scheme is not `http`, `https`, `socks5` or `socks5h`.
+    #[error("unsupported proxy scheme {0:?} (expected http, https, socks5 or socks5h)")]
+    UnsupportedScheme(String),
+    /// The proxy URL names no host.
+    #[error("proxy url has no host")]
+    MissingHost,
+    /// The user name or password in the proxy URL is not UTF-8 once percent-decoded.
+    #[error("proxy credentials are not utf-8 once percent-decoded")]
+    CredentialsNotUtf8(#[source] std::str::Utf8Error),
+    /// SOCKS5 limits user name and password to 255 bytes each.
+    #[error("socks5 username and password are limited to 255 bytes")]
+    CredentialsTooLong,
+    /// SOCKS5 limits host names to 255 bytes.
+    #[error("host name too long for socks5 (over 255 bytes)")]
+    HostTooLong,
+}
+
+impl From<ProxySettingError> for ConfigError {
+    fn from(source: ProxySettingError) -> Self {
+        ConfigError::Proxy {
+            variable: None,
+            source,
+        }
+    }
 }
 
 /// What went wrong on the way through a proxy.
@@ -433,9 +549,8 @@ impl Error {
                 tungstenite::error::UrlError::NoHostName
                 | tungstenite::error::UrlError::EmptyHostName,
             ) => Error::Config(ConfigError::MissingHost),
-            tungstenite::Error::Url(u) => Error::Config(ConfigError::InvalidUrl(u.to_string())),
-            tungstenite::Error::HttpFormat(e) => {
-                Error::Config(ConfigError::InvalidUrl(e.to_string()))
+            e @ (tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_)) => {
+                Error::Config(ConfigError::invalid_url(e))
             }
             other => Error::Protocol(Arc::new(other)),
         }

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 #[tokio::test]
 async fn control_frames_sent_through_the_queue_are_refused_and_handed_back() {
     within(20, "control frames through send", async {
-        let mut server = TestServer::start(Behavior::Echo).await;
+        let server = TestServer::start(Behavior::Echo).await;
         let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
         client.ready().await.unwrap();
         let close = Message::Close(Some(CloseFrame {
