@@ -24,7 +24,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The configuration was rejected by `build()`; nothing was attempted.
-    #[error("invalid configuration: {0}")]
+    ///
+    /// The message shows the [`ConfigError`] and its causes (the parser's or TLS library's
+    /// error), since a configuration error is read by a person fixing a setting; match on the
+    /// `ConfigError` for its typed parts.
+    #[error("invalid configuration: {}", Chain(.0))]
     Config(ConfigError),
 
     /// The host name could not be resolved.
@@ -101,8 +105,8 @@ pub enum Error {
 
     /// [`Client::close_with`](crate::Client::close_with) was given a code or reason that may
     /// not be sent; nothing was done.
-    #[error("invalid close frame")]
-    InvalidCloseFrame(#[source] CloseFrameError),
+    #[error("invalid close frame: {0}")]
+    InvalidCloseFrame(CloseFrameError),
 }
 
 /// Why a Close frame may not be sent.
@@ -191,6 +195,21 @@ impl ConfigError {
 
     pub(crate) fn invalid_url(e: tungstenite::Error) -> ConfigError {
         ConfigError::InvalidUrl(Arc::new(e))
+    }
+}
+
+/// An error and its sources, joined with ": ".
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -693,6 +712,19 @@ mod tests {
             }
             other => panic!("AlreadyClosed became {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_config_error_shows_its_cause() {
+        let error = Error::Config(ConfigError::Proxy {
+            variable: Some("HTTPS_PROXY"),
+            source: ProxySettingError::UnsupportedScheme("socks4".into()),
+        });
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: proxy setting from HTTPS_PROXY rejected: unsupported proxy \
+             scheme \"socks4\" (expected http, https, socks5 or socks5h)"
+        );
     }
 
     #[test]
