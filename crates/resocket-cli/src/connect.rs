@@ -213,8 +213,12 @@ pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors say their cause themselves (`RetriesExhausted` names the last error).
+        if !line.ends_with(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
         source = cause.source();
     }
     line
@@ -254,4 +258,26 @@ fn render(msg: &Message, json: bool) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_does_not_repeat_a_cause_the_error_already_names() {
+        let error = resocket::Error::RetriesExhausted {
+            attempts: 1,
+            last: Box::new(resocket::Error::ServerClosed {
+                frame: Some(resocket::CloseFrame {
+                    code: 1000.into(),
+                    reason: "".into(),
+                }),
+            }),
+        };
+        assert_eq!(
+            one_line(&error),
+            "gave up after 1 attempt: server closed the connection with code 1000"
+        );
+    }
 }

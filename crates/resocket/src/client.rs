@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::{
 
 use crate::{
     config::ClientConfig,
-    error::ConfigError,
+    error::{CloseFrameError, ConfigError},
     extension::{Extension, Extensions},
     handshake::{ChannelFormat, Handshaker, NoHandshake},
     inbound::{self, Messages},
@@ -73,21 +73,24 @@ impl Client {
         ClientBuilder::new(request)
     }
 
-    /// Queues a message without waiting.
+    /// Queues a Text or Binary message without waiting.
     ///
     /// # Errors
     /// The message comes back inside the error: [`SendError::Full`] when the queue is at its
     /// bound, [`SendError::NotConnected`] under the `Reject` policy while not `Ready`,
-    /// [`SendError::Closed`] once the client is closed.
+    /// [`SendError::Closed`] once the client is closed, and [`SendError::Unsupported`] for a
+    /// Ping, Pong, Close or raw `Frame` (close with [`Client::close_with`]; Pings are sent by
+    /// the heartbeat and Pongs by the client itself).
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
         self.queue.try_send(msg.into())
     }
 
-    /// Queues a message, waiting for room.
+    /// Queues a Text or Binary message, waiting for room.
     ///
     /// # Errors
-    /// [`SendError::NotConnected`] under the `Reject` policy while not `Ready`, and
-    /// [`SendError::Closed`] once the client is closed; the message comes back inside.
+    /// [`SendError::NotConnected`] under the `Reject` policy while not `Ready`,
+    /// [`SendError::Closed`] once the client is closed, and [`SendError::Unsupported`] for a
+    /// control or raw frame, as with [`Client::try_send`]; the message comes back inside.
     ///
     /// # Cancel safety
     /// If the future is dropped before it completes, the message was not queued and is dropped
@@ -189,9 +192,16 @@ impl Client {
 
     /// Like [`Client::close`], with a chosen close code and reason.
     ///
+    /// The code must be one an endpoint may send (RFC 6455, 7.4): 1000–1003, 1007–1014, or
+    /// 3000–4999 (registered and private codes). 1004, 1005, 1006 and 1015 are reserved for
+    /// reporting and never sent. The reason must fit a control frame: at most 123 bytes of
+    /// UTF-8.
+    ///
     /// # Errors
-    /// As [`Client::close`].
+    /// [`Error::InvalidCloseFrame`] for a code or reason that may not be sent, before anything
+    /// is done (the client stays open); otherwise as [`Client::close`].
     pub async fn close_with(&self, code: u16, reason: &str) -> Result<(), Error> {
+        check_close(code, reason).map_err(Error::InvalidCloseFrame)?;
         let frame = CloseFrame {
             code: code.into(),
             reason: reason.to_owned().into(),
@@ -239,6 +249,20 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed() || self.status.borrow().state.is_closed()
     }
+}
+
+/// The longest Close reason: a control frame's 125 payload bytes, less the 2-byte code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Whether a Close frame with `code` and `reason` may be sent.
+fn check_close(code: u16, reason: &str) -> Result<(), CloseFrameError> {
+    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+        return Err(CloseFrameError::Code(code));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(CloseFrameError::ReasonTooLong(reason.len()));
+    }
+    Ok(())
 }
 
 /// Builds a [`Client`]; every setting is checked in [`ClientBuilder::connect`] or
@@ -313,6 +337,14 @@ impl ClientBuilder {
         F: Fn(u32) -> Result<http::Request<()>, Error> + Send + Sync + 'static,
     {
         self.factory = Some(Arc::new(factory));
+        self
+    }
+
+    /// Never connects again: the first disconnect (or failed connect) ends the client, with
+    /// its reason as the error, and a server Close 1000 ends it cleanly. For one-shot clients
+    /// and test agents; see [`ClientConfig::reconnect`].
+    pub fn no_reconnect(mut self) -> Self {
+        self.config.reconnect = false;
         self
     }
 
@@ -541,5 +573,36 @@ impl Link {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
         }
         Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_close_codes_an_endpoint_may_send_are_accepted() {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999,
+        ] {
+            assert_eq!(check_close(code, "bye"), Ok(()), "{code}");
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
+            assert_eq!(
+                check_close(code, ""),
+                Err(CloseFrameError::Code(code)),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn close_reasons_longer_than_123_bytes_are_refused() {
+        assert_eq!(check_close(1000, &"a".repeat(123)), Ok(()));
+        // 62 two-byte characters: 124 bytes in 62 chars.
+        assert_eq!(
+            check_close(1000, &"é".repeat(62)),
+            Err(CloseFrameError::ReasonTooLong(124))
+        );
     }
 }

@@ -14,6 +14,13 @@
 //! changes with it. The close handshake follows RFC 6455, section 7, as tungstenite does: a
 //! received Close is answered with the same code, and the stream ends when the server closes
 //! TCP after both Close frames.
+//!
+//! Pings are answered with at most one owed Pong, for the latest Ping (RFC 6455, 5.5.3), so a
+//! peer that floods Pings and never reads cannot make the write buffer grow: the buffer holds
+//! data up to `write_buffer_size` (plus the one message that crossed it), one Pong and one
+//! Close. Reading does not stop while the buffer is full: a peer that only reads once its own
+//! writes are through (a plain echo loop) would otherwise deadlock with the client, and
+//! nothing the reader does adds to the buffer beyond that one Pong.
 
 mod read;
 mod write;
@@ -55,7 +62,7 @@ pub(crate) enum Incoming {
     /// A data message of this many payload bytes went into the batch (0 for a fragment that
     /// does not complete one).
     Data(usize),
-    /// A Ping, answered already (the Pong waits in the write buffer: see
+    /// A Ping, answered already (its Pong waits to be written: see
     /// [`WsStream::wants_flush`]).
     Ping,
     Pong(Bytes),
@@ -68,6 +75,11 @@ pub(crate) struct WsStream<S> {
     io: S,
     reader: FrameReader,
     writer: FrameWriter,
+    /// The Pong owed for the latest Ping, not yet in the write buffer. One slot, not a queue:
+    /// a Ping that arrives before the previous Pong went out replaces it (RFC 6455, 5.5.3
+    /// allows answering only the most recent Ping), so a peer that floods Pings and never reads
+    /// cannot grow the write buffer.
+    pong: Option<Bytes>,
     state: State,
 }
 
@@ -84,6 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             io,
             reader: FrameReader::new(limits, already_read),
             writer: FrameWriter::new(config.write_buffer_size),
+            pong: None,
             state: State::Active,
         }
     }
@@ -117,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             Step::Data(len) => Incoming::Data(len),
             Step::Control(Control::Ping(payload)) => {
                 if self.state == State::Active {
-                    self.writer.encode(&Message::Pong(payload));
+                    self.pong = Some(payload);
                 }
                 Incoming::Ping
             }
@@ -135,6 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
                             }
                         }
                     });
+                    self.place_pong();
                     self.writer.close(reply.as_ref());
                     self.state = State::ClosedByPeer;
                 } else {
@@ -156,9 +170,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.state == State::Active
     }
 
-    /// Whether encoded frames wait to be written: a Pong or a Close reply.
+    /// Whether frames wait to be written: a Pong or a Close reply.
     pub(crate) fn wants_flush(&self) -> bool {
-        self.writer.pending() > 0
+        self.writer.pending() > 0 || self.pong.is_some()
+    }
+
+    /// Encodes the owed Pong, if any, behind what the write buffer holds.
+    fn place_pong(&mut self) {
+        if let Some(payload) = self.pong.take() {
+            self.writer.encode(&Message::Pong(payload));
+        }
     }
 
     /// Whether another message may be encoded now.
@@ -172,6 +193,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     pub(crate) fn start_send(&mut self, msg: Message) -> Result<(), WsError> {
         match (&msg, self.state) {
             (Message::Close(_), State::Active) => {
+                // The owed Pong goes before our Close: nothing may follow a Close.
+                self.place_pong();
                 self.writer.encode(&msg);
                 self.state = State::ClosedByUs;
                 Ok(())
@@ -185,8 +208,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         }
     }
 
-    /// Writes out everything encoded and flushes the socket.
+    /// Writes out everything encoded, and the owed Pong, and flushes the socket.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        loop {
+            // The Pong joins the buffer only once everything before it is written, so at most
+            // one Pong is ever encoded and unwritten; while the socket takes nothing, the next
+            // Ping replaces the owed Pong in its slot instead of adding a frame.
+            if self.pong.is_some() && self.writer.pending() == 0 {
+                self.place_pong();
+            }
+            ready!(self.poll_flush_buffer(cx))?;
+            if self.pong.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    fn poll_flush_buffer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         match ready!(self.writer.poll_flush(&mut self.io, cx)) {
             Ok(()) => Poll::Ready(Ok(())),
             // The server sent its Close and hung up before our answer went out: the close
@@ -265,5 +303,104 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WsStream<S> {
         Pin::new(&mut this.io)
             .poll_shutdown(cx)
             .map_err(|e: io::Error| WsError::Io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use resocket_testkit::raw_frame;
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// Reads `wire`, then nothing; takes writes only while `writable`.
+    struct Peer {
+        wire: Vec<u8>,
+        at: usize,
+        writable: bool,
+        written: Vec<u8>,
+    }
+
+    impl AsyncRead for Peer {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = buf.remaining().min(self.wire.len() - self.at);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            let at = self.at;
+            buf.put_slice(&self.wire[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Peer {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if !self.writable {
+                return Poll::Pending;
+            }
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn pings_the_socket_cannot_answer_leave_one_pong_the_latest() {
+        let wire: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| raw_frame(true, 0x9, &i.to_be_bytes()))
+            .collect();
+        let peer = Peer {
+            wire,
+            at: 0,
+            writable: false,
+            written: Vec::new(),
+        };
+        let mut ws = WsStream::new(peer, &[], &ClientConfig::default());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut pings = 0;
+        loop {
+            // As the connection does: a flush attempt after every read.
+            if ws.wants_flush() {
+                assert!(ws.poll_flush(&mut cx).is_pending());
+            }
+            match ws.poll_step(&mut cx, &mut Vec::new(), 16) {
+                Poll::Ready(Ok(Some(Incoming::Ping))) => pings += 1,
+                Poll::Pending => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(pings, 10_000);
+        // At most one Pong frame (2 header bytes, 4 of mask, 4 of payload) waits.
+        assert!(
+            ws.writer.pending() <= 10,
+            "{} bytes wait",
+            ws.writer.pending()
+        );
+        ws.io.writable = true;
+        assert!(ws.poll_flush(&mut cx).is_ready());
+        let written = &ws.io.written;
+        let frames = written.len() / 10;
+        assert!(frames <= 2, "{frames} Pongs for one blocked socket");
+        let last = &written[written.len() - 10..];
+        assert_eq!(last[0], 0x8A, "a Pong");
+        let unmasked: Vec<u8> = (0..4).map(|i| last[6 + i] ^ last[2 + i]).collect();
+        assert_eq!(unmasked, 9_999u32.to_be_bytes(), "answers the latest Ping");
     }
 }

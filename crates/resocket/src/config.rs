@@ -83,6 +83,15 @@ pub struct ClientConfig {
     /// If the very first attempt fails, stop instead of retrying (later drops still reconnect).
     /// Default `false`.
     pub exit_on_first_failure: bool,
+    /// Whether to connect again after a connection ends. Default `true`. With `false` (for
+    /// one-shot clients, scripts and test agents) the first end of any kind ends the client:
+    /// a failed connect, a dropped socket, a heartbeat timeout or a server Close all end it with
+    /// that error as the reason ([`Client::closed`](crate::Client::closed) returns it, not
+    /// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted)), except a server Close with
+    /// code 1000 (normal closure), which ends it cleanly: `closed()` returns `Ok`. The backoff
+    /// and the retry classifier are not consulted. Also
+    /// [`ClientBuilder::no_reconnect`](crate::ClientBuilder::no_reconnect).
+    pub reconnect: bool,
     /// Delays between attempts. Default [`ExponentialBackoff::standard`]: 1 s to 60 s, doubling,
     /// equal jitter. [`ClientBuilder::backoff`](crate::ClientBuilder::backoff) replaces it with any
     /// [`Backoff`](crate::retry::Backoff).
@@ -114,6 +123,7 @@ impl Default for ClientConfig {
             close_timeout: Duration::from_secs(5),
             drain_on_close: true,
             exit_on_first_failure: false,
+            reconnect: true,
             backoff: ExponentialBackoff::standard(),
         }
     }

@@ -24,7 +24,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The configuration was rejected by `build()`; nothing was attempted.
-    #[error("invalid configuration: {0}")]
+    ///
+    /// The message shows the [`ConfigError`] and its causes (the parser's or TLS library's
+    /// error), since a configuration error is read by a person fixing a setting; match on the
+    /// `ConfigError` for its typed parts.
+    #[error("invalid configuration: {}", Chain(.0))]
     Config(ConfigError),
 
     /// The host name could not be resolved.
@@ -80,8 +84,13 @@ pub enum Error {
     #[error("no frame received for {0:?}")]
     IdleTimeout(Duration),
 
-    /// The backoff gave up: `with_max_attempts` retries were spent.
-    #[error("gave up after {attempts} attempts")]
+    /// The backoff gave up: `with_max_attempts` retries were spent (or retries are off, as with
+    /// [`NoRetry`](crate::retry::NoRetry): then after one attempt).
+    ///
+    /// Unlike the other variants, the message includes the last attempt's error (also the
+    /// `source`), so that printing this error alone says what happened: "gave up after 1
+    /// attempt: server closed the connection with code 1000".
+    #[error("gave up after {attempts} {}: {last}", if *.attempts == 1 { "attempt" } else { "attempts" })]
     RetriesExhausted {
         /// How many connection attempts were made in this retry cycle.
         attempts: u32,
@@ -93,15 +102,32 @@ pub enum Error {
     /// The client was closed, by [`Client::close`](crate::Client::close) or by dropping it.
     #[error("client is closed")]
     Closed,
+
+    /// [`Client::close_with`](crate::Client::close_with) was given a code or reason that may
+    /// not be sent; nothing was done.
+    #[error("invalid close frame: {0}")]
+    InvalidCloseFrame(CloseFrameError),
+}
+
+/// Why a Close frame may not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseFrameError {
+    /// The code is reserved or unassigned: only 1000–1003, 1007–1014 and 3000–4999 may be sent.
+    #[error("close code {0} may not be sent (allowed: 1000-1003, 1007-1014, 3000-4999)")]
+    Code(u16),
+    /// The reason is longer than the 123 bytes a Close frame has room for.
+    #[error("close reason is {0} bytes, more than the 123 a close frame holds")]
+    ReasonTooLong(usize),
 }
 
 /// A configuration value that `build()` rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The URL did not parse.
-    #[error("url does not parse: {0}")]
-    InvalidUrl(String),
+    /// The URL did not parse, or has no scheme: the URL or HTTP error from the parser.
+    #[error("url does not parse")]
+    InvalidUrl(#[source] Arc<tungstenite::Error>),
     /// The URL's scheme is not `ws` or `wss`.
     #[error("unsupported url scheme {0:?} (expected ws or wss)")]
     UnsupportedScheme(String),
@@ -121,13 +147,144 @@ pub enum ConfigError {
     /// `subscribe_channel`).
     #[error("{0} was not configured")]
     Missing(&'static str),
-    /// A TLS setting could not be used (for example a PEM file with no certificate).
-    #[error("tls setting rejected: {0}")]
-    Tls(String),
+    /// A TLS setting could not be used (for example a PEM file with no certificate, or two
+    /// settings that contradict each other).
+    #[error("tls setting rejected: {reason}")]
+    Tls {
+        /// What was wrong with the setting.
+        reason: String,
+        /// The TLS library's or the PEM reader's error, when one caused it.
+        #[source]
+        source: Option<TlsSettingError>,
+    },
     /// A proxy setting could not be used (a proxy URL that does not parse, an unknown scheme),
     /// whether it came from the builder or from the environment.
-    #[error("proxy setting rejected: {0}")]
-    Proxy(String),
+    #[error("proxy setting{} rejected", from_variable(*.variable))]
+    Proxy {
+        /// The environment variable the setting came from (`HTTPS_PROXY`, ...); `None` when it
+        /// was given to the builder.
+        variable: Option<&'static str>,
+        /// What is wrong with it.
+        #[source]
+        source: ProxySettingError,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn tls(reason: impl Into<String>) -> ConfigError {
+        ConfigError::Tls {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    // Only the TLS backends read certificates and keys.
+    #[cfg_attr(
+        not(any(feature = "__rustls-tls", feature = "native-tls")),
+        allow(dead_code)
+    )]
+    pub(crate) fn tls_caused_by(
+        reason: impl Into<String>,
+        source: impl Into<TlsSettingError>,
+    ) -> ConfigError {
+        ConfigError::Tls {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub(crate) fn invalid_url(e: tungstenite::Error) -> ConfigError {
+        ConfigError::InvalidUrl(Arc::new(e))
+    }
+}
+
+/// An error and its sources, joined with ": ".
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+fn from_variable(variable: Option<&str>) -> String {
+    variable.map(|v| format!(" from {v}")).unwrap_or_default()
+}
+
+/// The error of the library that refused a TLS setting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsSettingError {
+    /// A PEM input could not be read.
+    #[error(transparent)]
+    Pem(Arc<io::Error>),
+    /// rustls refused the setting (a certificate, a key, the protocol versions).
+    #[cfg(feature = "__rustls-tls")]
+    #[error(transparent)]
+    Rustls(rustls::Error),
+    /// native-tls refused the setting.
+    #[cfg(feature = "native-tls")]
+    #[error(transparent)]
+    NativeTls(Arc<native_tls::Error>),
+}
+
+impl From<io::Error> for TlsSettingError {
+    fn from(e: io::Error) -> Self {
+        TlsSettingError::Pem(Arc::new(e))
+    }
+}
+
+#[cfg(feature = "__rustls-tls")]
+impl From<rustls::Error> for TlsSettingError {
+    fn from(e: rustls::Error) -> Self {
+        TlsSettingError::Rustls(e)
+    }
+}
+
+#[cfg(feature = "native-tls")]
+impl From<native_tls::Error> for TlsSettingError {
+    fn from(e: native_tls::Error) -> Self {
+        TlsSettingError::NativeTls(Arc::new(e))
+    }
+}
+
+/// What is wrong with a proxy setting.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxySettingError {
+    /// The proxy URL does not parse.
+    #[error("proxy url does not parse")]
+    InvalidUrl(#[source] Arc<http::uri::InvalidUri>),
+    /// The proxy URL's scheme is not `http`, `https`, `socks5` or `socks5h`.
+    #[error("unsupported proxy scheme {0:?} (expected http, https, socks5 or socks5h)")]
+    UnsupportedScheme(String),
+    /// The proxy URL names no host.
+    #[error("proxy url has no host")]
+    MissingHost,
+    /// The user name or password in the proxy URL is not UTF-8 once percent-decoded.
+    #[error("proxy credentials are not utf-8 once percent-decoded")]
+    CredentialsNotUtf8(#[source] std::str::Utf8Error),
+    /// SOCKS5 limits user name and password to 255 bytes each.
+    #[error("socks5 username and password are limited to 255 bytes")]
+    CredentialsTooLong,
+    /// SOCKS5 limits host names to 255 bytes.
+    #[error("host name too long for socks5 (over 255 bytes)")]
+    HostTooLong,
+}
+
+impl From<ProxySettingError> for ConfigError {
+    fn from(source: ProxySettingError) -> Self {
+        ConfigError::Proxy {
+            variable: None,
+            source,
+        }
+    }
 }
 
 /// What went wrong on the way through a proxy.
@@ -318,14 +475,18 @@ impl Error {
                 None => true,
                 Some(f) => !matches!(u16::from(f.code), 1003 | 1008 | 1010 | 4001 | 4003 | 4004),
             },
-            Error::Config(_) | Error::RetriesExhausted { .. } | Error::Closed => false,
+            Error::Config(_)
+            | Error::RetriesExhausted { .. }
+            | Error::Closed
+            | Error::InvalidCloseFrame(_) => false,
         }
     }
 
-    /// Whether this is a timeout: connect, heartbeat or idle.
+    /// Whether this is a timeout: connect, application handshake, heartbeat or idle.
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::ConnectTimeout(_) | Error::HeartbeatTimeout(_) | Error::IdleTimeout(_) => true,
+            Error::Handshake(h) => h.is_timeout(),
             Error::Io(e) => e.kind() == io::ErrorKind::TimedOut,
             _ => false,
         }
@@ -366,10 +527,12 @@ impl Error {
         }
     }
 
-    /// The Close frame the server sent, when the server closed the connection.
+    /// The Close frame the server sent, when the server closed the connection (also when that
+    /// was the last attempt before [`Error::RetriesExhausted`]).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
         match self {
             Error::ServerClosed { frame } => frame.as_ref(),
+            Error::RetriesExhausted { last, .. } => last.close_frame(),
             _ => None,
         }
     }
@@ -397,16 +560,16 @@ impl Error {
                     body,
                 }))
             }
-            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-                Error::ServerClosed { frame: None }
-            }
+            // A close handshake that finished: the server's doing, as far as the caller knows.
+            // `AlreadyClosed` (a closed connection used again) is a different thing, a bug on
+            // this side, and stays a protocol error with its typed source.
+            tungstenite::Error::ConnectionClosed => Error::ServerClosed { frame: None },
             tungstenite::Error::Url(
                 tungstenite::error::UrlError::NoHostName
                 | tungstenite::error::UrlError::EmptyHostName,
             ) => Error::Config(ConfigError::MissingHost),
-            tungstenite::Error::Url(u) => Error::Config(ConfigError::InvalidUrl(u.to_string())),
-            tungstenite::Error::HttpFormat(e) => {
-                Error::Config(ConfigError::InvalidUrl(e.to_string()))
+            e @ (tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_)) => {
+                Error::Config(ConfigError::invalid_url(e))
             }
             other => Error::Protocol(Arc::new(other)),
         }
@@ -434,6 +597,11 @@ pub enum SendError<T> {
     Timeout(T),
     /// The client is closed; nothing will be sent any more.
     Closed(T),
+    /// Only Text and Binary messages can be sent. Close with
+    /// [`Client::close_with`](crate::Client::close_with); Pings are the heartbeat's
+    /// (`ping_interval`) and Pongs the client's own answer to the server's Pings; raw frames
+    /// could split a message across a reconnect.
+    Unsupported(T),
 }
 
 impl<T> SendError<T> {
@@ -443,7 +611,8 @@ impl<T> SendError<T> {
             SendError::Full(t)
             | SendError::NotConnected(t)
             | SendError::Timeout(t)
-            | SendError::Closed(t) => t,
+            | SendError::Closed(t)
+            | SendError::Unsupported(t) => t,
         }
     }
 
@@ -466,6 +635,11 @@ impl<T> SendError<T> {
     pub fn is_not_connected(&self) -> bool {
         matches!(self, SendError::NotConnected(_))
     }
+
+    /// Whether the message is of a kind that cannot be sent: a control frame or a raw frame.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, SendError::Unsupported(_))
+    }
 }
 
 impl<T> fmt::Debug for SendError<T> {
@@ -481,8 +655,89 @@ impl<T> fmt::Display for SendError<T> {
             SendError::NotConnected(_) => "client is not connected",
             SendError::Timeout(_) => "timed out waiting for room in the outbound queue",
             SendError::Closed(_) => "client is closed",
+            SendError::Unsupported(_) => "only text and binary messages can be sent",
         })
     }
 }
 
 impl<T> std::error::Error for SendError<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u16, reason: &str) -> Error {
+        Error::ServerClosed {
+            frame: Some(CloseFrame {
+                code: code.into(),
+                reason: reason.to_owned().into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn retries_exhausted_says_what_the_last_attempt_ended_with() {
+        let error = Error::RetriesExhausted {
+            attempts: 1,
+            last: Box::new(closed(1000, "")),
+        };
+        assert_eq!(
+            error.to_string(),
+            "gave up after 1 attempt: server closed the connection with code 1000"
+        );
+        let source = std::error::Error::source(&error).expect("the last error is the source");
+        assert_eq!(source.to_string(), closed(1000, "").to_string());
+        assert_eq!(u16::from(error.close_frame().unwrap().code), 1000);
+        let error = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(closed(1011, "restart")),
+        };
+        assert_eq!(
+            error.to_string(),
+            "gave up after 3 attempts: server closed the connection with code 1011 (restart)"
+        );
+    }
+
+    #[test]
+    fn a_finished_close_and_a_closed_connection_used_again_are_distinct() {
+        let normal = Error::from_ws(tungstenite::Error::ConnectionClosed);
+        assert!(
+            matches!(normal, Error::ServerClosed { frame: None }),
+            "{normal:?}"
+        );
+        let misuse = Error::from_ws(tungstenite::Error::AlreadyClosed);
+        match &misuse {
+            Error::Protocol(source) => {
+                assert!(matches!(**source, tungstenite::Error::AlreadyClosed))
+            }
+            other => panic!("AlreadyClosed became {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_config_error_shows_its_cause() {
+        let error = Error::Config(ConfigError::Proxy {
+            variable: Some("HTTPS_PROXY"),
+            source: ProxySettingError::UnsupportedScheme("socks4".into()),
+        });
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: proxy setting from HTTPS_PROXY rejected: unsupported proxy \
+             scheme \"socks4\" (expected http, https, socks5 or socks5h)"
+        );
+    }
+
+    #[test]
+    fn a_handshake_timeout_is_a_timeout() {
+        let error = Error::Handshake(Arc::new(crate::handshake::HandshakeError::timed_out(
+            "auth",
+            Duration::from_secs(2),
+        )));
+        assert!(error.is_timeout());
+        assert!(error.is_retryable());
+        let other = Error::Handshake(Arc::new(crate::handshake::HandshakeError::retryable(
+            "busy",
+        )));
+        assert!(!other.is_timeout());
+    }
+}

@@ -246,9 +246,7 @@ pub(crate) async fn with_timeout(
 ) -> Result<(), HandshakeError> {
     match tokio::time::timeout(limit, inner).await {
         Ok(result) => result,
-        Err(_) => Err(HandshakeError::retryable(format!(
-            "{name} timed out after {limit:?}"
-        ))),
+        Err(_) => Err(HandshakeError::timed_out(name, limit)),
     }
 }
 
@@ -269,6 +267,8 @@ impl Handshaker for NoHandshake {
 #[derive(Debug, Clone)]
 pub struct HandshakeError {
     permanent: bool,
+    /// The limit that ran out, when the failure is a timeout.
+    timeout: Option<Duration>,
     step: Option<String>,
     message: String,
     source: Option<Box<Error>>,
@@ -279,6 +279,7 @@ impl HandshakeError {
     pub fn retryable(message: impl Into<String>) -> Self {
         HandshakeError {
             permanent: false,
+            timeout: None,
             step: None,
             message: message.into(),
             source: None,
@@ -290,6 +291,15 @@ impl HandshakeError {
         HandshakeError {
             permanent: true,
             ..Self::retryable(message)
+        }
+    }
+
+    /// A retryable failure: `what` did not finish within `limit`. Answers
+    /// [`HandshakeError::is_timeout`], and so [`Error::is_timeout`].
+    pub fn timed_out(what: &str, limit: Duration) -> Self {
+        HandshakeError {
+            timeout: Some(limit),
+            ..Self::retryable(format!("{what} timed out after {limit:?}"))
         }
     }
 
@@ -308,6 +318,11 @@ impl HandshakeError {
     /// Whether the client should retry.
     pub fn is_retryable(&self) -> bool {
         !self.permanent
+    }
+
+    /// Whether the handshake (or one of its steps) ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout.is_some()
     }
 
     /// The step that failed, when the handshake was a chain.

@@ -33,9 +33,14 @@
 //!   ([`Client::events`]) and in [`Client::snapshot`].
 //! - **Retry**: one backoff per client, reset only after a connection stayed `Ready` for
 //!   `stable_after`; typed errors decide ([`Error::is_retryable`]), a classifier can override.
+//!   [`ClientBuilder::no_reconnect`] makes a one-shot client: the first disconnect ends it, with
+//!   its reason as the error (a server Close 1000 ends it cleanly).
 //! - **Outbound**: one queue for the client's life, bounded by messages and bytes; messages
 //!   wait while disconnected and go out in order after the handshake, batched with one flush.
-//! - **Inbound**: a bounded stream ([`Messages`]) whose backpressure reaches the socket.
+//!   Only Text and Binary messages are queued; control and raw frames come back as
+//!   [`SendError::Unsupported`], and [`Client::close_with`] closes.
+//! - **Inbound**: a bounded stream ([`Messages`]) whose backpressure reaches the socket. A
+//!   server's Pings are answered with at most one owed Pong, so a Ping flood cannot grow memory.
 //!
 //! # Features
 //! | feature | default | what it adds |

@@ -5,6 +5,11 @@
 //! the channel, and the supervisor gives the bytes back when it takes messages out, once per
 //! batch. Neither side takes a lock on the way, and a message the queue cannot take is handed
 //! back inside [`SendError`].
+//!
+//! Only Text and Binary messages enter the queue. Control frames belong to the connection: a
+//! queued Close would end one connection behind the supervisor's back (which then reconnects),
+//! Pings and Pongs are the heartbeat's and the codec's, and a raw `Frame` could split a message
+//! across a reconnect. They are refused with [`SendError::Unsupported`].
 
 use std::{
     sync::Arc,
@@ -70,14 +75,20 @@ impl QueueTx {
         payload_len(msg).min(self.max_bytes) as u32
     }
 
-    fn reject_while_disconnected(&self) -> bool {
-        self.policy == QueuePolicy::Reject && !self.stats.is_ready()
+    /// Refuses what may not be queued: control frames always, anything while disconnected
+    /// under the `Reject` policy.
+    fn admit(&self, msg: Message) -> Result<Message, SendError<Message>> {
+        if !matches!(msg, Message::Text(_) | Message::Binary(_)) {
+            return Err(SendError::Unsupported(msg));
+        }
+        if self.policy == QueuePolicy::Reject && !self.stats.is_ready() {
+            return Err(SendError::NotConnected(msg));
+        }
+        Ok(msg)
     }
 
     pub(crate) fn try_send(&self, msg: Message) -> Result<(), SendError<Message>> {
-        if self.reject_while_disconnected() {
-            return Err(SendError::NotConnected(msg));
-        }
+        let msg = self.admit(msg)?;
         let permit = match self.bytes.try_acquire_many(self.cost(&msg)) {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => return Err(SendError::Full(msg)),
@@ -96,9 +107,7 @@ impl QueueTx {
     }
 
     pub(crate) async fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
-        if self.reject_while_disconnected() {
-            return Err(SendError::NotConnected(msg));
-        }
+        let msg = self.admit(msg)?;
         let Ok(permit) = self.bytes.acquire_many(self.cost(&msg)).await else {
             return Err(SendError::Closed(msg));
         };
@@ -115,9 +124,7 @@ impl QueueTx {
         msg: Message,
         timeout: Duration,
     ) -> Result<(), SendError<Message>> {
-        if self.reject_while_disconnected() {
-            return Err(SendError::NotConnected(msg));
-        }
+        let msg = self.admit(msg)?;
         let cost = self.cost(&msg);
         let reserve = async {
             let permit = self.bytes.acquire_many(cost).await.ok()?;
@@ -261,6 +268,37 @@ mod tests {
         rx.close();
         assert!(tx.try_send(Message::text("a")).unwrap_err().is_closed());
         assert!(tx.send(Message::text("a")).await.unwrap_err().is_closed());
+    }
+
+    #[tokio::test]
+    async fn control_frames_are_refused_and_handed_back() {
+        let (tx, _rx) = queue(4, 100, QueuePolicy::Queue);
+        let close = Message::Close(Some(crate::CloseFrame {
+            code: 1000.into(),
+            reason: "".into(),
+        }));
+        let frame =
+            Message::Frame(tokio_tungstenite::tungstenite::protocol::frame::Frame::ping(vec![1]));
+        let refused = [
+            Message::Ping(vec![1].into()),
+            Message::Pong(vec![2].into()),
+            close,
+            frame,
+        ];
+        for msg in refused {
+            let err = tx.try_send(msg.clone()).unwrap_err();
+            assert!(err.is_unsupported(), "{msg:?}: {err}");
+            assert_eq!(err.into_inner(), msg);
+            let err = tx.send(msg.clone()).await.unwrap_err();
+            assert!(err.is_unsupported(), "{msg:?}: {err}");
+            let err = tx
+                .send_timeout(msg.clone(), Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(err.is_unsupported(), "{msg:?}: {err}");
+        }
+        tx.try_send(Message::text("data")).unwrap();
+        tx.try_send(Message::binary(vec![0u8; 4])).unwrap();
     }
 
     #[tokio::test]

@@ -177,6 +177,13 @@ impl Supervisor {
                     error
                 }
             };
+            if !self.link.config.reconnect {
+                return if is_normal_close(&error) {
+                    Ok(())
+                } else {
+                    Err(error)
+                };
+            }
             if !self.link.should_retry(&error) {
                 return Err(error);
             }
@@ -474,6 +481,12 @@ async fn wait<F: Future>(
             }
         }
     }
+}
+
+/// Whether the server ended the connection with Close 1000: the clean end of a client that
+/// does not reconnect.
+fn is_normal_close(error: &Error) -> bool {
+    matches!(error, Error::ServerClosed { frame: Some(frame) } if u16::from(frame.code) == 1000)
 }
 
 /// Sleeps until `deadline`, or forever without one.

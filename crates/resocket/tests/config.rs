@@ -1,6 +1,10 @@
 //! Bad settings are refused by `build()` with typed errors, before anything is attempted.
 
-use resocket::{error::ConfigError, Client, Error};
+use resocket::{
+    error::{ConfigError, ProxySettingError, TlsSettingError},
+    Client, Error,
+};
+use tokio_tungstenite::tungstenite;
 
 fn config_error(result: Result<(resocket::Client, resocket::Messages), Error>) -> ConfigError {
     match result {
@@ -12,18 +16,18 @@ fn config_error(result: Result<(resocket::Client, resocket::Messages), Error>) -
 
 #[tokio::test]
 async fn http_scheme_is_refused() {
-    assert_eq!(
+    assert!(matches!(
         config_error(Client::builder("http://example.com/").connect()),
-        ConfigError::UnsupportedScheme("http".into())
-    );
+        ConfigError::UnsupportedScheme(s) if s == "http"
+    ));
 }
 
 #[tokio::test]
 async fn missing_host_is_refused() {
-    assert_eq!(
+    assert!(matches!(
         config_error(Client::builder("ws://:9000/path").connect()),
         ConfigError::MissingHost
-    );
+    ));
 }
 
 #[tokio::test]
@@ -34,24 +38,91 @@ async fn unparsable_url_is_refused() {
     ));
 }
 
+/// Every config error that another library caused keeps that library's error, typed.
+#[tokio::test]
+async fn url_proxy_and_tls_errors_keep_their_typed_source() {
+    let error = config_error(Client::builder("not a url").connect());
+    let ConfigError::InvalidUrl(parser) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        matches!(
+            **parser,
+            tungstenite::Error::Url(_) | tungstenite::Error::HttpFormat(_)
+        ),
+        "{parser:?}"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+
+    let error = config_error(
+        Client::builder("ws://127.0.0.1:1/")
+            .proxy("socks4://proxy:1080")
+            .proxy_from_env(false)
+            .connect(),
+    );
+    assert!(
+        matches!(
+            &error,
+            ConfigError::Proxy {
+                variable: None,
+                source: ProxySettingError::UnsupportedScheme(s),
+            } if s == "socks4"
+        ),
+        "{error:?}"
+    );
+    let error = config_error(
+        Client::builder("ws://127.0.0.1:1/")
+            .proxy("http://pro xy:8080")
+            .proxy_from_env(false)
+            .connect(),
+    );
+    assert!(
+        matches!(
+            &error,
+            ConfigError::Proxy {
+                source: ProxySettingError::InvalidUrl(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+
+    let broken = b"-----BEGIN CERTIFICATE-----\n%%% not base64 %%%\n-----END CERTIFICATE-----\n";
+    let error = config_error(
+        Client::builder("wss://127.0.0.1:1/")
+            .add_root_certificate_pem(broken.to_vec())
+            .connect(),
+    );
+    assert!(
+        matches!(
+            &error,
+            ConfigError::Tls {
+                source: Some(TlsSettingError::Pem(_)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
 #[tokio::test]
 async fn zero_capacities_are_refused() {
-    assert_eq!(
+    assert!(matches!(
         config_error(
             Client::builder("ws://127.0.0.1:1/")
                 .configure(|c| c.queue_capacity = 0)
                 .connect()
         ),
         ConfigError::Zero("queue_capacity")
-    );
-    assert_eq!(
+    ));
+    assert!(matches!(
         config_error(
             Client::builder("ws://127.0.0.1:1/")
                 .configure(|c| c.inbound_capacity = 0)
                 .connect()
         ),
         ConfigError::Zero("inbound_capacity")
-    );
+    ));
 }
 
 #[tokio::test]

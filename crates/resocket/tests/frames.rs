@@ -12,7 +12,6 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// A client frame as the server read it: opcode and unmasked payload.
 type ClientFrame = (u8, Vec<u8>);
@@ -46,28 +45,9 @@ async fn serve(
     hang_up_on_close: bool,
     frames: mpsc::UnboundedSender<(usize, ClientFrame)>,
 ) {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        if stream.read_exact(&mut byte).await.is_err() {
-            return;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let key = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Sec-WebSocket-Key: ")
-                .or(l.strip_prefix("sec-websocket-key: "))
-        })
-        .expect("the request has a key");
-    let mut out = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.trim().as_bytes())
-    )
-    .into_bytes();
+    let Some(mut out) = support::read_upgrade(&mut stream).await else {
+        return;
+    };
     out.extend_from_slice(&script);
     if stream.write_all(&out).await.is_err() {
         return;

@@ -134,7 +134,11 @@ impl Target {
             Some("ws") => false,
             Some("wss") => true,
             Some(other) => return Err(ConfigError::UnsupportedScheme(other.to_owned())),
-            None => return Err(ConfigError::InvalidUrl(format!("{uri} has no scheme"))),
+            None => {
+                return Err(ConfigError::invalid_url(tungstenite::Error::Url(
+                    tungstenite::error::UrlError::UnsupportedUrlScheme,
+                )))
+            }
         };
         let host = uri
             .host()
@@ -295,7 +299,7 @@ mod tests {
             assert!(result.unwrap().tls);
         } else {
             let error = result.unwrap_err();
-            assert_eq!(error, ConfigError::TlsFeatureMissing);
+            assert!(matches!(error, ConfigError::TlsFeatureMissing), "{error:?}");
             assert!(error.to_string().contains("rustls-tls-webpki-roots"));
         }
     }

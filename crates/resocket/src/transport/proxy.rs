@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{connect_tcp, env, env::NoProxy, unbracket, Target, TlsConnector, Wire};
 use crate::{
     config::ClientConfig,
-    error::{ConfigError, ProxyError, SocksReply},
+    error::{ConfigError, ProxyError, ProxySettingError, SocksReply},
     ClientBuilder, Error,
 };
 
@@ -120,7 +120,7 @@ impl fmt::Debug for Proxy {
 
 impl Proxy {
     /// Parses a proxy URL; the error says why, never echoing the URL (it may hold a password).
-    pub(crate) fn parse(url: &str) -> Result<Proxy, String> {
+    pub(crate) fn parse(url: &str) -> Result<Proxy, ProxySettingError> {
         let url = url.trim();
         let owned;
         let url = if url.contains("://") {
@@ -131,23 +131,20 @@ impl Proxy {
         };
         let uri: http::Uri = url
             .parse()
-            .map_err(|_| "proxy url does not parse".to_owned())?;
+            .map_err(|e| ProxySettingError::InvalidUrl(Arc::new(e)))?;
         let (kind, default_port) = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
             Some("http") => (Kind::Http, 80),
             Some("https") => (Kind::Https, 443),
             Some("socks5") => (Kind::Socks5 { remote_dns: false }, 1080),
             Some("socks5h") => (Kind::Socks5 { remote_dns: true }, 1080),
-            Some(other) => {
-                return Err(format!(
-                    "unsupported proxy scheme {other:?} (expected http, https, socks5 or socks5h)"
-                ))
-            }
-            None => return Err("proxy url has no scheme".to_owned()),
+            Some(other) => return Err(ProxySettingError::UnsupportedScheme(other.to_owned())),
+            // A URL without `://` was given `http://` above; one with it has a scheme.
+            None => return Err(ProxySettingError::UnsupportedScheme(String::new())),
         };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| "proxy url has no host".to_owned())?;
+            .ok_or(ProxySettingError::MissingHost)?;
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
         let auth = match authority.rsplit_once('@') {
             None => None,
@@ -323,11 +320,11 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-fn decode(part: &str) -> Result<String, String> {
+fn decode(part: &str) -> Result<String, ProxySettingError> {
     percent_encoding::percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| "proxy credentials are not utf-8 once percent-decoded".to_owned())
+        .map_err(ProxySettingError::CredentialsNotUtf8)
 }
 
 /// The `CONNECT` request head, with Basic credentials when given.
@@ -432,9 +429,8 @@ impl SocksAddr {
                 port
             }
             SocksAddr::Domain(name, port) => {
-                let len = u8::try_from(name.len()).map_err(|_| {
-                    ConfigError::Proxy("host name too long for socks5 (over 255 bytes)".into())
-                })?;
+                let len = u8::try_from(name.len())
+                    .map_err(|_| ConfigError::from(ProxySettingError::HostTooLong))?;
                 request.push(0x03);
                 request.push(len);
                 request.extend_from_slice(name.as_bytes());
@@ -457,8 +453,7 @@ fn socks_greeting(with_credentials: bool) -> Vec<u8> {
 
 /// RFC 1929: `VER ULEN UNAME PLEN PASSWD`.
 fn socks_auth_request(user: &str, pass: &str) -> Result<Vec<u8>, ConfigError> {
-    let too_long =
-        || ConfigError::Proxy("socks5 username and password are limited to 255 bytes".into());
+    let too_long = || ConfigError::from(ProxySettingError::CredentialsTooLong);
     let ulen = u8::try_from(user.len()).map_err(|_| too_long())?;
     let plen = u8::try_from(pass.len()).map_err(|_| too_long())?;
     let mut request = vec![0x01, ulen];
@@ -499,7 +494,7 @@ impl Routes {
         };
         let (ws, wss) = match &options.explicit {
             Some(url) => {
-                let proxy = Proxy::parse(url).map_err(ConfigError::Proxy)?;
+                let proxy = Proxy::parse(url)?;
                 let proxy = with_credentials(proxy)?;
                 (Some(proxy.clone()), Some(proxy))
             }
@@ -507,7 +502,10 @@ impl Routes {
                 let from_var = |var: Option<env::Var>| -> Result<Option<Proxy>, ConfigError> {
                     var.map(|var| {
                         Proxy::parse(&var.value)
-                            .map_err(|e| ConfigError::Proxy(format!("{}: {e}", var.name)))
+                            .map_err(|source| ConfigError::Proxy {
+                                variable: Some(var.name),
+                                source,
+                            })
                             .and_then(with_credentials)
                     })
                     .transpose()
@@ -582,10 +580,18 @@ mod tests {
         assert_eq!(p.kind, Kind::Socks5 { remote_dns: true });
         assert_eq!(p.port, 1080);
         assert_eq!(p.auth, Some(("bob".into(), String::new())));
-        assert!(Proxy::parse("socks4://x:1").unwrap_err().contains("socks4"));
-        assert!(!Proxy::parse("http://user:hunter2@/")
-            .unwrap_err()
-            .contains("hunter2"));
+        assert!(matches!(
+            Proxy::parse("socks4://x:1"),
+            Err(ProxySettingError::UnsupportedScheme(s)) if s == "socks4"
+        ));
+        let leaky = Proxy::parse("http://user:hunter2@/").unwrap_err();
+        let mut chain = leaky.to_string();
+        let mut source = std::error::Error::source(&leaky);
+        while let Some(e) = source {
+            chain.push_str(&e.to_string());
+            source = e.source();
+        }
+        assert!(!chain.contains("hunter2"), "{chain}");
     }
 
     #[test]

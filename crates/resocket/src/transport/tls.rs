@@ -21,7 +21,7 @@ use crate::{
 ///
 /// The default is [`TlsBackend::Rustls`] when a rustls feature is enabled, and
 /// [`TlsBackend::NativeTls`] when only `native-tls` is. Choosing a backend that is not compiled
-/// in makes `build()` fail with [`ConfigError::Tls`].
+/// in makes `build()` fail with [`ConfigError::Tls`](crate::error::ConfigError::Tls).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TlsBackend {
@@ -133,13 +133,11 @@ impl TlsOptions {
     /// Rejects contradictions whatever the backend: two identities, two custom connectors.
     fn check_common(&self) -> Result<(), ConfigError> {
         if self.identities.len() > 1 {
-            return Err(ConfigError::Tls(
-                "more than one client identity was set".into(),
-            ));
+            return Err(ConfigError::tls("more than one client identity was set"));
         }
         if self.has_custom_rustls() && self.has_custom_native() {
-            return Err(ConfigError::Tls(
-                "both a rustls config and a native-tls connector were set".into(),
+            return Err(ConfigError::tls(
+                "both a rustls config and a native-tls connector were set",
             ));
         }
         Ok(())
@@ -147,7 +145,7 @@ impl TlsOptions {
 
     /// Rejects combinations where one setting would silently replace another.
     fn check(&self, backend: TlsBackend) -> Result<(), ConfigError> {
-        let reject = |msg: &str| Err(ConfigError::Tls(msg.to_owned()));
+        let reject = |msg: &str| Err(ConfigError::tls(msg));
         self.check_common()?;
         let custom = match backend {
             TlsBackend::Rustls if self.has_custom_native() => {
@@ -300,7 +298,7 @@ impl TlsConnector {
             return Ok(TlsConnector::Off);
         }
         if !backend.is_compiled() {
-            return Err(ConfigError::Tls(format!(
+            return Err(ConfigError::tls(format!(
                 "the {backend:?} backend is not compiled in: enable the `{}` feature",
                 backend.feature()
             )));

@@ -22,10 +22,10 @@ pub(super) fn connector(
     let mut builder = native_tls::TlsConnector::builder();
     for pem in &options.extra_roots_pem {
         let certs = native_tls::Certificate::stack_from_pem(pem)
-            .map_err(|e| ConfigError::Tls(format!("bad root certificate pem: {e}")))?;
+            .map_err(|e| ConfigError::tls_caused_by("bad root certificate pem", e))?;
         if certs.is_empty() {
-            return Err(ConfigError::Tls(
-                "root certificate pem holds no certificate".into(),
+            return Err(ConfigError::tls(
+                "root certificate pem holds no certificate",
             ));
         }
         for cert in certs {
@@ -37,7 +37,7 @@ pub(super) fn connector(
             Identity::Pem { cert, key } => native_tls::Identity::from_pkcs8(cert, key),
             Identity::Pkcs12 { der, password } => native_tls::Identity::from_pkcs12(der, password),
         }
-        .map_err(|e| ConfigError::Tls(format!("client identity rejected: {e}")))?;
+        .map_err(|e| ConfigError::tls_caused_by("client identity rejected", e))?;
         builder.identity(identity);
     }
     builder.danger_accept_invalid_certs(options.danger_accept_invalid_certs);
@@ -45,7 +45,7 @@ pub(super) fn connector(
     builder
         .build()
         .map(Into::into)
-        .map_err(|e| ConfigError::Tls(e.to_string()))
+        .map_err(|e| ConfigError::tls_caused_by("native-tls connector rejected", e))
 }
 
 /// The TLS handshake over any stream (TCP, or a tunnel through a proxy).

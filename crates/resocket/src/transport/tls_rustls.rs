@@ -26,7 +26,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub(super) fn client_config(options: &TlsOptions) -> Result<ClientConfig, ConfigError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Tls(e.to_string()))?;
+        .map_err(|e| ConfigError::tls_caused_by("protocol versions rejected", e))?;
     let builder = if options.danger_accept_invalid_certs {
         builder
             .dangerous()
@@ -40,13 +40,13 @@ pub(super) fn client_config(options: &TlsOptions) -> Result<ClientConfig, Config
             let (chain, key) = identity(cert, key)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| ConfigError::Tls(format!("client identity rejected: {e}")))?
+                .map_err(|e| ConfigError::tls_caused_by("client identity rejected", e))?
         }
         #[cfg(feature = "native-tls")]
         Some(Identity::Pkcs12 { .. }) => {
             // `TlsOptions::check` refuses this combination before we get here.
-            return Err(ConfigError::Tls(
-                "pkcs#12 identities need the native-tls backend".into(),
+            return Err(ConfigError::tls(
+                "pkcs#12 identities need the native-tls backend",
             ));
         }
     };
@@ -71,7 +71,7 @@ fn roots(options: &TlsOptions) -> Result<RootCertStore, ConfigError> {
         for cert in certs {
             roots
                 .add(cert)
-                .map_err(|e| ConfigError::Tls(e.to_string()))?;
+                .map_err(|e| ConfigError::tls_caused_by("root certificate rejected", e))?;
         }
     }
     Ok(roots)
@@ -80,9 +80,9 @@ fn roots(options: &TlsOptions) -> Result<RootCertStore, ConfigError> {
 fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigError::Tls(format!("bad {what} pem: {e}")))?;
+        .map_err(|e| ConfigError::tls_caused_by(format!("bad {what} pem"), e))?;
     if certs.is_empty() {
-        return Err(ConfigError::Tls(format!("{what} pem holds no certificate")));
+        return Err(ConfigError::tls(format!("{what} pem holds no certificate")));
     }
     Ok(certs)
 }
@@ -93,8 +93,8 @@ fn identity(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
     let chain = certs(cert, "client certificate")?;
     let key = rustls_pemfile::private_key(&mut &key[..])
-        .map_err(|e| ConfigError::Tls(format!("bad client key pem: {e}")))?
-        .ok_or_else(|| ConfigError::Tls("client key pem holds no private key".into()))?;
+        .map_err(|e| ConfigError::tls_caused_by("bad client key pem", e))?
+        .ok_or_else(|| ConfigError::tls("client key pem holds no private key"))?;
     Ok((chain, key))
 }
 

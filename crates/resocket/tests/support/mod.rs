@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use resocket::{ConnectionEvent, Error};
-use tokio::sync::broadcast;
+use tokio::{io::AsyncReadExt, net::TcpStream, sync::broadcast};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Waits for the first event that `pred` accepts.
 pub async fn wait_event(
@@ -39,4 +40,32 @@ pub async fn server_close(events: &mut broadcast::Receiver<ConnectionEvent>) -> 
         .close_frame()
         .unwrap_or_else(|| panic!("the server's Close is the reason, got {reason:?}"));
     (u16::from(close.code), close.reason.as_str().to_owned())
+}
+
+/// For servers written by hand: reads the client's upgrade request from `stream` and returns
+/// the `101` response that accepts it, for the caller to write (with any frames behind it).
+/// `None` when the client hung up first.
+pub async fn read_upgrade(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("the request head is text");
+    let key = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Sec-WebSocket-Key: ")
+                .or(l.strip_prefix("sec-websocket-key: "))
+        })
+        .expect("the request has a key");
+    Some(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            derive_accept_key(key.trim().as_bytes())
+        )
+        .into_bytes(),
+    )
 }

@@ -1,0 +1,78 @@
+//! What `send` accepts: Text and Binary only; control frames are refused and handed back, and
+//! `close_with` checks its code and reason before doing anything.
+
+use std::time::Duration;
+
+use resocket::{error::CloseFrameError, Client, CloseFrame, Error, Message};
+use resocket_testkit::{within, Behavior, TestServer};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+#[tokio::test]
+async fn control_frames_sent_through_the_queue_are_refused_and_handed_back() {
+    within(20, "control frames through send", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        client.ready().await.unwrap();
+        let close = Message::Close(Some(CloseFrame {
+            code: 1000.into(),
+            reason: "done".into(),
+        }));
+        let refused = [
+            close,
+            Message::Ping(b"p".to_vec().into()),
+            Message::Pong(b"p".to_vec().into()),
+            Message::Frame(Frame::ping(b"raw".to_vec())),
+        ];
+        for msg in refused {
+            let err = client.send(msg.clone()).await.unwrap_err();
+            assert!(err.is_unsupported(), "send {msg:?}: {err}");
+            assert_eq!(err.into_inner(), msg);
+            let err = client.try_send(msg.clone()).unwrap_err();
+            assert!(err.is_unsupported(), "try_send {msg:?}: {err}");
+            let err = client
+                .send_timeout(msg.clone(), Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert!(err.is_unsupported(), "send_timeout {msg:?}: {err}");
+        }
+        // The connection is untouched: the same one echoes.
+        client.send(Message::text("still here")).await.unwrap();
+        assert_eq!(messages.recv().await.unwrap(), Message::text("still here"));
+        assert_eq!(server.connections(), 1, "no reconnect");
+        assert_eq!(client.snapshot().reconnects, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_with_refuses_reserved_codes_and_long_reasons_and_stays_open() {
+    within(20, "close_with checks", async {
+        let mut server = TestServer::start(Behavior::Echo).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        client.ready().await.unwrap();
+        for code in [1004, 1005, 1006, 1015, 2000, 5000] {
+            let err = client.close_with(code, "").await.unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidCloseFrame(CloseFrameError::Code(c)) if c == code),
+                "{code}: {err:?}"
+            );
+        }
+        let err = client.close_with(4000, &"x".repeat(124)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidCloseFrame(CloseFrameError::ReasonTooLong(124))
+            ),
+            "{err:?}"
+        );
+        assert!(client.is_connected(), "a refused close_with does nothing");
+        client.send(Message::text("ping")).await.unwrap();
+        assert_eq!(messages.recv().await.unwrap(), Message::text("ping"));
+        client.close_with(3000, &"y".repeat(123)).await.unwrap();
+        let (_, frame) = server.wait_closed().await;
+        let frame = frame.expect("a Close frame");
+        assert_eq!(u16::from(frame.code), 3000);
+        assert_eq!(frame.reason.len(), 123);
+    })
+    .await;
+}
