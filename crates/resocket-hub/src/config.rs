@@ -41,9 +41,11 @@ pub(crate) struct HubConfig {
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
     pub(crate) max_rooms: usize,
+    pub(crate) max_rooms_per_client: usize,
     pub(crate) history_len: usize,
     pub(crate) history_age: Duration,
     pub(crate) history_bytes: usize,
+    pub(crate) history_budget: usize,
     pub(crate) dedupe_window: usize,
     pub(crate) shutdown_drain: Duration,
     pub(crate) read_buffer_size: usize,
@@ -71,9 +73,11 @@ impl Default for HubConfig {
             max_connections: 10_000,
             max_subscriptions: 100,
             max_rooms: 10_000,
+            max_rooms_per_client: 1000,
             history_len: 1000,
             history_age: Duration::from_secs(300),
             history_bytes: 4 * 1024 * 1024,
+            history_budget: 256 * 1024 * 1024,
             dedupe_window: 1000,
             shutdown_drain: Duration::from_secs(5),
             read_buffer_size: 4 * 1024,
@@ -195,20 +199,46 @@ impl HubBuilder {
         self
     }
 
-    /// The most rooms the hub holds at once. Default: 10,000. Over it, subscribing or publishing
-    /// to a new room gets `error{code:"too_many_rooms"}`. With the history bounds, this bounds
-    /// the memory all histories can take (`max_rooms × history bytes`).
+    /// The most rooms the hub holds at once, system (`$`) rooms included. Default: 10,000. Over
+    /// it, subscribing or publishing to a new room gets `error{code:"too_many_rooms"}`. The
+    /// hub's own `$stats` and `$healthz` rooms count but are never refused.
     pub fn max_rooms(mut self, max: usize) -> Self {
         self.config.max_rooms = max;
         self
     }
 
+    /// The most rooms one client may have created and still alive (a room lives while it has
+    /// subscribers or history). Default: 1000. The client is the token's `sub`, or an anonymous
+    /// client's id (see `auth` in PROTOCOL.md). Over it, subscribing or publishing to a new
+    /// room gets `error{code:"room_quota"}`; existing rooms stay open to it.
+    pub fn max_rooms_per_client(mut self, max: usize) -> Self {
+        self.config.max_rooms_per_client = max;
+        self
+    }
+
     /// Room history bounds: at most `len` messages, none older than `age`, at most `bytes`
-    /// of frames. Default: 1000 messages, 5 minutes, 4 MiB.
+    /// of frames, per room. Default: 1000 messages, 5 minutes, 4 MiB. All rooms together are
+    /// bounded by [`history_budget`](Self::history_budget).
     pub fn history(mut self, len: usize, age: Duration, bytes: usize) -> Self {
         self.config.history_len = len;
         self.config.history_age = age;
         self.config.history_bytes = bytes;
+        self
+    }
+
+    /// The most messages of history kept per room, leaving the age and byte bounds as they
+    /// are. Default: 1000.
+    pub fn history_len(mut self, len: usize) -> Self {
+        self.config.history_len = len;
+        self
+    }
+
+    /// The most bytes all rooms' history may hold together. Default: 256 MiB. Over it, the
+    /// oldest messages across all rooms are dropped first, down to seven eighths of the budget;
+    /// a later `since` before a room's oldest remaining offset gets `recovered: false`. Each
+    /// message counts its frame's bytes plus about 100 bytes of bookkeeping.
+    pub fn history_budget(mut self, bytes: usize) -> Self {
+        self.config.history_budget = bytes;
         self
     }
 
@@ -273,14 +303,24 @@ impl HubBuilder {
                 "ping interval, ping timeout and auth timeout must be positive",
             );
         }
-        if c.max_connections == 0 || c.max_subscriptions == 0 || c.max_rooms == 0 {
+        if c.max_connections == 0
+            || c.max_subscriptions == 0
+            || c.max_rooms == 0
+            || c.max_rooms_per_client == 0
+        {
             return bad(
                 "max_connections",
-                "connection and subscription caps must be positive",
+                "connection, subscription and room caps must be positive",
             );
         }
         if c.history_len == 0 || c.history_age.is_zero() || c.history_bytes == 0 {
             return bad("history", "history bounds must be positive");
+        }
+        if c.history_budget < c.max_message_size {
+            return bad(
+                "history_budget",
+                "must hold at least one maximum-size message",
+            );
         }
         if c.dedupe_window == 0 {
             return bad("dedupe_window", "must be positive");

@@ -12,6 +12,7 @@ use crate::config::{HubBuilder, HubConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::outbox::{Closing, Outbox};
+use crate::registry::{Refused, Registry};
 use crate::room::{Limits, Room};
 use crate::token::Verifier;
 use resocket::hub::protocol::close_code;
@@ -36,7 +37,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) verifier: Option<Verifier>,
     pub(crate) metrics: Metrics,
-    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    rooms: Registry,
     /// Revoked token ids and subjects, read on every token check, written on (re)load.
     revoked: RwLock<HashSet<String>>,
     /// `(sub, jti)` of every connection authenticated by a token, so a revocation reaches it.
@@ -77,13 +78,18 @@ impl Hub {
             .as_deref()
             .map(|s| Verifier::new(s, config.token_leeway));
         let revoked = RwLock::new(config.revoked.iter().cloned().collect());
+        let rooms = Registry::new(
+            config.max_rooms,
+            config.max_rooms_per_client,
+            config.history_budget,
+        );
         Hub {
             shared: Arc::new(Shared {
                 config,
                 limits,
                 verifier,
                 metrics: Metrics::default(),
-                rooms: Mutex::default(),
+                rooms,
                 revoked,
                 holders: Mutex::default(),
                 connections: Mutex::default(),
@@ -336,47 +342,25 @@ impl Shared {
         self.live_tx.send_replace(n);
     }
 
-    /// The room named `name`, created if needed; `None` when a new room would pass the room cap
-    /// (system rooms, named with a leading `$`, are exempt).
-    pub(crate) fn room(&self, name: &str) -> Option<Arc<Room>> {
-        let mut rooms = lock(&self.rooms);
-        if let Some(room) = rooms.get(name) {
-            // A room retired meanwhile is replaced: its history is gone, so a new epoch is right.
-            if !room.is_removed() {
-                return Some(room.clone());
-            }
-            rooms.remove(name);
-        }
-        if rooms.len() >= self.config.max_rooms && !name.starts_with('$') {
-            return None;
-        }
-        let key: Arc<str> = name.into();
-        let room = Arc::new(Room::new(key.clone()));
-        rooms.insert(key, room.clone());
-        Some(room)
+    /// The room named `name`, created if needed and charged to the client `creator` (`None`
+    /// for the hub's own rooms); see [`Registry::room`].
+    pub(crate) fn room(&self, name: &str, creator: Option<&str>) -> Result<Arc<Room>, Refused> {
+        self.rooms.room(name, creator)
     }
 
     /// The number of rooms.
     pub(crate) fn room_count(&self) -> usize {
-        lock(&self.rooms).len()
+        self.rooms.len()
     }
 
     /// Drops rooms that have neither subscribers nor history.
     pub(crate) fn retire_rooms(&self) {
-        let rooms: Vec<(Arc<str>, Arc<Room>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, room) in rooms {
-            // The room is marked removed under its own lock first, so a publisher or subscriber
-            // that raced us sees the mark and looks the name up again.
-            if room.try_retire(&self.limits, &self.metrics) {
-                let mut map = lock(&self.rooms);
-                if map.get(&name).is_some_and(|r| Arc::ptr_eq(r, &room)) {
-                    map.remove(&name);
-                }
-            }
-        }
+        self.rooms.retire(&self.limits, &self.metrics);
+    }
+
+    /// Evicts the oldest history across rooms once all of it is over the history budget.
+    pub(crate) fn enforce_history_budget(&self) {
+        self.rooms.enforce_budget(&self.metrics);
     }
 }
 

@@ -25,6 +25,7 @@
 //!
 //! This crate has no cargo features.
 
+mod budget;
 mod config;
 mod connection;
 mod error;
@@ -36,6 +37,7 @@ mod hub;
 mod metrics;
 mod outbox;
 mod rate;
+mod registry;
 mod room;
 mod stats;
 mod tls;
