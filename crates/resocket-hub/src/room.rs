@@ -138,7 +138,13 @@ impl Room {
             data,
         };
         // Serializing strings, numbers and a RawValue cannot fail.
-        let frame: Utf8Bytes = serde_json::to_string(&frame).unwrap_or_default().into();
+        let mut text = serde_json::to_string(&frame).unwrap_or_default();
+        // The string grew by doubling, and the bytes keep its whole allocation for as long as
+        // history holds them: up to twice what the history bounds count. Shrinking is in place.
+        if text.capacity() - text.len() > 64 {
+            text.shrink_to_fit();
+        }
+        let frame: Utf8Bytes = text.into();
         st.last = offset;
         let now = Instant::now();
         for outbox in st.subscribers.values() {
