@@ -27,6 +27,8 @@ pub(crate) struct HubConfig {
     pub(crate) jwt_secret: Option<Vec<u8>>,
     pub(crate) token_leeway: Duration,
     pub(crate) revoked: Vec<String>,
+    pub(crate) revocation_file: Option<std::path::PathBuf>,
+    pub(crate) admin_secret: Option<Vec<u8>>,
     pub(crate) allow_anonymous: bool,
     pub(crate) anonymous_subscribe: Vec<String>,
     pub(crate) anonymous_publish: Vec<String>,
@@ -59,6 +61,8 @@ impl Default for HubConfig {
             jwt_secret: None,
             token_leeway: Duration::ZERO,
             revoked: Vec::new(),
+            revocation_file: None,
+            admin_secret: None,
             allow_anonymous: false,
             anonymous_subscribe: vec!["*".into()],
             anonymous_publish: vec!["*".into()],
@@ -115,6 +119,25 @@ impl HubBuilder {
     /// be changed while serving with [`Hub::revoke`] and [`Hub::set_revoked`].
     pub fn revoke(mut self, id: impl Into<String>) -> Self {
         self.config.revoked.push(id.into());
+        self
+    }
+
+    /// A deny-list file, read when the hub is built and reread within about a second of every
+    /// change (its modification time or size) while serving. One entry per line: `jti:<id>`
+    /// revokes the token with that id, `sub:<id>` every token of that subject, a bare `<id>`
+    /// either; blank lines and `#` comments are skipped. Connections holding a token the file
+    /// names get `error{code:"revoked"}` and Close 1008. If the file later disappears or
+    /// cannot be read, its last entries stay in force. Default: none.
+    pub fn revocation_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.revocation_file = Some(path.into());
+        self
+    }
+
+    /// Enables `POST /admin/revoke`, for requests with `Authorization: Bearer <secret>`; the
+    /// body holds deny-list entries as in [`revocation_file`](Self::revocation_file), each
+    /// revoked as by [`Hub::revoke`]. Default: none, and the route does not exist.
+    pub fn admin_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.config.admin_secret = Some(secret.as_ref().to_vec());
         self
     }
 
@@ -275,7 +298,8 @@ impl HubBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] names the first setting that is out of range.
+    /// [`Error::Config`] names the first setting that is out of range;
+    /// [`Error::RevocationFile`] says the revocation file cannot be read.
     pub fn build(self) -> Result<Hub> {
         let c = &self.config;
         let bad = |setting, reason| Err(Error::Config { setting, reason });
@@ -284,6 +308,9 @@ impl HubBuilder {
         }
         if c.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("jwt_secret", "use at least 16 bytes");
+        }
+        if c.admin_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("admin_secret", "use at least 16 bytes");
         }
         if c.max_message_size < 256 {
             return bad("max_message_size", "must be at least 256 bytes");
@@ -331,7 +358,22 @@ impl HubBuilder {
         if c.stats_interval.is_zero() {
             return bad("stats_interval", "must be positive");
         }
-        Ok(Hub::new(self.config))
+        let file_revocations = match &c.revocation_file {
+            Some(path) => {
+                Some(
+                    crate::revocation::load(path).map_err(|source| Error::RevocationFile {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let hub = Hub::new(self.config);
+        if let Some(list) = file_revocations {
+            hub.shared.set_file_revocations(list);
+        }
+        Ok(hub)
     }
 
     /// Builds the hub and serves it on `listener` until Ctrl-C or SIGTERM.

@@ -38,6 +38,7 @@ mod metrics;
 mod outbox;
 mod rate;
 mod registry;
+mod revocation;
 mod room;
 mod stats;
 mod tls;
