@@ -115,8 +115,10 @@ impl HubBuilder {
         self
     }
 
-    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked. The list can
-    /// be changed while serving with [`Hub::revoke`] and [`Hub::set_revoked`].
+    /// Revokes tokens whose `jti` or `sub` equals `id`; written `jti:<id>` or `sub:<id>`, only
+    /// the token id or only the subject. Default: nothing revoked. The list can be changed
+    /// while serving with [`Hub::revoke`] and [`Hub::set_revoked`], a
+    /// [`revocation_file`](Self::revocation_file) or the admin endpoint.
     pub fn revoke(mut self, id: impl Into<String>) -> Self {
         self.config.revoked.push(id.into());
         self

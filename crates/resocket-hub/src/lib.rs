@@ -20,7 +20,8 @@
 //! # }
 //! ```
 //!
-//! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text) and `/` (a live dashboard).
+//! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text), `/` (a live dashboard) and, with
+//! an admin secret, `POST /admin/revoke`.
 //! To mount the hub in an existing axum app, use [`Hub::router`].
 //!
 //! This crate has no cargo features.
