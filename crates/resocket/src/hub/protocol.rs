@@ -219,6 +219,15 @@ mod tests {
             r#"{"type":"error","code":"forbidden","message":"no","ref":"r"}"#
         );
         assert_eq!(serde_json::from_str::<ServerFrame>(&s).unwrap(), e);
+
+        let a: ClientFrame = ClientFrame::Auth {
+            token: None,
+            client: Some("c".into()),
+            secret: Some("s".into()),
+        };
+        let s = serde_json::to_string(&a).unwrap();
+        assert_eq!(s, r#"{"type":"auth","client":"c","secret":"s"}"#);
+        assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), a);
     }
 
     #[test]
@@ -226,6 +235,7 @@ mod tests {
         for c in [
             ErrorCode::InvalidJson,
             ErrorCode::TooManySubscriptions,
+            ErrorCode::RoomQuota,
             ErrorCode::ShuttingDown,
         ] {
             assert_eq!(
