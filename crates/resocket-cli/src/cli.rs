@@ -138,9 +138,25 @@ pub struct ServeArgs {
     /// Per-connection rate limit, frames per second.
     #[arg(long, env = "RESOCKET_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
-    /// Messages of history kept per room.
+    /// Messages of history kept per room (default 1000; the per-room age and byte bounds stay
+    /// at 5 minutes and 4 MiB).
     #[arg(long, env = "RESOCKET_HISTORY")]
     pub history: Option<usize>,
+    /// Bytes all rooms' history may hold together, like 256M (default 256 MiB); the oldest
+    /// history across rooms is dropped first.
+    #[arg(long, env = "RESOCKET_HISTORY_BUDGET", value_name = "BYTES", value_parser = parse_bytes)]
+    pub history_budget: Option<usize>,
+    /// Most rooms one client (token subject or anonymous id) may have created and alive
+    /// (default 1000).
+    #[arg(long, env = "RESOCKET_MAX_ROOMS_PER_CLIENT", value_name = "N")]
+    pub max_rooms_per_client: Option<usize>,
+    /// Deny-list file, reread when it changes: one `jti:<id>` or `sub:<id>` per line.
+    #[arg(long, env = "RESOCKET_REVOKED", value_name = "FILE")]
+    pub revoked: Option<PathBuf>,
+    /// Enables POST /admin/revoke for requests with `Authorization: Bearer <this secret>`
+    /// (at least 16 bytes).
+    #[arg(long, env = "RESOCKET_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
     /// Most connections at once.
     #[arg(long, env = "RESOCKET_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -228,4 +244,38 @@ pub struct DemoArgs {
     /// Seed for the proxy's cuts (random if not given).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// Parses a byte count with an optional binary suffix: `65536`, `64K`, `256M`, `1G`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let upper = text.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(['B', 'I']);
+    let (number, shift) = match digits.chars().last() {
+        Some('K') => (&digits[..digits.len() - 1], 10),
+        Some('M') => (&digits[..digits.len() - 1], 20),
+        Some('G') => (&digits[..digits.len() - 1], 30),
+        _ => (digits, 0),
+    };
+    number
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is not a byte count like 65536, 64K, 256M or 1G"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("M").is_err());
+    }
 }

@@ -34,7 +34,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         builder = builder.rate_limit(rate, rate.saturating_mul(2));
     }
     if let Some(history) = args.history {
-        builder = builder.history(history, std::time::Duration::from_secs(3600), 64 << 20);
+        builder = builder.history_len(history);
+    }
+    if let Some(budget) = args.history_budget {
+        builder = builder.history_budget(budget);
+    }
+    if let Some(max) = args.max_rooms_per_client {
+        builder = builder.max_rooms_per_client(max);
+    }
+    if let Some(path) = &args.revoked {
+        builder = builder.revocation_file(path);
+    }
+    if let Some(secret) = &args.admin_secret {
+        builder = builder.admin_secret(secret);
     }
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(max);

@@ -499,3 +499,59 @@ async fn chaos_proxies_and_cuts_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
+    within(60, "serve --revoked", async {
+        const SECRET: &str = "the cli test's secret of 16+ bytes";
+        let file =
+            std::env::temp_dir().join(format!("resocket-cli-revoked-{}", std::process::id()));
+        std::fs::write(&file, "# nothing revoked yet\n").unwrap();
+        let mut child = resocket()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--jwt-secret",
+                SECRET,
+                "--revoked",
+            ])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = stderr.next_line().await.unwrap().expect("a banner");
+        let port: u16 = banner
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {banner:?}"));
+        let token = resocket_hub::Token::new("mallory")
+            .jti("t-9")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let (client, mut messages) = resocket::Client::builder(format!("ws://127.0.0.1:{port}/ws"))
+            .subprotocol("resocket.v1")
+            .header("authorization", format!("Bearer {token}"))
+            .connect()
+            .unwrap();
+        client.ready().await.unwrap();
+
+        std::fs::write(&file, "jti:t-9\n").unwrap();
+        match messages.recv().await {
+            Some(resocket::Message::Text(t)) => assert!(t.contains(r#""code":"revoked""#), "{t}"),
+            other => panic!("expected the revoked error, got {other:?}"),
+        }
+        // Close 1008 is final: the client does not reconnect.
+        let _ = client.closed().await;
+        let close = client.snapshot().last_close.expect("the hub's close frame");
+        assert_eq!(u16::from(close.code), 1008);
+        child.kill().await.unwrap();
+        let _ = std::fs::remove_file(&file);
+    })
+    .await;
+}

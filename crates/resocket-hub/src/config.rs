@@ -27,6 +27,8 @@ pub(crate) struct HubConfig {
     pub(crate) jwt_secret: Option<Vec<u8>>,
     pub(crate) token_leeway: Duration,
     pub(crate) revoked: Vec<String>,
+    pub(crate) revocation_file: Option<std::path::PathBuf>,
+    pub(crate) admin_secret: Option<Vec<u8>>,
     pub(crate) allow_anonymous: bool,
     pub(crate) anonymous_subscribe: Vec<String>,
     pub(crate) anonymous_publish: Vec<String>,
@@ -41,9 +43,11 @@ pub(crate) struct HubConfig {
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
     pub(crate) max_rooms: usize,
+    pub(crate) max_rooms_per_client: usize,
     pub(crate) history_len: usize,
     pub(crate) history_age: Duration,
     pub(crate) history_bytes: usize,
+    pub(crate) history_budget: usize,
     pub(crate) dedupe_window: usize,
     pub(crate) shutdown_drain: Duration,
     pub(crate) read_buffer_size: usize,
@@ -57,6 +61,8 @@ impl Default for HubConfig {
             jwt_secret: None,
             token_leeway: Duration::ZERO,
             revoked: Vec::new(),
+            revocation_file: None,
+            admin_secret: None,
             allow_anonymous: false,
             anonymous_subscribe: vec!["*".into()],
             anonymous_publish: vec!["*".into()],
@@ -71,9 +77,11 @@ impl Default for HubConfig {
             max_connections: 10_000,
             max_subscriptions: 100,
             max_rooms: 10_000,
+            max_rooms_per_client: 1000,
             history_len: 1000,
             history_age: Duration::from_secs(300),
             history_bytes: 4 * 1024 * 1024,
+            history_budget: 256 * 1024 * 1024,
             dedupe_window: 1000,
             shutdown_drain: Duration::from_secs(5),
             read_buffer_size: 4 * 1024,
@@ -107,10 +115,31 @@ impl HubBuilder {
         self
     }
 
-    /// Revokes tokens whose `jti` or `sub` equals `id`. Default: nothing revoked. The list can
-    /// be changed while serving with [`Hub::revoke`] and [`Hub::set_revoked`].
+    /// Revokes tokens whose `jti` or `sub` equals `id`; written `jti:<id>` or `sub:<id>`, only
+    /// the token id or only the subject. Default: nothing revoked. The list can be changed
+    /// while serving with [`Hub::revoke`] and [`Hub::set_revoked`], a
+    /// [`revocation_file`](Self::revocation_file) or the admin endpoint.
     pub fn revoke(mut self, id: impl Into<String>) -> Self {
         self.config.revoked.push(id.into());
+        self
+    }
+
+    /// A deny-list file, read when the hub is built and reread within about a second of every
+    /// change (its modification time or size) while serving. One entry per line: `jti:<id>`
+    /// revokes the token with that id, `sub:<id>` every token of that subject, a bare `<id>`
+    /// either; blank lines and `#` comments are skipped. Connections holding a token the file
+    /// names get `error{code:"revoked"}` and Close 1008. If the file later disappears or
+    /// cannot be read, its last entries stay in force. Default: none.
+    pub fn revocation_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.revocation_file = Some(path.into());
+        self
+    }
+
+    /// Enables `POST /admin/revoke`, for requests with `Authorization: Bearer <secret>`; the
+    /// body holds deny-list entries as in [`revocation_file`](Self::revocation_file), each
+    /// revoked as by [`Hub::revoke`]. Default: none, and the route does not exist.
+    pub fn admin_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
+        self.config.admin_secret = Some(secret.as_ref().to_vec());
         self
     }
 
@@ -195,20 +224,46 @@ impl HubBuilder {
         self
     }
 
-    /// The most rooms the hub holds at once. Default: 10,000. Over it, subscribing or publishing
-    /// to a new room gets `error{code:"too_many_rooms"}`. With the history bounds, this bounds
-    /// the memory all histories can take (`max_rooms × history bytes`).
+    /// The most rooms the hub holds at once, system (`$`) rooms included. Default: 10,000. Over
+    /// it, subscribing or publishing to a new room gets `error{code:"too_many_rooms"}`. The
+    /// hub's own `$stats` and `$healthz` rooms count but are never refused.
     pub fn max_rooms(mut self, max: usize) -> Self {
         self.config.max_rooms = max;
         self
     }
 
+    /// The most rooms one client may have created and still alive (a room lives while it has
+    /// subscribers or history). Default: 1000. The client is the token's `sub`, or an anonymous
+    /// client's id (see `auth` in PROTOCOL.md). Over it, subscribing or publishing to a new
+    /// room gets `error{code:"room_quota"}`; existing rooms stay open to it.
+    pub fn max_rooms_per_client(mut self, max: usize) -> Self {
+        self.config.max_rooms_per_client = max;
+        self
+    }
+
     /// Room history bounds: at most `len` messages, none older than `age`, at most `bytes`
-    /// of frames. Default: 1000 messages, 5 minutes, 4 MiB.
+    /// of frames, per room. Default: 1000 messages, 5 minutes, 4 MiB. All rooms together are
+    /// bounded by [`history_budget`](Self::history_budget).
     pub fn history(mut self, len: usize, age: Duration, bytes: usize) -> Self {
         self.config.history_len = len;
         self.config.history_age = age;
         self.config.history_bytes = bytes;
+        self
+    }
+
+    /// The most messages of history kept per room, leaving the age and byte bounds as they
+    /// are. Default: 1000.
+    pub fn history_len(mut self, len: usize) -> Self {
+        self.config.history_len = len;
+        self
+    }
+
+    /// The most bytes all rooms' history may hold together. Default: 256 MiB. Over it, the
+    /// oldest messages across all rooms are dropped first, down to seven eighths of the budget;
+    /// a later `since` before a room's oldest remaining offset gets `recovered: false`. Each
+    /// message counts its frame's bytes plus about 100 bytes of bookkeeping.
+    pub fn history_budget(mut self, bytes: usize) -> Self {
+        self.config.history_budget = bytes;
         self
     }
 
@@ -245,7 +300,8 @@ impl HubBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] names the first setting that is out of range.
+    /// [`Error::Config`] names the first setting that is out of range;
+    /// [`Error::RevocationFile`] says the revocation file cannot be read.
     pub fn build(self) -> Result<Hub> {
         let c = &self.config;
         let bad = |setting, reason| Err(Error::Config { setting, reason });
@@ -254,6 +310,9 @@ impl HubBuilder {
         }
         if c.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("jwt_secret", "use at least 16 bytes");
+        }
+        if c.admin_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return bad("admin_secret", "use at least 16 bytes");
         }
         if c.max_message_size < 256 {
             return bad("max_message_size", "must be at least 256 bytes");
@@ -273,14 +332,24 @@ impl HubBuilder {
                 "ping interval, ping timeout and auth timeout must be positive",
             );
         }
-        if c.max_connections == 0 || c.max_subscriptions == 0 || c.max_rooms == 0 {
+        if c.max_connections == 0
+            || c.max_subscriptions == 0
+            || c.max_rooms == 0
+            || c.max_rooms_per_client == 0
+        {
             return bad(
                 "max_connections",
-                "connection and subscription caps must be positive",
+                "connection, subscription and room caps must be positive",
             );
         }
         if c.history_len == 0 || c.history_age.is_zero() || c.history_bytes == 0 {
             return bad("history", "history bounds must be positive");
+        }
+        if c.history_budget < c.max_message_size {
+            return bad(
+                "history_budget",
+                "must hold at least one maximum-size message",
+            );
         }
         if c.dedupe_window == 0 {
             return bad("dedupe_window", "must be positive");
@@ -291,7 +360,22 @@ impl HubBuilder {
         if c.stats_interval.is_zero() {
             return bad("stats_interval", "must be positive");
         }
-        Ok(Hub::new(self.config))
+        let file_revocations = match &c.revocation_file {
+            Some(path) => {
+                Some(
+                    crate::revocation::load(path).map_err(|source| Error::RevocationFile {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let hub = Hub::new(self.config);
+        if let Some(list) = file_revocations {
+            hub.shared.set_file_revocations(list);
+        }
+        Ok(hub)
     }
 
     /// Builds the hub and serves it on `listener` until Ctrl-C or SIGTERM.

@@ -18,6 +18,7 @@ use crate::hub::Shared;
 use crate::metrics::Disconnect;
 use crate::outbox::{Closing, Outbox};
 use crate::rate::TokenBucket;
+use crate::registry::Refused;
 use crate::room::{Published, Recovery, Room};
 use crate::token::Claims;
 
@@ -29,7 +30,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) enum Identity {
     /// Authenticated by a token.
     Token(Claims),
-    /// Anonymous, with the client id it gave in `auth`, if any.
+    /// Anonymous, with the dedupe id derived from the `client` and `secret` it gave in
+    /// `auth` (see [`anonymous_id`]), if any.
     Anonymous { client: Option<String> },
 }
 
@@ -341,7 +343,11 @@ impl Session {
             }
         };
         match frame {
-            Inbound::Auth { token, client } => self.auth(token, client),
+            Inbound::Auth {
+                token,
+                client,
+                secret,
+            } => self.auth(token, client, secret),
             _ if matches!(self.auth, Auth::Pending) => {
                 self.auth_failed("the first frame must be `auth`")
             }
@@ -376,7 +382,12 @@ impl Session {
         }
     }
 
-    fn auth(&mut self, token: Option<String>, client: Option<String>) -> Option<Closing> {
+    fn auth(
+        &mut self,
+        token: Option<String>,
+        client: Option<String>,
+        secret: Option<String>,
+    ) -> Option<Closing> {
         let anonymous_upgrade = matches!(self.auth, Auth::FromRequest(Identity::Anonymous { .. }));
         if !matches!(self.auth, Auth::Pending) && !anonymous_upgrade {
             self.error(
@@ -391,7 +402,9 @@ impl Session {
                 Ok(claims) => Identity::Token(claims),
                 Err(e) => return self.auth_failed(&e.to_string()),
             },
-            None if self.shared.config.allow_anonymous => Identity::Anonymous { client },
+            None if self.shared.config.allow_anonymous => Identity::Anonymous {
+                client: anonymous_id(client.as_deref(), secret.as_deref()),
+            },
             None => return self.auth_failed("a token is required"),
         };
         if let Identity::Token(c) = &identity {
@@ -399,6 +412,31 @@ impl Session {
         }
         self.auth = Auth::FromFrame(identity);
         None
+    }
+
+    /// Who this connection is for publish dedupe and room quotas.
+    fn client_key(&self) -> String {
+        match self.identity() {
+            Some(Identity::Token(c)) => c.sub.clone(),
+            Some(Identity::Anonymous { client: Some(c) }) => c.clone(),
+            // Without a proven client id, repeats are recognised within this connection only.
+            _ => format!("conn:{}", self.id),
+        }
+    }
+
+    fn refused(&self, refused: Refused, reference: String) {
+        match refused {
+            Refused::TooManyRooms => self.error(
+                ErrorCode::TooManyRooms,
+                "the hub is at its room limit",
+                Some(reference),
+            ),
+            Refused::Quota => self.error(
+                ErrorCode::RoomQuota,
+                "this client created as many rooms as it may hold",
+                Some(reference),
+            ),
+        }
     }
 
     fn may(&self, room: &str, publish: bool) -> bool {
@@ -445,13 +483,9 @@ impl Session {
         }
         let shared = &self.shared;
         loop {
-            let Some(room) = shared.room(&name) else {
-                self.error(
-                    ErrorCode::TooManyRooms,
-                    "the hub is at its room limit",
-                    Some(name),
-                );
-                return;
+            let room = match shared.room(&name, Some(&self.client_key())) {
+                Ok(room) => room,
+                Err(refused) => return self.refused(refused, name),
             };
             match room.subscribe(
                 self.id,
@@ -487,28 +521,35 @@ impl Session {
             );
             return;
         }
-        let client = match self.identity() {
-            Some(Identity::Token(c)) => c.sub.clone(),
-            Some(Identity::Anonymous { client: Some(c) }) => format!("anon:{c}"),
-            // Without a client id, repeats are recognised within this connection only.
-            _ => format!("conn:{}", self.id),
-        };
+        let client = self.client_key();
         let shared = &self.shared;
         let offset = loop {
-            let Some(room) = shared.room(&name) else {
-                self.error(
-                    ErrorCode::TooManyRooms,
-                    "the hub is at its room limit",
-                    Some(id),
-                );
-                return;
+            let room = match shared.room(&name, Some(&client)) {
+                Ok(room) => room,
+                Err(refused) => return self.refused(refused, id),
             };
             match room.publish(Some((&client, &id)), data, &shared.limits, &shared.metrics) {
                 Published::Applied { offset } | Published::Duplicate { offset } => break offset,
                 Published::Gone => continue,
             }
         };
+        shared.enforce_history_budget();
         shared.metrics.acks.fetch_add(1, Relaxed);
         self.push(&ServerFrame::Ack { id, offset });
     }
+}
+
+/// The dedupe id of an anonymous client: its name bound to a hash of its secret, so that only
+/// the holder of the secret speaks as that id. Without a secret a name proves nothing, so there
+/// is no id and the connection stands in for the client.
+fn anonymous_id(client: Option<&str>, secret: Option<&str>) -> Option<String> {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret?.as_bytes());
+    // `anon:` keeps these apart from tokens' subjects; 128 bits of the hash are plenty to keep
+    // secrets apart, and the fixed length keeps the id unambiguous whatever the name holds.
+    let mut id = format!("anon:{}:", client.unwrap_or_default());
+    for b in &digest.as_ref()[..16] {
+        let _ = write!(id, "{b:02x}");
+    }
+    Some(id)
 }

@@ -26,6 +26,15 @@ pub enum Error {
     /// A token could not be verified.
     #[error("token rejected")]
     Token(#[from] TokenError),
+    /// The revocation file could not be read when the hub was built.
+    #[error("cannot read the revocation file {}", path.display())]
+    RevocationFile {
+        /// The file's path, as configured.
+        path: std::path::PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {

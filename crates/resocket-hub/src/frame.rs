@@ -13,6 +13,11 @@ use serde_json::value::RawValue;
 pub(crate) const MAX_ROOM_LEN: usize = 128;
 /// The longest publish id, in bytes.
 pub(crate) const MAX_ID_LEN: usize = 128;
+/// The longest anonymous client name, in bytes.
+pub(crate) const MAX_CLIENT_LEN: usize = 128;
+/// The accepted lengths of an anonymous client's secret, in bytes: short enough to bound what
+/// the hub hashes, long enough that it cannot be guessed through the dedupe replies.
+pub(crate) const SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=256;
 
 /// A well-formed client frame, borrowing from the received text.
 #[derive(Debug)]
@@ -20,6 +25,7 @@ pub(crate) enum Inbound<'a> {
     Auth {
         token: Option<String>,
         client: Option<String>,
+        secret: Option<String>,
     },
     Subscribe {
         room: String,
@@ -74,6 +80,7 @@ struct Flat<'a> {
     epoch: Option<u64>,
     token: Option<String>,
     client: Option<String>,
+    secret: Option<String>,
     #[serde(borrow, default)]
     data: Present<'a>,
 }
@@ -106,6 +113,7 @@ pub(crate) fn parse(text: &str) -> Result<Inbound<'_>, FrameError> {
         "auth" => Inbound::Auth {
             token: flat.token,
             client: flat.client,
+            secret: flat.secret,
         },
         "subscribe" => Inbound::Subscribe {
             room: flat.room.ok_or_else(|| missing("room"))?,
@@ -144,7 +152,21 @@ fn check_names(frame: &Inbound<'_>) -> Result<(), &'static str> {
             }
             room
         }
-        Inbound::Auth { .. } => return Ok(()),
+        Inbound::Auth { client, secret, .. } => {
+            if client
+                .as_ref()
+                .is_some_and(|c| c.is_empty() || c.len() > MAX_CLIENT_LEN)
+            {
+                return Err("`client` must be 1 to 128 bytes");
+            }
+            if secret
+                .as_ref()
+                .is_some_and(|s| !SECRET_LEN.contains(&s.len()))
+            {
+                return Err("`secret` must be 16 to 256 bytes");
+            }
+            return Ok(());
+        }
     };
     if room.is_empty() || room.len() > MAX_ROOM_LEN || room.chars().any(char::is_control) {
         return Err("`room` must be 1 to 128 bytes without control characters");
@@ -199,6 +221,14 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"subscribe","room":""}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"auth","client":"c","secret":"short"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"auth","client":""}"#),
             ErrorCode::InvalidField
         );
     }

@@ -42,7 +42,9 @@ pub(crate) async fn deep(shared: &Arc<Shared>) -> Result<&'static str, String> {
 }
 
 fn publish_nonce(shared: &Shared, nonce: &str) -> Result<(), String> {
-    let room = shared.room(HEALTH_ROOM).ok_or("no health room")?;
+    let room = shared
+        .room(HEALTH_ROOM, None)
+        .map_err(|_| "no health room")?;
     let data = RawValue::from_string(format!("\"{nonce}\"")).map_err(|e| e.to_string())?;
     room.publish(None, &data, &shared.limits, &shared.metrics);
     Ok(())
@@ -52,7 +54,9 @@ async fn in_process(shared: &Shared, nonce: &str) -> Result<(), String> {
     let outbox = Arc::new(Outbox::new(64 * 1024));
     // An id no connection will ever have (they count up from 1).
     let id = u64::MAX - fastrand::u64(..1 << 20);
-    let room = shared.room(HEALTH_ROOM).ok_or("no health room")?;
+    let room = shared
+        .room(HEALTH_ROOM, None)
+        .map_err(|_| "no health room")?;
     room.subscribe(id, &outbox, None, None, &shared.limits, &shared.metrics);
     publish_nonce(shared, nonce)?;
     let mut batch = std::collections::VecDeque::new();

@@ -12,6 +12,7 @@ use crate::config::{HubBuilder, HubConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::outbox::{Closing, Outbox};
+use crate::registry::{Refused, Registry};
 use crate::room::{Limits, Room};
 use crate::token::Verifier;
 use resocket::hub::protocol::close_code;
@@ -36,9 +37,12 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) verifier: Option<Verifier>,
     pub(crate) metrics: Metrics,
-    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    rooms: Registry,
     /// Revoked token ids and subjects, read on every token check, written on (re)load.
     revoked: RwLock<HashSet<String>>,
+    /// The revocation file's entries, replaced whole on every reload of the file, apart from
+    /// `revoked` so that a reload never undoes a revocation made through the API.
+    revoked_file: RwLock<HashSet<String>>,
     /// `(sub, jti)` of every connection authenticated by a token, so a revocation reaches it.
     holders: Mutex<HashMap<u64, (String, Option<String>)>>,
     /// Every live connection's outbox, so shutdown can reach them all.
@@ -76,15 +80,27 @@ impl Hub {
             .jwt_secret
             .as_deref()
             .map(|s| Verifier::new(s, config.token_leeway));
-        let revoked = RwLock::new(config.revoked.iter().cloned().collect());
+        let revoked = RwLock::new(
+            config
+                .revoked
+                .iter()
+                .map(|id| crate::revocation::normalize(id))
+                .collect(),
+        );
+        let rooms = Registry::new(
+            config.max_rooms,
+            config.max_rooms_per_client,
+            config.history_budget,
+        );
         Hub {
             shared: Arc::new(Shared {
                 config,
                 limits,
                 verifier,
                 metrics: Metrics::default(),
-                rooms: Mutex::default(),
+                rooms,
                 revoked,
+                revoked_file: RwLock::default(),
                 holders: Mutex::default(),
                 connections: Mutex::default(),
                 next_conn: AtomicU64::new(1),
@@ -104,8 +120,15 @@ impl Hub {
             && !self.shared.stats_started.swap(true, Relaxed)
         {
             tokio::spawn(crate::stats::run(self.clone()));
+            if let Some(path) = &self.shared.config.revocation_file {
+                tokio::spawn(crate::revocation::watch(self.clone(), path.clone()));
+            }
         }
-        crate::http::router(self.clone())
+        let app = crate::http::router(self.clone());
+        if self.shared.config.admin_secret.is_some() {
+            return app.merge(crate::revocation::admin_router(self.clone()));
+        }
+        app
     }
 
     /// Serves the hub on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
@@ -234,16 +257,29 @@ impl Hub {
         }
     }
 
-    /// Revokes tokens whose `jti` or `sub` equals `id`, while serving. Connections holding such a
-    /// token get `error{code:"revoked"}` and are closed with 1008.
+    /// Revokes tokens whose `jti` or `sub` equals `id` (or, written `jti:<id>` or `sub:<id>`,
+    /// only the token id or only the subject), while serving. Connections holding such a token
+    /// get `error{code:"revoked"}` and are closed with 1008.
     pub fn revoke(&self, id: impl Into<String>) {
-        self.shared.write_revoked().insert(id.into());
+        self.revoke_all([id.into()]);
+    }
+
+    /// Revokes several entries at once, as [`revoke`](Self::revoke) does.
+    pub(crate) fn revoke_all(&self, ids: impl IntoIterator<Item = String>) {
+        self.shared
+            .write_revoked()
+            .extend(ids.into_iter().map(|id| crate::revocation::normalize(&id)));
         self.shared.enforce_revocations();
     }
 
     /// Replaces the deny-list (a reload), and closes connections whose token is now on it.
+    /// Entries as in [`revoke`](Self::revoke). The revocation file's entries are kept apart and
+    /// stay in force.
     pub fn set_revoked(&self, ids: impl IntoIterator<Item = String>) {
-        *self.shared.write_revoked() = ids.into_iter().collect();
+        *self.shared.write_revoked() = ids
+            .into_iter()
+            .map(|id| crate::revocation::normalize(&id))
+            .collect();
         self.shared.enforce_revocations();
     }
 
@@ -294,8 +330,17 @@ impl Shared {
 
     /// Whether a token with this subject and id is revoked.
     pub(crate) fn is_revoked(&self, sub: &str, jti: Option<&str>) -> bool {
-        let set = self.revoked.read().unwrap_or_else(|e| e.into_inner());
-        set.contains(sub) || jti.is_some_and(|j| set.contains(j))
+        let read = |l: &RwLock<HashSet<String>>| {
+            crate::revocation::names(&l.read().unwrap_or_else(|e| e.into_inner()), sub, jti)
+        };
+        read(&self.revoked) || read(&self.revoked_file)
+    }
+
+    /// Replaces the revocation file's entries, and closes connections whose token is now on
+    /// them.
+    pub(crate) fn set_file_revocations(&self, list: HashSet<String>) {
+        *self.revoked_file.write().unwrap_or_else(|e| e.into_inner()) = list;
+        self.enforce_revocations();
     }
 
     /// Records that connection `id` is authenticated by a token.
@@ -336,47 +381,25 @@ impl Shared {
         self.live_tx.send_replace(n);
     }
 
-    /// The room named `name`, created if needed; `None` when a new room would pass the room cap
-    /// (system rooms, named with a leading `$`, are exempt).
-    pub(crate) fn room(&self, name: &str) -> Option<Arc<Room>> {
-        let mut rooms = lock(&self.rooms);
-        if let Some(room) = rooms.get(name) {
-            // A room retired meanwhile is replaced: its history is gone, so a new epoch is right.
-            if !room.is_removed() {
-                return Some(room.clone());
-            }
-            rooms.remove(name);
-        }
-        if rooms.len() >= self.config.max_rooms && !name.starts_with('$') {
-            return None;
-        }
-        let key: Arc<str> = name.into();
-        let room = Arc::new(Room::new(key.clone()));
-        rooms.insert(key, room.clone());
-        Some(room)
+    /// The room named `name`, created if needed and charged to the client `creator` (`None`
+    /// for the hub's own rooms); see [`Registry::room`].
+    pub(crate) fn room(&self, name: &str, creator: Option<&str>) -> Result<Arc<Room>, Refused> {
+        self.rooms.room(name, creator)
     }
 
     /// The number of rooms.
     pub(crate) fn room_count(&self) -> usize {
-        lock(&self.rooms).len()
+        self.rooms.len()
     }
 
     /// Drops rooms that have neither subscribers nor history.
     pub(crate) fn retire_rooms(&self) {
-        let rooms: Vec<(Arc<str>, Arc<Room>)> = lock(&self.rooms)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, room) in rooms {
-            // The room is marked removed under its own lock first, so a publisher or subscriber
-            // that raced us sees the mark and looks the name up again.
-            if room.try_retire(&self.limits, &self.metrics) {
-                let mut map = lock(&self.rooms);
-                if map.get(&name).is_some_and(|r| Arc::ptr_eq(r, &room)) {
-                    map.remove(&name);
-                }
-            }
-        }
+        self.rooms.retire(&self.limits, &self.metrics);
+    }
+
+    /// Evicts the oldest history across rooms once all of it is over the history budget.
+    pub(crate) fn enforce_history_budget(&self) {
+        self.rooms.enforce_budget(&self.metrics);
     }
 }
 

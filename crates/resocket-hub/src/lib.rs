@@ -20,11 +20,13 @@
 //! # }
 //! ```
 //!
-//! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text) and `/` (a live dashboard).
+//! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text), `/` (a live dashboard) and, with
+//! an admin secret, `POST /admin/revoke`.
 //! To mount the hub in an existing axum app, use [`Hub::router`].
 //!
 //! This crate has no cargo features.
 
+mod budget;
 mod config;
 mod connection;
 mod error;
@@ -36,6 +38,8 @@ mod hub;
 mod metrics;
 mod outbox;
 mod rate;
+mod registry;
+mod revocation;
 mod room;
 mod stats;
 mod tls;

@@ -67,6 +67,7 @@ pub(crate) struct Metrics {
     pub(crate) subscriptions: AtomicU64,
     pub(crate) history_messages: AtomicU64,
     pub(crate) history_bytes: AtomicU64,
+    pub(crate) history_evicted: AtomicU64,
 }
 
 impl Metrics {
@@ -163,6 +164,12 @@ impl Metrics {
             "gauge",
             "Bytes held in room history.",
             g(&self.history_bytes),
+        );
+        one(
+            "resocket_hub_history_evicted_total",
+            "counter",
+            "Messages dropped from history to keep all rooms within the history budget.",
+            g(&self.history_evicted),
         );
 
         let _ = writeln!(out, "# HELP resocket_hub_messages_total WebSocket data frames by direction.\n# TYPE resocket_hub_messages_total counter");

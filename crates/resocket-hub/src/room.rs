@@ -9,6 +9,7 @@ use axum::extract::ws::Utf8Bytes;
 use resocket::hub::protocol::ServerFrame;
 use serde_json::value::RawValue;
 
+use crate::budget::HistoryBudget;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Push};
 
@@ -46,6 +47,10 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Room {
     name: Arc<str>,
+    /// The client that created the room, charged against its room quota while the room lives.
+    creator: Option<Arc<str>>,
+    /// The hub-wide history budget every entry is counted in.
+    budget: Arc<HistoryBudget>,
     state: Mutex<State>,
 }
 
@@ -72,11 +77,17 @@ pub(crate) enum Recovery {
 }
 
 impl Room {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        creator: Option<Arc<str>>,
+        budget: Arc<HistoryBudget>,
+    ) -> Self {
         // The epoch fits in 53 bits so that JavaScript clients read it exactly.
         let epoch = fastrand::u64(1..(1 << 53));
         Room {
             name,
+            creator,
+            budget,
             state: Mutex::new(State {
                 epoch,
                 last: 0,
@@ -88,6 +99,11 @@ impl Room {
                 removed: false,
             }),
         }
+    }
+
+    /// The client charged for this room, if any.
+    pub(crate) fn creator(&self) -> Option<&Arc<str>> {
+        self.creator.as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -122,7 +138,13 @@ impl Room {
             data,
         };
         // Serializing strings, numbers and a RawValue cannot fail.
-        let frame: Utf8Bytes = serde_json::to_string(&frame).unwrap_or_default().into();
+        let mut text = serde_json::to_string(&frame).unwrap_or_default();
+        // The string grew by doubling, and the bytes keep its whole allocation for as long as
+        // history holds them: up to twice what the history bounds count. Shrinking is in place.
+        if text.capacity() - text.len() > 64 {
+            text.shrink_to_fit();
+        }
+        let frame: Utf8Bytes = text.into();
         st.last = offset;
         let now = Instant::now();
         for outbox in st.subscribers.values() {
@@ -131,6 +153,7 @@ impl Room {
             }
         }
         st.history_bytes += frame.len();
+        self.budget.charge(frame.len());
         metrics.history_messages.fetch_add(1, Relaxed);
         metrics.history_bytes.fetch_add(frame.len() as u64, Relaxed);
         st.history.push_back(Entry {
@@ -138,7 +161,7 @@ impl Room {
             at: now,
             frame,
         });
-        prune(&mut st, limits, now, metrics);
+        prune(&mut st, limits, now, &self.budget, metrics);
         if let Some(key) = key {
             st.dedupe.insert(key.clone(), offset);
             st.dedupe_order.push_back(key);
@@ -167,7 +190,7 @@ impl Room {
         if st.removed {
             return None;
         }
-        prune(&mut st, limits, Instant::now(), metrics);
+        prune(&mut st, limits, Instant::now(), &self.budget, metrics);
         let oldest = st.history.front().map_or(st.last + 1, |e| e.offset);
         let (recovery, first, from) = match since {
             None => (Recovery::NotAsked, None, u64::MAX),
@@ -216,16 +239,47 @@ impl Room {
     /// Marks the room removed if nobody subscribes and its history has aged out.
     pub(crate) fn try_retire(&self, limits: &Limits, metrics: &Metrics) -> bool {
         let mut st = self.lock();
-        prune(&mut st, limits, Instant::now(), metrics);
+        prune(&mut st, limits, Instant::now(), &self.budget, metrics);
         if st.subscribers.is_empty() && st.history.is_empty() {
             st.removed = true;
         }
         st.removed
     }
+
+    /// When the oldest message still held was published.
+    pub(crate) fn oldest_at(&self) -> Option<Instant> {
+        self.lock().history.front().map(|e| e.at)
+    }
+
+    /// Evicts the oldest history for the hub's budget: at least one message, then more while
+    /// they are no newer than `through` (the next room's oldest) and fewer than `want` bytes
+    /// are freed. Returns the bytes freed and the new oldest message's time.
+    ///
+    /// The room's oldest offset moves on, so a later `since` before it is `recovered: false`.
+    pub(crate) fn evict(
+        &self,
+        through: Option<Instant>,
+        want: usize,
+        metrics: &Metrics,
+    ) -> (usize, Option<Instant>) {
+        let mut st = self.lock();
+        let (mut freed, mut evicted) = (0, 0);
+        while let Some(front) = st.history.front() {
+            if freed > 0 && (freed >= want || through.is_some_and(|t| front.at > t)) {
+                break;
+            }
+            freed += pop_oldest(&mut st, &self.budget, metrics);
+            evicted += 1;
+        }
+        shrink(&mut st);
+        metrics.history_evicted.fetch_add(evicted, Relaxed);
+        (freed, st.history.front().map(|e| e.at))
+    }
 }
 
 /// Drops history past any of its bounds, oldest first.
-fn prune(st: &mut State, limits: &Limits, now: Instant, metrics: &Metrics) {
+fn prune(st: &mut State, limits: &Limits, now: Instant, budget: &HistoryBudget, metrics: &Metrics) {
+    let mut pruned = false;
     while let Some(front) = st.history.front() {
         let too_old = now.saturating_duration_since(front.at) > limits.history_age;
         if !(st.history.len() > limits.history_len
@@ -234,11 +288,32 @@ fn prune(st: &mut State, limits: &Limits, now: Instant, metrics: &Metrics) {
         {
             break;
         }
-        let len = front.frame.len();
-        st.history.pop_front();
-        st.history_bytes -= len;
-        metrics.history_messages.fetch_sub(1, Relaxed);
-        metrics.history_bytes.fetch_sub(len as u64, Relaxed);
+        pop_oldest(st, budget, metrics);
+        pruned = true;
+    }
+    if pruned {
+        shrink(st);
+    }
+}
+
+/// Drops the oldest message; returns what it cost the budget.
+fn pop_oldest(st: &mut State, budget: &HistoryBudget, metrics: &Metrics) -> usize {
+    let Some(entry) = st.history.pop_front() else {
+        return 0;
+    };
+    let len = entry.frame.len();
+    st.history_bytes -= len;
+    metrics.history_messages.fetch_sub(1, Relaxed);
+    metrics.history_bytes.fetch_sub(len as u64, Relaxed);
+    budget.release(len)
+}
+
+/// Gives back queue capacity a history no longer needs: a room that once held its full count
+/// would otherwise keep that much memory after eviction emptied it, for as long as it lives.
+fn shrink(st: &mut State) {
+    let (len, cap) = (st.history.len(), st.history.capacity());
+    if cap > 64 && len < cap / 4 {
+        st.history.shrink_to(len * 2);
     }
 }
 
@@ -268,7 +343,11 @@ mod tests {
 
     #[test]
     fn replays_exactly_after_since_or_says_it_cannot() {
-        let (room, m, l) = (Room::new("r".into()), Metrics::default(), limits(3));
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(3),
+        );
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -305,7 +384,7 @@ mod tests {
         let m = Metrics::default();
         let mut l = limits(3);
         l.history_bytes = 400;
-        let room = Room::new("r".into());
+        let room = Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30)));
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -313,7 +392,8 @@ mod tests {
         room.publish(None, &raw(&format!("\"{}\"", "x".repeat(300))), &l, &m);
         assert_eq!(room.lock().history.len(), 1, "bytes");
         let mut st = room.lock();
-        prune(&mut st, &l, Instant::now() + l.history_age * 2, &m);
+        let budget = room.budget.clone();
+        prune(&mut st, &l, Instant::now() + l.history_age * 2, &budget, &m);
         assert!(st.history.is_empty(), "age");
         assert_eq!(st.history_bytes, 0);
         assert_eq!(m.history_messages.load(Relaxed), 0);
@@ -321,7 +401,11 @@ mod tests {
 
     #[test]
     fn repeated_ids_are_applied_once_within_the_window() {
-        let (room, m, l) = (Room::new("r".into()), Metrics::default(), limits(10));
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
         let d = raw("1");
         assert_eq!(
             room.publish(Some(("c", "a")), &d, &l, &m),

@@ -63,9 +63,10 @@ pub(crate) async fn run(hub: Hub) {
             continue;
         };
         let Ok(raw) = raw else { continue };
-        let Some(room) = shared.room(STATS_ROOM) else {
+        let Ok(room) = shared.room(STATS_ROOM, None) else {
             continue;
         };
         room.publish(None, &raw, &shared.limits, &shared.metrics);
+        shared.enforce_history_budget();
     }
 }

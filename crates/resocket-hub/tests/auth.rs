@@ -255,3 +255,101 @@ async fn revoking_while_serving_closes_the_tokens_connections() {
     })
     .await;
 }
+
+/// A path for one test's file, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "resocket-hub-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+
+    fn write(&self, contents: &str) {
+        std::fs::write(&self.0, contents).unwrap();
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_token_named_in_the_revocation_file_loses_its_live_connection() {
+    guard(20, async {
+        let file = TempFile::new("revoked", "# revoked tokens\njti:old\n");
+        let hub = TestHub::start(Hub::builder().jwt_secret(SECRET).revocation_file(&file.0)).await;
+        let token = |sub: &str, jti: &str| {
+            Token::new(sub)
+                .jti(jti)
+                .subscribe("*")
+                .sign(SECRET.as_bytes())
+        };
+        // The file is in force from the start.
+        let old = token("u", "old");
+        let err = hub
+            .raw(&[("authorization", &format!("Bearer {old}"))])
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(err), 401);
+
+        let mut stolen = hub.raw_with_token(&token("mallory", "t-9")).await;
+        subscribe(&mut stolen, "a", None).await;
+        let mut innocent = hub.raw_with_token(&token("alice", "t-1")).await;
+        subscribe(&mut innocent, "a", None).await;
+        file.write("# revoked tokens\njti:old\njti:t-9\n");
+        assert_eq!(recv(&mut stolen).await["code"], "revoked");
+        assert_eq!(closed(&mut stolen).await.unwrap().code, 1008.into());
+        subscribe(&mut innocent, "b", None).await;
+
+        // A subject line revokes every token of that subject; dropped lines are lifted.
+        file.write("sub:alice\n");
+        assert_eq!(recv(&mut innocent).await["code"], "revoked");
+        assert_eq!(closed(&mut innocent).await.unwrap().code, 1008.into());
+        hub.raw_with_token(&old).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_revokes_a_live_token_and_needs_its_own_secret() {
+    guard(10, async {
+        let admin = "the admin secret, not the jwt one";
+        let hub = TestHub::start(Hub::builder().jwt_secret(SECRET).admin_secret(admin)).await;
+        let stolen = Token::new("mallory")
+            .jti("t-9")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let mut ws = hub.raw_with_token(&stolen).await;
+        subscribe(&mut ws, "a", None).await;
+
+        for wrong in [None, Some(SECRET), Some(stolen.as_str())] {
+            let (status, _) = common::http_post(hub.addr, "/admin/revoke", wrong, "jti:t-9").await;
+            assert_eq!(status, 401, "with {wrong:?}");
+        }
+        subscribe(&mut ws, "b", None).await;
+        let (status, body) =
+            common::http_post(hub.addr, "/admin/revoke", Some(admin), "jti:t-9\n").await;
+        assert_eq!((status, body.as_str()), (200, "revoked 1\n"));
+        assert_eq!(recv(&mut ws).await["code"], "revoked");
+        assert_eq!(closed(&mut ws).await.unwrap().code, 1008.into());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_an_admin_secret_there_is_no_admin_endpoint() {
+    guard(10, async {
+        let hub = TestHub::with_tokens().await;
+        let (status, _) = common::http_post(hub.addr, "/admin/revoke", Some(SECRET), "x").await;
+        assert_eq!(status, 404);
+    })
+    .await;
+}

@@ -49,8 +49,59 @@ async fn past_the_room_cap_new_rooms_are_refused() {
             (err["code"].as_str(), err["ref"].as_str()),
             (Some("too_many_rooms"), Some("p"))
         );
+        // System rooms count against the cap like any other.
+        send(&mut ws, json!({"type": "subscribe", "room": "$five"})).await;
+        assert_eq!(recv(&mut ws).await["code"], "too_many_rooms");
         // Existing rooms still work.
         subscribe(&mut ws, "two", None).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_client_at_its_room_quota_leaves_rooms_for_the_others() {
+    guard(10, async {
+        let hub = TestHub::start(
+            Hub::builder()
+                .jwt_secret(common::SECRET)
+                .max_rooms(10)
+                .max_rooms_per_client(3),
+        )
+        .await;
+        let token = |sub: &str| {
+            resocket_hub::Token::new(sub)
+                .subscribe("*")
+                .publish("*")
+                .sign(common::SECRET.as_bytes())
+        };
+        let mut greedy = hub.raw_with_token(&token("greedy")).await;
+        // `$` rooms count too: they used to escape the cap altogether.
+        subscribe(&mut greedy, "$a", None).await;
+        common::publish(&mut greedy, "b", "1", json!(1)).await;
+        subscribe(&mut greedy, "c", None).await;
+        for (frame, reference) in [
+            (json!({"type": "subscribe", "room": "$d"}), "$d"),
+            (
+                json!({"type": "publish", "room": "e", "id": "2", "data": 2}),
+                "2",
+            ),
+        ] {
+            send(&mut greedy, frame).await;
+            let err = recv(&mut greedy).await;
+            assert_eq!(
+                (err["code"].as_str(), err["ref"].as_str()),
+                (Some("room_quota"), Some(reference))
+            );
+        }
+        // A second connection of the same client shares its quota...
+        let mut again = hub.raw_with_token(&token("greedy")).await;
+        send(&mut again, json!({"type": "subscribe", "room": "f"})).await;
+        assert_eq!(recv(&mut again).await["code"], "room_quota");
+        // ...while another client still creates rooms, and the greedy one keeps its own.
+        let mut other = hub.raw_with_token(&token("other")).await;
+        subscribe(&mut other, "g", None).await;
+        subscribe(&mut other, "$h", None).await;
+        common::publish(&mut greedy, "b", "3", json!(3)).await;
     })
     .await;
 }

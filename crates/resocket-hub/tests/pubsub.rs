@@ -119,18 +119,18 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
     guard(20, async {
         let hub = TestHub::anonymous().await;
         let mut publisher = HubClient::connect(&hub, &[]).await;
-        publisher
-            .send(json!({"type": "auth", "client": "p1"}))
-            .await;
+        let auth = json!({"type": "auth", "client": "p1", "secret": "p1's secret of 16+ bytes"});
+        publisher.send(auth.clone()).await;
         let mut reader = HubClient::connect(&hub, &[]).await;
         reader.subscribe("d", None).await;
 
         let first = publisher.publish("d", "same", json!("x")).await;
         let again = publisher.publish("d", "same", json!("x")).await;
         assert_eq!(first, again);
-        // The same client id survives a reconnect: a retry from a new connection is a repeat too.
+        // The same client id and secret survive a reconnect: a retry from a new connection is a
+        // repeat too.
         let mut retry = HubClient::connect(&hub, &[]).await;
-        retry.send(json!({"type": "auth", "client": "p1"})).await;
+        retry.send(auth).await;
         assert_eq!(retry.publish("d", "same", json!("x")).await, first);
         let next = publisher.publish("d", "other", json!("y")).await;
         assert_eq!(next, first + 1);
@@ -145,6 +145,44 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
         assert_eq!(
             common::metric(&metrics, "resocket_hub_dedupe_hits_total"),
             2.0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_anonymous_client_cannot_take_over_another_ones_id() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let mut reader = HubClient::connect(&hub, &[]).await;
+        reader.subscribe("d", None).await;
+        let mut owner = HubClient::connect(&hub, &[]).await;
+        owner
+            .send(json!({"type": "auth", "client": "p1", "secret": "the owner's own secret"}))
+            .await;
+        // Same name, another secret; then the same name with no secret at all.
+        let mut thief = HubClient::connect(&hub, &[]).await;
+        thief
+            .send(json!({"type": "auth", "client": "p1", "secret": "a guess, not the secret"}))
+            .await;
+        let mut bare = HubClient::connect(&hub, &[]).await;
+        bare.send(json!({"type": "auth", "client": "p1"})).await;
+
+        let stolen = thief.publish("d", "m-1", json!("thief")).await;
+        let bare_offset = bare.publish("d", "m-1", json!("bare")).await;
+        let owned = owner.publish("d", "m-1", json!("owner")).await;
+        assert_eq!(
+            [stolen, bare_offset, owned],
+            [1, 2, 3],
+            "no publish was taken for another's"
+        );
+        for want in ["thief", "bare", "owner"] {
+            assert_eq!(reader.message().await["data"], want);
+        }
+        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
+        assert_eq!(
+            common::metric(&metrics, "resocket_hub_dedupe_hits_total"),
+            0.0
         );
     })
     .await;

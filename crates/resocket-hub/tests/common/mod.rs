@@ -172,9 +172,36 @@ pub async fn publish(ws: &mut Ws, room: &str, id: &str, data: Value) -> u64 {
 /// Fetches `path` over plain HTTP/1.1 and returns the status and body. Reads by
 /// `Content-Length` or chunks, since not every server closes after `Connection: close`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// POSTs `body` to `path` with a bearer token, if any; returns the status and body.
+pub async fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let len = body.len();
+    http_request(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+             Content-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{body}"
+        ),
+    )
+    .await
+}
+
+/// Sends one raw HTTP/1.1 request and returns the response's status and body.
+async fn http_request(addr: SocketAddr, req: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];

@@ -212,7 +212,9 @@ impl HubClientBuilder {
                 builder = builder.header("authorization", format!("Bearer {token}"));
                 None
             }
-            None => Some(self.client_id.clone()),
+            // The secret proves to the hub that a reconnect is this client, not another one that
+            // names the same id; it lives as long as the client, so retries stay deduplicated.
+            None => Some((self.client_id.clone(), anonymous_secret())),
         };
         // A weak sender: the handshake must not keep the session alive once every
         // `HubClient` is gone.
@@ -584,7 +586,15 @@ fn encode(frame: &ClientFrame) -> Message {
 /// publishes.
 struct Resync {
     session: mpsc::WeakSender<SessionCommand>,
-    anonymous_id: Option<String>,
+    /// The client id and its secret, for `auth` when no token is used.
+    anonymous_id: Option<(String, String)>,
+}
+
+/// 128 random bits from the OS, hex-encoded: the secret behind an anonymous client id.
+fn anonymous_secret() -> String {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 
 impl Handshaker for Resync {
@@ -593,10 +603,11 @@ impl Handshaker for Resync {
         io: &'a mut HandshakeIo<'_>,
     ) -> BoxFuture<'a, Result<(), HandshakeError>> {
         Box::pin(async move {
-            if let Some(client) = &self.anonymous_id {
+            if let Some((client, secret)) = &self.anonymous_id {
                 let auth: ClientFrame = ClientFrame::Auth {
                     token: None,
                     client: Some(client.clone()),
+                    secret: Some(secret.clone()),
                 };
                 io.send(encode(&auth)).await?;
             }

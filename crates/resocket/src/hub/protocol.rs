@@ -24,6 +24,11 @@ pub enum ClientFrame<D = serde_json::Value> {
         /// The client id used for publish dedupe by anonymous clients (tokens use `sub`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client: Option<String>,
+        /// A secret the anonymous client chose (16 to 256 bytes) and keeps for its lifetime. The
+        /// hub derives the dedupe id from `client` and `secret` together, so only the holder of
+        /// the secret resumes that id; without one, `client` is scoped to the connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     },
     /// Subscribes to a room, optionally replaying what was missed after offset `since`.
     Subscribe {
@@ -133,6 +138,8 @@ pub enum ErrorCode {
     TooManyRooms,
     /// The connection's token was revoked; the hub closes with 1008 after this frame.
     Revoked,
+    /// The client already holds as many rooms it created as the hub allows one client.
+    RoomQuota,
     /// The frame is larger than the hub's maximum message size (the hub closes with 1009).
     TooBig,
     /// The connection sent frames faster than its rate limit (the hub closes with 4008).
@@ -158,6 +165,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::Revoked => "revoked",
+            ErrorCode::RoomQuota => "room_quota",
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
@@ -211,6 +219,15 @@ mod tests {
             r#"{"type":"error","code":"forbidden","message":"no","ref":"r"}"#
         );
         assert_eq!(serde_json::from_str::<ServerFrame>(&s).unwrap(), e);
+
+        let a: ClientFrame = ClientFrame::Auth {
+            token: None,
+            client: Some("c".into()),
+            secret: Some("s".into()),
+        };
+        let s = serde_json::to_string(&a).unwrap();
+        assert_eq!(s, r#"{"type":"auth","client":"c","secret":"s"}"#);
+        assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), a);
     }
 
     #[test]
@@ -218,6 +235,7 @@ mod tests {
         for c in [
             ErrorCode::InvalidJson,
             ErrorCode::TooManySubscriptions,
+            ErrorCode::RoomQuota,
             ErrorCode::ShuttingDown,
         ] {
             assert_eq!(
