@@ -37,13 +37,26 @@ use crate::{
 #[derive(Debug)]
 pub(crate) enum Exit {
     /// The user asked to close; the close handshake finished or timed out.
-    Closed,
+    Closed {
+        /// Messages received while closing that did not fit the inbound bound.
+        discarded: u64,
+    },
     /// The connection failed or the server closed it.
     Failed {
         error: Error,
         /// Messages fed to the socket whose flush never completed.
         unconfirmed: u64,
     },
+}
+
+/// What one pass over the socket's buffered frames ended with.
+enum Read {
+    /// The batch is full; more may be buffered.
+    More,
+    /// Nothing more is buffered now; the socket's waker is registered.
+    Idle,
+    /// The stream ended: cleanly after the close handshake, or with an error.
+    End(Result<(), tokio_tungstenite::tungstenite::Error>),
 }
 
 /// The most messages taken from the outbound queue per batch.
@@ -78,6 +91,8 @@ pub(crate) struct Connection<'a, S> {
     close_frame: Option<CloseFrame>,
     closing: Closing,
     close_deadline: Option<Instant>,
+    /// Messages received while closing that did not fit the inbound bound.
+    discarded: u64,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
@@ -105,6 +120,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             close_frame: None,
             closing: Closing::No,
             close_deadline: None,
+            discarded: 0,
         };
         if let Some((frame, deadline)) = conn.pipes.close_request.take() {
             conn.start_close(frame, true);
@@ -207,24 +223,24 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 // but never closed TCP, and the connection ends anyway.
                 return Some(match self.closing {
                     Closing::No => self.ended(),
-                    _ => Exit::Closed,
+                    _ => self.closed(),
                 });
             }
             // While the user's buffer is full we are not reading, so silence proves nothing
             // about the peer: count the time as alive.
-            let blocked_on_user = self.pipes.pending_in.is_some();
+            let blocked_on_user = self.pipes.inbound.is_blocked();
             if blocked_on_user {
                 self.last_rx = now;
                 self.awaiting_since = None;
             }
-            if let Some(sent) = self.awaiting_since {
-                if now >= sent + self.config.pong_timeout {
-                    return Some(self.fail(Error::HeartbeatTimeout(self.config.pong_timeout)));
+            if let Some(error) = self.liveness_verdict(now) {
+                // A last look at the socket before declaring it dead: frames that are already
+                // here prove the peer alive, and are never left unread in a dropped socket.
+                if let Poll::Ready(exit) = self.poll_read(cx) {
+                    return Some(exit);
                 }
-            }
-            if let Some(idle) = self.config.idle_timeout {
-                if now >= self.last_rx + idle {
-                    return Some(self.fail(Error::IdleTimeout(idle)));
+                if self.liveness_verdict(now).is_some() {
+                    return Some(self.fail(error));
                 }
             }
             if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval) {
@@ -237,6 +253,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             self.timer.as_mut().reset(deadline);
         }
         None
+    }
+
+    /// The timeout that has passed at `now`, if the peer is overdue.
+    fn liveness_verdict(&self, now: Instant) -> Option<Error> {
+        if let Some(sent) = self.awaiting_since {
+            if now >= sent + self.config.pong_timeout {
+                return Some(Error::HeartbeatTimeout(self.config.pong_timeout));
+            }
+        }
+        let idle = self.config.idle_timeout?;
+        (now >= self.last_rx + idle).then_some(Error::IdleTimeout(idle))
     }
 
     fn send_heartbeat(&mut self, now: Instant) {
@@ -256,21 +283,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         loop {
             // A batch the user has not taken yet blocks further reads: that is the backpressure.
-            if self.pipes.pending_in.is_some() {
-                match self
-                    .pipes
-                    .inbound
-                    .poll_deliver(cx, &mut self.pipes.pending_in)
-                {
-                    Poll::Ready(()) => {}
-                    Poll::Pending => return Poll::Pending,
-                }
+            // Not while closing: the server may send data until its Close (RFC 6455, 5.5.1), and
+            // only reading on reaches that Close; what comes until then is held, within a bound.
+            let closing = !matches!(self.closing, Closing::No);
+            if self.pipes.inbound.poll_deliver_held(cx).is_pending() && !closing {
+                return Poll::Pending;
             }
             let limits = self.pipes.inbound.limits;
             let mut batch: Vec<Message> = Vec::new();
             let mut bytes = 0usize;
             let mut saw_frame = false;
-            let ended = loop {
+            let read = loop {
                 match self.ws.poll_step(cx, &mut batch, limits.messages) {
                     Poll::Ready(Ok(Some(incoming))) => {
                         saw_frame = true;
@@ -278,7 +301,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                             Incoming::Data(len) => {
                                 bytes += len;
                                 if batch.len() >= limits.messages || bytes >= limits.bytes {
-                                    break None;
+                                    break Read::More;
                                 }
                             }
                             Incoming::Pong(payload) => self.on_pong(&payload),
@@ -295,9 +318,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                             Incoming::Ping => {}
                         }
                     }
-                    Poll::Ready(Ok(None)) => break Some(Ok(())),
-                    Poll::Ready(Err(e)) => break Some(Err(e)),
-                    Poll::Pending => break None,
+                    Poll::Ready(Ok(None)) => break Read::End(Ok(())),
+                    Poll::Ready(Err(e)) => break Read::End(Err(e)),
+                    Poll::Pending => break Read::Idle,
                 }
             };
             if saw_frame {
@@ -319,13 +342,23 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 let stats = &self.pipes.stats;
                 Stats::add(&stats.messages_in, batch.len() as u64);
                 Stats::add(&stats.bytes_in, bytes as u64);
-                self.pipes.pending_in = Some(batch);
+                if closing {
+                    let discarded = self.pipes.inbound.hold_within_bound(batch, bytes);
+                    Stats::add(&self.pipes.stats.discarded, discarded);
+                    self.discarded += discarded;
+                } else {
+                    self.pipes.inbound.hold(batch, bytes);
+                }
             }
-            match ended {
-                Some(Ok(())) => return Poll::Ready(self.ended()),
-                Some(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
-                None if self.pipes.pending_in.is_some() => continue,
-                None => return Poll::Pending,
+            match read {
+                Read::End(Ok(())) => return Poll::Ready(self.ended()),
+                Read::End(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
+                Read::More => continue,
+                Read::Idle => {
+                    // Offers what was just held (registering the waker if the channel is full).
+                    let _ = self.pipes.inbound.poll_deliver_held(cx);
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -346,7 +379,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             let frame = self.close_frame.take();
             self.fail(Error::ServerClosed { frame })
         } else {
-            Exit::Closed
+            self.closed()
+        }
+    }
+
+    /// The close the user asked for is over.
+    fn closed(&self) -> Exit {
+        Exit::Closed {
+            discarded: self.discarded,
         }
     }
 
@@ -359,7 +399,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             }
         } else {
             // A failure while closing is still the end the user asked for.
-            Exit::Closed
+            self.closed()
         }
     }
 

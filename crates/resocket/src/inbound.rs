@@ -6,15 +6,22 @@
 //! When the channel is full the connection stops reading the socket, so TCP flow control slows
 //! the server down: nothing is dropped, ever. (`BENCHMARKS.md` at the repository root has the
 //! measurements behind the choices here.)
+//!
+//! Batches that could not go into the channel yet are held by [`InboundTx`]: one while the
+//! connection applies backpressure, more while the client closes (when reading must go on until
+//! the server's Close, up to a second inbound bound). What is still held when the client ends
+//! goes to [`Messages`] through a one-time tail, read after the channel, so that `close().await`
+//! never waits on a user who reads only after it.
 
 use std::{
+    collections::VecDeque,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
 };
 
 use futures_core::Stream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::Message;
 
@@ -48,16 +55,106 @@ type ReserveFuture = Pin<
     >,
 >;
 
-/// The connection's end of the inbound channel.
+/// The connection's end of the inbound channel, and the owner of received batches that are not
+/// in the channel yet.
 pub(crate) struct InboundTx {
     tx: mpsc::Sender<Vec<Message>>,
     /// Set while the channel is full; boxed once per backpressure episode, not per message.
     reserve: Option<ReserveFuture>,
     fan_out: Option<broadcast::Sender<Message>>,
     pub(crate) limits: BatchLimits,
+    /// Received batches waiting for room in the channel, oldest first. They outlive a
+    /// connection: a new one delivers them before anything it receives.
+    held: VecDeque<(Vec<Message>, usize)>,
+    held_messages: usize,
+    held_bytes: usize,
+    /// Where what is still held at the end goes; `Messages` reads it after the channel.
+    tail: Option<oneshot::Sender<Vec<Message>>>,
 }
 
 impl InboundTx {
+    /// Whether a received batch waits for the user: the connection then stops reading.
+    pub(crate) fn is_blocked(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Keeps a received batch (of `bytes` payload bytes) for delivery after those held before.
+    pub(crate) fn hold(&mut self, batch: Vec<Message>, bytes: usize) {
+        if batch.is_empty() {
+            return;
+        }
+        self.held_messages += batch.len();
+        self.held_bytes += bytes;
+        self.held.push_back((batch, bytes));
+    }
+
+    /// Like [`InboundTx::hold`], within a second inbound bound (`inbound_capacity` messages and
+    /// `inbound_max_bytes`, as the channel): what does not fit is discarded, newest first.
+    /// Returns how many messages were discarded.
+    ///
+    /// Used while closing, when the connection reads on without waiting for the user so that
+    /// the server's Close is seen; this bound keeps memory bounded against a server that
+    /// floods until then.
+    pub(crate) fn hold_within_bound(&mut self, mut batch: Vec<Message>, bytes: usize) -> u64 {
+        let max_messages = self.limits.messages * self.limits.channel_slots;
+        let max_bytes = self.limits.bytes * self.limits.channel_slots;
+        if self.held_messages + batch.len() <= max_messages && self.held_bytes + bytes <= max_bytes
+        {
+            self.hold(batch, bytes);
+            return 0;
+        }
+        let mut kept = 0;
+        let mut kept_bytes = 0;
+        for msg in &batch {
+            let len = crate::queue::payload_len(msg);
+            if self.held_messages + kept + 1 > max_messages
+                || self.held_bytes + kept_bytes + len > max_bytes
+            {
+                break;
+            }
+            kept += 1;
+            kept_bytes += len;
+        }
+        let discarded = (batch.len() - kept) as u64;
+        batch.truncate(kept);
+        self.hold(batch, kept_bytes);
+        discarded
+    }
+
+    /// Moves held batches into the channel, oldest first. `Ready` once nothing is held;
+    /// `Pending` (with the waker registered) while the channel is full.
+    pub(crate) fn poll_deliver_held(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some((batch, bytes)) = self.held.pop_front() {
+            let messages = batch.len();
+            let mut slot = Some(batch);
+            if self.poll_deliver(cx, &mut slot).is_pending() {
+                let batch = slot.expect("a batch stays while its delivery is pending");
+                self.held.push_front((batch, bytes));
+                return Poll::Pending;
+            }
+            self.held_messages -= messages;
+            self.held_bytes -= bytes;
+        }
+        Poll::Ready(())
+    }
+
+    /// Hands whatever is still held to the stream's tail, at the end of the client: the
+    /// user reads it after the channel, and nobody waits for that.
+    pub(crate) fn hand_over_rest(&mut self) {
+        let rest: Vec<Message> = std::mem::take(&mut self.held)
+            .into_iter()
+            .flat_map(|(batch, _)| batch)
+            .collect();
+        self.held_messages = 0;
+        self.held_bytes = 0;
+        if let Some(tail) = self.tail.take() {
+            if !rest.is_empty() {
+                // An error only means the user dropped `Messages`: nobody is left to deliver to.
+                let _ = tail.send(rest);
+            }
+        }
+    }
+
     /// Offers a batch's messages to the fan-out receivers, if there are any.
     pub(crate) fn fan_out(&self, batch: &[Message]) {
         if let Some(fan_out) = &self.fan_out {
@@ -72,7 +169,7 @@ impl InboundTx {
 
     /// Hands `batch` to the user. `Ready` once delivered, or once the user dropped
     /// [`Messages`] (nobody is left to deliver to); `Pending` keeps the batch for later.
-    pub(crate) fn poll_deliver(
+    fn poll_deliver(
         &mut self,
         cx: &mut Context<'_>,
         batch: &mut Option<Vec<Message>>,
@@ -117,16 +214,22 @@ pub(crate) fn channel(
     let limits = BatchLimits::new(capacity, max_bytes);
     let (tx, rx) = mpsc::channel(limits.channel_slots);
     let fan_out = fan_out_capacity.map(|c| broadcast::channel(c).0);
+    let (tail_tx, tail_rx) = oneshot::channel();
     (
         InboundTx {
             tx,
             reserve: None,
             fan_out: fan_out.clone(),
             limits,
+            held: VecDeque::new(),
+            held_messages: 0,
+            held_bytes: 0,
+            tail: Some(tail_tx),
         },
         Messages {
             rx,
             current: Vec::new().into_iter(),
+            tail: Some(tail_rx),
         },
         fan_out,
     )
@@ -142,6 +245,8 @@ pub(crate) fn channel(
 pub struct Messages {
     rx: mpsc::Receiver<Vec<Message>>,
     current: std::vec::IntoIter<Message>,
+    /// What the client still held when it ended; read once the channel has ended.
+    tail: Option<oneshot::Receiver<Vec<Message>>>,
 }
 
 impl Messages {
@@ -161,7 +266,15 @@ impl Messages {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => match self.tail.as_mut() {
+                    Some(tail) => {
+                        // The sender is gone with the channel's: this is ready now.
+                        let rest = std::task::ready!(Pin::new(tail).poll(cx));
+                        self.tail = None;
+                        self.current = rest.unwrap_or_default().into_iter();
+                    }
+                    None => return Poll::Ready(None),
+                },
                 Poll::Pending => {
                     // Idle: give back the spent batch's buffer (up to 10 KiB) instead of
                     // holding it until the next batch replaces it.
@@ -180,6 +293,11 @@ impl Messages {
             }
             match self.rx.try_recv() {
                 Ok(batch) => self.current = batch.into_iter(),
+                Err(mpsc::error::TryRecvError::Disconnected) if self.tail.is_some() => {
+                    let rest = self.tail.as_mut().and_then(|tail| tail.try_recv().ok());
+                    self.tail = None;
+                    self.current = rest.unwrap_or_default().into_iter();
+                }
                 Err(_) => {
                     self.current = Vec::new().into_iter();
                     return None;
