@@ -89,12 +89,12 @@ impl InboundTx {
     }
 
     /// Like [`InboundTx::hold`], within a second inbound bound (`inbound_capacity` messages and
-    /// `inbound_max_bytes`, as the channel): what does not fit is discarded, newest first.
-    /// Returns how many messages were discarded.
+    /// `inbound_max_bytes`, as the channel): the oldest messages are kept, those that do not fit
+    /// are discarded. Returns how many messages were discarded.
     ///
     /// Used while closing, when the connection reads on without waiting for the user so that
-    /// the server's Close is seen; this bound keeps memory bounded against a server that
-    /// floods until then.
+    /// the server's Close is seen, against a server that floods until then; and for what a
+    /// handshake left, which must not pile up over reconnects while the user does not read.
     pub(crate) fn hold_within_bound(&mut self, mut batch: Vec<Message>, bytes: usize) -> u64 {
         let max_messages = self.limits.messages * self.limits.channel_slots;
         let max_bytes = self.limits.bytes * self.limits.channel_slots;
@@ -169,11 +169,7 @@ impl InboundTx {
 
     /// Hands `batch` to the user. `Ready` once delivered, or once the user dropped
     /// [`Messages`] (nobody is left to deliver to); `Pending` keeps the batch for later.
-    fn poll_deliver(
-        &mut self,
-        cx: &mut Context<'_>,
-        batch: &mut Option<Vec<Message>>,
-    ) -> Poll<()> {
+    fn poll_deliver(&mut self, cx: &mut Context<'_>, batch: &mut Option<Vec<Message>>) -> Poll<()> {
         if batch.is_none() {
             return Poll::Ready(());
         }
@@ -342,5 +338,62 @@ impl Stream for Messages {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.current.len(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(range: std::ops::Range<usize>) -> Vec<Message> {
+        range.map(|i| Message::text(i.to_string())).collect()
+    }
+
+    fn bytes_of(batch: &[Message]) -> usize {
+        batch.iter().map(crate::queue::payload_len).sum()
+    }
+
+    #[tokio::test]
+    async fn held_batches_come_after_the_channel_and_the_oldest_are_kept() {
+        // One channel slot of up to 4 messages; the held bound is 4 messages as well.
+        let (mut tx, mut messages, _) = channel(4, 1 << 20, None);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let first = texts(0..4);
+        tx.hold(first.clone(), bytes_of(&first));
+        assert!(
+            tx.poll_deliver_held(&mut cx).is_ready(),
+            "the channel had room"
+        );
+        let second = texts(4..7);
+        tx.hold(second.clone(), bytes_of(&second));
+        assert!(
+            tx.poll_deliver_held(&mut cx).is_pending(),
+            "the channel is full"
+        );
+        assert!(tx.is_blocked());
+        let third = texts(7..10);
+        assert_eq!(tx.hold_within_bound(third.clone(), bytes_of(&third)), 2);
+
+        tx.hand_over_rest();
+        drop(tx);
+        let mut received = Vec::new();
+        while let Some(msg) = messages.recv().await {
+            received.push(msg);
+        }
+        assert_eq!(received, texts(0..8));
+    }
+
+    #[test]
+    fn try_recv_reads_the_tail_after_the_channel() {
+        let (mut tx, mut messages, _) = channel(4, 1 << 20, None);
+        let batch = texts(0..2);
+        tx.hold(batch.clone(), bytes_of(&batch));
+        tx.hand_over_rest();
+        drop(tx);
+        assert_eq!(messages.try_recv(), Some(Message::text("0")));
+        assert_eq!(messages.try_recv(), Some(Message::text("1")));
+        assert_eq!(messages.try_recv(), None);
     }
 }

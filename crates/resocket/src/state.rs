@@ -108,10 +108,11 @@ pub enum ConnectionEvent {
         /// Why.
         reason: DropReason,
     },
-    /// Received data messages were discarded: they arrived while the client was closing, the
-    /// application was not taking messages, and they did not fit a second inbound bound
-    /// (`inbound_capacity` messages and `inbound_max_bytes`). Published once per close, before
-    /// `Closed`; also counted in [`Counters::discarded`].
+    /// Received data messages were discarded: the application was not taking messages, and
+    /// they arrived while the client was closing (which reads on until the server's Close), or
+    /// were left by a handshake, past a second inbound bound (`inbound_capacity` messages and
+    /// `inbound_max_bytes`, beside the stream's own). Published once per close, before
+    /// `Closed`, or once per handshake; also counted in [`Counters::discarded`].
     Discarded {
         /// How many messages.
         count: u64,
@@ -229,7 +230,8 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Outbound messages dropped (see [`ConnectionEvent::Dropped`]).
     pub dropped: u64,
-    /// Received messages discarded while closing (see [`ConnectionEvent::Discarded`]).
+    /// Received messages discarded past the inbound bound while closing or after a handshake
+    /// (see [`ConnectionEvent::Discarded`]).
     pub discarded: u64,
     /// Outbound messages whose flush never completed before a disconnect.
     pub unconfirmed: u64,

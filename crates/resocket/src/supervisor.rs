@@ -318,7 +318,8 @@ impl Supervisor {
             Exit::Closed { discarded } => {
                 if discarded > 0 {
                     tracing::warn!(discarded, "received while closing, past the inbound bound");
-                    self.publish.event(ConnectionEvent::Discarded { count: discarded });
+                    self.publish
+                        .event(ConnectionEvent::Discarded { count: discarded });
                 }
                 Attempt::Closed
             }
@@ -348,7 +349,15 @@ impl Supervisor {
                 .collect()
         };
         self.pipes.inbound.fan_out(&later);
-        self.pipes.inbound.hold(later, bytes);
+        // Bounded, not blocking: a user who never reads must not make every reconnect's
+        // leftovers pile up.
+        let discarded = self.pipes.inbound.hold_within_bound(later, bytes);
+        if discarded > 0 {
+            Stats::add(&self.pipes.stats.discarded, discarded);
+            tracing::warn!(discarded, "left by the handshake, past the inbound bound");
+            self.publish
+                .event(ConnectionEvent::Discarded { count: discarded });
+        }
     }
 
     fn failed(&self, error: Error, unconfirmed: u64, stable: bool) -> Attempt {
