@@ -89,15 +89,13 @@ impl InboundTx {
     }
 
     /// Like [`InboundTx::hold`], within a second inbound bound (`inbound_capacity` messages and
-    /// `inbound_max_bytes`, as the channel): the oldest messages are kept, those that do not fit
-    /// are discarded. Returns how many messages were discarded.
+    /// `inbound_max_bytes`, as the channel's): the oldest messages are kept, those that do not
+    /// fit are discarded. Returns how many messages were discarded.
     ///
     /// Used while closing, when the connection reads on without waiting for the user so that
-    /// the server's Close is seen, against a server that floods until then; and for what a
-    /// handshake left, which must not pile up over reconnects while the user does not read.
+    /// the server's Close is seen, against a server that floods until then.
     pub(crate) fn hold_within_bound(&mut self, mut batch: Vec<Message>, bytes: usize) -> u64 {
-        let max_messages = self.limits.messages * self.limits.channel_slots;
-        let max_bytes = self.limits.bytes * self.limits.channel_slots;
+        let (max_messages, max_bytes) = self.held_bound();
         if self.held_messages + batch.len() <= max_messages && self.held_bytes + bytes <= max_bytes
         {
             self.hold(batch, bytes);
@@ -119,6 +117,27 @@ impl InboundTx {
         batch.truncate(kept);
         self.hold(batch, kept_bytes);
         discarded
+    }
+
+    /// Holds the frames a handshake left, whole, unless what is held already passed the bound;
+    /// then they are discarded. Returns how many messages were discarded.
+    ///
+    /// A connection reads nothing while a batch is held, but every handshake may leave frames:
+    /// over reconnects, with a user who does not read, they must not pile up. What a previous
+    /// connection left plus one handshake's frames are always kept.
+    pub(crate) fn hold_unless_over_bound(&mut self, batch: Vec<Message>, bytes: usize) -> u64 {
+        let (max_messages, max_bytes) = self.held_bound();
+        if self.held_messages > max_messages || self.held_bytes > max_bytes {
+            return batch.len() as u64;
+        }
+        self.hold(batch, bytes);
+        0
+    }
+
+    /// The most messages and bytes held beside the channel's own.
+    fn held_bound(&self) -> (usize, usize) {
+        let slots = self.limits.channel_slots;
+        (self.limits.messages * slots, self.limits.bytes * slots)
     }
 
     /// Moves held batches into the channel, oldest first. `Ready` once nothing is held;
@@ -383,6 +402,23 @@ mod tests {
             received.push(msg);
         }
         assert_eq!(received, texts(0..8));
+    }
+
+    #[test]
+    fn handshake_leftovers_are_kept_once_beside_a_full_held_batch_but_do_not_pile_up() {
+        let (mut tx, _messages, _) = channel(4, 1 << 20, None);
+        let full = texts(0..4);
+        tx.hold(full.clone(), bytes_of(&full));
+        let first = texts(4..6);
+        assert_eq!(
+            tx.hold_unless_over_bound(first.clone(), bytes_of(&first)),
+            0
+        );
+        let second = texts(6..7);
+        assert_eq!(
+            tx.hold_unless_over_bound(second.clone(), bytes_of(&second)),
+            1
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl Supervisor {
         self.pipes.inbound.fan_out(&later);
         // Bounded, not blocking: a user who never reads must not make every reconnect's
         // leftovers pile up.
-        let discarded = self.pipes.inbound.hold_within_bound(later, bytes);
+        let discarded = self.pipes.inbound.hold_unless_over_bound(later, bytes);
         if discarded > 0 {
             Stats::add(&self.pipes.stats.discarded, discarded);
             tracing::warn!(discarded, "left by the handshake, past the inbound bound");
