@@ -515,3 +515,77 @@ pub(crate) fn normal_close() -> CloseFrame {
         reason: "".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{future::Future, sync::Arc, task::Context, time::Duration};
+
+    use tokio::{io::AsyncWriteExt, sync::mpsc};
+
+    use super::*;
+    use crate::{
+        config::QueuePolicy,
+        extension::Extensions,
+        inbound::{self, Messages},
+        queue,
+        supervisor::Channels,
+    };
+
+    /// The handle's ends of the channels, kept alive for as long as a test runs.
+    type HandleEnds = (mpsc::Sender<Command>, queue::QueueTx);
+
+    /// The pipes a supervisor would lend a connection, the user's stream and the handle's ends.
+    fn pipes(config: &ClientConfig) -> (Pipes, Messages, HandleEnds) {
+        let stats = Arc::new(Stats::default());
+        let (queue_tx, queue_rx) = queue::channel(
+            config.queue_capacity,
+            config.queue_max_bytes,
+            QueuePolicy::Queue,
+            stats.clone(),
+        );
+        let (inbound_tx, messages, _) =
+            inbound::channel(config.inbound_capacity, config.inbound_max_bytes, None);
+        let (commands_tx, commands_rx) = mpsc::channel(8);
+        let extensions = Extensions::new(Vec::new(), queue_tx.clone(), stats.clone());
+        let pipes = Pipes {
+            commands: commands_rx,
+            queue: queue_rx,
+            outbox: Default::default(),
+            scratch: Vec::new(),
+            inbound: inbound_tx,
+            stats,
+            close_request: None,
+            channels: Channels::default(),
+            extensions,
+        };
+        (pipes, messages, (commands_tx, queue_tx))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_is_already_here_when_the_pong_deadline_passes_is_read_not_lost() {
+        let config = ClientConfig {
+            ping_interval: Some(Duration::from_secs(1)),
+            pong_timeout: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
+        let mut ws = WsStream::new(client_io, &[], &config);
+        let (mut pipes, mut messages, _keep) = pipes(&config);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let mut run = Box::pin(Connection::new(&mut ws, &mut pipes, &config).run());
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(run.as_mut().poll(&mut cx).is_pending(), "the ping goes out");
+        // No Pong, but a Text frame "x", in the socket by the time the deadline is looked at.
+        server_io.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            run.as_mut().poll(&mut cx).is_pending(),
+            "a frame that is here proves the peer alive"
+        );
+        drop(run);
+        assert_eq!(messages.try_recv(), Some(Message::text("x")));
+    }
+}
