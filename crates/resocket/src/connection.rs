@@ -221,10 +221,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             if self.close_deadline.is_some_and(|d| now >= d) {
                 // Ours: the close the user asked for is done. The server's: it sent its Close
                 // but never closed TCP, and the connection ends anyway.
-                return Some(match self.closing {
-                    Closing::No => self.ended(),
-                    _ => self.closed(),
-                });
+                if matches!(self.closing, Closing::No) {
+                    return Some(self.ended());
+                }
+                // What is already here arrived in time: read it before the socket goes.
+                if let Poll::Ready(exit) = self.poll_read(cx) {
+                    return Some(exit);
+                }
+                return Some(self.closed());
             }
             // While the user's buffer is full we are not reading, so silence proves nothing
             // about the peer: count the time as alive.
@@ -585,6 +589,43 @@ mod tests {
             run.as_mut().poll(&mut cx).is_pending(),
             "a frame that is here proves the peer alive"
         );
+        drop(run);
+        assert_eq!(messages.try_recv(), Some(Message::text("x")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_is_already_here_when_the_close_times_out_is_read_not_lost() {
+        let config = ClientConfig {
+            ping_interval: None,
+            close_timeout: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
+        let mut ws = WsStream::new(client_io, &[], &config);
+        let (mut pipes, mut messages, (commands_tx, _queue_tx)) = pipes(&config);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let mut run = Box::pin(Connection::new(&mut ws, &mut pipes, &config).run());
+        commands_tx
+            .send(Command::Close {
+                frame: normal_close(),
+                drain: false,
+            })
+            .await
+            .unwrap();
+        assert!(
+            run.as_mut().poll(&mut cx).is_pending(),
+            "our Close goes out"
+        );
+        // The server never sends its Close, but a Text frame "x" is in the socket by the time
+        // the close times out.
+        server_io.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(
+            run.as_mut().poll(&mut cx),
+            Poll::Ready(Exit::Closed { discarded: 0 })
+        ));
         drop(run);
         assert_eq!(messages.try_recv(), Some(Message::text("x")));
     }
