@@ -253,9 +253,12 @@ pub(crate) fn channel(
 /// The stream of data messages (Text and Binary) the server sent, in order.
 ///
 /// Ping, Pong and Close frames never appear here. The stream ends (`None`) once the client has
-/// closed and every received message was taken. Reading slowly is safe: the client stops
-/// reading the socket while this buffer is full, so the server is slowed down instead of a
-/// message being dropped.
+/// closed and every received message was taken, including those that arrived until the
+/// server's Close: they can be read after `close()` returned. Reading slowly is safe: the
+/// client stops reading the socket while this buffer is full, so the server is slowed down
+/// instead of a message being dropped. (While closing, the client reads on to reach the
+/// server's Close and holds up to a second inbound bound; anything past it is counted in a
+/// [`ConnectionEvent::Discarded`](crate::ConnectionEvent::Discarded).)
 #[derive(Debug)]
 pub struct Messages {
     rx: mpsc::Receiver<Vec<Message>>,
