@@ -464,7 +464,6 @@ impl ClientBuilder {
             outbox: Default::default(),
             scratch: Vec::new(),
             inbound: inbound_tx,
-            pending_in: None,
             stats: stats.clone(),
             close_request: None,
             channels: Channels {

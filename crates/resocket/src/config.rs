@@ -68,6 +68,10 @@ pub struct ClientConfig {
     /// read buffers, which are reused once the user has dropped their messages, and with 1 MiB
     /// in flight they come round while still in the cache. Measured on 16 KiB bursts: 0.10 M
     /// msgs/s with 8 MiB, 0.23 M with 1 MiB (`BENCHMARKS.md`).
+    ///
+    /// While closing, the client reads on until the server's Close without waiting for the
+    /// user, and holds up to this bound and `inbound_capacity` once more; what arrives past it is
+    /// counted ([`ConnectionEvent::Discarded`](crate::ConnectionEvent::Discarded)).
     pub inbound_max_bytes: usize,
     /// Capacity of the optional fan-out to several receivers ([`Client::subscribe`](crate::Client::subscribe));
     /// a receiver that falls this far behind is told how many it missed. Default `None` (off).

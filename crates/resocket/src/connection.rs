@@ -37,13 +37,26 @@ use crate::{
 #[derive(Debug)]
 pub(crate) enum Exit {
     /// The user asked to close; the close handshake finished or timed out.
-    Closed,
+    Closed {
+        /// Messages received while closing that did not fit the inbound bound.
+        discarded: u64,
+    },
     /// The connection failed or the server closed it.
     Failed {
         error: Error,
         /// Messages fed to the socket whose flush never completed.
         unconfirmed: u64,
     },
+}
+
+/// What one pass over the socket's buffered frames ended with.
+enum Read {
+    /// The batch is full; more may be buffered.
+    More,
+    /// Nothing more is buffered now; the socket's waker is registered.
+    Idle,
+    /// The stream ended: cleanly after the close handshake, or with an error.
+    End(Result<(), tokio_tungstenite::tungstenite::Error>),
 }
 
 /// The most messages taken from the outbound queue per batch.
@@ -78,6 +91,8 @@ pub(crate) struct Connection<'a, S> {
     close_frame: Option<CloseFrame>,
     closing: Closing,
     close_deadline: Option<Instant>,
+    /// Messages received while closing that did not fit the inbound bound.
+    discarded: u64,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
@@ -105,6 +120,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             close_frame: None,
             closing: Closing::No,
             close_deadline: None,
+            discarded: 0,
         };
         if let Some((frame, deadline)) = conn.pipes.close_request.take() {
             conn.start_close(frame, true);
@@ -205,26 +221,30 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             if self.close_deadline.is_some_and(|d| now >= d) {
                 // Ours: the close the user asked for is done. The server's: it sent its Close
                 // but never closed TCP, and the connection ends anyway.
-                return Some(match self.closing {
-                    Closing::No => self.ended(),
-                    _ => Exit::Closed,
-                });
+                if matches!(self.closing, Closing::No) {
+                    return Some(self.ended());
+                }
+                // What is already here arrived in time: read it before the socket goes.
+                if let Poll::Ready(exit) = self.poll_read(cx) {
+                    return Some(exit);
+                }
+                return Some(self.closed());
             }
             // While the user's buffer is full we are not reading, so silence proves nothing
             // about the peer: count the time as alive.
-            let blocked_on_user = self.pipes.pending_in.is_some();
+            let blocked_on_user = self.pipes.inbound.is_blocked();
             if blocked_on_user {
                 self.last_rx = now;
                 self.awaiting_since = None;
             }
-            if let Some(sent) = self.awaiting_since {
-                if now >= sent + self.config.pong_timeout {
-                    return Some(self.fail(Error::HeartbeatTimeout(self.config.pong_timeout)));
+            if let Some(error) = self.liveness_verdict(now) {
+                // A last look at the socket before declaring it dead: frames that are already
+                // here prove the peer alive, and are never left unread in a dropped socket.
+                if let Poll::Ready(exit) = self.poll_read(cx) {
+                    return Some(exit);
                 }
-            }
-            if let Some(idle) = self.config.idle_timeout {
-                if now >= self.last_rx + idle {
-                    return Some(self.fail(Error::IdleTimeout(idle)));
+                if self.liveness_verdict(now).is_some() {
+                    return Some(self.fail(error));
                 }
             }
             if let (Some(at), Some(every)) = (self.next_ping, self.config.ping_interval) {
@@ -237,6 +257,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             self.timer.as_mut().reset(deadline);
         }
         None
+    }
+
+    /// The timeout that has passed at `now`, if the peer is overdue.
+    fn liveness_verdict(&self, now: Instant) -> Option<Error> {
+        if let Some(sent) = self.awaiting_since {
+            if now >= sent + self.config.pong_timeout {
+                return Some(Error::HeartbeatTimeout(self.config.pong_timeout));
+            }
+        }
+        let idle = self.config.idle_timeout?;
+        (now >= self.last_rx + idle).then_some(Error::IdleTimeout(idle))
     }
 
     fn send_heartbeat(&mut self, now: Instant) {
@@ -256,21 +287,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
         loop {
             // A batch the user has not taken yet blocks further reads: that is the backpressure.
-            if self.pipes.pending_in.is_some() {
-                match self
-                    .pipes
-                    .inbound
-                    .poll_deliver(cx, &mut self.pipes.pending_in)
-                {
-                    Poll::Ready(()) => {}
-                    Poll::Pending => return Poll::Pending,
-                }
+            // Not while closing: the server may send data until its Close (RFC 6455, 5.5.1), and
+            // only reading on reaches that Close; what comes until then is held, within a bound.
+            let closing = !matches!(self.closing, Closing::No);
+            if self.pipes.inbound.poll_deliver_held(cx).is_pending() && !closing {
+                return Poll::Pending;
             }
             let limits = self.pipes.inbound.limits;
             let mut batch: Vec<Message> = Vec::new();
             let mut bytes = 0usize;
             let mut saw_frame = false;
-            let ended = loop {
+            let read = loop {
                 match self.ws.poll_step(cx, &mut batch, limits.messages) {
                     Poll::Ready(Ok(Some(incoming))) => {
                         saw_frame = true;
@@ -278,7 +305,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                             Incoming::Data(len) => {
                                 bytes += len;
                                 if batch.len() >= limits.messages || bytes >= limits.bytes {
-                                    break None;
+                                    break Read::More;
                                 }
                             }
                             Incoming::Pong(payload) => self.on_pong(&payload),
@@ -295,9 +322,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                             Incoming::Ping => {}
                         }
                     }
-                    Poll::Ready(Ok(None)) => break Some(Ok(())),
-                    Poll::Ready(Err(e)) => break Some(Err(e)),
-                    Poll::Pending => break None,
+                    Poll::Ready(Ok(None)) => break Read::End(Ok(())),
+                    Poll::Ready(Err(e)) => break Read::End(Err(e)),
+                    Poll::Pending => break Read::Idle,
                 }
             };
             if saw_frame {
@@ -319,13 +346,23 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 let stats = &self.pipes.stats;
                 Stats::add(&stats.messages_in, batch.len() as u64);
                 Stats::add(&stats.bytes_in, bytes as u64);
-                self.pipes.pending_in = Some(batch);
+                if closing {
+                    let discarded = self.pipes.inbound.hold_within_bound(batch, bytes);
+                    Stats::add(&self.pipes.stats.discarded, discarded);
+                    self.discarded += discarded;
+                } else {
+                    self.pipes.inbound.hold(batch, bytes);
+                }
             }
-            match ended {
-                Some(Ok(())) => return Poll::Ready(self.ended()),
-                Some(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
-                None if self.pipes.pending_in.is_some() => continue,
-                None => return Poll::Pending,
+            match read {
+                Read::End(Ok(())) => return Poll::Ready(self.ended()),
+                Read::End(Err(e)) => return Poll::Ready(self.fail(Error::from_ws(e))),
+                Read::More => continue,
+                Read::Idle => {
+                    // Offers what was just held (registering the waker if the channel is full).
+                    let _ = self.pipes.inbound.poll_deliver_held(cx);
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -346,7 +383,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             let frame = self.close_frame.take();
             self.fail(Error::ServerClosed { frame })
         } else {
-            Exit::Closed
+            self.closed()
+        }
+    }
+
+    /// The close the user asked for is over.
+    fn closed(&self) -> Exit {
+        Exit::Closed {
+            discarded: self.discarded,
         }
     }
 
@@ -359,7 +403,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             }
         } else {
             // A failure while closing is still the end the user asked for.
-            Exit::Closed
+            self.closed()
         }
     }
 
@@ -473,5 +517,116 @@ pub(crate) fn normal_close() -> CloseFrame {
     CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{future::Future, sync::Arc, task::Context, time::Duration};
+
+    use tokio::{io::AsyncWriteExt, sync::mpsc};
+
+    use super::*;
+    use crate::{
+        config::QueuePolicy,
+        extension::Extensions,
+        inbound::{self, Messages},
+        queue,
+        supervisor::Channels,
+    };
+
+    /// The handle's ends of the channels, kept alive for as long as a test runs.
+    type HandleEnds = (mpsc::Sender<Command>, queue::QueueTx);
+
+    /// The pipes a supervisor would lend a connection, the user's stream and the handle's ends.
+    fn pipes(config: &ClientConfig) -> (Pipes, Messages, HandleEnds) {
+        let stats = Arc::new(Stats::default());
+        let (queue_tx, queue_rx) = queue::channel(
+            config.queue_capacity,
+            config.queue_max_bytes,
+            QueuePolicy::Queue,
+            stats.clone(),
+        );
+        let (inbound_tx, messages, _) =
+            inbound::channel(config.inbound_capacity, config.inbound_max_bytes, None);
+        let (commands_tx, commands_rx) = mpsc::channel(8);
+        let extensions = Extensions::new(Vec::new(), queue_tx.clone(), stats.clone());
+        let pipes = Pipes {
+            commands: commands_rx,
+            queue: queue_rx,
+            outbox: Default::default(),
+            scratch: Vec::new(),
+            inbound: inbound_tx,
+            stats,
+            close_request: None,
+            channels: Channels::default(),
+            extensions,
+        };
+        (pipes, messages, (commands_tx, queue_tx))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_is_already_here_when_the_pong_deadline_passes_is_read_not_lost() {
+        let config = ClientConfig {
+            ping_interval: Some(Duration::from_secs(1)),
+            pong_timeout: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
+        let mut ws = WsStream::new(client_io, &[], &config);
+        let (mut pipes, mut messages, _keep) = pipes(&config);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let mut run = Box::pin(Connection::new(&mut ws, &mut pipes, &config).run());
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(run.as_mut().poll(&mut cx).is_pending(), "the ping goes out");
+        // No Pong, but a Text frame "x", in the socket by the time the deadline is looked at.
+        server_io.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            run.as_mut().poll(&mut cx).is_pending(),
+            "a frame that is here proves the peer alive"
+        );
+        drop(run);
+        assert_eq!(messages.try_recv(), Some(Message::text("x")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_is_already_here_when_the_close_times_out_is_read_not_lost() {
+        let config = ClientConfig {
+            ping_interval: None,
+            close_timeout: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 16);
+        let mut ws = WsStream::new(client_io, &[], &config);
+        let (mut pipes, mut messages, (commands_tx, _queue_tx)) = pipes(&config);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let mut run = Box::pin(Connection::new(&mut ws, &mut pipes, &config).run());
+        commands_tx
+            .send(Command::Close {
+                frame: normal_close(),
+                drain: false,
+            })
+            .await
+            .unwrap();
+        assert!(
+            run.as_mut().poll(&mut cx).is_pending(),
+            "our Close goes out"
+        );
+        // The server never sends its Close, but a Text frame "x" is in the socket by the time
+        // the close times out.
+        server_io.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(matches!(
+            run.as_mut().poll(&mut cx),
+            Poll::Ready(Exit::Closed { discarded: 0 })
+        ));
+        drop(run);
+        assert_eq!(messages.try_recv(), Some(Message::text("x")));
     }
 }

@@ -6,15 +6,22 @@
 //! When the channel is full the connection stops reading the socket, so TCP flow control slows
 //! the server down: nothing is dropped, ever. (`BENCHMARKS.md` at the repository root has the
 //! measurements behind the choices here.)
+//!
+//! Batches that could not go into the channel yet are held by [`InboundTx`]: one while the
+//! connection applies backpressure, more while the client closes (when reading must go on until
+//! the server's Close, up to a second inbound bound). What is still held when the client ends
+//! goes to [`Messages`] through a one-time tail, read after the channel, so that `close().await`
+//! never waits on a user who reads only after it.
 
 use std::{
+    collections::VecDeque,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
 };
 
 use futures_core::Stream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::Message;
 
@@ -48,16 +55,125 @@ type ReserveFuture = Pin<
     >,
 >;
 
-/// The connection's end of the inbound channel.
+/// The connection's end of the inbound channel, and the owner of received batches that are not
+/// in the channel yet.
 pub(crate) struct InboundTx {
     tx: mpsc::Sender<Vec<Message>>,
     /// Set while the channel is full; boxed once per backpressure episode, not per message.
     reserve: Option<ReserveFuture>,
     fan_out: Option<broadcast::Sender<Message>>,
     pub(crate) limits: BatchLimits,
+    /// Received batches waiting for room in the channel, oldest first. They outlive a
+    /// connection: a new one delivers them before anything it receives.
+    held: VecDeque<(Vec<Message>, usize)>,
+    held_messages: usize,
+    held_bytes: usize,
+    /// Where what is still held at the end goes; `Messages` reads it after the channel.
+    tail: Option<oneshot::Sender<Vec<Message>>>,
 }
 
 impl InboundTx {
+    /// Whether a received batch waits for the user: the connection then stops reading.
+    pub(crate) fn is_blocked(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Keeps a received batch (of `bytes` payload bytes) for delivery after those held before.
+    pub(crate) fn hold(&mut self, batch: Vec<Message>, bytes: usize) {
+        if batch.is_empty() {
+            return;
+        }
+        self.held_messages += batch.len();
+        self.held_bytes += bytes;
+        self.held.push_back((batch, bytes));
+    }
+
+    /// Like [`InboundTx::hold`], within a second inbound bound (`inbound_capacity` messages and
+    /// `inbound_max_bytes`, as the channel's): the oldest messages are kept, those that do not
+    /// fit are discarded. Returns how many messages were discarded.
+    ///
+    /// Used while closing, when the connection reads on without waiting for the user so that
+    /// the server's Close is seen, against a server that floods until then.
+    pub(crate) fn hold_within_bound(&mut self, mut batch: Vec<Message>, bytes: usize) -> u64 {
+        let (max_messages, max_bytes) = self.held_bound();
+        if self.held_messages + batch.len() <= max_messages && self.held_bytes + bytes <= max_bytes
+        {
+            self.hold(batch, bytes);
+            return 0;
+        }
+        let mut kept = 0;
+        let mut kept_bytes = 0;
+        for msg in &batch {
+            let len = crate::queue::payload_len(msg);
+            if self.held_messages + kept + 1 > max_messages
+                || self.held_bytes + kept_bytes + len > max_bytes
+            {
+                break;
+            }
+            kept += 1;
+            kept_bytes += len;
+        }
+        let discarded = (batch.len() - kept) as u64;
+        batch.truncate(kept);
+        self.hold(batch, kept_bytes);
+        discarded
+    }
+
+    /// Holds the frames a handshake left, whole, unless what is held already passed the bound;
+    /// then they are discarded. Returns how many messages were discarded.
+    ///
+    /// A connection reads nothing while a batch is held, but every handshake may leave frames:
+    /// over reconnects, with a user who does not read, they must not pile up. What a previous
+    /// connection left plus one handshake's frames are always kept.
+    pub(crate) fn hold_unless_over_bound(&mut self, batch: Vec<Message>, bytes: usize) -> u64 {
+        let (max_messages, max_bytes) = self.held_bound();
+        if self.held_messages > max_messages || self.held_bytes > max_bytes {
+            return batch.len() as u64;
+        }
+        self.hold(batch, bytes);
+        0
+    }
+
+    /// The most messages and bytes held beside the channel's own.
+    fn held_bound(&self) -> (usize, usize) {
+        let slots = self.limits.channel_slots;
+        (self.limits.messages * slots, self.limits.bytes * slots)
+    }
+
+    /// Moves held batches into the channel, oldest first. `Ready` once nothing is held;
+    /// `Pending` (with the waker registered) while the channel is full.
+    pub(crate) fn poll_deliver_held(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some((batch, bytes)) = self.held.pop_front() {
+            let messages = batch.len();
+            let mut slot = Some(batch);
+            if self.poll_deliver(cx, &mut slot).is_pending() {
+                let batch = slot.expect("a batch stays while its delivery is pending");
+                self.held.push_front((batch, bytes));
+                return Poll::Pending;
+            }
+            self.held_messages -= messages;
+            self.held_bytes -= bytes;
+        }
+        Poll::Ready(())
+    }
+
+    /// Hands whatever is still held to the stream's tail, at the end of the client: the
+    /// user reads it after the channel, and nobody waits for that.
+    pub(crate) fn hand_over_rest(&mut self) {
+        let rest: Vec<Message> = std::mem::take(&mut self.held)
+            .into_iter()
+            .flat_map(|(batch, _)| batch)
+            .collect();
+        self.held_messages = 0;
+        self.held_bytes = 0;
+        if let Some(tail) = self.tail.take() {
+            if !rest.is_empty() {
+                // An error only means the user dropped `Messages`: nobody is left to deliver to.
+                let _ = tail.send(rest);
+            }
+        }
+    }
+
     /// Offers a batch's messages to the fan-out receivers, if there are any.
     pub(crate) fn fan_out(&self, batch: &[Message]) {
         if let Some(fan_out) = &self.fan_out {
@@ -72,11 +188,7 @@ impl InboundTx {
 
     /// Hands `batch` to the user. `Ready` once delivered, or once the user dropped
     /// [`Messages`] (nobody is left to deliver to); `Pending` keeps the batch for later.
-    pub(crate) fn poll_deliver(
-        &mut self,
-        cx: &mut Context<'_>,
-        batch: &mut Option<Vec<Message>>,
-    ) -> Poll<()> {
+    fn poll_deliver(&mut self, cx: &mut Context<'_>, batch: &mut Option<Vec<Message>>) -> Poll<()> {
         if batch.is_none() {
             return Poll::Ready(());
         }
@@ -117,16 +229,22 @@ pub(crate) fn channel(
     let limits = BatchLimits::new(capacity, max_bytes);
     let (tx, rx) = mpsc::channel(limits.channel_slots);
     let fan_out = fan_out_capacity.map(|c| broadcast::channel(c).0);
+    let (tail_tx, tail_rx) = oneshot::channel();
     (
         InboundTx {
             tx,
             reserve: None,
             fan_out: fan_out.clone(),
             limits,
+            held: VecDeque::new(),
+            held_messages: 0,
+            held_bytes: 0,
+            tail: Some(tail_tx),
         },
         Messages {
             rx,
             current: Vec::new().into_iter(),
+            tail: Some(tail_rx),
         },
         fan_out,
     )
@@ -135,13 +253,18 @@ pub(crate) fn channel(
 /// The stream of data messages (Text and Binary) the server sent, in order.
 ///
 /// Ping, Pong and Close frames never appear here. The stream ends (`None`) once the client has
-/// closed and every received message was taken. Reading slowly is safe: the client stops
-/// reading the socket while this buffer is full, so the server is slowed down instead of a
-/// message being dropped.
+/// closed and every received message was taken, including those that arrived until the
+/// server's Close: they can be read after `close()` returned. Reading slowly is safe: the
+/// client stops reading the socket while this buffer is full, so the server is slowed down
+/// instead of a message being dropped. (While closing, the client reads on to reach the
+/// server's Close and holds up to a second inbound bound; anything past it is counted in a
+/// [`ConnectionEvent::Discarded`](crate::ConnectionEvent::Discarded).)
 #[derive(Debug)]
 pub struct Messages {
     rx: mpsc::Receiver<Vec<Message>>,
     current: std::vec::IntoIter<Message>,
+    /// What the client still held when it ended; read once the channel has ended.
+    tail: Option<oneshot::Receiver<Vec<Message>>>,
 }
 
 impl Messages {
@@ -161,7 +284,15 @@ impl Messages {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => match self.tail.as_mut() {
+                    Some(tail) => {
+                        // The sender is gone with the channel's: this is ready now.
+                        let rest = std::task::ready!(Pin::new(tail).poll(cx));
+                        self.tail = None;
+                        self.current = rest.unwrap_or_default().into_iter();
+                    }
+                    None => return Poll::Ready(None),
+                },
                 Poll::Pending => {
                     // Idle: give back the spent batch's buffer (up to 10 KiB) instead of
                     // holding it until the next batch replaces it.
@@ -180,6 +311,11 @@ impl Messages {
             }
             match self.rx.try_recv() {
                 Ok(batch) => self.current = batch.into_iter(),
+                Err(mpsc::error::TryRecvError::Disconnected) if self.tail.is_some() => {
+                    let rest = self.tail.as_mut().and_then(|tail| tail.try_recv().ok());
+                    self.tail = None;
+                    self.current = rest.unwrap_or_default().into_iter();
+                }
                 Err(_) => {
                     self.current = Vec::new().into_iter();
                     return None;
@@ -224,5 +360,79 @@ impl Stream for Messages {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.current.len(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(range: std::ops::Range<usize>) -> Vec<Message> {
+        range.map(|i| Message::text(i.to_string())).collect()
+    }
+
+    fn bytes_of(batch: &[Message]) -> usize {
+        batch.iter().map(crate::queue::payload_len).sum()
+    }
+
+    #[tokio::test]
+    async fn held_batches_come_after_the_channel_and_the_oldest_are_kept() {
+        // One channel slot of up to 4 messages; the held bound is 4 messages as well.
+        let (mut tx, mut messages, _) = channel(4, 1 << 20, None);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+
+        let first = texts(0..4);
+        tx.hold(first.clone(), bytes_of(&first));
+        assert!(
+            tx.poll_deliver_held(&mut cx).is_ready(),
+            "the channel had room"
+        );
+        let second = texts(4..7);
+        tx.hold(second.clone(), bytes_of(&second));
+        assert!(
+            tx.poll_deliver_held(&mut cx).is_pending(),
+            "the channel is full"
+        );
+        assert!(tx.is_blocked());
+        let third = texts(7..10);
+        assert_eq!(tx.hold_within_bound(third.clone(), bytes_of(&third)), 2);
+
+        tx.hand_over_rest();
+        drop(tx);
+        let mut received = Vec::new();
+        while let Some(msg) = messages.recv().await {
+            received.push(msg);
+        }
+        assert_eq!(received, texts(0..8));
+    }
+
+    #[test]
+    fn handshake_leftovers_are_kept_once_beside_a_full_held_batch_but_do_not_pile_up() {
+        let (mut tx, _messages, _) = channel(4, 1 << 20, None);
+        let full = texts(0..4);
+        tx.hold(full.clone(), bytes_of(&full));
+        let first = texts(4..6);
+        assert_eq!(
+            tx.hold_unless_over_bound(first.clone(), bytes_of(&first)),
+            0
+        );
+        let second = texts(6..7);
+        assert_eq!(
+            tx.hold_unless_over_bound(second.clone(), bytes_of(&second)),
+            1
+        );
+    }
+
+    #[test]
+    fn try_recv_reads_the_tail_after_the_channel() {
+        let (mut tx, mut messages, _) = channel(4, 1 << 20, None);
+        let batch = texts(0..2);
+        tx.hold(batch.clone(), bytes_of(&batch));
+        tx.hand_over_rest();
+        drop(tx);
+        assert_eq!(messages.try_recv(), Some(Message::text("0")));
+        assert_eq!(messages.try_recv(), Some(Message::text("1")));
+        assert_eq!(messages.try_recv(), None);
     }
 }

@@ -108,6 +108,15 @@ pub enum ConnectionEvent {
         /// Why.
         reason: DropReason,
     },
+    /// Received data messages were discarded: the application was not taking messages, and
+    /// they arrived while the client was closing (which reads on until the server's Close), or
+    /// were left by a handshake, past a second inbound bound (`inbound_capacity` messages and
+    /// `inbound_max_bytes`, beside the stream's own). Published once per close, before
+    /// `Closed`, or once per handshake; also counted in [`Counters::discarded`].
+    Discarded {
+        /// How many messages.
+        count: u64,
+    },
     /// The client finished. `error` is set for a permanent failure.
     Closed {
         /// The permanent failure, if that is why it closed.
@@ -170,6 +179,7 @@ pub(crate) struct Stats {
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) discarded: AtomicU64,
     pub(crate) unconfirmed: AtomicU64,
     pub(crate) rtt_micros: AtomicU64,
     pub(crate) pings: AtomicU64,
@@ -198,6 +208,7 @@ impl Stats {
             messages_out: self.messages_out.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
             unconfirmed: self.unconfirmed.load(Relaxed),
             pings: self.pings.load(Relaxed),
             rtt: (rtt > 0).then(|| Duration::from_micros(rtt)),
@@ -219,6 +230,9 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Outbound messages dropped (see [`ConnectionEvent::Dropped`]).
     pub dropped: u64,
+    /// Received messages discarded past the inbound bound while closing or after a handshake
+    /// (see [`ConnectionEvent::Discarded`]).
+    pub discarded: u64,
     /// Outbound messages whose flush never completed before a disconnect.
     pub unconfirmed: u64,
     /// Heartbeat pings sent.

@@ -80,9 +80,8 @@ pub(crate) struct Pipes {
     /// disconnect and go out first on the next connection.
     pub(crate) outbox: VecDeque<Message>,
     pub(crate) scratch: Vec<Message>,
+    /// The inbound channel, with the received batches the user has not taken yet.
     pub(crate) inbound: InboundTx,
-    /// A received batch the user has not taken yet.
-    pub(crate) pending_in: Option<Vec<Message>>,
     pub(crate) stats: Arc<Stats>,
     /// A draining close asked for while not `Ready`: the next connection writes the backlog,
     /// then closes with this frame, unless the deadline passes first.
@@ -279,11 +278,14 @@ impl Supervisor {
             }
             Ok::<(), HandshakeError>(())
         });
-        let handshake =
-            match wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await {
-                None => return Attempt::Closed,
-                Some(result) => result,
-            };
+        let handshake = wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await;
+        // Frames the handshake read but did not consume are the user's, however it ended, and
+        // come after anything received before (a batch the last connection left).
+        self.receive_later(later);
+        let handshake = match handshake {
+            None => return Attempt::Closed,
+            Some(result) => result,
+        };
         if let Err(error) = handshake {
             return self.failed(Error::Handshake(Arc::new(error)), 0, false);
         }
@@ -301,29 +303,6 @@ impl Supervisor {
                 self.pipes.outbox.push_front(msg);
             }
         }
-        if !later.is_empty() {
-            // Frames that arrived during the handshake go to the user first.
-            let stats = &self.pipes.stats;
-            Stats::add(&stats.messages_in, later.len() as u64);
-            Stats::add(
-                &stats.bytes_in,
-                later.iter().map(|m| payload_len(m) as u64).sum(),
-            );
-            let extensions = &self.pipes.extensions;
-            let later: Vec<Message> = if extensions.is_empty() {
-                later
-            } else {
-                later
-                    .into_iter()
-                    .filter_map(|m| extensions.inbound(m))
-                    .collect()
-            };
-            self.pipes.inbound.fan_out(&later);
-            if !later.is_empty() {
-                self.pipes.pending_in = Some(later);
-            }
-        }
-
         let reconnect = *ever_ready;
         *ever_ready = true;
         let ready_at = Instant::now();
@@ -343,11 +322,48 @@ impl Supervisor {
             .run()
             .await;
         match exit {
-            Exit::Closed => Attempt::Closed,
+            Exit::Closed { discarded } => {
+                if discarded > 0 {
+                    tracing::warn!(discarded, "received while closing, past the inbound bound");
+                    self.publish
+                        .event(ConnectionEvent::Discarded { count: discarded });
+                }
+                Attempt::Closed
+            }
             Exit::Failed { error, unconfirmed } => {
                 let stable = ready_at.elapsed() >= self.link.config.stable_after;
                 self.failed(error, unconfirmed, stable)
             }
+        }
+    }
+
+    /// Takes in frames the handshake read and left for the user.
+    fn receive_later(&mut self, later: Vec<Message>) {
+        if later.is_empty() {
+            return;
+        }
+        let stats = &self.pipes.stats;
+        let bytes: usize = later.iter().map(payload_len).sum();
+        Stats::add(&stats.messages_in, later.len() as u64);
+        Stats::add(&stats.bytes_in, bytes as u64);
+        let extensions = &self.pipes.extensions;
+        let later: Vec<Message> = if extensions.is_empty() {
+            later
+        } else {
+            later
+                .into_iter()
+                .filter_map(|m| extensions.inbound(m))
+                .collect()
+        };
+        self.pipes.inbound.fan_out(&later);
+        // Bounded, not blocking: a user who never reads must not make every reconnect's
+        // leftovers pile up.
+        let discarded = self.pipes.inbound.hold_unless_over_bound(later, bytes);
+        if discarded > 0 {
+            Stats::add(&self.pipes.stats.discarded, discarded);
+            tracing::warn!(discarded, "left by the handshake, past the inbound bound");
+            self.publish
+                .event(ConnectionEvent::Discarded { count: discarded });
         }
     }
 
@@ -391,18 +407,9 @@ impl Supervisor {
                 reason: DropReason::Shutdown,
             });
         }
-        // A received batch still waiting for the user is handed over before the stream ends;
-        // the wait is bounded so that a user who stopped reading cannot hold `close()` forever.
-        if pipes.pending_in.is_some() {
-            let deliver =
-                std::future::poll_fn(|cx| pipes.inbound.poll_deliver(cx, &mut pipes.pending_in));
-            if tokio::time::timeout(self.link.config.close_timeout, deliver)
-                .await
-                .is_err()
-            {
-                tracing::warn!("closing with received messages the application never took");
-            }
-        }
+        // What the user has not taken yet goes to the stream's tail, read after the channel:
+        // `close().await` returns without waiting for a user who reads only after it.
+        pipes.inbound.hand_over_rest();
         let error = result.err();
         if let Some(error) = &error {
             self.publish

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{Client, ConnectionState, Error, Message};
+use resocket::{Client, ConnectionEvent, ConnectionState, Error, Message, Messages};
 use resocket_testkit::{within, Behavior, TestServer};
 
 #[tokio::test]
@@ -179,6 +179,114 @@ async fn close_without_drain_reports_what_it_dropped() {
             "{dropped:?}"
         );
         assert_eq!(client.snapshot().counters.dropped, 3);
+    })
+    .await;
+}
+
+/// `count` numbered text messages: "0", "1", ...
+fn numbered(count: usize) -> Vec<Message> {
+    (0..count).map(|i| Message::text(i.to_string())).collect()
+}
+
+/// Asserts that `received` is exactly "0", "1", ... "count-1".
+fn assert_numbered(received: &[Message], count: usize) {
+    assert_eq!(received.len(), count, "how many came out");
+    assert!(received == numbered(count), "out of order: {received:?}");
+}
+
+/// Everything the stream yields until it ends.
+async fn drain(messages: &mut Messages) -> Vec<Message> {
+    let mut received = Vec::new();
+    while let Some(msg) = messages.recv().await {
+        received.push(msg);
+    }
+    received
+}
+
+#[tokio::test]
+async fn replies_that_arrive_while_closing_are_delivered() {
+    within(30, "replies while closing", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        for msg in numbered(1000) {
+            client.send(msg).await.unwrap();
+        }
+        // The application reads only once the close is over: replies must not wait on it.
+        client.close().await.unwrap();
+        assert_numbered(&drain(&mut messages).await, 1000);
+        assert_eq!(client.snapshot().counters.discarded, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replies_that_arrive_while_closing_with_a_code_are_delivered() {
+    within(30, "replies while closing with a code", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        for msg in numbered(1000) {
+            client.send(msg).await.unwrap();
+        }
+        client.close_with(4000, "done").await.unwrap();
+        assert_numbered(&drain(&mut messages).await, 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replies_that_arrive_after_the_last_handle_is_dropped_are_delivered() {
+    within(30, "replies after the last handle", async {
+        let server = TestServer::start(Behavior::Echo).await;
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let mut status = client.status();
+        for msg in numbered(1000) {
+            client.send(msg).await.unwrap();
+        }
+        drop(client);
+        status.wait_for(|s| s.state.is_closed()).await.unwrap();
+        assert_numbered(&drain(&mut messages).await, 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_while_closing_is_bounded_and_the_rest_counted() {
+    within(60, "flood while closing", async {
+        const SENT: usize = 20_000;
+        const CAPACITY: usize = 64;
+        let server = TestServer::start(Behavior::Burst { count: SENT }).await;
+        let (client, mut messages) = Client::builder(server.url())
+            .configure(|c| c.inbound_capacity = CAPACITY)
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        client.ready().await.unwrap();
+        // The application never reads while the server floods and the client closes.
+        client.close().await.unwrap();
+        let received = drain(&mut messages).await;
+        let discarded = match support::wait_event(&mut events, |e| {
+            matches!(e, ConnectionEvent::Discarded { .. })
+        })
+        .await
+        {
+            ConnectionEvent::Discarded { count } => count,
+            _ => unreachable!("filtered above"),
+        };
+        // The bound: the channel's, and as much again held while closing.
+        assert!(
+            received.len() <= 2 * CAPACITY,
+            "{} messages held",
+            received.len()
+        );
+        assert_numbered(&received, received.len());
+        assert_eq!(
+            received.len() as u64 + discarded,
+            SENT as u64,
+            "every message is delivered or counted"
+        );
+        let counters = client.snapshot().counters;
+        assert_eq!(counters.discarded, discarded);
+        assert_eq!(counters.messages_in, SENT as u64);
     })
     .await;
 }

@@ -1,11 +1,12 @@
 //! The frame layer against a server that writes raw bytes: frames that arrive in the same write
-//! as the `101` response, fragments, pings, the close handshake, and malformed frames.
+//! as the `101` response, fragments, pings, the close handshake, malformed frames, and frames
+//! received with a connection's last read, which outlive it.
 
 mod support;
 
 use std::time::Duration;
 
-use resocket::{retry::FixedDelay, Client, Error, Message};
+use resocket::{retry::FixedDelay, Client, ConnectionEvent, Error, Message};
 use resocket_testkit::{raw_frame as frame, within};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -210,6 +211,84 @@ async fn a_message_sent_after_the_servers_close_goes_out_on_the_next_connection(
             (1, (0x1, b"late".to_vec())),
             "written on the next connection, not lost on the closing one"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_left_by_a_dead_connection_comes_before_the_next_handshakes_frames() {
+    within(20, "batch across a reconnect", async {
+        let (url, _frames) = raw_server(false, |n| {
+            if n == 0 {
+                // Read in one pass with the frame that ends the connection: the batch is still
+                // the client's, not yet the user's, when the next connection is made.
+                [
+                    frame(true, 0x1, b"0"),
+                    frame(true, 0x1, b"1"),
+                    frame(true, 0x3, b"?"),
+                ]
+                .concat()
+            } else {
+                Vec::new()
+            }
+        })
+        .await;
+        // Leaves a frame for the user on every connection, as a handshake that reads past its
+        // reply does.
+        let leftover = resocket::handshake::from_fn("leftover", |io| {
+            Box::pin(async move {
+                let attempt = io.context().attempt;
+                io.deliver_later(Message::text(format!("handshake {attempt}")));
+                Ok(())
+            })
+        });
+        let (client, mut messages) = Client::builder(url)
+            .handshake(leftover)
+            .backoff(FixedDelay::new(Duration::from_millis(10)))
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        support::wait_event(&mut events, |e| {
+            matches!(e, ConnectionEvent::Ready { reconnect: true })
+        })
+        .await;
+        for expected in ["handshake 1", "0", "1", "handshake 2"] {
+            assert_eq!(messages.recv().await.unwrap(), Message::text(expected));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_burst_before_the_servers_close_is_delivered_after_the_reconnect() {
+    within(20, "burst, close, reconnect", async {
+        let (url, _frames) = raw_server(true, |n| {
+            if n == 0 {
+                [
+                    frame(true, 0x1, b"0"),
+                    frame(true, 0x1, b"1"),
+                    frame(true, 0x8, &[0x03, 0xE9]),
+                ]
+                .concat()
+            } else {
+                frame(true, 0x1, b"2")
+            }
+        })
+        .await;
+        let (client, mut messages) = Client::builder(url)
+            .backoff(FixedDelay::new(Duration::from_millis(10)))
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        // The application reads only after the reconnect.
+        support::wait_event(&mut events, |e| {
+            matches!(e, ConnectionEvent::Ready { reconnect: true })
+        })
+        .await;
+        for expected in ["0", "1", "2"] {
+            assert_eq!(messages.recv().await.unwrap(), Message::text(expected));
+        }
+        assert_eq!(client.snapshot().counters.discarded, 0);
     })
     .await;
 }

@@ -376,3 +376,46 @@ async fn server_events_show_no_user_message_before_auth() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn frames_left_by_failing_handshakes_are_kept_within_the_bound_and_the_rest_counted() {
+    within(30, "leftovers of failing handshakes", async {
+        const CAPACITY: usize = 4;
+        let server = TestServer::start(resocket_testkit::Behavior::Silent).await;
+        // Every attempt leaves a frame for the user, then fails: no connection ever runs to
+        // hand them over, so only the bound keeps them from piling up.
+        let flaky = resocket::handshake::from_fn("flaky", |io| {
+            Box::pin(async move {
+                io.deliver_later(Message::text("left over"));
+                Err(HandshakeError::retryable("not yet"))
+            })
+        });
+        let (client, mut messages) = Client::builder(server.url())
+            .handshake(flaky)
+            .backoff(FixedDelay::new(Duration::from_millis(1)))
+            .configure(|c| c.inbound_capacity = CAPACITY)
+            .connect()
+            .unwrap();
+        let mut events = client.events();
+        support::wait_event(&mut events, |e| {
+            matches!(e, ConnectionEvent::Discarded { .. })
+        })
+        .await;
+        client.close().await.unwrap();
+        let mut received = 0u64;
+        while let Some(msg) = messages.recv().await {
+            assert_eq!(msg, Message::text("left over"));
+            received += 1;
+        }
+        // The bound, and the leftovers of one more handshake beside it.
+        assert!(received as usize <= CAPACITY + 1, "{received} held");
+        let counters = client.snapshot().counters;
+        assert!(counters.discarded > 0);
+        assert_eq!(
+            received + counters.discarded,
+            counters.messages_in,
+            "every frame is delivered or counted"
+        );
+    })
+    .await;
+}

@@ -4,6 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use futures_util::SinkExt;
+
 use resocket::{Client, ConnectionEvent, Error, Message};
 use resocket_testkit::{within, Behavior, ServerEvent, TestServer};
 
@@ -125,6 +127,45 @@ async fn idle_timeout_reconnects_when_nothing_arrives() {
         let reason = support::disconnect_reason(&mut events).await;
         assert!(matches!(reason, Error::IdleTimeout(_)), "{reason:?}");
         assert!(reason.is_timeout() && reason.is_retryable());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_received_before_a_heartbeat_timeout_are_delivered() {
+    within(30, "burst, then a dead peer", async {
+        const SENT: usize = 100;
+        // A burst, then silence with TCP left open: no Pong ever comes.
+        let server = TestServer::start(Behavior::custom(|mut conn| async move {
+            for i in 0..SENT {
+                if conn.ws.feed(Message::text(i.to_string())).await.is_err() {
+                    return;
+                }
+            }
+            let _ = conn.ws.flush().await;
+            std::future::pending::<()>().await;
+        }))
+        .await;
+        let (client, mut messages) = Client::builder(server.url())
+            .configure(|c| {
+                c.ping_interval = Some(Duration::from_millis(100));
+                c.pong_timeout = Duration::from_millis(200);
+            })
+            .backoff(resocket::retry::NoRetry)
+            .connect()
+            .unwrap();
+        // The application reads only once the client has given up on the peer.
+        let error = client.closed().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::RetriesExhausted { last, .. } if matches!(**last, Error::HeartbeatTimeout(_))),
+            "{error:?}"
+        );
+        let mut received = Vec::new();
+        while let Some(msg) = messages.recv().await {
+            received.push(msg);
+        }
+        let expected: Vec<Message> = (0..SENT).map(|i| Message::text(i.to_string())).collect();
+        assert!(received == expected, "{received:?}");
     })
     .await;
 }
