@@ -99,6 +99,11 @@ pub struct ConnectArgs {
     /// reconnects) before dropping them and exiting 3, in seconds.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub drain_timeout: Duration,
+    /// Once the input is delivered, keep the connection open until no message has arrived for
+    /// this long, in seconds, then close (0 closes at once). Many servers stop answering as soon
+    /// as they receive a Close, so replies still on their way would be lost without it.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    pub linger: Duration,
 }
 
 /// A number of seconds, zero or more, with a fraction if wanted.

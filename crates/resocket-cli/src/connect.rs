@@ -126,7 +126,11 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = match end {
         End::Closed(outcome) => outcome,
-        End::Drained | End::TimedOut => client.close().await,
+        End::Drained => match linger(&client, args.linger).await {
+            Some(outcome) => outcome,
+            None => client.close().await,
+        },
+        End::TimedOut => client.close().await,
     };
     // The printer ends when the message stream does, after the close.
     let _ = tokio::time::timeout(Duration::from_secs(5), printer).await;
@@ -190,6 +194,30 @@ async fn session(client: &Client, input: &mut Input, queued: &Cell<u64>, drain: 
             () = &mut forward, if !all_queued => all_queued = true,
             () = tokio::time::sleep(DRAIN_CHECK), if all_queued => {}
         }
+    }
+}
+
+/// Waits until no message has arrived for `quiet` (between one and two `quiet`s, as it checks
+/// the received count once per period), or the client closes on its own (its outcome).
+///
+/// A Close is the end of what a peer may expect to be asked, and many servers (Python's
+/// `websockets` among them) drop the replies they have not sent yet once it arrives; a pipe
+/// such as `echo '{"op":"subscribe"}' | resocket connect URL` wants those replies.
+async fn linger(client: &Client, quiet: Duration) -> Option<Result<(), Error>> {
+    if quiet.is_zero() {
+        return None;
+    }
+    let mut received = client.snapshot().counters.messages_in;
+    loop {
+        tokio::select! {
+            closed = client.closed() => return Some(closed),
+            () = tokio::time::sleep(quiet) => {}
+        }
+        let now = client.snapshot().counters.messages_in;
+        if now == received {
+            return None;
+        }
+        received = now;
     }
 }
 

@@ -32,8 +32,11 @@ Exit status (every command; see each command's --help):
 pub(crate) const CONNECT_HELP: &str = "\
 End of input:
   When stdin ends, the lines still queued keep being delivered, through reconnects, for at most
-  --drain-timeout seconds; then the client closes with 1000. Until the close handshake completes
-  (or 5 s pass) every message that arrives is still printed. Reading stdin stops while the send
+  --drain-timeout seconds. Once they are written, the connection stays open until no message
+  has arrived for --linger seconds (default 1): servers such as Python's `websockets` stop
+  answering as soon as they receive a Close, so replies still on their way would be lost. Then
+  the client closes with 1000; until the close handshake completes (or 5 s pass) every message
+  that arrives is still printed. Reading stdin stops while the send
   queue is full (backpressure); the end of input is still noticed as long as the unread rest
   fits in the read-ahead (1024 lines, 8 MiB).
 

@@ -11,6 +11,8 @@
 //! - [`Exchange`]: an exchange-style feed that demands auth, confirms subscriptions, sends
 //!   ticks and application-level pings.
 //! - [`raw_frame`]: a server frame as raw bytes, valid or not, for servers written by hand.
+//! - [`PeerServer`]: Python `websockets` or Node `ws` as a child process, an independent
+//!   implementation of RFC 6455 to test against.
 //! - `TestPki` (feature `pki`): a private CA made at test time, with rustls server configs
 //!   (plain or mTLS) and client identities, for `wss://` tests.
 //!
@@ -46,6 +48,7 @@
 mod behavior;
 mod exchange;
 mod guard;
+mod peer;
 mod proxy;
 mod raw_frame;
 mod server;
@@ -55,6 +58,7 @@ mod tls;
 pub use behavior::{Behavior, Conn};
 pub use exchange::Exchange;
 pub use guard::{closed_port, within};
+pub use peer::{Peer, PeerServer};
 pub use proxy::{Direction, Fault, FaultProxy};
 pub use raw_frame::raw_frame;
 pub use server::{ServerEvent, ServerStream, TestServer};

@@ -3,89 +3,16 @@
 //! server Close.
 //!
 //! `scripts/test` installs both into `.deps` (`scripts/deps/python-websockets.sh`,
-//! `scripts/deps/node-ws.sh`).
+//! `scripts/deps/node-ws.sh`); the servers are the test kit's `PeerServer`.
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use resocket::{retry::FixedDelay, Client, Message, Messages};
-use resocket_testkit::within;
+use resocket_testkit::{within, Peer, PeerServer};
 
-/// An independent WebSocket server, both speaking the protocol of `tests/interop/`.
-#[derive(Debug, Clone, Copy)]
-enum Peer {
-    /// Python `websockets`, from `.deps/python` (`scripts/deps/python-websockets.sh`).
-    Python,
-    /// Node `ws`, from `.deps/node` (`scripts/deps/node-ws.sh`).
-    Node,
-}
-
-const PEERS: [Peer; 2] = [Peer::Python, Peer::Node];
-
-/// A peer's server process, killed when dropped.
-struct PeerServer {
-    child: Child,
-    url: String,
-}
-
-impl PeerServer {
-    fn start(peer: Peer) -> PeerServer {
-        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let deps = crate_dir.join("../../.deps");
-        let (program, script, env, installed, installer) = match peer {
-            Peer::Python => (
-                "python3",
-                "python_server.py",
-                ("PYTHONPATH", deps.join("python")),
-                deps.join("python/websockets"),
-                "python-websockets.sh",
-            ),
-            Peer::Node => (
-                "node",
-                "node_server.js",
-                ("NODE_PATH", deps.join("node/node_modules")),
-                deps.join("node/node_modules/ws"),
-                "node-ws.sh",
-            ),
-        };
-        assert!(
-            installed.is_dir(),
-            "{peer:?} server library not found at {}: run scripts/deps/{installer}",
-            installed.display()
-        );
-        let mut child = Command::new(program)
-            .arg(crate_dir.join("tests/interop").join(script))
-            .env(env.0, env.1)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("the server prints its port");
-        let port: u16 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{peer:?}: a port number, got {line:?}"));
-        PeerServer {
-            child,
-            url: format!("ws://127.0.0.1:{port}/"),
-        }
-    }
-}
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const PEERS: [Peer; 2] = Peer::ALL;
 
 async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Message {
     client.send(request).await.unwrap();
@@ -102,7 +29,7 @@ async fn payloads_of_every_length_encoding_round_trip_through_both_peers() {
 async fn payloads_round_trip(peer: Peer) {
     let server = PeerServer::start(peer);
     within(60, &format!("{peer:?} echo"), async {
-        let (client, mut messages) = Client::builder(server.url.clone()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
         for size in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
             let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let reply = ask(&client, &mut messages, Message::binary(payload.clone())).await;
@@ -134,7 +61,7 @@ async fn fragments_pings_and_close_from_both_peers() {
 async fn fragments_pings_and_close(peer: Peer) {
     let server = PeerServer::start(peer);
     within(60, &format!("{peer:?} protocol"), async {
-        let (client, mut messages) = Client::builder(server.url.clone())
+        let (client, mut messages) = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_secs(60)))
             .connect()
             .unwrap();

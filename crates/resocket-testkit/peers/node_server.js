@@ -2,8 +2,8 @@
 // the other widely used independent implementation of RFC 6455.
 //
 // Binds 127.0.0.1:0, prints the port on the first line of stdout, then serves until killed.
-// Binary messages are echoed; Text messages are "echo:<text>", "fragments:<n>", "ping" and
-// "close:<code>:<reason>" (see python_server.py).
+// Binary messages are echoed; Text messages are "echo:<text>", "fragments:<n>", "ping",
+// "later:<ms>:<text>" and "close:<code>:<reason>" (see python_server.py); any other text is echoed as it is.
 
 const { WebSocketServer } = require("ws");
 
@@ -31,9 +31,14 @@ server.on("connection", (ws) => {
     } else if (msg === "ping") {
       ws.once("pong", (payload) => ws.send(`pong:${payload.toString()}`));
       ws.ping(Buffer.from("interop"));
+    } else if (msg.startsWith("later:")) {
+      const [, ms, ...text] = msg.split(":");
+      setTimeout(() => ws.send(text.join(":")), Number(ms));
     } else if (msg.startsWith("close:")) {
       const [, code, ...reason] = msg.split(":");
       ws.close(Number(code), reason.join(":"));
+    } else {
+      ws.send(msg);
     }
   });
 });

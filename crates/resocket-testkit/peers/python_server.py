@@ -1,5 +1,5 @@
 """A Python `websockets` server for resocket's interop tests: an independent implementation of
-RFC 6455 on the other end of the client's frame codec.
+RFC 6455 on the other end of the client's frame codec (`resocket_testkit::PeerServer`).
 
 Binds 127.0.0.1:0, prints the port on the first line of stdout, then serves until killed.
 Every Binary message is echoed. Text messages are commands:
@@ -9,6 +9,8 @@ Every Binary message is echoed. Text messages are commands:
 - "ping"                 -> a Ping with payload b"interop", then "pong:<payload>" once the
                             client's Pong has arrived
 - "close:<code>:<reason>" -> a Close frame with that code and reason
+- "later:<ms>:<text>"     -> the text back after that many milliseconds (a slow answer)
+- any other text          -> echoed as it is
 """
 
 import asyncio
@@ -31,10 +33,16 @@ async def handler(ws):
             waiter = await ws.ping(b"interop")
             latency = await waiter
             await ws.send("pong:interop" if latency >= 0 else "pong:?")
+        elif msg.startswith("later:"):
+            _, ms, text = msg.split(":", 2)
+            await asyncio.sleep(int(ms) / 1000)
+            await ws.send(text)
         elif msg.startswith("close:"):
             _, code, reason = msg.split(":", 2)
             await ws.close(int(code), reason)
             return
+        else:
+            await ws.send(msg)
 
 
 async def main():
