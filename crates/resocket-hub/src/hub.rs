@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accept::Transport;
 use crate::config::{HubBuilder, HubConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -110,6 +111,10 @@ impl Hub {
 
     /// Serves the hub on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
     ///
+    /// Every accepted socket gets TCP_NODELAY, and sockets not yet upgraded are bounded in
+    /// number and time (see [`HubBuilder::upgrade_timeout`] and
+    /// [`HubBuilder::max_pending_upgrades`]).
+    ///
     /// # Errors
     ///
     /// An I/O error from the listener.
@@ -132,7 +137,7 @@ impl Hub {
         if let Ok(addr) = listener.local_addr() {
             let _ = self.shared.local_addr.set(addr);
         }
-        self.serve_on(listener, signal).await
+        self.serve_on(listener, Transport::Plain, signal).await
     }
 
     /// Serves `wss://` on `listener` until Ctrl-C or SIGTERM; see
@@ -151,8 +156,9 @@ impl Hub {
     }
 
     /// Like [`serve_with_shutdown`](Self::serve_with_shutdown), serving `wss://` with these TLS
-    /// settings (see [`server_config_from_pem`](crate::server_config_from_pem)). The deep
-    /// health check then runs in-process, as for a mounted hub.
+    /// settings (see [`server_config_from_pem`](crate::server_config_from_pem)). The TLS
+    /// handshake counts towards the upgrade deadline. The deep health check then runs
+    /// in-process, as for a mounted hub.
     ///
     /// # Errors
     ///
@@ -163,32 +169,31 @@ impl Hub {
         tls: std::sync::Arc<rustls::ServerConfig>,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let listener = crate::tls::TlsListener::new(listener, tls)?;
-        self.serve_on(listener, signal).await
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        self.serve_on(listener, Transport::Tls(acceptor), signal)
+            .await
     }
 
-    async fn serve_on<L>(
+    async fn serve_on(
         self,
-        listener: L,
+        listener: TcpListener,
+        transport: Transport,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<()>
-    where
-        L: axum::serve::Listener,
-        L::Addr: std::fmt::Debug,
-    {
+    ) -> Result<()> {
         let app = self.router();
-        let hub = self.clone();
         let mut stop = self.shared.shutdown_tx.subscribe();
-        let trigger = async move {
+        let trigger = async {
             tokio::select! {
                 () = signal => {}
                 _ = stop.wait_for(|s| *s) => {}
             }
-            hub.shutdown();
+            self.shutdown();
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(trigger)
-            .await?;
+        // The accept loop ends once shutdown starts, which `trigger` guarantees.
+        tokio::join!(
+            trigger,
+            crate::accept::serve(self.shared.clone(), listener, transport, app)
+        );
         self.drained().await;
         Ok(())
     }

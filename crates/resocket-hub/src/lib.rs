@@ -25,6 +25,7 @@
 //!
 //! This crate has no cargo features.
 
+mod accept;
 mod config;
 mod connection;
 mod error;
