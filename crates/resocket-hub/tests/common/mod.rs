@@ -404,3 +404,24 @@ impl RawTcp {
         })
     }
 }
+
+/// Opens a socket and sends the start of a request whose headers never finish (slowloris).
+pub async fn stalled_request(addr: SocketAddr) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the peer closes (EOF or reset); what it sent before is ignored.
+pub async fn read_to_close(s: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
