@@ -24,6 +24,9 @@ use crate::token::Claims;
 /// How long a closing connection may take to write its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// RFC 6455's close code for a protocol violation.
+const PROTOCOL_ERROR: u16 = 1002;
+
 /// Who is on the other end.
 #[derive(Debug)]
 pub(crate) enum Identity {
@@ -304,6 +307,20 @@ impl Session {
                     code: close_code::INVALID_PAYLOAD,
                     reason: "invalid utf-8",
                     drain: true,
+                })
+            }
+            // A peer that vanished mid-stream gets no close frame: nobody is there to read it.
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => None,
+            Some(tungstenite::Error::Protocol(error)) => {
+                // RFC 6455 §7.4.1: a protocol violation (reserved bits, unmasked or fragmented
+                // control frames, bad opcodes, a malformed close frame) closes with 1002.
+                tracing::debug!(%error, "protocol violation");
+                Some(Closing {
+                    code: PROTOCOL_ERROR,
+                    reason: "protocol error",
+                    drain: false,
                 })
             }
             _ => {

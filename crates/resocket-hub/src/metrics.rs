@@ -220,8 +220,8 @@ impl Metrics {
             "pending_cap",
             "timeout",
         ]
-            .iter()
-            .enumerate()
+        .iter()
+        .enumerate()
         {
             let _ = writeln!(
                 out,
