@@ -368,6 +368,15 @@ impl RawTcp {
         self.stream.write_all(&frame).await.unwrap();
     }
 
+    /// Sends a masked, empty ping.
+    pub async fn send_ping(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .write_all(&[0x89, 0x80, 0, 0, 0, 0])
+            .await
+            .unwrap();
+    }
+
     /// Reads until at least `n` bytes past the upgrade arrived (for example, a reply).
     pub async fn read_at_least(&mut self, n: usize) {
         use tokio::io::AsyncReadExt;
