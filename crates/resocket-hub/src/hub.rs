@@ -100,6 +100,22 @@ impl Hub {
 
     /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
     /// existing axum app. Starts the `$stats` publisher when called inside a Tokio runtime.
+    ///
+    /// The socket guards of [`serve`](Self::serve) (TCP_NODELAY, header-read timeout, upgrade
+    /// deadline, cap on sockets not yet upgraded) are then your server's job. Set TCP_NODELAY
+    /// at least, or read-only subscribers stall on delayed ACKs; with `axum::serve`:
+    ///
+    /// ```no_run
+    /// # async fn run(hub: resocket_hub::Hub) -> std::io::Result<()> {
+    /// use axum::serve::ListenerExt;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+    ///     .await?
+    ///     .tap_io(|tcp| {
+    ///         let _ = tcp.set_nodelay(true);
+    ///     });
+    /// axum::serve(listener, axum::Router::new().nest("/hub", hub.router())).await
+    /// # }
+    /// ```
     pub fn router(&self) -> axum::Router {
         if tokio::runtime::Handle::try_current().is_ok()
             && !self.shared.stats_started.swap(true, Relaxed)
