@@ -72,6 +72,9 @@ pub(crate) async fn serve(
             () = stopping(&mut stop) => break,
             accepted = accept(&listener) => match accepted {
                 Ok(accepted) => accepted,
+                // One client's reset before accept says nothing about the next: no pause, or
+                // a stream of resets would slow everyone's accepts down.
+                Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
                     // Typically EMFILE: pause instead of spinning.
                     tracing::warn!(%error, "accept failed");
@@ -101,6 +104,16 @@ pub(crate) async fn serve(
     // Pending sockets were told to finish their request and close; the deadline bounds them.
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(cfg.upgrade_timeout, pending.acquire_many(all)).await;
+}
+
+/// An accept error that concerns one client only.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Resolves once the hub starts shutting down (at once if it already has).

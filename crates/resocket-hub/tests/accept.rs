@@ -26,6 +26,14 @@ async fn stalled_sockets_are_closed_while_clients_get_in(builder: HubBuilder) {
         .expect("a real client connects while the stalled sockets are held");
     drop(ws);
     join_all(stalled.iter_mut().map(read_to_close)).await;
+    let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            "resocket_hub_rejected_upgrades_total{reason=\"timeout\"}"
+        ),
+        STALLED as f64
+    );
 }
 
 #[tokio::test]
@@ -86,6 +94,12 @@ async fn sockets_beyond_the_pending_cap_are_closed_at_once() {
             }
             tokio::task::yield_now().await;
         }
+        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
+        let refused = common::metric(
+            &metrics,
+            "resocket_hub_rejected_upgrades_total{reason=\"pending_cap\"}",
+        );
+        assert!(refused >= (3 * CAP) as f64, "{refused}");
     })
     .await;
 }
