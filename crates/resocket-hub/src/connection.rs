@@ -62,7 +62,7 @@ pub(crate) async fn run(
 ) {
     let span = tracing::debug_span!("conn", id);
     async move {
-        let (sink, stream) = socket.split();
+        let (sink, mut stream) = socket.split();
         let start = Instant::now();
         // Milliseconds since `start` of the last frame from the client: the reader stamps it and
         // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
@@ -85,7 +85,6 @@ pub(crate) async fn run(
             auth,
             subscriptions: HashMap::new(),
         };
-        let mut stream = stream;
         let close_timeout = shared.config.close_timeout;
         let mut writer = pin!(write_loop(&shared, sink, &outbox, &last_seen, start));
         let close = tokio::select! {
