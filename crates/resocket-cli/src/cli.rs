@@ -165,6 +165,18 @@ pub struct ServeArgs {
     /// Most connections at once.
     #[arg(long, env = "RESOCKET_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Seconds a client has to send its request headers (default 5).
+    #[arg(long, env = "RESOCKET_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds from accept to the WebSocket upgrade, TLS included (default 10).
+    #[arg(long, env = "RESOCKET_UPGRADE_TIMEOUT", value_name = "SECS")]
+    pub upgrade_timeout: Option<u64>,
+    /// Most sockets accepted but not yet upgraded (default 1024).
+    #[arg(long, env = "RESOCKET_MAX_PENDING_UPGRADES")]
+    pub max_pending_upgrades: Option<usize>,
+    /// Seconds a closing connection may wait for its socket to take the Close frame (default 10).
+    #[arg(long, env = "RESOCKET_CLOSE_TIMEOUT", value_name = "SECS")]
+    pub close_timeout: Option<u64>,
     /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
     #[arg(
         long,

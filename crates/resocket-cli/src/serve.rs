@@ -51,6 +51,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(max);
     }
+    let secs = std::time::Duration::from_secs;
+    if let Some(t) = args.header_read_timeout {
+        builder = builder.header_read_timeout(secs(t));
+    }
+    if let Some(t) = args.upgrade_timeout {
+        builder = builder.upgrade_timeout(secs(t));
+    }
+    if let Some(max) = args.max_pending_upgrades {
+        builder = builder.max_pending_upgrades(max);
+    }
+    if let Some(t) = args.close_timeout {
+        builder = builder.close_timeout(secs(t));
+    }
     let hub = builder.build().context("hub settings rejected")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

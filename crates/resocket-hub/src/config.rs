@@ -53,6 +53,10 @@ pub(crate) struct HubConfig {
     pub(crate) read_buffer_size: usize,
     pub(crate) write_buffer_size: usize,
     pub(crate) stats_interval: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) upgrade_timeout: Duration,
+    pub(crate) max_pending_upgrades: usize,
+    pub(crate) close_timeout: Duration,
 }
 
 impl Default for HubConfig {
@@ -87,6 +91,10 @@ impl Default for HubConfig {
             read_buffer_size: 4 * 1024,
             write_buffer_size: 32 * 1024,
             stats_interval: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(5),
+            upgrade_timeout: Duration::from_secs(10),
+            max_pending_upgrades: 1024,
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -296,6 +304,43 @@ impl HubBuilder {
         self
     }
 
+    /// How long a client may take to send its request headers, on a new socket and between
+    /// requests on a kept-alive one. Default: 5 s. Applies when the hub serves its own sockets
+    /// ([`Hub::serve`] and the like), not to a mounted [`Hub::router`].
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a socket may stay without being upgraded to a WebSocket, from `accept` to the
+    /// `101` (TLS handshake and request included). Default: 10 s. Then it is closed, so a
+    /// client that trickles its request (slowloris) cannot hold a socket; plain HTTP requests
+    /// (`/healthz`, `/metrics`) on a kept-alive socket are bounded by it too. Applies when the
+    /// hub serves its own sockets.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.config.upgrade_timeout = timeout;
+        self
+    }
+
+    /// The most sockets accepted but not yet upgraded (TLS handshakes, requests being read,
+    /// plain HTTP requests). Default: 1,024. Beyond it a new socket is closed at once, so
+    /// stalled clients cannot use up the process's file descriptors. Applies when the hub
+    /// serves its own sockets.
+    pub fn max_pending_upgrades(mut self, max: usize) -> Self {
+        self.config.max_pending_upgrades = max;
+        self
+    }
+
+    /// How long a closing connection may wait to hand its Close frame to the socket before it
+    /// is dropped. Default: 10 s. A slow consumer's socket is full when it is closed: the Close
+    /// frame goes out behind what the client has not read yet, so a client that starts reading
+    /// again within this time still learns why (4009) instead of seeing the connection end.
+    /// The connection's subscriptions and queue are released before the wait.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
     /// Checks the settings and makes the hub.
     ///
     /// # Errors
@@ -356,6 +401,18 @@ impl HubBuilder {
         }
         if c.read_buffer_size < 512 {
             return bad("socket_buffers", "read buffer must be at least 512 bytes");
+        }
+        if c.header_read_timeout.is_zero()
+            || c.upgrade_timeout.is_zero()
+            || c.close_timeout.is_zero()
+        {
+            return bad(
+                "upgrade_timeout",
+                "header read, upgrade and close timeouts must be positive",
+            );
+        }
+        if c.max_pending_upgrades == 0 || c.max_pending_upgrades > 1 << 20 {
+            return bad("max_pending_upgrades", "must be between 1 and 1,048,576");
         }
         if c.stats_interval.is_zero() {
             return bad("stats_interval", "must be positive");

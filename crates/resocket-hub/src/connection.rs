@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use resocket::hub::protocol::{close_code, ErrorCode, ServerFrame};
 use tracing::Instrument;
 
@@ -22,8 +22,8 @@ use crate::registry::Refused;
 use crate::room::{Published, Recovery, Room};
 use crate::token::Claims;
 
-/// How long a closing connection may take to write its close frame before it is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// RFC 6455's close code for a protocol violation.
+const PROTOCOL_ERROR: u16 = 1002;
 
 /// Who is on the other end.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ pub(crate) async fn run(
 ) {
     let span = tracing::debug_span!("conn", id);
     async move {
-        let (sink, stream) = socket.split();
+        let (sink, mut stream) = socket.split();
         let start = Instant::now();
         // Milliseconds since `start` of the last frame from the client: the reader stamps it and
         // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
@@ -87,16 +87,21 @@ pub(crate) async fn run(
             auth,
             subscriptions: HashMap::new(),
         };
+        let close_timeout = shared.config.close_timeout;
         let mut writer = pin!(write_loop(&shared, sink, &outbox, &last_seen, start));
-        tokio::select! {
-            () = &mut writer => {}
-            end = read_loop(&mut session, stream, &last_seen, start) => {
+        let close = tokio::select! {
+            close = &mut writer => close,
+            end = read_loop(&mut session, &mut stream, &last_seen, start) => {
                 outbox.close(end.unwrap_or(Closing { code: 1000, reason: "", drain: false }));
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+                tokio::time::timeout(close_timeout, writer).await.ok().flatten()
             }
-        }
+        };
+        // Released before the close handshake, which may wait on a peer that does not read.
         for (_, room) in session.subscriptions.drain() {
             room.unsubscribe(id, &shared.metrics);
+        }
+        if let Some((sink, frame)) = close {
+            close_handshake(sink, stream, frame, close_timeout).await;
         }
         shared.unregister(id);
         tracing::debug!("closed");
@@ -105,13 +110,16 @@ pub(crate) async fn run(
     .await;
 }
 
+/// Drains the outbox into the socket in batches and pings on schedule, until a close is
+/// requested; then hands back the sink and the Close frame to send. `None` when the socket
+/// failed.
 async fn write_loop(
     shared: &Shared,
     mut sink: SplitSink<WebSocket, Message>,
     outbox: &Outbox,
     last_seen: &AtomicU64,
     start: Instant,
-) {
+) -> Option<(SplitSink<WebSocket, Message>, CloseFrame)> {
     let cfg = &shared.config;
     let mut batch = VecDeque::new();
     let mut ping = tokio::time::interval_at(
@@ -164,7 +172,7 @@ async fn write_loop(
             }
             res = write => {
                 if res.is_err() {
-                    return;
+                    return None;
                 }
                 shared.metrics.messages_out.fetch_add(frames, Relaxed);
                 shared.metrics.write_batches.fetch_add(1, Relaxed);
@@ -178,16 +186,34 @@ async fn write_loop(
                 code: c.code,
                 reason: Utf8Bytes::from_static(c.reason),
             };
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-            return;
+            return Some((sink, frame));
         }
     }
 }
 
+/// Sends the Close frame, waiting at most `timeout` for the socket to take it, then drops the
+/// connection.
+///
+/// A slow consumer's socket is full when it is closed: the Close frame can only go out behind
+/// what the peer has not read yet, so the wait is bounded. Before the drop, the input that has
+/// arrived meanwhile (a heartbeat, the peer's own Close) is read and discarded: Linux answers a
+/// socket closed with unread input by a reset, which throws away the Close still queued for the
+/// peer.
+async fn close_handshake(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    frame: CloseFrame,
+    timeout: Duration,
+) {
+    // Refused when the peer closed first; tungstenite has then queued its reply, which the
+    // reads below flush.
+    let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
+    while let Some(Some(Ok(_))) = stream.next().now_or_never() {}
+}
+
 async fn read_loop(
     session: &mut Session,
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     last_seen: &AtomicU64,
     start: Instant,
 ) -> Option<Closing> {
@@ -306,6 +332,20 @@ impl Session {
                     code: close_code::INVALID_PAYLOAD,
                     reason: "invalid utf-8",
                     drain: true,
+                })
+            }
+            // A peer that vanished mid-stream gets no close frame: nobody is there to read it.
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => None,
+            Some(tungstenite::Error::Protocol(error)) => {
+                // RFC 6455 §7.4.1: a protocol violation (reserved bits, unmasked or fragmented
+                // control frames, bad opcodes, a malformed close frame) closes with 1002.
+                tracing::debug!(%error, "protocol violation");
+                Some(Closing {
+                    code: PROTOCOL_ERROR,
+                    reason: "protocol error",
+                    drain: false,
                 })
             }
             _ => {

@@ -75,8 +75,16 @@ impl Shared {
     }
 
     fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        let Some(origin) = headers.get(header::ORIGIN) else {
             return true;
+        };
+        if self.config.origins == OriginPolicy::Any {
+            return true;
+        }
+        // Browsers send origins in ASCII (RFC 6454 serializes hosts as punycode). An origin
+        // that is not ASCII matches nothing allowed; taking it for absent would let it in.
+        let Ok(origin) = origin.to_str() else {
+            return false;
         };
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);

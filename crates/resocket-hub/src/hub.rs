@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accept::Transport;
 use crate::config::{HubBuilder, HubConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -115,6 +116,22 @@ impl Hub {
 
     /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
     /// existing axum app. Starts the `$stats` publisher when called inside a Tokio runtime.
+    ///
+    /// The socket guards of [`serve`](Self::serve) (TCP_NODELAY, header-read timeout, upgrade
+    /// deadline, cap on sockets not yet upgraded) are then your server's job. Set TCP_NODELAY
+    /// at least, or read-only subscribers stall on delayed ACKs; with `axum::serve`:
+    ///
+    /// ```no_run
+    /// # async fn run(hub: resocket_hub::Hub) -> std::io::Result<()> {
+    /// use axum::serve::ListenerExt;
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+    ///     .await?
+    ///     .tap_io(|tcp| {
+    ///         let _ = tcp.set_nodelay(true);
+    ///     });
+    /// axum::serve(listener, axum::Router::new().nest("/hub", hub.router())).await
+    /// # }
+    /// ```
     pub fn router(&self) -> axum::Router {
         if tokio::runtime::Handle::try_current().is_ok()
             && !self.shared.stats_started.swap(true, Relaxed)
@@ -132,6 +149,10 @@ impl Hub {
     }
 
     /// Serves the hub on `listener` until Ctrl-C or SIGTERM, then shuts down gracefully.
+    ///
+    /// Every accepted socket gets TCP_NODELAY, and sockets not yet upgraded are bounded in
+    /// number and time (see [`HubBuilder::upgrade_timeout`] and
+    /// [`HubBuilder::max_pending_upgrades`]).
     ///
     /// # Errors
     ///
@@ -155,7 +176,7 @@ impl Hub {
         if let Ok(addr) = listener.local_addr() {
             let _ = self.shared.local_addr.set(addr);
         }
-        self.serve_on(listener, signal).await
+        self.serve_on(listener, Transport::Plain, signal).await
     }
 
     /// Serves `wss://` on `listener` until Ctrl-C or SIGTERM; see
@@ -174,8 +195,9 @@ impl Hub {
     }
 
     /// Like [`serve_with_shutdown`](Self::serve_with_shutdown), serving `wss://` with these TLS
-    /// settings (see [`server_config_from_pem`](crate::server_config_from_pem)). The deep
-    /// health check then runs in-process, as for a mounted hub.
+    /// settings (see [`server_config_from_pem`](crate::server_config_from_pem)). The TLS
+    /// handshake counts towards the upgrade deadline. The deep health check then runs
+    /// in-process, as for a mounted hub.
     ///
     /// # Errors
     ///
@@ -186,32 +208,31 @@ impl Hub {
         tls: std::sync::Arc<rustls::ServerConfig>,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        let listener = crate::tls::TlsListener::new(listener, tls)?;
-        self.serve_on(listener, signal).await
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        self.serve_on(listener, Transport::Tls(acceptor), signal)
+            .await
     }
 
-    async fn serve_on<L>(
+    async fn serve_on(
         self,
-        listener: L,
+        listener: TcpListener,
+        transport: Transport,
         signal: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<()>
-    where
-        L: axum::serve::Listener,
-        L::Addr: std::fmt::Debug,
-    {
+    ) -> Result<()> {
         let app = self.router();
-        let hub = self.clone();
         let mut stop = self.shared.shutdown_tx.subscribe();
-        let trigger = async move {
+        let trigger = async {
             tokio::select! {
                 () = signal => {}
                 _ = stop.wait_for(|s| *s) => {}
             }
-            hub.shutdown();
+            self.shutdown();
         };
-        axum::serve(listener, app)
-            .with_graceful_shutdown(trigger)
-            .await?;
+        // The accept loop ends once shutdown starts, which `trigger` guarantees.
+        tokio::join!(
+            trigger,
+            crate::accept::serve(self.shared.clone(), listener, transport, app)
+        );
         self.drained().await;
         Ok(())
     }

@@ -26,6 +26,7 @@
 //!
 //! This crate has no cargo features.
 
+mod accept;
 mod budget;
 mod config;
 mod connection;

@@ -43,6 +43,10 @@ pub(crate) enum Rejection {
     Auth,
     Capacity,
     ShuttingDown,
+    /// Closed at accept: too many sockets not yet upgraded.
+    PendingCap,
+    /// Closed before its upgrade: headers, TLS handshake or upgrade not done in time.
+    Timeout,
 }
 
 /// Every counter is a relaxed atomic: they are statistics, never used to synchronize.
@@ -50,7 +54,7 @@ pub(crate) enum Rejection {
 pub(crate) struct Metrics {
     pub(crate) connections: AtomicU64,
     pub(crate) connections_total: AtomicU64,
-    rejected: [AtomicU64; 4],
+    rejected: [AtomicU64; 6],
     pub(crate) messages_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
@@ -215,9 +219,16 @@ impl Metrics {
             );
         }
         let _ = writeln!(out, "# HELP resocket_hub_rejected_upgrades_total Upgrade requests refused, by reason.\n# TYPE resocket_hub_rejected_upgrades_total counter");
-        for (i, why) in ["origin", "auth", "capacity", "shutting_down"]
-            .iter()
-            .enumerate()
+        for (i, why) in [
+            "origin",
+            "auth",
+            "capacity",
+            "shutting_down",
+            "pending_cap",
+            "timeout",
+        ]
+        .iter()
+        .enumerate()
         {
             let _ = writeln!(
                 out,

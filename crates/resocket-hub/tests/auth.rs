@@ -222,6 +222,28 @@ async fn a_foreign_origin_is_refused() {
 }
 
 #[tokio::test]
+async fn a_non_ascii_origin_is_refused_with_403() {
+    guard(10, async {
+        use tungstenite::client::IntoClientRequest;
+        use tungstenite::http::HeaderValue;
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .allow_origin("https://app.example"),
+        )
+        .await;
+        let mut req = hub.url().into_client_request().unwrap();
+        req.headers_mut().insert(
+            "origin",
+            HeaderValue::from_bytes("https://évil.example".as_bytes()).unwrap(),
+        );
+        let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+        assert_eq!(status_of(err), 403);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn revoking_while_serving_closes_the_tokens_connections() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;

@@ -200,37 +200,58 @@ async fn a_client_that_never_answers_pings_is_closed_with_4000() {
     .await;
 }
 
+/// A hub whose queue bound (256 KiB) a subscriber that stopped reading has just overflowed;
+/// returns the hub and that subscriber.
+async fn overflowed_slow_consumer() -> (TestHub, RawTcp) {
+    let hub = TestHub::start(
+        Hub::builder()
+            .allow_anonymous(true)
+            .rate_limit(100_000, 100_000)
+            .outbound_queue_bytes(256 * 1024),
+    )
+    .await;
+    let mut slow = RawTcp::upgrade(hub.addr).await;
+    slow.send_text(r#"{"type":"subscribe","room":"r"}"#).await;
+    slow.read_at_least(20).await;
+    let mut publisher = hub.raw_anon().await;
+    let data = json!("x".repeat(32 * 1024));
+    let slow_disconnects = || async {
+        let (_, m) = common::http_get(hub.addr, "/metrics").await;
+        common::metric(
+            &m,
+            "resocket_hub_disconnects_total{reason=\"slow_consumer\"}",
+        )
+    };
+    let mut i = 0;
+    // Fill the socket buffers and the queue until the hub gives up on the reader.
+    while slow_disconnects().await == 0.0 {
+        for _ in 0..16 {
+            common::publish(&mut publisher, "r", &i.to_string(), data.clone()).await;
+            i += 1;
+        }
+    }
+    (hub, slow)
+}
+
 #[tokio::test]
 async fn a_slow_consumer_that_reads_again_sees_close_4009() {
     guard(30, async {
-        let hub = TestHub::start(
-            Hub::builder()
-                .allow_anonymous(true)
-                .rate_limit(100_000, 100_000)
-                .outbound_queue_bytes(256 * 1024),
-        )
-        .await;
-        let mut slow = RawTcp::upgrade(hub.addr).await;
-        slow.send_text(r#"{"type":"subscribe","room":"r"}"#).await;
-        slow.read_at_least(20).await;
-        let mut publisher = hub.raw_anon().await;
-        let data = json!("x".repeat(32 * 1024));
-        let slow_disconnects = || async {
-            let (_, m) = common::http_get(hub.addr, "/metrics").await;
-            common::metric(
-                &m,
-                "resocket_hub_disconnects_total{reason=\"slow_consumer\"}",
-            )
-        };
-        let mut i = 0;
-        // Fill the socket buffers and the queue until the hub gives up on the reader.
-        while slow_disconnects().await == 0.0 {
-            for _ in 0..16 {
-                common::publish(&mut publisher, "r", &i.to_string(), data.clone()).await;
-                i += 1;
-            }
-        }
+        let (_hub, slow) = overflowed_slow_consumer().await;
         // Reading again drains what was in flight, then the hub's close frame.
+        assert_eq!(slow.close_code_at_eof().await, Some(4009));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_that_pauses_then_reads_sees_close_4009_not_eof() {
+    guard(60, async {
+        let (_hub, mut slow) = overflowed_slow_consumer().await;
+        // Its heartbeat still goes out while it does not read.
+        slow.send_ping().await;
+        // The pause is the behaviour under test: a consumer busy for longer than a couple of
+        // seconds, well within the hub's close timeout (10 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(slow.close_code_at_eof().await, Some(4009));
     })
     .await;

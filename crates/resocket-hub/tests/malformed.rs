@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{closed, guard, recv, send, subscribe, TestHub, Ws};
+use common::{closed, guard, recv, send, subscribe, RawTcp, TestHub, Ws};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -105,6 +105,28 @@ async fn invalid_utf8_gets_an_error_frame_then_close_1007() {
         assert_eq!(err["code"], "invalid_utf8", "{err}");
         // RFC 6455 requires failing the connection on invalid UTF-8 in a text frame.
         assert_eq!(closed(&mut ws).await.unwrap().code, 1007.into());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_protocol_violation_closes_with_1002() {
+    guard(10, async {
+        use tokio::io::AsyncWriteExt;
+        let hub = TestHub::anonymous().await;
+        let violations: [&[u8]; 3] = [
+            // A text frame with RSV1 set and no extension negotiated.
+            &[0xC1, 0x80, 0, 0, 0, 0],
+            // An unmasked frame from a client.
+            &[0x81, 0x00],
+            // A reserved opcode.
+            &[0x83, 0x80, 0, 0, 0, 0],
+        ];
+        for bytes in violations {
+            let mut raw = RawTcp::upgrade(hub.addr).await;
+            raw.stream.write_all(bytes).await.unwrap();
+            assert_eq!(raw.close_code_at_eof().await, Some(1002), "{bytes:?}");
+        }
     })
     .await;
 }

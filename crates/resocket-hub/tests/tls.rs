@@ -51,6 +51,27 @@ async fn publish_and_subscribe_over_wss() {
     .await;
 }
 
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_at_the_upgrade_deadline() {
+    guard(20, async {
+        let pki = TestPki::new();
+        let (cert, key) = pki.server_identity_pem();
+        let tls = server_config_from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        let hub = Hub::builder()
+            .allow_anonymous(true)
+            .upgrade_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(hub.serve_tls_with_shutdown(listener, tls, std::future::pending()));
+        // Connected, but never a ClientHello.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        common::read_to_close(&mut stalled).await;
+    })
+    .await;
+}
+
 #[test]
 fn pem_without_a_certificate_or_key_is_refused() {
     let pki = TestPki::new();

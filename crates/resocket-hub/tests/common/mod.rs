@@ -395,6 +395,15 @@ impl RawTcp {
         self.stream.write_all(&frame).await.unwrap();
     }
 
+    /// Sends a masked, empty ping.
+    pub async fn send_ping(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .write_all(&[0x89, 0x80, 0, 0, 0, 0])
+            .await
+            .unwrap();
+    }
+
     /// Reads until at least `n` bytes past the upgrade arrived (for example, a reply).
     pub async fn read_at_least(&mut self, n: usize) {
         use tokio::io::AsyncReadExt;
@@ -429,5 +438,26 @@ impl RawTcp {
             (tail[i] == 0x88 && (2..126).contains(&len) && i + 2 + len == tail.len())
                 .then(|| u16::from_be_bytes([tail[i + 2], tail[i + 3]]))
         })
+    }
+}
+
+/// Opens a socket and sends the start of a request whose headers never finish (slowloris).
+pub async fn stalled_request(addr: SocketAddr) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the peer closes (EOF or reset); what it sent before is ignored.
+pub async fn read_to_close(s: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = s.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
     }
 }
