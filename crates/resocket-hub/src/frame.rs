@@ -34,6 +34,9 @@ pub(crate) enum Inbound<'a> {
         id: String,
         data: &'a RawValue,
     },
+    Refresh {
+        token: String,
+    },
 }
 
 /// Why a frame was refused: the code and message of the `error` frame, and its `ref`.
@@ -120,6 +123,9 @@ pub(crate) fn parse(text: &str) -> Result<Inbound<'_>, FrameError> {
             id: flat.id.ok_or_else(|| missing("id"))?,
             data: flat.data.0.ok_or_else(|| missing("data"))?,
         },
+        "refresh" => Inbound::Refresh {
+            token: flat.token.ok_or_else(|| missing("token"))?,
+        },
         other => {
             return Err(FrameError::new(
                 ErrorCode::UnknownType,
@@ -144,7 +150,7 @@ fn check_names(frame: &Inbound<'_>) -> Result<(), &'static str> {
             }
             room
         }
-        Inbound::Auth { .. } => return Ok(()),
+        Inbound::Auth { .. } | Inbound::Refresh { .. } => return Ok(()),
     };
     if room.is_empty() || room.len() > MAX_ROOM_LEN || room.chars().any(char::is_control) {
         return Err("`room` must be 1 to 128 bytes without control characters");
@@ -201,6 +207,7 @@ mod tests {
             code(r#"{"type":"subscribe","room":""}"#),
             ErrorCode::InvalidField
         );
+        assert_eq!(code(r#"{"type":"refresh"}"#), ErrorCode::MissingField);
     }
 
     #[test]

@@ -545,6 +545,7 @@ impl Session {
                     }))
                     .await;
             }
+            ServerFrame::Refreshed { .. } => {}
             ServerFrame::Ack { id, offset } => {
                 if let Some((ack, _permit)) = self.acks.remove(&id) {
                     let _ = ack.send(Ok(offset));
