@@ -506,13 +506,13 @@ impl Session {
         match gap {
             None if room.position.is_none() => room.position = Some(start),
             None => {}
-            Some(gap) if self.offer(name, RoomEvent::Gap(gap)) => {
-                if let Some(room) = self.rooms.get_mut(name) {
+            Some(gap) => {
+                // Not delivered: the room stalled or ended, and the resume reports it again.
+                let delivered = self.offer(name, RoomEvent::Gap(gap));
+                if let Some(room) = self.rooms.get_mut(name).filter(|_| delivered) {
                     room.position = Some(start);
                 }
             }
-            // Not delivered: the room stalled or ended, and the resume reports the gap again.
-            Some(_) => {}
         }
     }
 
