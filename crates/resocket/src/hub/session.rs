@@ -110,9 +110,13 @@ enum Offer {
 }
 
 impl Room {
-    fn offer(&self, event: RoomEvent) -> Offer {
+    /// Hands `event` to the reader without waiting; once taken, the reader is at `position`.
+    fn deliver(&mut self, event: RoomEvent, position: (u64, u64)) -> Offer {
         match self.tx.try_send(event) {
-            Ok(()) => Offer::Taken,
+            Ok(()) => {
+                self.position = Some(position);
+                Offer::Taken
+            }
             Err(TrySendError::Full(_)) => Offer::Full,
             Err(TrySendError::Closed(_)) => Offer::Gone,
         }
@@ -333,21 +337,12 @@ impl Session {
         self.send_control(frame);
     }
 
-    /// Offers `event` to the room's reader; stalls or ends the room when it cannot take it.
-    fn offer(&mut self, name: &str, event: RoomEvent) -> bool {
-        let Some(room) = self.rooms.get(name) else {
-            return false;
-        };
-        match room.offer(event) {
-            Offer::Taken => true,
-            Offer::Full => {
-                self.stall(name);
-                false
-            }
-            Offer::Gone => {
-                self.end(name);
-                false
-            }
+    /// Stalls or ends a room whose reader did not take an event.
+    fn settle(&mut self, name: &str, outcome: Offer) {
+        match outcome {
+            Offer::Taken => {}
+            Offer::Full => self.stall(name),
+            Offer::Gone => self.end(name),
         }
     }
 
@@ -390,37 +385,36 @@ impl Session {
         }
     }
 
-    /// A frame that cannot be read: if it names a room, that room reports a gap for it, so the
-    /// loss is announced; the next message's offset would reveal it in any case.
+    /// A frame that cannot be read: if it names its room and offset, that room reports a gap
+    /// for it at once.
     fn unreadable(&mut self, text: &str, error: &dyn std::fmt::Display) {
         tracing::warn!(%error, "hub sent a frame that cannot be read");
-        let Some((name, offset)) = envelope::locate(text) else {
+        // Without a room and offset, the next message's offset reveals the hole instead.
+        let Some((name, Some(offset))) = envelope::locate(text) else {
             return;
         };
-        let Some(room) = self.rooms.get(&name) else {
+        let Some(room) = self.rooms.get_mut(&name) else {
             return;
         };
         let Some((epoch, last)) = room.position else {
             return;
         };
-        if room.flow != Flow::Live || offset.is_some_and(|o| o <= last) {
+        if room.flow != Flow::Live || offset <= last {
             return;
         }
         let gap = Gap {
             room: name.clone(),
             from: last + 1,
-            resumes_at: offset.map(|o| o + 1),
+            resumes_at: Some(offset + 1),
             epoch_changed: false,
         };
-        if self.offer(&name, RoomEvent::Gap(gap)) {
-            if let (Some(room), Some(offset)) = (self.rooms.get_mut(&name), offset) {
-                room.position = Some((epoch, offset));
-            }
-        }
+        let outcome = room.deliver(RoomEvent::Gap(gap), (epoch, offset));
+        self.settle(&name, outcome);
     }
 
     fn message(&mut self, name: &str, epoch: u64, offset: u64, data: &RawValue) {
-        let Some(room) = self.rooms.get(name) else {
+        // One map lookup on the common path: checks and delivery share the borrow.
+        let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
         if room.flow != Flow::Live {
@@ -444,25 +438,20 @@ impl Session {
             }),
             _ => None,
         };
-        if let Some(gap) = gap {
-            if !self.offer(name, RoomEvent::Gap(gap)) {
-                return;
-            }
-            if let Some(room) = self.rooms.get_mut(name) {
-                room.position = Some((epoch, offset - 1));
-            }
-        }
-        let message = RoomMessage {
-            room: name.to_owned(),
-            epoch,
-            offset,
-            data: data.to_owned(),
+        let mut outcome = match gap {
+            Some(gap) => room.deliver(RoomEvent::Gap(gap), (epoch, offset.saturating_sub(1))),
+            None => Offer::Taken,
         };
-        if self.offer(name, RoomEvent::Message(message)) {
-            if let Some(room) = self.rooms.get_mut(name) {
-                room.position = Some((epoch, offset));
-            }
+        if let Offer::Taken = outcome {
+            let message = RoomMessage {
+                room: name.to_owned(),
+                epoch,
+                offset,
+                data: data.to_owned(),
+            };
+            outcome = room.deliver(RoomEvent::Message(message), (epoch, offset));
         }
+        self.settle(name, outcome);
     }
 
     fn subscribed(
@@ -506,12 +495,10 @@ impl Session {
         match gap {
             None if room.position.is_none() => room.position = Some(start),
             None => {}
+            // Not taken: the room stalls (its resume reports the gap again) or ends.
             Some(gap) => {
-                // Not delivered: the room stalled or ended, and the resume reports it again.
-                let delivered = self.offer(name, RoomEvent::Gap(gap));
-                if let Some(room) = self.rooms.get_mut(name).filter(|_| delivered) {
-                    room.position = Some(start);
-                }
+                let outcome = room.deliver(RoomEvent::Gap(gap), start);
+                self.settle(name, outcome);
             }
         }
     }
