@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{guard, http_get, metric, recv, TestHub, SECRET};
 use futures_util::{SinkExt, StreamExt};
 use resocket::hub::{Gap, HubClient, RoomEvent, RoomMessage, Subscription};
+use resocket::{retry::FixedDelay, ConnectionEvent};
 use resocket_hub::{Hub, Token};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -157,6 +158,8 @@ async fn a_stalled_room_holds_up_neither_other_rooms_nor_acks() {
             let msg = next_message(&mut fast).await;
             assert_eq!((msg.offset, msg.decode::<u64>().unwrap()), (n + 1, n));
         }
+        // The bound: the paused room no longer streams into the client at all.
+        assert_eq!(subscriptions_gauge(&hub).await, 1.0);
         // The slow reader still gets everything, in order: history covers what it missed.
         for n in 0..COUNT {
             let msg = next_message(&mut slow).await;
@@ -272,6 +275,69 @@ async fn a_token_source_keeps_the_client_connected_across_exp() {
         assert_eq!(next_message(&mut room).await.offset, offset);
         assert_eq!(c.client().snapshot().reconnects, 0);
         assert!(calls.load(Relaxed) >= 2, "the source was asked again");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_token_expired_close_the_client_reconnects_with_a_fresh_token() {
+    guard(30, async {
+        let hub = TestHub::with_tokens().await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source_down = Arc::new(AtomicBool::new(false));
+        let source = {
+            let (calls, source_down) = (calls.clone(), source_down.clone());
+            move || {
+                let call = calls.fetch_add(1, Relaxed);
+                let down = source_down.load(Relaxed);
+                async move {
+                    if call > 0 && down {
+                        return Err("token service unavailable");
+                    }
+                    // The first token is short-lived; later ones last.
+                    let ttl = if call == 0 { 3 } else { 3600 };
+                    Ok(Token::new("alice")
+                        .subscribe("*")
+                        .publish("*")
+                        .expires_in(Duration::from_secs(ttl))
+                        .sign(SECRET.as_bytes()))
+                }
+            }
+        };
+        source_down.store(true, Relaxed);
+        let c = HubClient::builder(&hub.url())
+            .token_source(source)
+            .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(50))))
+            .connect()
+            .unwrap();
+        let mut events = c.client().events();
+        let mut room = c.subscribe("r").await.unwrap();
+        // The refresh fails, so the hub ends the connection when the first token expires.
+        let reason = loop {
+            if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
+                break reason;
+            }
+        };
+        let frame = reason.close_frame().expect("the hub closed");
+        assert_eq!(
+            (u16::from(frame.code), frame.reason.as_str()),
+            (1008, "token expired")
+        );
+        source_down.store(false, Relaxed);
+        c.client().ready().await.unwrap();
+        let offset = c.publish("r", &"back").await.unwrap();
+        loop {
+            match room.recv().await.unwrap() {
+                RoomEvent::Message(msg) => {
+                    assert_eq!(msg.offset, offset);
+                    break;
+                }
+                // The room may have been dropped by the hub while nobody subscribed it.
+                RoomEvent::Gap(_) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(c.client().snapshot().reconnects >= 1);
     })
     .await;
 }
