@@ -15,7 +15,7 @@ use resocket::{retry::FixedDelay, ConnectionEvent};
 use resocket_hub::{Hub, Token};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -76,14 +76,7 @@ async fn scripted_hub(frames: Vec<String>) -> String {
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let select = |_: &Request, mut resp: Response| {
-            resp.headers_mut().insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_static("resocket.v1"),
-            );
-            Ok(resp)
-        };
-        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, select)
+        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, select_subprotocol)
             .await
             .unwrap();
         while let Some(Ok(msg)) = ws.next().await {
@@ -102,6 +95,17 @@ async fn scripted_hub(frames: Vec<String>) -> String {
         }
     });
     url
+}
+
+/// Selects `resocket.v1` in the upgrade response, as the hub does.
+// The error type is tungstenite's `Callback` signature, not ours to shrink.
+#[allow(clippy::result_large_err)]
+fn select_subprotocol(_: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    resp.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("resocket.v1"),
+    );
+    Ok(resp)
 }
 
 fn message_frame(offset: u64, data: &str) -> String {
