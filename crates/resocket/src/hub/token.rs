@@ -215,6 +215,8 @@ fn exp_of(token: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
     use super::*;
 
     fn jwt(payload: &str) -> String {
@@ -233,6 +235,85 @@ mod tests {
         );
         assert_eq!(exp_of(&jwt(r#"{"sub":"a"}"#)), None);
         assert_eq!(exp_of("opaque-token"), None);
+    }
+
+    fn now_secs() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// A source handing out JWTs valid for `ttl`, failing the calls numbered in `failing`.
+    fn source(ttl: u64, failing: std::ops::Range<usize>) -> (Tokens, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let tokens = Tokens::new(
+            move || {
+                let call = counter.fetch_add(1, Relaxed);
+                let fail = failing.contains(&call);
+                async move {
+                    if fail {
+                        return Err("token service unavailable");
+                    }
+                    Ok(jwt(&format!(
+                        r#"{{"exp":{},"n":{call}}}"#,
+                        now_secs() + ttl
+                    )))
+                }
+            },
+            Duration::from_secs(30),
+        );
+        (tokens, calls)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_refresher_asks_the_source_a_margin_before_exp() {
+        let (tokens, calls) = source(3600, 0..0);
+        let first = tokens.for_connect().await.unwrap();
+        // Valid well beyond the margin: a reconnect reuses it.
+        assert_eq!(tokens.for_connect().await.unwrap(), first);
+        let mut refresher = tokens.refresher();
+        let start = tokio::time::Instant::now();
+        let fresh = refresher.next().await;
+        let waited = start.elapsed();
+        assert_ne!(fresh, first);
+        assert!(
+            waited > Duration::from_secs(3560) && waited <= Duration::from_secs(3570),
+            "{waited:?}"
+        );
+        assert_eq!(calls.load(Relaxed), 2);
+        assert_eq!(tokens.for_connect().await.unwrap(), fresh);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_source_is_asked_again_a_second_later() {
+        // The wall clock stands still under the paused tokio clock, so `exp` stays 60 s away:
+        // the refresh comes halfway (the token lives less than twice the margin).
+        let (tokens, calls) = source(60, 1..3);
+        tokens.for_connect().await.unwrap();
+        let mut refresher = tokens.refresher();
+        let start = tokio::time::Instant::now();
+        refresher.next().await;
+        let waited = start.elapsed();
+        // About 30 s to the first try, then two failures a second apart.
+        assert!(
+            waited > Duration::from_secs(30) && waited <= Duration::from_secs(32),
+            "{waited:?}"
+        );
+        assert_eq!(calls.load(Relaxed), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opaque_token_schedules_no_refresh() {
+        let tokens = Tokens::new(
+            || async { Ok::<_, String>("opaque".to_owned()) },
+            Duration::from_secs(30),
+        );
+        tokens.for_connect().await.unwrap();
+        let mut refresher = tokens.refresher();
+        let waited = tokio::time::timeout(Duration::from_secs(86_400), refresher.next()).await;
+        assert!(waited.is_err(), "no exp, no refresh");
     }
 
     #[test]
