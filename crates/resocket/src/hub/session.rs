@@ -184,13 +184,19 @@ impl Session {
                     self.caught_up(&room, id);
                 }
                 token = next_token(&mut self.refresher), if refreshing => {
-                    let frame: ClientFrame = ClientFrame::Refresh { token };
-                    self.send_control(encode(&frame));
+                    // While disconnected the next handshake authenticates with this token
+                    // anyway; a queued `refresh` could outlive its token in a long outage.
+                    if self.client.is_connected() {
+                        let frame: ClientFrame = ClientFrame::Refresh { token };
+                        self.send_control(encode(&frame));
+                    }
                 }
                 sent = send_front(&self.client, &self.control), if controlling => {
                     match sent {
                         Ok(()) => { self.control.pop_front(); }
-                        // Closed: nothing will be written again, so nothing is worth keeping.
+                        // Closed, nothing is written again; or not connected under the `Reject`
+                        // policy, and the reconnect handshake subscribes from the session's
+                        // state: either way nothing is worth keeping.
                         Err(_) => self.control.clear(),
                     }
                 }
