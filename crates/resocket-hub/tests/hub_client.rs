@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use resocket::hub::{Gap, HubClient, RoomEvent, RoomMessage, Subscription};
 use resocket::{retry::FixedDelay, ConnectionEvent};
 use resocket_hub::{Hub, Token};
+use resocket_testkit::FaultProxy;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -342,6 +343,48 @@ async fn after_a_token_expired_close_the_client_reconnects_with_a_fresh_token() 
             }
         }
         assert!(c.client().snapshot().reconnects >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_subscription_is_not_subscribed_again_after_a_reconnect() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let proxy = FaultProxy::start(hub.addr).await;
+        let c = HubClient::builder(&format!("ws://{}/ws", proxy.addr()))
+            .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(10))))
+            .connect()
+            .unwrap();
+        let mut kept = c.subscribe("kept").await.unwrap();
+        drop(c.subscribe("dropped").await.unwrap());
+        wait_subscriptions(&hub, 1.0).await;
+
+        let mut events = c.client().events();
+        proxy.cut_all();
+        while !matches!(
+            events.recv().await.unwrap(),
+            ConnectionEvent::Disconnected { .. }
+        ) {}
+        // A publish through the new connection comes back on `kept`: the reconnect handshake,
+        // which runs first, has re-subscribed what it is going to.
+        let offset = c.publish("kept", &"after").await.unwrap();
+        loop {
+            match kept.recv().await.unwrap() {
+                RoomEvent::Message(msg) if msg.offset == offset => break,
+                _ => continue,
+            }
+        }
+        assert_eq!(c.client().snapshot().reconnects, 1);
+        // Once the hub has let go of the old connection, only `kept` is subscribed.
+        loop {
+            let (_, text) = http_get(hub.addr, "/metrics").await;
+            if metric(&text, "resocket_hub_connections") == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(subscriptions_gauge(&hub).await, 1.0);
     })
     .await;
 }
