@@ -2,8 +2,9 @@
 //!
 //! Every frame is one JSON object in one WebSocket text frame, with a `type` field naming it.
 //! [`ClientFrame`] is what a client sends, [`ServerFrame`] what the hub sends. Both are generic
-//! over the type of the opaque `data` payload: clients use the default [`serde_json::Value`],
-//! while the hub uses a borrowed raw JSON value so that it never re-encodes a payload.
+//! over the type of the opaque `data` payload: the default is [`serde_json::Value`], while the
+//! hub and [`HubClient`](super::HubClient) keep `data` as raw JSON, so a payload is never
+//! re-encoded and any JSON the hub accepted (however deep, whatever its numbers) passes through.
 //! The full specification, with an example of every frame, is `crates/resocket-hub/PROTOCOL.md`.
 
 use serde::{Deserialize, Serialize};
