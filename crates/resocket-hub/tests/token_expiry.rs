@@ -208,3 +208,24 @@ async fn refresh_replaces_permissions_and_ends_subscriptions_they_no_longer_allo
     })
     .await;
 }
+
+#[tokio::test]
+async fn refresh_on_an_anonymous_connection_is_forbidden_and_the_connection_stays() {
+    guard(20, async {
+        let hub = TestHub::start(
+            resocket_hub::Hub::builder()
+                .jwt_secret(SECRET)
+                .allow_anonymous(true),
+        )
+        .await;
+        let mut ws = hub.raw_anon().await;
+        send(
+            &mut ws,
+            json!({"type": "refresh", "token": token("alice", now_secs() + 3600)}),
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await["code"], "forbidden");
+        subscribe(&mut ws, "r", None).await;
+    })
+    .await;
+}
