@@ -88,7 +88,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             while let Some(event) = subscription.recv().await {
                 match event {
                     RoomEvent::Message(msg) => {
-                        let n = msg.data["n"].as_u64().unwrap_or(u64::MAX);
+                        let n = msg
+                            .decode::<serde_json::Value>()
+                            .ok()
+                            .and_then(|v| v["n"].as_u64())
+                            .unwrap_or(u64::MAX);
                         if n < next {
                             tally.duplicated.fetch_add(1, Relaxed);
                         } else {

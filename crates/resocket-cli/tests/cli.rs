@@ -437,7 +437,7 @@ async fn serve_takes_its_settings_from_flags_and_environment_and_serves_wss() {
         let mut room = subscriber.subscribe("cli").await.unwrap();
         publisher.publish("cli", &"served").await.unwrap();
         match room.recv().await.unwrap() {
-            resocket::hub::RoomEvent::Message(msg) => assert_eq!(msg.data, "served"),
+            resocket::hub::RoomEvent::Message(msg) => assert_eq!(msg.raw(), r#""served""#),
             other => panic!("{other:?}"),
         }
         child.kill().await.unwrap();

@@ -117,7 +117,9 @@ impl HubBuilder {
         self
     }
 
-    /// Clock skew tolerated on a token's `exp`. Default: 0.
+    /// Clock skew tolerated on a token's `exp`. Default: 0. It applies at connect time and on
+    /// live connections alike: a connection whose token reaches `exp` plus this leeway without a
+    /// `refresh` gets `error{code:"token_expired"}` and Close 1008.
     pub fn token_leeway(mut self, leeway: Duration) -> Self {
         self.config.token_leeway = leeway;
         self

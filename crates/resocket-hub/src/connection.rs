@@ -20,7 +20,7 @@ use crate::outbox::{Closing, Outbox};
 use crate::rate::TokenBucket;
 use crate::registry::Refused;
 use crate::room::{Published, Recovery, Room};
-use crate::token::Claims;
+use crate::token::{expiry_deadline, Claims};
 
 /// RFC 6455's close code for a protocol violation.
 const PROTOCOL_ERROR: u16 = 1002;
@@ -52,6 +52,8 @@ struct Session {
     outbox: Arc<Outbox>,
     auth: Auth,
     subscriptions: HashMap<String, Arc<Room>>,
+    /// When the connection's token stops being valid; `None` without a token.
+    expires: Option<tokio::time::Instant>,
 }
 
 /// Runs a connection to its end.
@@ -80,12 +82,19 @@ pub(crate) async fn run(
                 });
             }
         }
+        let expires = match &auth {
+            Auth::FromRequest(Identity::Token(c)) => {
+                Some(expiry_deadline(c.exp, shared.config.token_leeway))
+            }
+            _ => None,
+        };
         let mut session = Session {
             id,
             shared: shared.clone(),
             outbox: outbox.clone(),
             auth,
             subscriptions: HashMap::new(),
+            expires,
         };
         let close_timeout = shared.config.close_timeout;
         let mut writer = pin!(write_loop(&shared, sink, &outbox, &last_seen, start));
@@ -221,7 +230,19 @@ async fn read_loop(
     let cfg = &shared.config;
     let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
     let mut auth_deadline = pin!(tokio::time::sleep(cfg.auth_timeout));
+    // One timer for the token's expiry, reset (not re-created) when `auth` or `refresh` changes
+    // it, so the per-frame path registers no timer.
+    let mut armed = session.expires;
+    let mut expiry = pin!(tokio::time::sleep_until(
+        armed.unwrap_or_else(tokio::time::Instant::now)
+    ));
     loop {
+        if session.expires != armed {
+            armed = session.expires;
+            if let Some(at) = armed {
+                expiry.as_mut().reset(at);
+            }
+        }
         let pending = matches!(session.auth, Auth::Pending);
         let msg = tokio::select! {
             biased;
@@ -231,8 +252,14 @@ async fn read_loop(
                 session.error(ErrorCode::Unauthorized, "no auth frame in time", None);
                 return Some(Closing { code: close_code::POLICY, reason: "auth timeout", drain: true });
             }
+            () = &mut expiry, if armed.is_some() => return Some(session.token_expired()),
             msg = stream.next() => msg,
         };
+        // The timer fires on the driver's next tick; a frame read in between must not slip
+        // through on an expired token.
+        if armed.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            return Some(session.token_expired());
+        }
         let msg = match msg {
             None => return None,
             Some(Ok(msg)) => msg,
@@ -366,6 +393,16 @@ impl Session {
         })
     }
 
+    fn token_expired(&self) -> Closing {
+        self.shared.metrics.disconnect(Disconnect::Auth);
+        self.error(ErrorCode::TokenExpired, "the token expired", None);
+        Closing {
+            code: close_code::POLICY,
+            reason: "token expired",
+            drain: true,
+        }
+    }
+
     /// Handles one text frame; `Some` when the connection must close.
     fn handle(&mut self, text: &str) -> Option<Closing> {
         let frame = match frame::parse(text) {
@@ -412,6 +449,7 @@ impl Session {
                 self.publish(room, id, data);
                 None
             }
+            Inbound::Refresh { token } => self.refresh(&token),
         }
     }
 
@@ -449,6 +487,7 @@ impl Session {
         };
         if let Identity::Token(c) = &identity {
             self.shared.hold(self.id, &c.sub, c.jti.as_deref());
+            self.expires = Some(expiry_deadline(c.exp, self.shared.config.token_leeway));
         }
         self.auth = Auth::FromFrame(identity);
         None
@@ -477,6 +516,59 @@ impl Session {
                 Some(reference),
             ),
         }
+    }
+
+    /// Replaces the connection's token with a fresh one for the same `sub`.
+    fn refresh(&mut self, token: &str) -> Option<Closing> {
+        let Some(Identity::Token(current)) = self.identity() else {
+            self.error(
+                ErrorCode::Forbidden,
+                "only a connection authenticated by a token can refresh it; use `auth`",
+                None,
+            );
+            return None;
+        };
+        let sub = current.sub.clone();
+        let claims = match self.shared.verify(token) {
+            Ok(claims) => claims,
+            Err(e) => return self.auth_failed(&e.to_string()),
+        };
+        if claims.sub != sub {
+            self.error(
+                ErrorCode::Forbidden,
+                "a refreshed token must have the connection's `sub`",
+                None,
+            );
+            return None;
+        }
+        self.shared
+            .hold(self.id, &claims.sub, claims.jti.as_deref());
+        self.expires = Some(expiry_deadline(claims.exp, self.shared.config.token_leeway));
+        let exp = claims.exp;
+        if let Auth::FromRequest(Identity::Token(c)) | Auth::FromFrame(Identity::Token(c)) =
+            &mut self.auth
+        {
+            *c = claims;
+        }
+        // The new permissions hold for what is already subscribed, too.
+        let denied: Vec<String> = self
+            .subscriptions
+            .keys()
+            .filter(|room| !self.may(room, false))
+            .cloned()
+            .collect();
+        for room in denied {
+            if let Some(r) = self.subscriptions.remove(&room) {
+                r.unsubscribe(self.id, &self.shared.metrics);
+            }
+            self.error(
+                ErrorCode::Forbidden,
+                "the refreshed token does not allow this room",
+                Some(room),
+            );
+        }
+        self.push(&ServerFrame::Refreshed { exp });
+        None
     }
 
     fn may(&self, room: &str, publish: bool) -> bool {

@@ -40,6 +40,9 @@ pub(crate) enum Inbound<'a> {
         id: String,
         data: &'a RawValue,
     },
+    Refresh {
+        token: String,
+    },
 }
 
 /// Why a frame was refused: the code and message of the `error` frame, and its `ref`.
@@ -128,6 +131,9 @@ pub(crate) fn parse(text: &str) -> Result<Inbound<'_>, FrameError> {
             id: flat.id.ok_or_else(|| missing("id"))?,
             data: flat.data.0.ok_or_else(|| missing("data"))?,
         },
+        "refresh" => Inbound::Refresh {
+            token: flat.token.ok_or_else(|| missing("token"))?,
+        },
         other => {
             return Err(FrameError::new(
                 ErrorCode::UnknownType,
@@ -167,6 +173,7 @@ fn check_names(frame: &Inbound<'_>) -> Result<(), &'static str> {
             }
             return Ok(());
         }
+        Inbound::Refresh { .. } => return Ok(()),
     };
     if room.is_empty() || room.len() > MAX_ROOM_LEN || room.chars().any(char::is_control) {
         return Err("`room` must be 1 to 128 bytes without control characters");
@@ -231,6 +238,7 @@ mod tests {
             code(r#"{"type":"auth","client":""}"#),
             ErrorCode::InvalidField
         );
+        assert_eq!(code(r#"{"type":"refresh"}"#), ErrorCode::MissingField);
     }
 
     #[test]

@@ -178,6 +178,20 @@ impl Verifier {
     }
 }
 
+/// The moment, on tokio's clock, at which a token with this `exp` stops being valid: the same
+/// rule as [`Verifier::verify`] (`exp + leeway` seconds since the Unix epoch), so a live
+/// connection loses its token exactly when a new connection would be refused it.
+pub(crate) fn expiry_deadline(exp: u64, leeway: Duration) -> tokio::time::Instant {
+    let end = UNIX_EPOCH + Duration::from_secs(exp.saturating_add(leeway.as_secs()));
+    let left = end
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let now = tokio::time::Instant::now();
+    // An `exp` centuries away does not fit an `Instant`; a decade is "never" for a connection.
+    now.checked_add(left)
+        .unwrap_or_else(|| now + Duration::from_secs(10 * 365 * 86_400))
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

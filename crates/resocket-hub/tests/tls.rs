@@ -46,7 +46,7 @@ async fn publish_and_subscribe_over_wss() {
         else {
             panic!("expected the message")
         };
-        assert_eq!((msg.offset, msg.data.as_str()), (offset, Some("over tls")));
+        assert_eq!((msg.offset, msg.raw()), (offset, r#""over tls""#));
     })
     .await;
 }

@@ -49,7 +49,7 @@
 //! | `rustls-tls-native-roots` | no | `wss://` through rustls, trusting the host's certificate store |
 //! | `native-tls` | no | `wss://` through the platform's TLS library (OpenSSL, Secure Transport, SChannel) |
 //! | `native-tls-vendored` | no | `native-tls` with OpenSSL built from source and linked in |
-//! | `hub` | no | the hub protocol types (`hub::protocol`) |
+//! | `hub` | no | the hub protocol types (`hub::protocol`) and its typed client (`hub::HubClient`); enables serde_json's `raw_value` |
 //! | `metrics` | no | `extension::MetricsExtension`, through the `metrics` facade |
 //!
 //! Without a TLS feature the crate serves `ws://` only, and a `wss://` URL is refused by

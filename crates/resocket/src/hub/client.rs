@@ -1,18 +1,21 @@
 //! `HubClient`: a typed client for the resocket hub, with recovery and exactly-once publishes.
 //!
-//! It is a [`Client`] plus a session task that reads the client's messages and keeps, per
-//! room, the epoch and the last offset delivered. After every reconnect a handshake (which runs
-//! before any queued message is written) re-subscribes each room with `since`, then re-sends
-//! every publish not yet acknowledged, in publish order and with the same ids, so the hub's
-//! dedupe makes the publish exactly-once in effect and the room's order stays the publisher's
-//! order. When the hub cannot replay what was missed (`recovered: false`, or a new epoch), the
-//! room's stream yields a [`RoomEvent::Gap`]: a hole is always announced, never silent.
+//! It is a [`Client`] plus a session task (`session.rs`) that reads the client's messages and
+//! keeps, per room, the epoch and the last offset delivered. After every reconnect a handshake
+//! (which runs before any queued message is written) re-subscribes each room with `since`, then
+//! re-sends every publish not yet acknowledged, in publish order and with the same ids, so the
+//! hub's dedupe makes the publish exactly-once in effect and the room's order stays the
+//! publisher's order. When the hub cannot replay what was missed (`recovered: false`, or a new
+//! epoch), or offsets skip forward, the room's stream yields a [`RoomEvent::Gap`]: a hole is
+//! always announced, never silent.
 //!
-//! The handshake asks the session task for its state over a channel instead of sharing it
-//! behind a lock, so the per-message path (offset bookkeeping) takes no lock at all.
+//! Each room has its own bounded buffer, so a slow reader holds up only its own room: the
+//! session pauses that room's live stream and resumes it with `since` once the reader catches
+//! up. The handshake asks the session task for its state over a channel instead of sharing it
+//! behind a lock, so the per-message path takes no lock at all.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    fmt,
     future::Future,
     pin::Pin,
     sync::{
@@ -20,18 +23,22 @@ use std::{
         Arc,
     },
     task::{Context, Poll},
+    time::Duration,
 };
 
-use futures_util::future::BoxFuture;
-use serde::Serialize;
-use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::protocol::{ClientFrame, ErrorCode, ServerFrame, SUBPROTOCOL};
-use crate::{
-    handshake::{HandshakeError, HandshakeIo, Handshaker},
-    Client, ClientBuilder, Error, Message, Messages,
+use super::{
+    protocol::{close_code, ClientFrame, ErrorCode, SUBPROTOCOL},
+    session::{encode, Resync, Session, SessionCommand},
+    token::Tokens,
 };
+use crate::{Client, ClientBuilder, Error, Message};
+
+/// The refresh margin when none is set: how long before `exp` a token source is asked again.
+const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
 /// What a room subscription yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +51,7 @@ pub enum RoomEvent {
 }
 
 /// One message of a room.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RoomMessage {
     /// The room.
     pub room: String,
@@ -52,19 +59,47 @@ pub struct RoomMessage {
     pub epoch: u64,
     /// The message's offset in the room.
     pub offset: u64,
-    /// The published JSON value.
-    pub data: Value,
+    /// The published JSON value, as raw JSON text: exactly the bytes the hub delivered, whatever
+    /// they hold (a [`serde_json::Value`] cannot hold every JSON text, for example nesting
+    /// deeper than 128 levels or `1e999999`). Read it with [`RoomMessage::decode`].
+    pub data: Box<RawValue>,
 }
 
-/// A hole in a room's stream.
+impl RoomMessage {
+    /// The published JSON text.
+    pub fn raw(&self) -> &str {
+        self.data.get()
+    }
+
+    /// Decodes the published value into `T` (for example a `serde_json::Value` or your own
+    /// type).
+    ///
+    /// # Errors
+    /// When the JSON does not fit `T`, or is beyond what `T`'s parser takes (serde_json's
+    /// recursion limit of 128, numbers out of `f64` range for a `Value`).
+    pub fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.get())
+    }
+}
+
+impl PartialEq for RoomMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.room == other.room
+            && self.epoch == other.epoch
+            && self.offset == other.offset
+            && self.data.get() == other.data.get()
+    }
+}
+
+/// A hole in a room's stream: messages the hub accepted that this stream will not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     /// The room.
     pub room: String,
     /// The first offset missed (the one after the last delivered).
     pub from: u64,
-    /// The first offset available again, when the hub said (`None` after an epoch change:
-    /// offsets restart and nothing of the old epoch can be recovered).
+    /// The first offset available again, when known (`None` after an epoch change: offsets
+    /// restart and nothing of the old epoch can be recovered).
     pub resumes_at: Option<u64>,
     /// Whether the room's epoch changed (its history was lost).
     pub epoch_changed: bool,
@@ -110,16 +145,46 @@ impl Future for PendingAck {
     }
 }
 
-/// The stream of one room's events.
+/// The stream of one room's events. Dropping it unsubscribes the room.
+///
+/// Its buffer holds [`HubClientBuilder::room_capacity`] events. A reader that lets it fill
+/// holds up only this room: the room's live stream pauses (unsubscribed on the wire), and once
+/// the reader has drained half the buffer it resumes from the last offset delivered, with the
+/// hub's history filling the hole or a [`RoomEvent::Gap`] saying what is lost.
 #[derive(Debug)]
 pub struct Subscription {
+    room: String,
+    id: u64,
     rx: mpsc::Receiver<RoomEvent>,
+    session: mpsc::WeakSender<SessionCommand>,
 }
 
 impl Subscription {
-    /// The next event; `None` once the client is closed.
+    /// The next event; `None` once the client is closed, the room is unsubscribed, or the hub
+    /// refused the room (for example after a token refresh that no longer allows it).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: an event is removed only when this returns it.
     pub async fn recv(&mut self) -> Option<RoomEvent> {
         self.rx.recv().await
+    }
+
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Best effort: should the command channel be full, the session notices the closed
+        // stream at the next event for the room, or at the next reconnect.
+        if let Some(session) = self.session.upgrade() {
+            let _ = session.try_send(SessionCommand::Unsubscribe {
+                room: std::mem::take(&mut self.room),
+                id: Some(self.id),
+            });
+        }
     }
 }
 
@@ -131,33 +196,19 @@ impl futures_core::Stream for Subscription {
     }
 }
 
-enum SessionCommand {
-    Subscribe {
-        room: String,
-        tx: mpsc::Sender<RoomEvent>,
-        confirmed: oneshot::Sender<Result<(), HubError>>,
-    },
-    Publish {
-        id: String,
-        frame: Message,
-        ack: oneshot::Sender<Result<u64, HubError>>,
-        /// A place in the in-flight window, given back when the ack (or a refusal) arrives.
-        permit: OwnedSemaphorePermit,
-    },
-    Snapshot(oneshot::Sender<Vec<Message>>),
-}
-
 /// Builds a [`HubClient`].
 pub struct HubClientBuilder {
     builder: ClientBuilder,
     token: Option<String>,
+    tokens: Option<Tokens>,
+    refresh_margin: Duration,
     client_id: String,
     room_capacity: usize,
     max_in_flight: usize,
 }
 
-impl std::fmt::Debug for HubClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for HubClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HubClientBuilder")
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
@@ -165,9 +216,45 @@ impl std::fmt::Debug for HubClientBuilder {
 }
 
 impl HubClientBuilder {
-    /// Authenticates with this token (sent as `Authorization: Bearer`).
+    /// Authenticates with this token (sent as `Authorization: Bearer`). It is never renewed:
+    /// once it expires the hub closes the connection (`token_expired`, 1008) and the client
+    /// stops. Use [`HubClientBuilder::token_source`] for connections that outlive a token.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Authenticates with tokens from `source`, called for the first connection, some margin
+    /// before each token's `exp` (see [`HubClientBuilder::refresh_margin`]) and when a
+    /// reconnect finds the token in use about to expire. A fresh token reaches the live
+    /// connection in a `refresh` frame, so the connection outlives every single token; each
+    /// connection authenticates with an `auth` frame carrying the newest one. Replaces
+    /// [`HubClientBuilder::token`].
+    ///
+    /// `exp` is read from the token's payload (a JWT, as the hub issues); a token without a
+    /// readable `exp` is fetched again only on reconnect. A failing source is asked again a
+    /// second later. With a token source the client also retries after the hub's
+    /// `token_expired` close (1008), which is otherwise permanent: this installs a
+    /// [`ClientBuilder::retry_if`] classifier, replacing one set through
+    /// [`HubClientBuilder::configure`].
+    pub fn token_source<F, Fut, E>(mut self, source: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: fmt::Display + 'static,
+    {
+        self.tokens = Some(Tokens::new(source, self.refresh_margin));
+        self
+    }
+
+    /// How long before a token's `exp` the [token source](HubClientBuilder::token_source) is
+    /// asked for the next one (default 30 s). A token that lives less than twice the margin is
+    /// refreshed halfway to its `exp`.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        if let Some(tokens) = &mut self.tokens {
+            tokens.set_margin(margin);
+        }
         self
     }
 
@@ -178,7 +265,8 @@ impl HubClientBuilder {
         self
     }
 
-    /// How many events each room's stream buffers before the session waits (default 1024).
+    /// How many events each room's stream buffers (default 1024). A room whose reader lets it
+    /// fill pauses and later resumes from its last offset; other rooms are not held up.
     pub fn room_capacity(mut self, capacity: usize) -> Self {
         self.room_capacity = capacity.max(1);
         self
@@ -207,27 +295,39 @@ impl HubClientBuilder {
     pub fn connect(self) -> Result<HubClient, Error> {
         let (session_tx, session_rx) = mpsc::channel(1024);
         let mut builder = self.builder.subprotocol(SUBPROTOCOL);
-        let anonymous_id = match &self.token {
-            Some(token) => {
+        let anonymous_id = match (&self.tokens, &self.token) {
+            (Some(_), _) => {
+                builder = builder.retry_if(|e| e.is_retryable() || is_token_expired(e));
+                None
+            }
+            (None, Some(token)) => {
                 builder = builder.header("authorization", format!("Bearer {token}"));
                 None
             }
             // The secret proves to the hub that a reconnect is this client, not another one that
             // names the same id; it lives as long as the client, so retries stay deduplicated.
-            None => Some((self.client_id.clone(), anonymous_secret())),
+            (None, None) => Some((self.client_id.clone(), anonymous_secret())),
         };
         // A weak sender: the handshake must not keep the session alive once every
         // `HubClient` is gone.
         let resync = Resync {
             session: session_tx.downgrade(),
             anonymous_id,
+            tokens: self.tokens.clone(),
         };
         let (client, messages) = builder.handshake(resync).connect()?;
-        tokio::spawn(Session::new(messages).run(session_rx));
+        let session = Session::new(
+            client.clone(),
+            messages,
+            self.room_capacity,
+            self.tokens.as_ref(),
+        );
+        tokio::spawn(session.run(session_rx));
         Ok(HubClient {
             client,
             session: session_tx,
             ids: Arc::new(AtomicU64::new(0)),
+            subscriptions: Arc::new(AtomicU64::new(0)),
             prefix: self.client_id,
             room_capacity: self.room_capacity,
             in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
@@ -241,19 +341,17 @@ pub struct HubClient {
     client: Client,
     session: mpsc::Sender<SessionCommand>,
     ids: Arc<AtomicU64>,
+    subscriptions: Arc<AtomicU64>,
     prefix: String,
     room_capacity: usize,
     in_flight: Arc<Semaphore>,
 }
 
-impl std::fmt::Debug for SessionCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SessionCommand::Subscribe { .. } => "Subscribe",
-            SessionCommand::Publish { .. } => "Publish",
-            SessionCommand::Snapshot(_) => "Snapshot",
-        })
-    }
+/// Whether the hub closed the connection because its token expired.
+fn is_token_expired(error: &Error) -> bool {
+    error.close_frame().is_some_and(|frame| {
+        u16::from(frame.code) == close_code::POLICY && frame.reason.as_str() == "token expired"
+    })
 }
 
 impl HubClient {
@@ -262,6 +360,8 @@ impl HubClient {
         HubClientBuilder {
             builder: Client::builder(url),
             token: None,
+            tokens: None,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
             client_id: format!("c{:016x}", fastrand::u64(..)),
             room_capacity: 1024,
             max_in_flight: 256,
@@ -280,15 +380,19 @@ impl HubClient {
     /// # Errors
     /// [`HubError::Refused`] when the hub refuses (no permission), [`HubError::Closed`] once
     /// the client is closed.
+    ///
+    /// Subscribing again to a room replaces its earlier [`Subscription`], which then ends.
     pub async fn subscribe(&self, room: impl Into<String>) -> Result<Subscription, HubError> {
         let (tx, rx) = mpsc::channel(self.room_capacity);
         let room: String = room.into();
+        let id = self.subscriptions.fetch_add(1, Ordering::Relaxed);
         // Registered first, so the `subscribed` reply finds the room. While disconnected the
         // frame waits in the queue and the reconnect handshake subscribes too; a repeated
         // subscribe just restarts the subscription, and offsets already delivered are skipped.
         let (confirmed, confirmation) = oneshot::channel();
         let command = SessionCommand::Subscribe {
             room: room.clone(),
+            id,
             tx,
             confirmed,
         };
@@ -297,16 +401,39 @@ impl HubClient {
             .await
             .map_err(|_| HubError::Closed)?;
         let frame: ClientFrame = ClientFrame::Subscribe {
-            room,
+            room: room.clone(),
             since: None,
             epoch: None,
+        };
+        // Made before the wait, so a refusal or a cancelled call still unsubscribes.
+        let subscription = Subscription {
+            room,
+            id,
+            rx,
+            session: self.session.downgrade(),
         };
         self.client
             .send(encode(&frame))
             .await
             .map_err(|_| HubError::Closed)?;
         confirmation.await.unwrap_or(Err(HubError::Closed))?;
-        Ok(Subscription { rx })
+        Ok(subscription)
+    }
+
+    /// Stops the subscription to `room`: its [`Subscription`] ends after the events already
+    /// buffered, and reconnects no longer subscribe it. Nothing happens for a room not
+    /// subscribed.
+    ///
+    /// # Errors
+    /// [`HubError::Closed`] once the client is closed.
+    pub async fn unsubscribe(&self, room: &str) -> Result<(), HubError> {
+        self.session
+            .send(SessionCommand::Unsubscribe {
+                room: room.to_owned(),
+                id: None,
+            })
+            .await
+            .map_err(|_| HubError::Closed)
     }
 
     /// Publishes `data` to `room` and waits for the acknowledgement: the message's offset.
@@ -328,13 +455,14 @@ impl HubClient {
         room: &str,
         data: &impl Serialize,
     ) -> Result<PendingAck, HubError> {
-        let data = serde_json::to_value(data).map_err(|e| HubError::Encode(e.to_string()))?;
         let id = format!(
             "{}-{}",
             self.prefix,
             self.ids.fetch_add(1, Ordering::Relaxed)
         );
-        let frame: ClientFrame = ClientFrame::Publish {
+        // Serialized straight into the frame: no detour through a `Value`, which could not
+        // hold every JSON text (a `RawValue` passes through byte for byte).
+        let frame: ClientFrame<&_> = ClientFrame::Publish {
             room: room.to_owned(),
             id: id.clone(),
             data,
@@ -375,259 +503,9 @@ impl HubClient {
     }
 }
 
-/// Per-room bookkeeping.
-struct Room {
-    tx: mpsc::Sender<RoomEvent>,
-    /// Told when the first `subscribed` (or a refusal) arrives.
-    confirmed: Option<oneshot::Sender<Result<(), HubError>>>,
-    /// Epoch and last offset delivered; `None` until the first `subscribed`.
-    position: Option<(u64, u64)>,
-}
-
-struct Session {
-    messages: Messages,
-    rooms: HashMap<String, Room>,
-    pending: VecDeque<(String, Message)>,
-    acks: HashMap<String, (oneshot::Sender<Result<u64, HubError>>, OwnedSemaphorePermit)>,
-}
-
-impl Session {
-    fn new(messages: Messages) -> Self {
-        Session {
-            messages,
-            rooms: HashMap::new(),
-            pending: VecDeque::new(),
-            acks: HashMap::new(),
-        }
-    }
-
-    async fn run(mut self, mut commands: mpsc::Receiver<SessionCommand>) {
-        loop {
-            tokio::select! {
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => self.command(command),
-                    // The last HubClient is gone; the client closes as its handles drop.
-                    None => break,
-                },
-                msg = self.messages.recv() => match msg {
-                    Some(msg) => self.frame(msg).await,
-                    None => break,
-                },
-            }
-        }
-        for (_, (ack, _permit)) in self.acks.drain() {
-            let _ = ack.send(Err(HubError::Closed));
-        }
-    }
-
-    fn command(&mut self, command: SessionCommand) {
-        match command {
-            SessionCommand::Subscribe {
-                room,
-                tx,
-                confirmed,
-            } => {
-                let position = self.rooms.get(&room).and_then(|r| r.position);
-                self.rooms.insert(
-                    room,
-                    Room {
-                        tx,
-                        confirmed: Some(confirmed),
-                        position,
-                    },
-                );
-            }
-            SessionCommand::Publish {
-                id,
-                frame,
-                ack,
-                permit,
-            } => {
-                self.pending.push_back((id.clone(), frame));
-                self.acks.insert(id, (ack, permit));
-            }
-            SessionCommand::Snapshot(reply) => {
-                let _ = reply.send(self.snapshot());
-            }
-        }
-    }
-
-    /// Frames the reconnect handshake sends: every room from its last offset, then every
-    /// unacknowledged publish in order.
-    fn snapshot(&self) -> Vec<Message> {
-        let mut frames = Vec::with_capacity(self.rooms.len() + self.pending.len());
-        for (room, state) in &self.rooms {
-            let (epoch, since) = match state.position {
-                Some((epoch, offset)) => (Some(epoch), Some(offset)),
-                None => (None, None),
-            };
-            let frame: ClientFrame = ClientFrame::Subscribe {
-                room: room.clone(),
-                since,
-                epoch,
-            };
-            frames.push(encode(&frame));
-        }
-        frames.extend(self.pending.iter().map(|(_, frame)| frame.clone()));
-        frames
-    }
-
-    async fn frame(&mut self, msg: Message) {
-        let Ok(text) = msg.to_text() else { return };
-        let Ok(frame) = serde_json::from_str::<ServerFrame>(text) else {
-            tracing::warn!("hub sent a frame that does not parse");
-            return;
-        };
-        match frame {
-            ServerFrame::Subscribed {
-                room,
-                epoch,
-                offset,
-                recovered,
-                first,
-            } => {
-                let Some(state) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                if let Some(confirmed) = state.confirmed.take() {
-                    let _ = confirmed.send(Ok(()));
-                }
-                let gap = match state.position {
-                    None => None,
-                    Some((old_epoch, _)) if old_epoch != epoch => Some(Gap {
-                        room: room.clone(),
-                        from: state.position.map(|(_, o)| o + 1).unwrap_or(0),
-                        resumes_at: None,
-                        epoch_changed: true,
-                    }),
-                    Some((_, last)) if !recovered => Some(Gap {
-                        room: room.clone(),
-                        from: last + 1,
-                        resumes_at: first,
-                        epoch_changed: false,
-                    }),
-                    Some(_) => None,
-                };
-                match (&gap, state.position) {
-                    // A fresh subscription starts after the room's newest offset; a lossy
-                    // one resumes from what the hub still has.
-                    (None, None) | (Some(_), _) => {
-                        state.position =
-                            Some((epoch, first.map(|f| f.saturating_sub(1)).unwrap_or(offset)));
-                    }
-                    (None, Some(_)) => {}
-                }
-                if let Some(gap) = gap {
-                    let _ = state.tx.send(RoomEvent::Gap(gap)).await;
-                }
-            }
-            ServerFrame::Message {
-                room,
-                epoch,
-                offset,
-                data,
-            } => {
-                let Some(state) = self.rooms.get_mut(&room) else {
-                    return;
-                };
-                if let Some((known_epoch, last)) = state.position {
-                    if known_epoch == epoch && offset <= last {
-                        return; // already delivered: a replay overlapped the live stream
-                    }
-                }
-                state.position = Some((epoch, offset));
-                let _ = state
-                    .tx
-                    .send(RoomEvent::Message(RoomMessage {
-                        room,
-                        epoch,
-                        offset,
-                        data,
-                    }))
-                    .await;
-            }
-            ServerFrame::Ack { id, offset } => {
-                if let Some((ack, _permit)) = self.acks.remove(&id) {
-                    let _ = ack.send(Ok(offset));
-                }
-                if let Some(at) = self.pending.iter().position(|(pending, _)| *pending == id) {
-                    self.pending.remove(at);
-                }
-            }
-            ServerFrame::Error {
-                code,
-                message,
-                reference,
-            } => {
-                let Some(reference) = reference else {
-                    tracing::warn!(?code, %message, "hub error");
-                    return;
-                };
-                if let Some((ack, _permit)) = self.acks.remove(&reference) {
-                    self.pending.retain(|(id, _)| *id != reference);
-                    let _ = ack.send(Err(HubError::Refused { code, message }));
-                } else if let Some(mut state) = self.rooms.remove(&reference) {
-                    tracing::warn!(room = %reference, ?code, %message, "subscription refused");
-                    if let Some(confirmed) = state.confirmed.take() {
-                        let _ = confirmed.send(Err(HubError::Refused { code, message }));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn encode(frame: &ClientFrame) -> Message {
-    Message::text(serde_json::to_string(frame).expect("protocol frames always serialize"))
-}
-
-/// The reconnect handshake: identify, re-subscribe from the last offsets, re-send unacked
-/// publishes.
-struct Resync {
-    session: mpsc::WeakSender<SessionCommand>,
-    /// The client id and its secret, for `auth` when no token is used.
-    anonymous_id: Option<(String, String)>,
-}
-
 /// 128 random bits from the OS, hex-encoded: the secret behind an anonymous client id.
 fn anonymous_secret() -> String {
     use rand::{RngCore, SeedableRng};
     let mut rng = rand::rngs::StdRng::from_os_rng();
     format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
-}
-
-impl Handshaker for Resync {
-    fn handshake<'a>(
-        &'a self,
-        io: &'a mut HandshakeIo<'_>,
-    ) -> BoxFuture<'a, Result<(), HandshakeError>> {
-        Box::pin(async move {
-            if let Some((client, secret)) = &self.anonymous_id {
-                let auth: ClientFrame = ClientFrame::Auth {
-                    token: None,
-                    client: Some(client.clone()),
-                    secret: Some(secret.clone()),
-                };
-                io.send(encode(&auth)).await?;
-            }
-            let (tx, rx) = oneshot::channel();
-            let session = self
-                .session
-                .upgrade()
-                .ok_or_else(|| HandshakeError::permanent("hub session ended"))?;
-            if session.send(SessionCommand::Snapshot(tx)).await.is_err() {
-                return Err(HandshakeError::permanent("hub session ended"));
-            }
-            drop(session);
-            let frames = rx
-                .await
-                .map_err(|_| HandshakeError::permanent("hub session ended"))?;
-            io.send_all(frames).await
-        })
-    }
-
-    fn name(&self) -> &str {
-        "hub resync"
-    }
 }

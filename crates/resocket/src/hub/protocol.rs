@@ -2,8 +2,9 @@
 //!
 //! Every frame is one JSON object in one WebSocket text frame, with a `type` field naming it.
 //! [`ClientFrame`] is what a client sends, [`ServerFrame`] what the hub sends. Both are generic
-//! over the type of the opaque `data` payload: clients use the default [`serde_json::Value`],
-//! while the hub uses a borrowed raw JSON value so that it never re-encodes a payload.
+//! over the type of the opaque `data` payload: the default is [`serde_json::Value`], while the
+//! hub and [`HubClient`](super::HubClient) keep `data` as raw JSON, so a payload is never
+//! re-encoded and any JSON the hub accepted (however deep, whatever its numbers) passes through.
 //! The full specification, with an example of every frame, is `crates/resocket-hub/PROTOCOL.md`.
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,13 @@ pub enum ClientFrame<D = serde_json::Value> {
         /// Any JSON value, delivered as is.
         data: D,
     },
+    /// Replaces the connection's token before it expires. The hub answers with
+    /// [`ServerFrame::Refreshed`]; a token for another `sub` is refused with
+    /// [`ErrorCode::Forbidden`], an invalid one with [`ErrorCode::Unauthorized`] and Close 1008.
+    Refresh {
+        /// The fresh HS256 JWT, for the same `sub` as the connection's token.
+        token: String,
+    },
 }
 
 /// A frame sent by the hub to a client.
@@ -105,6 +113,11 @@ pub enum ServerFrame<D = serde_json::Value> {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
+    /// Confirms a `refresh`: the connection now holds the new token's permissions and expiry.
+    Refreshed {
+        /// The new token's expiry, in seconds since the Unix epoch.
+        exp: u64,
+    },
 }
 
 /// The `code` of an `error` frame.
@@ -140,6 +153,9 @@ pub enum ErrorCode {
     Revoked,
     /// The client already holds as many rooms it created as the hub allows one client.
     RoomQuota,
+    /// The connection's token expired and no `refresh` replaced it in time; the hub closes with
+    /// 1008 after this frame.
+    TokenExpired,
     /// The frame is larger than the hub's maximum message size (the hub closes with 1009).
     TooBig,
     /// The connection sent frames faster than its rate limit (the hub closes with 4008).
@@ -166,6 +182,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::Revoked => "revoked",
             ErrorCode::RoomQuota => "room_quota",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
@@ -179,7 +196,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A text frame was not valid UTF-8 (RFC 6455).
     pub const INVALID_PAYLOAD: u16 = 1007;
-    /// Authentication failed or timed out, or the `Origin` is not allowed.
+    /// Authentication failed or timed out, the token was revoked or expired, or the `Origin` is
+    /// not allowed.
     pub const POLICY: u16 = 1008;
     /// A frame exceeded the maximum message size.
     pub const TOO_BIG: u16 = 1009;
@@ -228,6 +246,14 @@ mod tests {
         let s = serde_json::to_string(&a).unwrap();
         assert_eq!(s, r#"{"type":"auth","client":"c","secret":"s"}"#);
         assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), a);
+        let r: ClientFrame = ClientFrame::Refresh { token: "t".into() };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"type":"refresh","token":"t"}"#);
+        assert_eq!(serde_json::from_str::<ClientFrame>(&s).unwrap(), r);
+        let r: ServerFrame = ServerFrame::Refreshed { exp: 17 };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"type":"refreshed","exp":17}"#);
+        assert_eq!(serde_json::from_str::<ServerFrame>(&s).unwrap(), r);
     }
 
     #[test]
@@ -236,6 +262,7 @@ mod tests {
             ErrorCode::InvalidJson,
             ErrorCode::TooManySubscriptions,
             ErrorCode::RoomQuota,
+            ErrorCode::TokenExpired,
             ErrorCode::ShuttingDown,
         ] {
             assert_eq!(
