@@ -110,10 +110,13 @@ impl Token {
 
 /// Signs `claims` with HS256 under `secret` and returns the compact JWT.
 pub fn sign(claims: &Claims, secret: &[u8]) -> String {
-    const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+    sign_with_header(claims, secret, r#"{"alg":"HS256","typ":"JWT"}"#)
+}
+
+fn sign_with_header(claims: &Claims, secret: &[u8], header: &str) -> String {
     // Serializing plain strings and numbers cannot fail.
     let payload = serde_json::to_vec(claims).unwrap_or_default();
-    let mut out = URL_SAFE_NO_PAD.encode(HEADER);
+    let mut out = URL_SAFE_NO_PAD.encode(header);
     out.push('.');
     out.push_str(&URL_SAFE_NO_PAD.encode(payload));
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
@@ -123,8 +126,18 @@ pub fn sign(claims: &Claims, secret: &[u8]) -> String {
     out
 }
 
+/// The `kid` of the hub's own tokens, which its deep health check presents.
+const INTERNAL_KID: &str = "resocket-hub-internal";
+
 /// Verifies a JWT against the hub's keys, its claim rules and the clock.
 pub(crate) struct Verifier {
+    /// A random secret made for this process, for the hub's own tokens: a hub that trusts only
+    /// an identity provider's keys can still prove a round trip on `/healthz?deep=1`. It never
+    /// leaves the process, so it widens nothing an outsider can sign.
+    internal_secret: [u8; 32],
+    internal: Key,
+    /// The rules for the hub's own tokens: HS256, no `iss` or `aud`.
+    internal_validation: Validation,
     /// The HS256 secret and the keys from PEM files: fixed for the hub's life.
     fixed: Vec<Key>,
     /// The JWKS file's keys, replaced whole on every reload. Read on connect, `auth` and
@@ -174,7 +187,28 @@ impl Verifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
+        let mut internal_secret = [0u8; 32];
+        // The system's randomness failing leaves the secret unguessable only to the process
+        // itself; the health check then fails, which is what it is there to say.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut internal_secret)
+            .is_err()
+        {
+            tracing::warn!("no system randomness: the deep health check cannot authenticate");
+        }
+        let mut internal_validation = Validation::new(Algorithm::HS256);
+        internal_validation.validate_exp = false;
+        internal_validation.validate_aud = false;
+        // An all-zero secret (the fill failed) still makes a non-empty key.
+        let internal = Key {
+            kid: Some(INTERNAL_KID.to_string()),
+            alg: Some(Algorithm::HS256),
+            key: DecodingKey::from_secret(&internal_secret)
+                .expect("a 32-byte HMAC key is accepted"),
+        };
         Verifier {
+            internal_secret,
+            internal,
+            internal_validation,
             fixed,
             jwks: RwLock::new(jwks.into()),
             algorithms,
@@ -217,6 +251,13 @@ impl Verifier {
         )))
     }
 
+    /// A token for the hub's own client (the deep health check), which this verifier accepts
+    /// whatever keys and rules it was given.
+    pub(crate) fn internal_token(&self, token: &Token) -> String {
+        let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{INTERNAL_KID}"}}"#);
+        sign_with_header(&token.claims, &self.internal_secret, &header)
+    }
+
     /// Replaces the JWKS file's keys.
     pub(crate) fn set_jwks(&self, keys: Vec<Key>) {
         *self.jwks.write().unwrap_or_else(|e| e.into_inner()) = keys.into();
@@ -244,6 +285,11 @@ impl Verifier {
     /// `alg` and `kid`, then the claims, and returns them.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.kid.as_deref() == Some(INTERNAL_KID) {
+            return self
+                .check(token, &self.internal, &self.internal_validation)
+                .unwrap_or(Err(TokenError::Signature));
+        }
         if !self.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm);
         }
@@ -258,19 +304,10 @@ impl Verifier {
             .filter(|k| k.fits(header.alg, header.kid.as_deref()))
         {
             tried = true;
-            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => {
-                    if data.claims.exp.saturating_add(self.leeway) <= now_secs() {
-                        return Err(TokenError::Expired);
-                    }
-                    return Ok(data.claims);
-                }
-                Err(e) => match refusal(e.kind()) {
-                    // Another key with the same `kid` (or none) may still fit: a JWKS in
-                    // rotation lists the old and the new key.
-                    None => continue,
-                    Some(refused) => return Err(refused),
-                },
+            // Another key with the same `kid` (or none) may still fit: a JWKS in rotation
+            // lists the old and the new key.
+            if let Some(verdict) = self.check(token, key, &validation) {
+                return verdict;
             }
         }
         Err(if tried {
@@ -278,6 +315,22 @@ impl Verifier {
         } else {
             TokenError::UnknownKey
         })
+    }
+
+    /// Checks `token` with one key: `None` when this key's signature does not match.
+    fn check(
+        &self,
+        token: &str,
+        key: &Key,
+        validation: &Validation,
+    ) -> Option<Result<Claims, TokenError>> {
+        match jsonwebtoken::decode::<Claims>(token, &key.key, validation) {
+            Ok(data) if data.claims.exp.saturating_add(self.leeway) <= now_secs() => {
+                Some(Err(TokenError::Expired))
+            }
+            Ok(data) => Some(Ok(data.claims)),
+            Err(e) => refusal(e.kind()).map(Err),
+        }
     }
 }
 
@@ -367,5 +420,24 @@ mod tests {
         let mut tampered = good.clone();
         tampered.insert(good.find('.').unwrap() + 2, 'A');
         assert!(v.verify(&tampered).is_err());
+    }
+
+    #[test]
+    fn the_hubs_own_tokens_need_the_process_secret_whatever_the_rules() {
+        let settings = JwtSettings {
+            issuers: vec!["https://idp.test/".into()],
+            algorithms: Some(vec![crate::keys::JwtAlgorithm::RS256]),
+            ..JwtSettings::default()
+        };
+        let v = Verifier::new(Vec::new(), Vec::new(), &settings, Duration::ZERO);
+        let own = v.internal_token(&Token::new("$healthz"));
+        assert_eq!(v.verify(&own).unwrap().sub, "$healthz");
+        let header = format!(r#"{{"alg":"HS256","kid":"{INTERNAL_KID}"}}"#);
+        let forged = sign_with_header(Token::new("x").claims(), &[0; 32], &header);
+        assert_eq!(v.verify(&forged), Err(TokenError::Signature));
+        let other = Verifier::new(Vec::new(), Vec::new(), &settings, Duration::ZERO);
+        assert_eq!(other.verify(&own), Err(TokenError::Signature));
+        let expired = v.internal_token(&Token::new("x").expires_at(1));
+        assert_eq!(v.verify(&expired), Err(TokenError::Expired));
     }
 }

@@ -408,3 +408,26 @@ async fn an_unusable_key_file_or_algorithm_list_is_refused_at_build() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deep_healthz_works_on_a_hub_that_trusts_only_a_jwks() {
+    guard(60, async {
+        let dir = TempDir::new();
+        mint(&dir.0, json!({"keys": [{"name": "ed", "alg": "EdDSA"}]})).await;
+        let file = dir.file("jwks.json");
+        std::fs::write(&file, jwks(&dir, &["ed"])).unwrap();
+        let hub = TestHub::start(
+            Hub::builder()
+                .jwks_file(&file)
+                .jwt_issuer(ISSUER)
+                .jwt_audience(AUDIENCE)
+                .jwt_algorithms(&[JwtAlgorithm::EdDSA]),
+        )
+        .await;
+        assert_eq!(
+            common::http_get(hub.addr, "/healthz?deep=1").await,
+            (200, "ok (websocket round trip)\n".to_string())
+        );
+    })
+    .await;
+}
