@@ -124,6 +124,48 @@ pub struct ServeArgs {
     /// HS256 secret for client tokens (at least 16 bytes).
     #[arg(long, env = "RESOCKET_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Public key client tokens may be signed with: a PEM file holding an RSA, P-256, P-384 or
+    /// Ed25519 public key (repeatable).
+    #[arg(
+        long = "jwt-public-key",
+        env = "RESOCKET_JWT_PUBLIC_KEY",
+        value_name = "PEM"
+    )]
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// JWKS file of token keys (an identity provider's `jwks_uri` document), reread when it
+    /// changes, so keys rotate without a restart.
+    #[arg(long, env = "RESOCKET_JWKS", value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// Accepted token issuer: tokens must carry an `iss` equal to one (repeatable or
+    /// comma-separated; default: `iss` is not checked).
+    #[arg(
+        long = "jwt-issuer",
+        env = "RESOCKET_JWT_ISSUER",
+        value_name = "ISS",
+        value_delimiter = ','
+    )]
+    pub jwt_issuers: Vec<String>,
+    /// Accepted token audience: tokens must carry an `aud` naming one (repeatable or
+    /// comma-separated; default: `aud` is not checked).
+    #[arg(
+        long = "jwt-audience",
+        env = "RESOCKET_JWT_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub jwt_audiences: Vec<String>,
+    /// The only token algorithms accepted, comma-separated, like RS256,ES256 (default: HS256
+    /// and every RSA, ECDSA and EdDSA algorithm).
+    #[arg(
+        long = "jwt-algorithms",
+        env = "RESOCKET_JWT_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ','
+    )]
+    pub jwt_algorithms: Vec<resocket_hub::JwtAlgorithm>,
+    /// Seconds of clock skew tolerated on a token's `exp` and `nbf` (default 0).
+    #[arg(long, env = "RESOCKET_JWT_LEEWAY", value_name = "SECS")]
+    pub jwt_leeway: Option<u64>,
     /// Allow clients without a token (on the rooms of --anonymous-rooms).
     #[arg(long, env = "RESOCKET_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,

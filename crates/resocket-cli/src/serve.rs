@@ -12,6 +12,24 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(secret) = &args.jwt_secret {
         builder = builder.jwt_secret(secret);
     }
+    for path in &args.jwt_public_keys {
+        builder = builder.jwt_public_key(path);
+    }
+    if let Some(path) = &args.jwks {
+        builder = builder.jwks_file(path);
+    }
+    for issuer in &args.jwt_issuers {
+        builder = builder.jwt_issuer(issuer);
+    }
+    for audience in &args.jwt_audiences {
+        builder = builder.jwt_audience(audience);
+    }
+    if !args.jwt_algorithms.is_empty() {
+        builder = builder.jwt_algorithms(&args.jwt_algorithms);
+    }
+    if let Some(secs) = args.jwt_leeway {
+        builder = builder.token_leeway(std::time::Duration::from_secs(secs));
+    }
     if args.allow_anonymous {
         let rooms: Vec<&str> = if args.anonymous_rooms.is_empty() {
             vec!["*"]

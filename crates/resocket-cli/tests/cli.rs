@@ -555,3 +555,115 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
     })
     .await;
 }
+
+/// Starts `resocket serve` on a free port with `args` and `env`; returns it and its port.
+async fn serve_on_free_port(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Child, u16) {
+    let mut command = resocket();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = stderr.next_line().await.unwrap().expect("a banner");
+    let port: u16 = banner
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {banner:?}"));
+    (child, port)
+}
+
+/// The status code of a WebSocket upgrade to `/ws` with `token` as its bearer.
+async fn upgrade_status(port: u16, token: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: resocket.v1\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let line = BufReader::new(s)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
+}
+
+#[tokio::test]
+async fn serve_takes_jwt_settings_from_flags_and_environment() {
+    within(60, "serve --jwt-*", async {
+        const SECRET: &str = "the cli test's secret of 16+ bytes";
+        let dir = std::env::temp_dir().join(format!("resocket-cli-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, public) = (dir.join("ed.pem"), dir.join("ed.pub.pem"));
+        for args in [
+            vec!["genpkey", "-algorithm", "ed25519", "-out"],
+            vec!["pkey", "-pubout", "-in"],
+        ] {
+            let mut openssl = tokio::process::Command::new("openssl");
+            openssl.args(&args).arg(&key);
+            if args[0] == "pkey" {
+                openssl.arg("-out").arg(&public);
+            }
+            assert!(openssl.status().await.expect("openssl runs").success());
+        }
+        let token = resocket_hub::Token::new("alice")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let flags = [
+            "--jwt-secret".as_ref(),
+            SECRET.as_ref(),
+            "--jwt-public-key".as_ref(),
+            public.as_os_str(),
+        ];
+
+        // The issuer comes from the environment: the token has no `iss`, so it is refused.
+        let env = [
+            ("RESOCKET_JWT_ISSUER", "https://idp.example.test/"),
+            ("RESOCKET_JWT_ALGORITHMS", "HS256,EdDSA"),
+        ];
+        let (mut child, port) = serve_on_free_port(&flags, &env).await;
+        assert_eq!(upgrade_status(port, &token).await, 401);
+        child.kill().await.unwrap();
+        let (mut child, port) = serve_on_free_port(&flags, &env[1..]).await;
+        assert_eq!(upgrade_status(port, &token).await, 101);
+        child.kill().await.unwrap();
+        let (mut child, port) =
+            serve_on_free_port(&flags, &[("RESOCKET_JWT_ALGORITHMS", "EdDSA")]).await;
+        assert_eq!(upgrade_status(port, &token).await, 401);
+        child.kill().await.unwrap();
+
+        // Settings that cannot work stop the start-up with one line.
+        let jwks = dir.join("missing.json");
+        let (code, _, stderr) = output(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwks",
+            jwks.to_str().unwrap(),
+        ])
+        .await;
+        assert_one_line_error(code, &stderr);
+        assert!(stderr.contains("missing.json"), "{stderr}");
+        let (code, _, stderr) =
+            output(&["serve", "--jwt-secret", SECRET, "--jwt-algorithms", "RS256"]).await;
+        assert_one_line_error(code, &stderr);
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}

@@ -275,10 +275,7 @@ impl Verifier {
     }
 
     fn jwks(&self) -> Arc<[Key]> {
-        self.jwks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.jwks.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Checks the header's `alg`, then the signature with each key that fits the header's

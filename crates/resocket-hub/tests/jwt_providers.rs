@@ -211,11 +211,24 @@ async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
                 token("HS256", "another secret of sixteen bytes", claims("m")),
                 "bad token signature",
             ),
-            (token("RS256", "rsa-other", claims("m")), "bad token signature"),
-            (token("ES256", "ec-other", claims("m")), "bad token signature"),
-            (token("EdDSA", "ed-other", claims("m")), "bad token signature"),
             (
-                token("RS256", "rsa", with(&|c| c["iss"] = json!("https://evil.test/"))),
+                token("RS256", "rsa-other", claims("m")),
+                "bad token signature",
+            ),
+            (
+                token("ES256", "ec-other", claims("m")),
+                "bad token signature",
+            ),
+            (
+                token("EdDSA", "ed-other", claims("m")),
+                "bad token signature",
+            ),
+            (
+                token(
+                    "RS256",
+                    "rsa",
+                    with(&|c| c["iss"] = json!("https://evil.test/")),
+                ),
                 "token issuer not accepted",
             ),
             (
@@ -229,7 +242,11 @@ async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
                 "token issuer not accepted",
             ),
             (
-                token("ES256", "ec", with(&|c| c["aud"] = json!("another-service"))),
+                token(
+                    "ES256",
+                    "ec",
+                    with(&|c| c["aud"] = json!("another-service")),
+                ),
                 "token audience not accepted",
             ),
             (
@@ -267,10 +284,11 @@ async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
             "tokens": cases.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
         });
         // A valid `nbf` within the leeway passes, so the check above is the rule, not the claim.
-        job["tokens"]
-            .as_array_mut()
-            .unwrap()
-            .push(token("EdDSA", "ed", with(&|c| c["nbf"] = json!(now() + 5))));
+        job["tokens"].as_array_mut().unwrap().push(token(
+            "EdDSA",
+            "ed",
+            with(&|c| c["nbf"] = json!(now() + 5)),
+        ));
         let tokens = mint(&dir.0, job).await;
         let hub = TestHub::start(
             Hub::builder()
@@ -316,7 +334,10 @@ async fn an_algorithm_outside_the_accepted_list_gets_401() {
         .await;
         accepted(&hub, &tokens[0]).await;
         let (status, body) = refusal(&hub, &tokens[1]).await;
-        assert_eq!((status, body.as_str()), (401, "unsupported token algorithm"));
+        assert_eq!(
+            (status, body.as_str()),
+            (401, "unsupported token algorithm")
+        );
     })
     .await;
 }
