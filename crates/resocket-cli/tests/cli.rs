@@ -660,8 +660,16 @@ async fn serve_takes_jwt_settings_from_flags_and_environment() {
         .await;
         assert_one_line_error(code, &stderr);
         assert!(stderr.contains("missing.json"), "{stderr}");
-        let (code, _, stderr) =
-            output(&["serve", "--jwt-secret", SECRET, "--jwt-algorithms", "RS256"]).await;
+        let (code, _, stderr) = output(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-algorithms",
+            "RS256",
+        ])
+        .await;
         assert_one_line_error(code, &stderr);
         let _ = std::fs::remove_dir_all(&dir);
     })
