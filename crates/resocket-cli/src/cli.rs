@@ -25,6 +25,8 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once per process and matched once: boxing the larger settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect to a WebSocket server and stay connected: stdin lines are sent, messages are
