@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{guard, recv, send, subscribe, TestHub, SECRET};
+use common::{closed, guard, recv, send, subscribe, TestHub, SECRET};
 use resocket_hub::{Hub, JwtAlgorithm};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
@@ -208,7 +208,7 @@ async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
         };
         let cases = [
             (
-                token("HS256", "another secret of sixteen bytes", claims("m")),
+                token("HS256", "another secret of at least 32 bytes", claims("m")),
                 "bad token signature",
             ),
             (
@@ -448,6 +448,70 @@ async fn deep_healthz_works_on_a_hub_that_trusts_only_a_jwks() {
         assert_eq!(
             common::http_get(hub.addr, "/healthz?deep=1").await,
             (200, "ok (websocket round trip)\n".to_string())
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn provider_tokens_expire_refresh_and_revoke_on_live_connections() {
+    guard(60, async {
+        let dir = TempDir::new();
+        // Expiring a few seconds after signing: enough for the set-up on a loaded machine.
+        let soon = now() + 3;
+        let later = now() + 3600;
+        let with = |sub: &str, exp: u64, jti: &str| {
+            let mut c = claims(sub);
+            c["exp"] = json!(exp);
+            c["jti"] = json!(jti);
+            c
+        };
+        let tokens = mint(
+            &dir.0,
+            json!({
+                "keys": [{"name": "rsa", "alg": "RS256"}],
+                "tokens": [
+                    token("RS256", "rsa", with("alice", soon, "a-1")),
+                    token("RS256", "rsa", with("alice", later, "a-2")),
+                    token("RS256", "rsa", with("bob", soon, "b-1")),
+                    token("RS256", "rsa", with("carol", later, "c-1")),
+                ],
+            }),
+        )
+        .await;
+        let file = dir.file("jwks.json");
+        std::fs::write(&file, jwks(&dir, &["rsa"])).unwrap();
+        let hub = TestHub::start(
+            Hub::builder()
+                .jwks_file(&file)
+                .jwt_issuer(ISSUER)
+                .jwt_audience(AUDIENCE),
+        )
+        .await;
+
+        let mut alice = hub.raw_with_token(&tokens[0]).await;
+        subscribe(&mut alice, "feed.a", None).await;
+        send(&mut alice, json!({"type": "refresh", "token": tokens[1]})).await;
+        assert_eq!(
+            recv(&mut alice).await,
+            json!({"type": "refreshed", "exp": later})
+        );
+
+        // Bob does not refresh: his connection ends at `exp`, while Alice's goes on.
+        let mut bob = hub.raw_with_token(&tokens[2]).await;
+        subscribe(&mut bob, "feed.b", None).await;
+        assert_eq!(recv(&mut bob).await["code"], "token_expired");
+        assert_eq!(closed(&mut bob).await.unwrap().code, 1008.into());
+        subscribe(&mut alice, "feed.c", None).await;
+
+        let mut carol = hub.raw_with_token(&tokens[3]).await;
+        subscribe(&mut carol, "feed.a", None).await;
+        hub.hub.revoke("jti:c-1");
+        assert_eq!(recv(&mut carol).await["code"], "revoked");
+        assert_eq!(closed(&mut carol).await.unwrap().code, 1008.into());
+        assert_eq!(
+            refusal(&hub, &tokens[3]).await,
+            (401, "token revoked".into())
         );
     })
     .await;
