@@ -604,24 +604,35 @@ async fn upgrade_status(port: u16, token: &str) -> u16 {
         .unwrap_or_else(|| panic!("no status in {line:?}"))
 }
 
+/// Writes a new Ed25519 public key, as PEM, to the path in `argv[1]`.
+const KEYGEN: &str = "
+import sys
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import serialization as s
+key = ed25519.Ed25519PrivateKey.generate().public_key()
+open(sys.argv[1], 'wb').write(key.public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+";
+
 #[tokio::test]
 async fn serve_takes_jwt_settings_from_flags_and_environment() {
     within(60, "serve --jwt-*", async {
         const SECRET: &str = "the cli test's secret of 16+ bytes";
         let dir = std::env::temp_dir().join(format!("resocket-cli-jwt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (key, public) = (dir.join("ed.pem"), dir.join("ed.pub.pem"));
-        for args in [
-            vec!["genpkey", "-algorithm", "ed25519", "-out"],
-            vec!["pkey", "-pubout", "-in"],
-        ] {
-            let mut openssl = tokio::process::Command::new("openssl");
-            openssl.args(&args).arg(&key);
-            if args[0] == "pkey" {
-                openssl.arg("-out").arg(&public);
-            }
-            assert!(openssl.status().await.expect("openssl runs").success());
-        }
+        // An Ed25519 public key from Python's `cryptography` (scripts/deps/pyjwt.sh).
+        let public = dir.join("ed.pub.pem");
+        let deps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.deps/python");
+        let keygen = tokio::process::Command::new("python3")
+            .env("PYTHONPATH", &deps)
+            .args(["-c", KEYGEN])
+            .arg(&public)
+            .status()
+            .await
+            .expect("python3 runs");
+        assert!(
+            keygen.success(),
+            "no `cryptography`: run scripts/deps/pyjwt.sh"
+        );
         let token = resocket_hub::Token::new("alice")
             .subscribe("*")
             .sign(SECRET.as_bytes());
