@@ -43,7 +43,7 @@ pub enum JwtAlgorithm {
 }
 
 impl JwtAlgorithm {
-    /// Every algorithm, in the order of their names' listing.
+    /// Every algorithm the hub can verify.
     pub const ALL: [JwtAlgorithm; 12] = [
         JwtAlgorithm::HS256,
         JwtAlgorithm::HS384,

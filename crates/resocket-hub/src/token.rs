@@ -129,15 +129,39 @@ fn sign_with_header(claims: &Claims, secret: &[u8], header: &str) -> String {
 /// The `kid` of the hub's own tokens, which its deep health check presents.
 const INTERNAL_KID: &str = "resocket-hub-internal";
 
+/// The hub's own signing key and the rules for its own tokens (HS256, no `iss` or `aud`).
+struct Internal {
+    secret: [u8; 32],
+    key: Key,
+    validation: Validation,
+}
+
+impl Internal {
+    fn new() -> Option<Internal> {
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret).ok()?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        Some(Internal {
+            key: Key {
+                kid: Some(INTERNAL_KID.to_string()),
+                alg: Some(Algorithm::HS256),
+                key: DecodingKey::from_secret(&secret).ok()?,
+            },
+            secret,
+            validation,
+        })
+    }
+}
+
 /// Verifies a JWT against the hub's keys, its claim rules and the clock.
 pub(crate) struct Verifier {
     /// A random secret made for this process, for the hub's own tokens: a hub that trusts only
     /// an identity provider's keys can still prove a round trip on `/healthz?deep=1`. It never
-    /// leaves the process, so it widens nothing an outsider can sign.
-    internal_secret: [u8; 32],
-    internal: Key,
-    /// The rules for the hub's own tokens: HS256, no `iss` or `aud`.
-    internal_validation: Validation,
+    /// leaves the process, so it widens nothing an outsider can sign. `None` when the system
+    /// had no randomness to make it: the hub then has no tokens of its own.
+    internal: Option<Internal>,
     /// The HS256 secret and the keys from PEM files: fixed for the hub's life.
     fixed: Vec<Key>,
     /// The JWKS file's keys, replaced whole on every reload. Read on connect, `auth` and
@@ -187,28 +211,12 @@ impl Verifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        let mut internal_secret = [0u8; 32];
-        // The system's randomness failing leaves the secret unguessable only to the process
-        // itself; the health check then fails, which is what it is there to say.
-        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut internal_secret)
-            .is_err()
-        {
+        let internal = Internal::new();
+        if internal.is_none() {
             tracing::warn!("no system randomness: the deep health check cannot authenticate");
         }
-        let mut internal_validation = Validation::new(Algorithm::HS256);
-        internal_validation.validate_exp = false;
-        internal_validation.validate_aud = false;
-        // An all-zero secret (the fill failed) still makes a non-empty key.
-        let internal = Key {
-            kid: Some(INTERNAL_KID.to_string()),
-            alg: Some(Algorithm::HS256),
-            key: DecodingKey::from_secret(&internal_secret)
-                .expect("a 32-byte HMAC key is accepted"),
-        };
         Verifier {
-            internal_secret,
             internal,
-            internal_validation,
             fixed,
             jwks: RwLock::new(jwks.into()),
             algorithms,
@@ -252,10 +260,11 @@ impl Verifier {
     }
 
     /// A token for the hub's own client (the deep health check), which this verifier accepts
-    /// whatever keys and rules it was given.
-    pub(crate) fn internal_token(&self, token: &Token) -> String {
+    /// whatever keys and rules it was given; `None` without system randomness.
+    pub(crate) fn internal_token(&self, token: &Token) -> Option<String> {
+        let internal = self.internal.as_ref()?;
         let header = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{INTERNAL_KID}"}}"#);
-        sign_with_header(&token.claims, &self.internal_secret, &header)
+        Some(sign_with_header(&token.claims, &internal.secret, &header))
     }
 
     /// Replaces the JWKS file's keys.
@@ -284,7 +293,9 @@ impl Verifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.kid.as_deref() == Some(INTERNAL_KID) {
             return self
-                .check(token, &self.internal, &self.internal_validation)
+                .internal
+                .as_ref()
+                .and_then(|i| self.check(token, &i.key, &i.validation))
                 .unwrap_or(Err(TokenError::Signature));
         }
         if !self.algorithms.contains(&header.alg) {
@@ -427,14 +438,14 @@ mod tests {
             ..JwtSettings::default()
         };
         let v = Verifier::new(Vec::new(), Vec::new(), &settings, Duration::ZERO);
-        let own = v.internal_token(&Token::new("$healthz"));
+        let own = v.internal_token(&Token::new("$healthz")).unwrap();
         assert_eq!(v.verify(&own).unwrap().sub, "$healthz");
         let header = format!(r#"{{"alg":"HS256","kid":"{INTERNAL_KID}"}}"#);
         let forged = sign_with_header(Token::new("x").claims(), &[0; 32], &header);
         assert_eq!(v.verify(&forged), Err(TokenError::Signature));
         let other = Verifier::new(Vec::new(), Vec::new(), &settings, Duration::ZERO);
         assert_eq!(other.verify(&own), Err(TokenError::Signature));
-        let expired = v.internal_token(&Token::new("x").expires_at(1));
+        let expired = v.internal_token(&Token::new("x").expires_at(1)).unwrap();
         assert_eq!(v.verify(&expired), Err(TokenError::Expired));
     }
 }
