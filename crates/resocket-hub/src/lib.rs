@@ -20,6 +20,10 @@
 //! # }
 //! ```
 //!
+//! Tokens are JWTs: HS256 under the hub's secret, or RS*, PS*, ES* and EdDSA under an
+//! identity provider's public keys, from PEM files or a JWKS file that is reread when it
+//! changes ([`HubBuilder::jwks_file`]), with optional `iss` and `aud` rules.
+//!
 //! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text), `/` (a live dashboard) and, with
 //! an admin secret, `POST /admin/revoke`.
 //! To mount the hub in an existing axum app, use [`Hub::router`].
