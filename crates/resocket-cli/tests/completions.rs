@@ -76,3 +76,23 @@ async fn completions_into_a_closed_pipe_are_an_error_line_not_a_panic() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn completions_help_says_where_scripts_go_and_the_exit_status() {
+    within(60, "completions help", async {
+        let (code, stdout, _) = output(&["completions", "--help"]).await;
+        assert_eq!(code, 0);
+        for needle in [
+            "Usage",
+            "bash-completion/completions",
+            "Exit status",
+            "  2 ",
+        ] {
+            assert!(stdout.contains(needle), "{needle}: {stdout}");
+        }
+        // Listed beside the other commands in the top-level help.
+        let (_, top, _) = output(&["--help"]).await;
+        assert!(top.contains("completions"), "{top}");
+    })
+    .await;
+}
