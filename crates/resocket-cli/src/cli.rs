@@ -44,6 +44,9 @@ pub enum Command {
     /// and subscribers, all in this process.
     #[command(after_help = exit::DEMO_HELP)]
     Demo(DemoArgs),
+    /// Print the shell completion script for this command on stdout.
+    #[command(after_help = exit::COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
 }
 
 /// `resocket connect`.
@@ -261,6 +264,14 @@ pub struct DemoArgs {
     /// Seed for the proxy's cuts (random if not given).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// `resocket completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Parses a byte count with an optional binary suffix: `65536`, `64K`, `256M`, `1G`.

@@ -80,3 +80,17 @@ Exit status:
   0  nothing was lost or duplicated
   1  something was lost or duplicated (the summary says what), or the demo could not start
   2  usage: a bad flag or argument";
+
+/// `resocket completions --help` footer.
+pub(crate) const COMPLETIONS_HELP: &str = "\
+Installing the script:
+  bash        resocket completions bash > ~/.local/share/bash-completion/completions/resocket
+  zsh         resocket completions zsh > ~/.zfunc/_resocket   (a directory on $fpath)
+  fish        resocket completions fish > ~/.config/fish/completions/resocket.fish
+  powershell  resocket completions powershell >> $PROFILE
+  elvish      resocket completions elvish >> ~/.config/elvish/rc.elv
+
+Exit status:
+  0  the script was printed
+  1  stdout could not be written
+  2  usage: a bad flag or argument, or a shell not in the list";

@@ -1,4 +1,5 @@
-//! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench` and `demo`.
+//! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench`, `demo` and
+//! `completions`.
 //!
 //! Every command reports bad input as one line on stderr and a non-zero exit status: clap's
 //! usage errors are cut to their first line (status 2), and runtime errors print their whole
@@ -12,6 +13,7 @@ use clap::Parser;
 mod bench;
 mod chaos;
 mod cli;
+mod completions;
 mod connect;
 mod demo;
 mod exit;
@@ -53,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chaos(args) => chaos::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => completions::run(args),
     }
 }
 

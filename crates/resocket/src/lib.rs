@@ -161,7 +161,8 @@ pub mod prelude {
     };
 }
 
-/// The README's example, compiled as a doctest so it stays true.
-#[doc = include_str!("../../../README.md")]
+/// The crate README's example (the crates.io page), compiled as a doctest so it stays true. It
+/// is the crate's own README, inside the package, so the doctests also run from the package.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
