@@ -6,12 +6,11 @@
 //!
 //! - `tls.rs`: the TLS settings on the builder and the backend switch.
 //! - `tls_rustls.rs`, `tls_native.rs`: the two backends.
-//! - `proxy.rs`: proxy settings on the builder, proxy URLs, and the CONNECT and SOCKS5
-//!   handshakes.
-//! - `env.rs`: the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention.
+//! - `proxy/`: proxy settings on the builder and which proxy a target uses (`mod.rs`), proxy
+//!   URLs (`url.rs`), the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention
+//!   (`env.rs`), and the HTTP `CONNECT` (`connect.rs`) and SOCKS5 (`socks5.rs`) handshakes.
 //! - `head_fence.rs`: the reader the upgrade runs on, so that no frame is read by tungstenite.
 
-mod env;
 mod head_fence;
 mod proxy;
 mod tls;
