@@ -19,20 +19,12 @@ mod tls_native;
 #[cfg(feature = "__rustls-tls")]
 mod tls_rustls;
 
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{io, net::SocketAddr, sync::Arc};
 
 use http::Uri;
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
 use tokio_tungstenite::{tungstenite, MaybeTlsStream};
+use tokio_util::either::Either;
 
 use crate::{config::ClientConfig, error::ConfigError, Error};
 
@@ -48,76 +40,15 @@ pub type Socket = MaybeTlsStream<Wire>;
 /// Whether any TLS backend is compiled in.
 pub(crate) const TLS_COMPILED: bool = cfg!(any(feature = "__rustls-tls", feature = "native-tls"));
 
-/// The byte stream under the server's TLS: a TCP socket, or a TLS session with an `https://`
+/// The byte stream under the server's TLS: `Left`, a TCP socket (to the server, or to an
+/// `http://` or SOCKS5 proxy that tunnels to it); `Right`, a TLS session with an `https://`
 /// proxy that tunnels to the server.
 ///
-/// An enum and not a `Box<dyn ..>`: the common case (plain TCP) stays a direct call, and the
-/// type stays nameable for the handshake API.
-#[derive(Debug)]
-pub enum Wire {
-    /// TCP straight to the server, or to an `http://` or SOCKS5 proxy that tunnels to it.
-    Tcp(TcpStream),
-    /// TLS to an `https://` proxy, tunnelling to the server.
-    ProxyTls(Box<MaybeTlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Wire {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Wire::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Wire {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Wire::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Wire::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Wire::Tcp(s) => s.is_write_vectored(),
-            Wire::ProxyTls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Wire::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Wire::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Wire::ProxyTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// An enum and not a `Box<dyn ..>`: every read and write is one `match` and a direct call,
+/// the common case (plain TCP) is not boxed, and the type stays nameable for the handshake
+/// API. tokio-util's `Either` is that enum, with every `AsyncRead` / `AsyncWrite` method
+/// (vectored writes included) forwarded.
+pub type Wire = Either<TcpStream, Box<MaybeTlsStream<TcpStream>>>;
 
 /// Where to connect, parsed once from the request URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +167,7 @@ impl Connector {
                 tracing::debug!(proxy = %proxy, "connecting through a proxy");
                 proxy.tunnel(target, config, &self.tls).await?
             }
-            None => Wire::Tcp(connect_tcp(&target.host, target.port, config).await?),
+            None => Wire::Left(connect_tcp(&target.host, target.port, config).await?),
         };
         if target.tls {
             let name = self.server_name.as_deref().unwrap_or(&target.host);

@@ -103,14 +103,14 @@ impl Proxy {
             Kind::Http => {
                 let mut tcp = tcp;
                 self.http_connect(&mut tcp, target).await?;
-                Ok(Wire::Tcp(tcp))
+                Ok(Wire::Left(tcp))
             }
             Kind::Https => {
                 // The proxy's certificate is checked against the proxy's own name, never the
                 // server-name override, which is about the server.
                 let mut tls = tls.wrap(tcp, &self.host).await?;
                 self.http_connect(&mut tls, target).await?;
-                Ok(Wire::ProxyTls(Box::new(tls)))
+                Ok(Wire::Right(Box::new(tls)))
             }
             Kind::Socks5 { remote_dns } => {
                 let address = if remote_dns {
@@ -120,7 +120,7 @@ impl Proxy {
                 };
                 let mut tcp = tcp;
                 self.socks5_connect(&mut tcp, &address).await?;
-                Ok(Wire::Tcp(tcp))
+                Ok(Wire::Left(tcp))
             }
         }
     }
