@@ -10,6 +10,47 @@
 //!   URLs (`url.rs`), the `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` convention
 //!   (`env.rs`), and the HTTP `CONNECT` (`connect.rs`) and SOCKS5 (`socks5.rs`) handshakes.
 //! - `head_fence.rs`: the reader the upgrade runs on, so that no frame is read by tungstenite.
+//!
+//! # The stream types
+//!
+//! [`Wire`] (under the server's TLS) is tokio-util's `Either` over a TCP socket and a boxed TLS
+//! session with an `https://` proxy; the test kit's `ServerStream` is the same `Either` on the
+//! server side. `Either` forwards each `AsyncRead` / `AsyncWrite` call with one `match`, as a
+//! hand-written enum would: no dynamic dispatch on the read path, and only the rare proxy TLS
+//! session is boxed.
+//!
+//! # Why the proxy code is our own
+//!
+//! The proxy behaviour follows curl (and so reqwest, where they agree). Three crates could
+//! replace parts of it; each was checked against what the tests in `proxy/` and
+//! `tests/proxy.rs` pin, and each loses some of it:
+//!
+//! - **hyper-util's `client::proxy::matcher::Matcher`** (0.1.21) for the environment and
+//!   `NO_PROXY`. It misses `NO_PROXY` entries that curl and our tests accept: entries separated
+//!   by spaces, a port on an entry (`other.org:8080`, `192.168.1.5:80`), `*.svc`, `[::1]`, a
+//!   host with a trailing dot, and `*` for an IP address host. It reads `HTTP_PROXY` before
+//!   `http_proxy` (curl reads the lower-case one first). It drops a variable it cannot parse
+//!   (`ftp://x`, a URL without a host) without a word, where we answer
+//!   `ConfigError::Proxy { variable, source: ProxySettingError }` naming the variable. Its
+//!   `NO_PROXY` matcher is private, so the parts that would fit cannot be taken alone. It
+//!   would also bring hyper's client and `ipnet` into a crate that has no other use for them.
+//! - **hyper-util's `Tunnel`** for HTTP `CONNECT`. It reads the answer in 8 KiB chunks and
+//!   drops whatever follows the head, which belongs to the tunnel; we read the head a byte at
+//!   a time for that reason. It keeps no status beyond 407 (`TunnelUnsuccessful`), where
+//!   [`ProxyError::ConnectRefused`](crate::error::ProxyError::ConnectRefused) carries the status
+//!   and 401 counts as an auth rejection. It is a tower `Service` over hyper's I/O traits, and
+//!   its connect failure is a `Box<dyn Error>`.
+//! - **tokio-socks** (0.5.3), or hyper-util's SOCKS connector, for SOCKS5. tokio-socks reads
+//!   replies exactly, but reports every reply code past 0x08 as `UnknownAuthMethod`, where
+//!   [`SocksReply::Other`](crate::error::SocksReply::Other) keeps the code, and it refuses an
+//!   empty password, which `socks5://user@proxy` means. It would also add thiserror 1 beside
+//!   the thiserror 2 we use. hyper-util's connector buffers past the reply, as its `Tunnel`
+//!   does. Credentials too long for SOCKS5 are refused by `build()` either way.
+//!
+//! What remains ours is small (about two hundred lines of code for both handshakes, and as
+//! much for the environment and `NO_PROXY`); each failure is a typed
+//! [`ProxyError`](crate::error::ProxyError) with its source, and the unit tests beside each
+//! handshake and in `env.rs` pin the behaviours above.
 
 mod head_fence;
 mod proxy;
