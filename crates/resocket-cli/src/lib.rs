@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod bench;
 mod chaos;
@@ -17,12 +17,13 @@ mod demo;
 mod exit;
 mod input;
 mod serve;
+mod serve_config;
 
 pub use cli::{Cli, Command};
 
 /// Parses the command line and runs the command on a tokio runtime.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
@@ -54,6 +55,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
+}
+
+/// `Cli::try_parse`, keeping what only the matches know: which serve settings were given.
+fn parse() -> Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    if let (Command::Serve(args), Some(serve)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+    {
+        args.given = serve_config::Given::from_matches(serve);
+    }
+    Ok(cli)
 }
 
 /// Help and version go to stdout as clap prints them; real usage errors become one line.
