@@ -236,6 +236,14 @@ pub(crate) fn byte_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u
 mod tests {
     use super::*;
 
+    /// Catches, among others, two settings with one arg id, which the layering relies on not
+    /// happening.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        crate::Cli::command().debug_assert();
+    }
+
     #[test]
     fn defaults_parse_and_name_every_section() {
         let settings: ServeSettings = defaults();

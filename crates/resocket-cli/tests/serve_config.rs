@@ -211,7 +211,7 @@ async fn flag_beats_environment_beats_file_beats_default() {
 }
 
 #[tokio::test]
-async fn a_switch_in_the_environment_can_turn_off_the_file_s() {
+async fn a_false_in_the_environment_turns_off_a_switch_the_file_turns_on() {
     within(60, "boolean precedence", async {
         let dir = TempDir::new("switch");
         let file = dir.write("hub.toml", "[auth]\nallow_anonymous = true\n");
