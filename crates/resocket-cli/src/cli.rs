@@ -181,22 +181,13 @@ pub struct ListenSettings {
 #[derive(Debug, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
 pub struct TlsSettings {
-    /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
-    #[arg(
-        long = "tls-cert",
-        env = "RESOCKET_TLS_CERT",
-        value_name = "PEM",
-        requires = "key"
-    )]
+    /// Serve wss:// with this certificate chain (PEM file); needs --tls-key. The two may come
+    /// from different places (a flag, a variable, the config file).
+    #[arg(long = "tls-cert", env = "RESOCKET_TLS_CERT", value_name = "PEM")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
     /// Private key of --tls-cert (PEM file).
-    #[arg(
-        long = "tls-key",
-        env = "RESOCKET_TLS_KEY",
-        value_name = "PEM",
-        requires = "cert"
-    )]
+    #[arg(long = "tls-key", env = "RESOCKET_TLS_KEY", value_name = "PEM")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
 }

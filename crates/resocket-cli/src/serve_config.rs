@@ -89,6 +89,21 @@ pub(crate) fn resolve(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
             }
         }
     }
+    let path_ids = path_ids();
+    for (_, values) in merged.iter_mut() {
+        let Value::Table(values) = values else {
+            continue;
+        };
+        for (key, value) in values.iter_mut() {
+            if let (true, Value::String(path)) = (path_ids.contains(key), &*value) {
+                // Absolute, so that a printed configuration names the same files wherever it
+                // is saved and loaded again.
+                let absolute = std::path::absolute(path)
+                    .with_context(|| format!("cannot resolve the path {path} of {key}"))?;
+                *value = Value::String(absolute.to_string_lossy().into_owned());
+            }
+        }
+    }
     for (section, values) in &merged {
         for key in secret_ids() {
             if values.get(&key).and_then(Value::as_str) == Some(REDACTED) {
@@ -133,8 +148,7 @@ fn to_table(settings: &ServeSettings) -> anyhow::Result<Table> {
     }
 }
 
-/// Reads and checks a config file; relative paths in it become absolute paths from the file's
-/// folder.
+/// Reads and checks a config file; relative paths in it are taken from the file's folder.
 fn load(path: &Path) -> anyhow::Result<Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -152,11 +166,8 @@ fn load(path: &Path) -> anyhow::Result<Table> {
         if let Value::Table(values) = values {
             for (key, value) in values.iter_mut() {
                 if let (true, Value::String(relative)) = (path_ids.contains(key), &*value) {
-                    // Absolute, so that a printed configuration means the same files
-                    // wherever it is saved.
-                    let resolved = std::path::absolute(base.join(relative))
-                        .with_context(|| format!("cannot resolve {relative} in {key}"))?;
-                    *value = Value::String(resolved.to_string_lossy().into_owned());
+                    let joined = base.join(relative);
+                    *value = Value::String(joined.to_string_lossy().into_owned());
                 }
             }
         }

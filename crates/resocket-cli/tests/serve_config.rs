@@ -261,3 +261,61 @@ async fn print_config_redacts_secrets_and_a_hub_refuses_the_placeholder() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn tls_cert_and_key_may_come_from_different_places_but_not_alone() {
+    within(60, "tls pair", async {
+        let dir = TempDir::new("tls-pair");
+        let file = dir.write("hub.toml", "[tls]\nkey = \"key.pem\"\n");
+        let file = file.to_str().unwrap();
+        let printed = print_config(&["--config", file, "--tls-cert", "cert.pem"], &[]).await;
+        // The file's path is taken from the file's folder, the flag's from the working one.
+        let key = dir.path().join("key.pem");
+        assert_eq!(setting(&printed, "tls", "key").as_str(), key.to_str());
+        let cert = std::env::current_dir().unwrap().join("cert.pem");
+        assert_eq!(setting(&printed, "tls", "cert").as_str(), cert.to_str());
+
+        let alone = [
+            "--listen",
+            "127.0.0.1:0",
+            "--allow-anonymous",
+            "--tls-cert",
+            "cert.pem",
+        ];
+        let (code, _, stderr) = serve(&alone, &[]).await;
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("tls.cert and tls.key go together"),
+            "{stderr}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_list_given_in_the_environment_replaces_the_list_in_the_file() {
+    within(60, "lists", async {
+        let dir = TempDir::new("lists");
+        let file = dir.write(
+            "hub.toml",
+            "[auth]\nallow_origins = [\"https://a.example\"]\n",
+        );
+        let file = file.to_str().unwrap();
+        let origins = |printed: String| setting(&printed, "auth", "allow_origins");
+        let from_file = origins(print_config(&["--config", file], &[]).await);
+        assert_eq!(from_file.as_array().unwrap().len(), 1);
+        let env = [(
+            "RESOCKET_ALLOW_ORIGIN",
+            "https://b.example,https://c.example",
+        )];
+        let from_env = origins(print_config(&["--config", file], &env).await);
+        let from_env: Vec<_> = from_env
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(from_env, ["https://b.example", "https://c.example"]);
+    })
+    .await;
+}
