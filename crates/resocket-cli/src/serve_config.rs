@@ -89,31 +89,27 @@ pub(crate) fn resolve(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
             }
         }
     }
-    let path_ids = path_ids();
-    for (_, values) in merged.iter_mut() {
-        let Value::Table(values) = values else {
-            continue;
-        };
-        for (key, value) in values.iter_mut() {
-            if let (true, Value::String(path)) = (path_ids.contains(key), &*value) {
-                // Absolute, so that a printed configuration names the same files wherever it
-                // is saved and loaded again.
-                let absolute = std::path::absolute(path)
-                    .with_context(|| format!("cannot resolve the path {path} of {key}"))?;
-                *value = Value::String(absolute.to_string_lossy().into_owned());
+    let (paths, secrets) = (path_ids(), secret_ids());
+    each_setting(&mut merged, |section, key, value| {
+        match value {
+            // Absolute, so that a printed configuration names the same files wherever it is
+            // saved and loaded again.
+            Value::String(path) if paths.contains(key) => {
+                let absolute = std::path::absolute(&*path).with_context(|| {
+                    format!("cannot resolve the path {path} of {section}.{key}")
+                })?;
+                *path = absolute.to_string_lossy().into_owned();
             }
-        }
-    }
-    for (section, values) in &merged {
-        for key in secret_ids() {
-            if values.get(&key).and_then(Value::as_str) == Some(REDACTED) {
+            Value::String(secret) if secrets.contains(key) && secret == REDACTED => {
                 return Err(anyhow!(
                     "{section}.{key} is \"{REDACTED}\", the placeholder --print-config prints: \
                      give the real secret"
                 ));
             }
+            _ => {}
         }
-    }
+        Ok(())
+    })?;
     Value::Table(merged)
         .try_into()
         .context("config settings rejected")
@@ -127,15 +123,12 @@ pub(crate) fn resolve(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
 pub(crate) fn to_toml(settings: &ServeSettings) -> anyhow::Result<String> {
     let mut table = to_table(settings)?;
     let secrets = secret_ids();
-    for (_, values) in table.iter_mut() {
-        if let Value::Table(values) = values {
-            for (key, value) in values.iter_mut() {
-                if secrets.contains(key) {
-                    *value = Value::String(REDACTED.to_owned());
-                }
-            }
+    each_setting(&mut table, |_, key, value| {
+        if secrets.contains(key) {
+            *value = Value::String(REDACTED.to_owned());
         }
-    }
+        Ok(())
+    })?;
     // Back through the typed settings, so the keys come out in their declared order.
     let redacted: ServeSettings = Value::Table(table).try_into()?;
     Ok(toml::to_string(&redacted)?)
@@ -161,18 +154,29 @@ fn load(path: &Path) -> anyhow::Result<Table> {
     })?;
     let mut table: Table = toml::from_str(&text).map_err(|e| located(path, &text, None, &e))?;
     let base = path.parent().unwrap_or(Path::new(""));
-    let path_ids = path_ids();
-    for (_, values) in table.iter_mut() {
+    let paths = path_ids();
+    each_setting(&mut table, |_, key, value| {
+        if let (true, Value::String(path)) = (paths.contains(key), value) {
+            *path = base.join(&*path).to_string_lossy().into_owned();
+        }
+        Ok(())
+    })?;
+    Ok(table)
+}
+
+/// Calls `visit(section, key, value)` on every setting of `table`.
+fn each_setting(
+    table: &mut Table,
+    mut visit: impl FnMut(&str, &str, &mut Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for (section, values) in table.iter_mut() {
         if let Value::Table(values) = values {
             for (key, value) in values.iter_mut() {
-                if let (true, Value::String(relative)) = (path_ids.contains(key), &*value) {
-                    let joined = base.join(relative);
-                    *value = Value::String(joined.to_string_lossy().into_owned());
-                }
+                visit(section, key, value)?;
             }
         }
     }
-    Ok(table)
+    Ok(())
 }
 
 /// One line: `FILE:LINE: KEY: what is wrong`.
