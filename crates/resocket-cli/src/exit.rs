@@ -53,8 +53,8 @@ pub(crate) const SERVE_HELP: &str = "\
 Configuration:
   Each setting comes from, first to last: its flag, its RESOCKET_* variable, the --config file,
   its default. The file is TOML with the sections shown above ([listen], [tls], [auth],
-  [limits], [history], [engine]); a key is the setting's name there (see hub.example.toml,
-  where every key stands with its default). An unknown key or a value of the wrong type is an
+  [limits], [history], [engine]) and each flag's key shown as [config: KEY] under its section's
+  heading; hub.example.toml lists every key with its default. An unknown key or a value of the wrong type is an
   error naming the file, the line and the key. --print-config prints the result in the same
   form, with jwt_secret and admin_secret as \"<redacted>\" (a hub will not start with that
   placeholder as a secret).

@@ -59,8 +59,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `Cli::try_parse`, keeping what only the matches know: which serve settings were given.
 fn parse() -> Result<Cli, clap::Error> {
-    let matches = Cli::command().try_get_matches()?;
-    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    let command = || Cli::command().mut_subcommand("serve", serve_config::with_file_keys);
+    let matches = command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))?;
     if let (Command::Serve(args), Some(serve)) =
         (&mut cli.command, matches.subcommand_matches("serve"))
     {

@@ -47,6 +47,20 @@ impl Given {
     }
 }
 
+/// Adds each setting's config-file key to its `--help` line, as `[config: KEY]`; the help
+/// heading names the key's section.
+pub(crate) fn with_file_keys(serve: clap::Command) -> clap::Command {
+    let settings = setting_ids(|_| true);
+    serve.mut_args(|arg| {
+        let id = arg.get_id().as_str().to_owned();
+        if !settings.contains(&id) {
+            return arg;
+        }
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        arg.help(format!("{help} [config: {id}]"))
+    })
+}
+
 /// The built-in defaults of a group of settings, as its clap `default_value`s declare them.
 ///
 /// Serde fills the keys a file leaves out from here, so the defaults are written once, on the

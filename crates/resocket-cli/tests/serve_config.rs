@@ -319,3 +319,20 @@ async fn a_list_given_in_the_environment_replaces_the_list_in_the_file() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn help_states_the_precedence_and_each_flag_s_file_key() {
+    within(60, "help", async {
+        let (code, help, _) = serve(&["--help"], &[]).await;
+        assert_eq!(code, 0);
+        assert!(
+            help.contains("its flag, its RESOCKET_* variable, the --config file,\n  its default"),
+            "{help}"
+        );
+        assert!(help.contains("Limits ([limits])"), "{help}");
+        assert!(help.contains("[config: max_connections]"), "{help}");
+        assert!(help.contains("--history <N>"), "{help}");
+        assert!(help.contains("[config: len]"), "{help}");
+    })
+    .await;
+}
