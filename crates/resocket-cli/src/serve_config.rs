@@ -318,7 +318,11 @@ mod tests {
                 .values()
                 .filter(|values| values.as_table().is_some_and(|t| t.contains_key(id)))
                 .count();
-            assert_eq!(sections, 1, "`{id}` is a key of {sections} sections");
+            assert_eq!(
+                sections, 1,
+                "`{id}` is a key of {sections} sections (a setting without a default needs a \
+                 value in this test's command line)"
+            );
         }
     }
 
