@@ -7,18 +7,24 @@ use std::{path::Path, process::Stdio};
 
 use resocket_testkit::within;
 use support::{resocket, TempDir};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hub.example.toml");
 
-/// Runs `resocket serve ARGS` with `env` and no other `RESOCKET_*` variable; returns (exit
-/// code, stdout, stderr).
-async fn serve(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+/// `resocket serve`, without the `RESOCKET_*` variables of the test's own environment.
+fn serve_command() -> tokio::process::Command {
     let mut command = resocket();
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RESOCKET_")) {
         command.env_remove(name);
     }
-    let out = command
-        .arg("serve")
+    command.arg("serve");
+    command
+}
+
+/// Runs `resocket serve ARGS` with `env` and no other `RESOCKET_*` variable; returns (exit
+/// code, stdout, stderr).
+async fn serve(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = serve_command()
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -333,6 +339,45 @@ async fn help_states_the_precedence_and_each_flag_s_file_key() {
         assert!(help.contains("[config: max_connections]"), "{help}");
         assert!(help.contains("--history <N>"), "{help}");
         assert!(help.contains("[config: len]"), "{help}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serve_runs_a_hub_with_the_settings_of_its_config_file() {
+    within(60, "serve from a file", async {
+        let dir = TempDir::new("serve-file");
+        let file = dir.write(
+            "hub.toml",
+            "[listen]\naddress = \"127.0.0.1:0\"\n\n\
+             [auth]\nallow_anonymous = true\nanonymous_rooms = [\"cfg.*\"]\n",
+        );
+        let mut child = serve_command()
+            .arg("--config")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = stderr.next_line().await.unwrap().expect("a banner");
+        let addr = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {banner:?}"));
+        let client = resocket::hub::HubClient::builder(&format!("ws://{addr}/ws"))
+            .connect()
+            .unwrap();
+        // The file's room list is in force: its rooms are open to anonymous clients, others not.
+        client.subscribe("cfg.news").await.unwrap();
+        let refused = client.subscribe("elsewhere").await;
+        assert!(
+            matches!(refused, Err(resocket::hub::HubError::Refused { .. })),
+            "{refused:?}"
+        );
+        child.kill().await.unwrap();
     })
     .await;
 }
