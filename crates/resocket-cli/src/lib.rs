@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod bench;
 mod chaos;
@@ -19,12 +19,13 @@ mod demo;
 mod exit;
 mod input;
 mod serve;
+mod serve_config;
 
 pub use cli::{Cli, Command};
 
 /// Parses the command line and runs the command on a tokio runtime.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
@@ -57,6 +58,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Completions(args) => completions::run(args),
     }
+}
+
+/// `Cli::try_parse`, keeping what only the matches know: which serve settings were given.
+fn parse() -> Result<Cli, clap::Error> {
+    let command = || Cli::command().mut_subcommand("serve", serve_config::with_file_keys);
+    let matches = command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))?;
+    if let (Command::Serve(args), Some(serve)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+    {
+        args.given = serve_config::Given::from_matches(serve);
+    }
+    Ok(cli)
 }
 
 /// Help and version go to stdout as clap prints them; real usage errors become one line.
