@@ -77,12 +77,13 @@ impl Inflater {
     }
 
     /// Inflates the payload of one frame of a compressed message and appends it to `out`;
-    /// `fin` marks the last frame of the message. `out` grows by at most the limit over the
-    /// whole message.
+    /// `fin` marks the last frame of the message. Over the whole message, `out` grows by at
+    /// most one byte past the limit (the byte that shows it crossed).
     ///
     /// A message whose payload is empty altogether inflates to an empty message and leaves the
-    /// stream as it was (a sync-flushed empty message compresses to at least one byte, so no
-    /// zlib peer sends one, and inflating it would leave the stream inside a block header).
+    /// stream as it was: zlib writes nothing for an empty message right after a flush, and
+    /// senders that pass that on as an empty payload expect no more, where appending the tail
+    /// would leave the stream inside a block header.
     ///
     /// # Errors
     ///
