@@ -464,8 +464,8 @@ impl ClientBuilder {
             endpoints.push(Endpoint::new(request));
         }
         let headers = parse_headers(&self.headers)?;
-        let connector = Connector::build(&self.transport, tls || self.factory.is_some())
-            .or_else(|e| {
+        let connector =
+            Connector::build(&self.transport, tls || self.factory.is_some()).or_else(|e| {
                 if tls {
                     Err(e)
                 } else {

@@ -71,7 +71,10 @@ impl Endpoints {
     /// The rotation over `list`, starting at its first endpoint. `list` is never empty: the
     /// builder refuses an empty one.
     pub(crate) fn new(list: Vec<Endpoint>) -> Endpoints {
-        debug_assert!(!list.is_empty(), "the builder refuses an empty endpoint list");
+        debug_assert!(
+            !list.is_empty(),
+            "the builder refuses an empty endpoint list"
+        );
         let refused = vec![false; list.len()];
         Endpoints {
             list,

@@ -21,11 +21,7 @@ fn steady(base_ms: u64) -> ExponentialBackoff {
 
 /// The next `Connecting` event's attempt and endpoint.
 async fn next_attempt(events: &mut broadcast::Receiver<ConnectionEvent>) -> (u32, Arc<str>) {
-    match support::wait_event(events, |e| {
-        matches!(e, ConnectionEvent::Connecting { .. })
-    })
-    .await
-    {
+    match support::wait_event(events, |e| matches!(e, ConnectionEvent::Connecting { .. })).await {
         ConnectionEvent::Connecting {
             attempt, endpoint, ..
         } => (attempt, endpoint),
@@ -47,7 +43,10 @@ async fn fails_over_past_a_dead_endpoint_and_back_when_the_live_one_dies() {
         let mut events = client.events();
         tokio::spawn(supervisor.run());
 
-        assert_eq!(next_attempt(&mut events).await, (1, first_url.as_str().into()));
+        assert_eq!(
+            next_attempt(&mut events).await,
+            (1, first_url.as_str().into())
+        );
         let refused = support::disconnect_reason(&mut events).await;
         assert_eq!(
             refused.io_kind(),
@@ -109,7 +108,10 @@ async fn the_backoff_keeps_growing_across_endpoints() {
         let expected: Vec<(u32, String)> = (1..=5)
             .map(|n| (n, urls[(n as usize - 1) % 2].clone()))
             .collect();
-        assert_eq!(attempts, expected, "attempts alternate, their count goes on");
+        assert_eq!(
+            attempts, expected,
+            "attempts alternate, their count goes on"
+        );
         assert_eq!(
             delays,
             [5, 10, 20, 40, 80].map(Duration::from_millis),
@@ -158,7 +160,11 @@ async fn a_permanent_failure_on_every_endpoint_ends_the_client_after_one_attempt
             .connect()
             .unwrap();
         let error = client.closed().await.unwrap_err();
-        assert_eq!(error.http_status().map(|s| s.as_u16()), Some(401), "{error:?}");
+        assert_eq!(
+            error.http_status().map(|s| s.as_u16()),
+            Some(401),
+            "{error:?}"
+        );
         assert_eq!((a.connections(), b.connections()), (1, 1));
     })
     .await;
@@ -180,14 +186,13 @@ async fn exit_on_first_failure_tries_every_endpoint_once() {
         client.ready().await.unwrap();
         client.close().await.unwrap();
 
-        let (client, _messages, supervisor) =
-            Client::builder_with_endpoints([dead.clone(), dead])
-                .configure(|c| {
-                    c.exit_on_first_failure = true;
-                    c.backoff = steady(10);
-                })
-                .pair()
-                .unwrap();
+        let (client, _messages, supervisor) = Client::builder_with_endpoints([dead.clone(), dead])
+            .configure(|c| {
+                c.exit_on_first_failure = true;
+                c.backoff = steady(10);
+            })
+            .pair()
+            .unwrap();
         let mut events = client.events();
         let error = supervisor.run().await.unwrap_err();
         assert_eq!(error.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));

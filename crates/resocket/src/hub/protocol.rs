@@ -318,7 +318,10 @@ mod tests {
                 reference: Some("p-1".into()),
             }
         );
-        assert_eq!(ErrorCode::from_wire("quota_exceeded_v9"), ErrorCode::Unknown);
+        assert_eq!(
+            ErrorCode::from_wire("quota_exceeded_v9"),
+            ErrorCode::Unknown
+        );
     }
 
     #[test]
