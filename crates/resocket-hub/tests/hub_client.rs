@@ -15,7 +15,7 @@ use resocket::hub::{
 };
 use resocket::{retry::FixedDelay, ConnectionEvent};
 use resocket_hub::{Hub, Token};
-use resocket_testkit::FaultProxy;
+use resocket_testkit::{closed_port, FaultProxy};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -68,6 +68,26 @@ async fn data_the_hub_accepted_reaches_the_subscriber_byte_for_byte() {
             let msg = next_message(&mut room).await;
             assert_eq!((msg.offset, msg.raw()), (i as u64 + 1, *data));
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hub_client_with_two_endpoints_passes_over_a_dead_one() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let dead = format!("ws://{}/ws", closed_port().await);
+        let c = HubClient::builder_with_endpoints([dead.as_str(), hub.url().as_str()])
+            .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(10))))
+            .connect()
+            .unwrap();
+        let mut room = c.subscribe("r").await.unwrap();
+        assert_eq!(c.publish("r", &"hi").await.unwrap(), 1);
+        assert_eq!(next_message(&mut room).await.raw(), r#""hi""#);
+        assert_eq!(
+            c.client().snapshot().endpoint.as_deref(),
+            Some(hub.url().as_str())
+        );
     })
     .await;
 }
