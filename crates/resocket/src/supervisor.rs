@@ -191,9 +191,10 @@ impl Supervisor {
             if !self.endpoints.failed(permanent) {
                 return Err(error);
             }
-            // "The first attempt" is the first round: one attempt on every endpoint.
-            let first_round = attempt as usize >= self.endpoints.len();
-            if !ever_ready && first_round && self.link.config.exit_on_first_failure {
+            // With several endpoints "the first attempt" is the first round, one on each: a
+            // start-up check asks whether the service answers, not one node of it.
+            let first_round_failed = attempt as usize >= self.endpoints.len();
+            if !ever_ready && first_round_failed && self.link.config.exit_on_first_failure {
                 return Err(error);
             }
             let Some(mut delay) = self.backoff.next_delay() else {
