@@ -53,8 +53,10 @@ pub enum Command {
 /// `resocket connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The server's URL (ws:// or wss://).
-    pub url: String,
+    /// The server's URL (ws:// or wss://). Several URLs are endpoints of one service, tried in
+    /// turn: after a failed attempt or a dropped connection the next one is used.
+    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    pub urls: Vec<String>,
     /// Extra upgrade header, as `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -93,7 +95,8 @@ pub struct ConnectArgs {
     /// Ignore the proxy environment variables.
     #[arg(long)]
     pub no_proxy_env: bool,
-    /// Stop at the first failed connection instead of retrying.
+    /// Stop at the first failed connection instead of retrying (with several URLs: once each
+    /// has failed once).
     #[arg(long)]
     pub exit_on_first_failure: bool,
     /// Give up (exit 1) after this many retries in a row; without it, retry for ever.

@@ -115,6 +115,7 @@ mod client;
 mod codec;
 mod config;
 mod connection;
+mod endpoints;
 pub mod error;
 pub mod extension;
 pub mod handshake;
@@ -130,6 +131,7 @@ pub mod hub;
 
 pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, QueuePolicy};
+pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
 pub use inbound::Messages;
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
