@@ -6,7 +6,7 @@ use std::{process::Stdio, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
-use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
+use resocket_testkit::{closed_port, within, Behavior, FaultProxy, TestServer};
 use support::{output, resocket};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -168,6 +168,40 @@ async fn connect_echoes_through_a_reconnect_and_exits_cleanly_on_eof() {
             (0, frame)
         };
         assert_eq!(u16::from(frame.expect("a Close frame").code), 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_with_two_urls_passes_over_a_dead_first_one() {
+    within(60, "connect two urls", async {
+        let dead = format!("ws://{}/", closed_port().await);
+        let server = TestServer::start(Behavior::Echo).await;
+        // Stopping at the first failure still tries every URL once.
+        let mut child = resocket()
+            .args(["connect", &dead, &server.url()])
+            .args(["--ping-interval", "0", "--exit-on-first-failure"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").await.unwrap();
+        assert_eq!(next_line(&mut lines).await, "hello");
+        drop(stdin);
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status:?}");
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        assert!(
+            stderr.contains(&format!("connecting to {dead} (attempt 1)"))
+                && stderr.contains(&format!("connecting to {} (attempt 2)", server.url())),
+            "{stderr}"
+        );
     })
     .await;
 }

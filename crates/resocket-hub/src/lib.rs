@@ -63,3 +63,8 @@ pub use token::{sign, Claims, Token};
 
 /// The hub's wire protocol, re-exported from the client crate.
 pub use resocket::hub::protocol;
+
+/// The README's example (the crates.io page), compiled as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

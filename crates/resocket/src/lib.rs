@@ -115,6 +115,7 @@ mod client;
 mod codec;
 mod config;
 mod connection;
+mod endpoints;
 pub mod error;
 pub mod extension;
 pub mod handshake;
@@ -130,6 +131,7 @@ pub mod hub;
 
 pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, QueuePolicy};
+pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
 pub use inbound::Messages;
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
@@ -161,7 +163,8 @@ pub mod prelude {
     };
 }
 
-/// The README's example, compiled as a doctest so it stays true.
-#[doc = include_str!("../../../README.md")]
+/// The crate README's example (the crates.io page), compiled as a doctest so it stays true. It
+/// is the crate's own README, inside the package, so the doctests also run from the package.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
