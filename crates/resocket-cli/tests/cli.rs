@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
 use resocket_testkit::{closed_port, within, Behavior, FaultProxy, TestServer};
-use support::{output, resocket};
+use support::{output, resocket, serve_on_free_port};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStderr, ChildStdout},
@@ -541,29 +541,16 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
         let file =
             std::env::temp_dir().join(format!("resocket-cli-revoked-{}", std::process::id()));
         std::fs::write(&file, "# nothing revoked yet\n").unwrap();
-        let mut child = resocket()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--jwt-secret",
-                SECRET,
-                "--revoked",
-            ])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        let banner = stderr.next_line().await.unwrap().expect("a banner");
-        let port: u16 = banner
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {banner:?}"));
+        let (mut child, port) = serve_on_free_port(
+            [
+                "--jwt-secret".as_ref(),
+                SECRET.as_ref(),
+                "--revoked".as_ref(),
+                file.as_os_str(),
+            ],
+            &[],
+        )
+        .await;
         let token = resocket_hub::Token::new("mallory")
             .jti("t-9")
             .subscribe("*")
@@ -588,30 +575,6 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
         let _ = std::fs::remove_file(&file);
     })
     .await;
-}
-
-/// Starts `resocket serve` on a free port with `args` and `env`; returns it and its port.
-async fn serve_on_free_port(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Child, u16) {
-    let mut command = resocket();
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let banner = stderr.next_line().await.unwrap().expect("a banner");
-    let port: u16 = banner
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {banner:?}"));
-    (child, port)
 }
 
 /// The status code of a WebSocket upgrade to `/ws` with `token` as its bearer.

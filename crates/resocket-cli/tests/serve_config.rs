@@ -6,8 +6,7 @@ mod support;
 use std::{path::Path, process::Stdio};
 
 use resocket_testkit::within;
-use support::{resocket, TempDir};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::{resocket, serve_on_free_port, TempDir};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hub.example.toml");
 
@@ -352,22 +351,9 @@ async fn serve_runs_a_hub_with_the_settings_of_its_config_file() {
             "[listen]\naddress = \"127.0.0.1:0\"\n\n\
              [auth]\nallow_anonymous = true\nanonymous_rooms = [\"cfg.*\"]\n",
         );
-        let mut child = serve_command()
-            .arg("--config")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        let banner = stderr.next_line().await.unwrap().expect("a banner");
-        let addr = banner
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"));
-        let client = resocket::hub::HubClient::builder(&format!("ws://{addr}/ws"))
+        let (mut child, port) =
+            serve_on_free_port(["--config".as_ref(), file.as_os_str()], &[]).await;
+        let client = resocket::hub::HubClient::builder(&format!("ws://127.0.0.1:{port}/ws"))
             .connect()
             .unwrap();
         // The file's room list is in force: its rooms are open to anonymous clients, others not.
