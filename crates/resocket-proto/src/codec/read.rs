@@ -1,5 +1,5 @@
-//! The read half of the frame codec: server frames parsed in place, data messages sliced out of
-//! the read buffer without a copy.
+//! The read half of the frame codec: frames parsed in place (unmasked in place in the server
+//! role), data messages sliced out of the read buffer without a copy.
 //!
 //! The socket is read straight into a `BytesMut`. Frames are parsed where they lie, and a batch
 //! of complete data messages is handed out by [`FrameReader::seal`]: one `split_to().freeze()`
@@ -19,8 +19,8 @@
 //! (`read_buffer_size`, 128 KiB by default) when a read fills it, and goes back to 4 KiB (and
 //! lets the buffers kept aside go) after a run of small reads. An idle connection holds 4 KiB.
 //!
-//! Everything RFC 6455 asks of a client reading is checked here: reserved bits, masked server
-//! frames, unknown opcodes, fragmented or oversized control frames, continuation order, frame and
+//! Everything RFC 6455 asks of an endpoint reading is checked here: reserved bits, masking as the
+//! role requires, unknown opcodes, fragmented or oversized control frames, continuation order, frame and
 //! message size limits, and UTF-8 of Text payloads and Close reasons. Errors are tungstenite's
 //! own types, so the error mapping is the same as with tungstenite's reader.
 
@@ -31,8 +31,10 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use super::{mask::apply_mask, Role};
 use tokio::io::AsyncRead;
-use tokio_tungstenite::tungstenite::{
+use tungstenite::{
     error::{CapacityError, ProtocolError},
     protocol::{frame::coding::Data, CloseFrame},
     Error as WsError, Message, Utf8Bytes,
@@ -62,9 +64,11 @@ mod opcode {
     pub(super) const PONG: u8 = 0xA;
 }
 
-/// The reader's limits, from `ClientConfig`.
+/// The reader's role and limits, from [`Config`](super::Config).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
+    /// Decides which masking is required.
+    pub(crate) role: Role,
     pub(crate) max_frame: Option<usize>,
     pub(crate) max_message: Option<usize>,
     /// The buffer size during a burst.
@@ -95,6 +99,8 @@ pub(crate) enum Step {
 struct Frame {
     fin: bool,
     opcode: u8,
+    /// The masking key of a client's frame.
+    mask: Option<[u8; 4]>,
     start: usize,
     end: usize,
 }
@@ -290,15 +296,19 @@ impl FrameReader {
     ) -> Poll<Result<Option<Frame>, WsError>> {
         loop {
             let unparsed = &self.buf[self.pos..];
-            let need = match parse_header(unparsed, self.limits.max_frame)? {
+            let need = match parse_header(unparsed, &self.limits)? {
                 Some((frame, total)) if total <= unparsed.len() => {
-                    let start = self.pos;
-                    self.pos += total;
-                    return Poll::Ready(Ok(Some(Frame {
-                        start: start + frame.start,
-                        end: start + frame.end,
+                    let frame = Frame {
+                        start: self.pos + frame.start,
+                        end: self.pos + frame.end,
                         ..frame
-                    })));
+                    };
+                    self.pos += total;
+                    // Unmasked where it lies: the payload is then sliced out like a server's.
+                    if let Some(key) = frame.mask {
+                        apply_mask(&mut self.buf[frame.start..frame.end], key);
+                    }
+                    return Poll::Ready(Ok(Some(frame)));
                 }
                 Some((_, total)) => total,
                 // At most 14 header bytes: one more is always worth asking for.
@@ -420,7 +430,7 @@ fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
 
 /// Parses a frame header at the start of `buf`. Returns the frame (payload offsets relative to
 /// `buf`) and its total length, or `None` when the header is not complete yet.
-fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, usize)>, WsError> {
+fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)>, WsError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
@@ -428,9 +438,13 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
     if b0 & 0x70 != 0 {
         return Err(ProtocolError::NonZeroReservedBits.into());
     }
-    // A client MUST close a connection if it detects a masked frame (RFC 6455, 5.1).
-    if b1 & 0x80 != 0 {
-        return Err(ProtocolError::MaskedFrameFromServer.into());
+    let masked = b1 & 0x80 != 0;
+    match limits.role {
+        // A client MUST close a connection if it detects a masked frame (RFC 6455, 5.1).
+        Role::Client if masked => return Err(ProtocolError::MaskedFrameFromServer.into()),
+        // A server MUST close the connection upon receiving an unmasked frame (RFC 6455, 5.1).
+        Role::Server if !masked => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
+        _ => {}
     }
     let (len, header) = match b1 & 0x7F {
         126 => match buf.get(2..4) {
@@ -447,7 +461,15 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
         },
         short => (u64::from(short), 2),
     };
-    let max = max_frame.unwrap_or(usize::MAX);
+    let (mask, header) = if masked {
+        match buf.get(header..header + 4) {
+            Some(key) => (Some([key[0], key[1], key[2], key[3]]), header + 4),
+            None => return Ok(None),
+        }
+    } else {
+        (None, header)
+    };
+    let max = limits.max_frame.unwrap_or(usize::MAX);
     let len = match usize::try_from(len) {
         Ok(len) if len <= max && len <= usize::MAX - header => len,
         _ => return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX), max)),
@@ -455,6 +477,7 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
     let frame = Frame {
         fin: b0 & 0x80 != 0,
         opcode: b0 & 0x0F,
+        mask,
         start: header,
         end: header + len,
     };
@@ -482,16 +505,30 @@ mod tests {
     use super::*;
 
     const LIMITS: ReadLimits = ReadLimits {
+        role: Role::Client,
         max_frame: Some(1 << 20),
         max_message: Some(2 << 20),
         burst_buffer: 64 << 10,
     };
 
+    const SERVER: ReadLimits = ReadLimits {
+        role: Role::Server,
+        ..LIMITS
+    };
+
     /// Reads everything `wire` holds, fed `chunk` bytes per read; returns the messages, the
     /// control frames and how it ended.
     fn read_all(wire: &[u8], chunk: usize) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
+        read_all_as(LIMITS, wire, chunk)
+    }
+
+    fn read_all_as(
+        limits: ReadLimits,
+        wire: &[u8],
+        chunk: usize,
+    ) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
         let mut io = tokio_test_io(wire, chunk);
-        let mut reader = FrameReader::new(LIMITS, &[]);
+        let mut reader = FrameReader::new(limits, &[]);
         let mut messages = Vec::new();
         let mut controls = Vec::new();
         let waker = futures_util::task::noop_waker();
@@ -571,6 +608,51 @@ mod tests {
             }
             assert_eq!(messages.last().unwrap(), &Message::text("héllo"));
         }
+    }
+
+    /// What a client writes, masked, for a server to read.
+    fn client_wire(messages: &[Message]) -> Vec<u8> {
+        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20);
+        for msg in messages {
+            writer.encode(msg);
+        }
+        writer.written_for_test().to_vec()
+    }
+
+    #[test]
+    fn server_role_unmasks_client_frames_in_place_at_any_read_size() {
+        let sent: Vec<Message> = [0usize, 1, 7, 125, 126, 65_536, 100_003]
+            .iter()
+            .map(|&size| Message::binary((0..size).map(|b| (b * 31) as u8).collect::<Vec<_>>()))
+            .chain([Message::text("héllo"), Message::Ping("p".into())])
+            .collect();
+        let wire = client_wire(&sent);
+        for chunk in [1, 13, 4096, 1 << 20] {
+            let (messages, controls, end) = read_all_as(SERVER, &wire, chunk);
+            end.unwrap();
+            assert_eq!(messages, sent[..sent.len() - 1], "chunk {chunk}");
+            assert!(matches!(&controls[..], [Control::Ping(p)] if p == &b"p"[..]));
+        }
+    }
+
+    #[test]
+    fn server_role_refuses_unmasked_frames_and_client_role_masked_ones() {
+        let (_, _, end) = read_all_as(SERVER, &frame(true, opcode::TEXT, b"plain"), 64);
+        assert!(
+            matches!(
+                end,
+                Err(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient))
+            ),
+            "{end:?}"
+        );
+        let (_, _, end) = read_all(&client_wire(&[Message::text("masked")]), 64);
+        assert!(
+            matches!(
+                end,
+                Err(WsError::Protocol(ProtocolError::MaskedFrameFromServer))
+            ),
+            "{end:?}"
+        );
     }
 
     #[test]
