@@ -12,9 +12,12 @@
 //! - frames are encoded and masked straight into one write buffer (`write.rs`).
 //!
 //! Messages, close frames and errors are tungstenite's types, so nothing above this layer
-//! changes with it. The close handshake follows RFC 6455, section 7, as tungstenite does: a
-//! received Close is answered with the same code, and the stream ends when the server closes
-//! TCP after both Close frames.
+//! changes with it. The close handshake follows RFC 6455, section 7: a received Close is
+//! answered with the same code and the answer is flushed; whatever the peer sends after its
+//! Close is dropped unread (a data frame there never reaches the application, nor does a
+//! message left unfinished before the Close). The client's stream ends when the server closes
+//! TCP after both Close frames; the server's ends once both Close frames are through, for the
+//! server to close TCP.
 //!
 //! The role ([`Role`]) decides masking only: a client masks what it writes and refuses masked
 //! frames, a server requires masked frames (unmasking them in place) and writes unmasked.
@@ -89,6 +92,7 @@ pub struct WsStream<S> {
     /// cannot grow the write buffer.
     pong: Option<Bytes>,
     state: State,
+    role: Role,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
@@ -108,6 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             writer: FrameWriter::new(config.role, config.write_buffer_size),
             pong: None,
             state: State::Active,
+            role: config.role,
         }
     }
 
@@ -125,22 +130,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         batch: &mut Vec<Message>,
         capacity: usize,
     ) -> Poll<Result<Option<Incoming>, WsError>> {
-        let can_read = matches!(self.state, State::Active | State::ClosedByUs);
-        let step = match ready!(self.reader.poll_step(&mut self.io, cx, batch, capacity)) {
-            Ok(step) => step,
-            // After both Close frames a reset is just how the server hung up (as tungstenite).
-            Err(WsError::Io(e)) if !can_read && e.kind() == io::ErrorKind::ConnectionReset => {
-                return Poll::Ready(Ok(None));
-            }
-            Err(e) => return Poll::Ready(Err(e)),
-        };
-        let incoming = match step {
-            Step::Eof if can_read => {
+        if matches!(self.state, State::ClosedByPeer | State::CloseAcknowledged) {
+            return self.poll_after_close(cx).map_ok(|()| None);
+        }
+        let incoming = match ready!(self.reader.poll_step(&mut self.io, cx, batch, capacity))? {
+            Step::Eof => {
                 return Poll::Ready(Err(ProtocolError::ResetWithoutClosingHandshake.into()))
-            }
-            Step::Eof => return Poll::Ready(Ok(None)),
-            _ if !can_read => {
-                return Poll::Ready(Err(ProtocolError::ReceivedAfterClosing.into()));
             }
             Step::Data(len) => Incoming::Data(len),
             Step::Control(Control::Ping(payload)) => {
@@ -173,6 +168,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             }
         };
         Poll::Ready(Ok(Some(incoming)))
+    }
+
+    /// Once the peer's Close is in: our Close goes out, then nothing the peer sends counts.
+    /// A data frame behind a Close is not part of the connection (RFC 6455, 5.5.1: the peer
+    /// sends nothing after its Close), so it is dropped unparsed, with a message left
+    /// unfinished before the Close. The server ends the stream as soon as its Close is
+    /// written, to close TCP itself (RFC 6455, 7.1.1); the client waits for the server to.
+    fn poll_after_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        ready!(self.poll_flush(cx))?;
+        if self.role == Role::Server {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(self.reader.poll_discard(&mut self.io, cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // After both Close frames a reset is just how the server hung up (as tungstenite).
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Poll::Ready(Ok(())),
+            Err(e) => Poll::Ready(Err(WsError::Io(e))),
+        }
     }
 
     /// Slices the batch's messages out of the read buffer.
@@ -255,9 +268,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     fn poll_flush_buffer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         match ready!(self.writer.poll_flush(&mut self.io, cx)) {
             Ok(()) => Poll::Ready(Ok(())),
-            // The server sent its Close and hung up before our answer went out: the close
+            // The peer sent its Close and hung up before our answer went out: the close
             // handshake is over all the same, and the read side reports the end.
-            Err(e) if self.state == State::ClosedByPeer && is_hang_up(&e) => {
+            Err(e)
+                if matches!(self.state, State::ClosedByPeer | State::CloseAcknowledged)
+                    && is_hang_up(&e) =>
+            {
                 self.writer.discard();
                 Poll::Ready(Ok(()))
             }
@@ -341,12 +357,26 @@ mod tests {
 
     use super::*;
 
-    /// Reads `wire`, then nothing; takes writes only while `writable`.
+    /// Reads `wire`, then the end of the stream if `eof`, or nothing; takes writes only while
+    /// `writable`.
     struct Peer {
         wire: Vec<u8>,
         at: usize,
+        eof: bool,
         writable: bool,
         written: Vec<u8>,
+    }
+
+    impl Peer {
+        fn new(wire: Vec<u8>, eof: bool) -> Peer {
+            Peer {
+                wire,
+                at: 0,
+                eof,
+                writable: true,
+                written: Vec::new(),
+            }
+        }
     }
 
     impl AsyncRead for Peer {
@@ -356,7 +386,7 @@ mod tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             let n = buf.remaining().min(self.wire.len() - self.at);
-            if n == 0 {
+            if n == 0 && !self.eof {
                 return Poll::Pending;
             }
             let at = self.at;
@@ -394,10 +424,8 @@ mod tests {
             .flat_map(|i| raw_frame(true, 0x9, &i.to_be_bytes()))
             .collect();
         let peer = Peer {
-            wire,
-            at: 0,
             writable: false,
-            written: Vec::new(),
+            ..Peer::new(wire, false)
         };
         let mut ws = WsStream::new(peer, &[], Config::client());
         let waker = futures_util::task::noop_waker();
@@ -430,5 +458,99 @@ mod tests {
         assert_eq!(last[0], 0x8A, "a Pong");
         let unmasked: Vec<u8> = (0..4).map(|i| last[6 + i] ^ last[2 + i]).collect();
         assert_eq!(unmasked, 9_999u32.to_be_bytes(), "answers the latest Ping");
+    }
+
+    /// Steps through everything `ws` reads, as the connection does (sealing each batch, no
+    /// flush of its own); returns the data messages and how it ended.
+    fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        ws: &mut WsStream<S>,
+    ) -> (Vec<Message>, Poll<Result<(), WsError>>) {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut messages = Vec::new();
+        for _ in 0..100 {
+            let mut batch = Vec::new();
+            let step = ws.poll_step(&mut cx, &mut batch, 16);
+            ws.seal(&mut batch);
+            messages.append(&mut batch);
+            match step {
+                Poll::Ready(Ok(Some(_))) => {}
+                Poll::Ready(Ok(None)) => return (messages, Poll::Ready(Ok(()))),
+                Poll::Ready(Err(e)) => return (messages, Poll::Ready(Err(e))),
+                Poll::Pending => return (messages, Poll::Pending),
+            }
+        }
+        panic!("the stream never ended");
+    }
+
+    fn close_1000() -> Vec<u8> {
+        raw_frame(true, 0x8, &1000u16.to_be_bytes())
+    }
+
+    /// Autobahn 7.1.4.
+    #[test]
+    fn data_after_the_peers_close_never_reaches_the_application() {
+        let mut wire = close_1000();
+        wire.extend(raw_frame(true, 0x1, b"Hello World!"));
+        let mut ws = WsStream::new(Peer::new(wire, true), &[], Config::client());
+        let (messages, end) = drive(&mut ws);
+        assert_eq!(messages, vec![]);
+        assert!(matches!(end, Poll::Ready(Ok(()))), "{end:?}");
+    }
+
+    /// Autobahn 7.1.5.
+    #[test]
+    fn a_message_fragmented_across_the_close_never_reaches_the_application() {
+        let mut wire = raw_frame(false, 0x1, b"fragment1");
+        wire.extend(close_1000());
+        wire.extend(raw_frame(true, 0x0, b"fragment2"));
+        let mut ws = WsStream::new(Peer::new(wire, true), &[], Config::client());
+        let (messages, end) = drive(&mut ws);
+        assert_eq!(messages, vec![]);
+        assert!(matches!(end, Poll::Ready(Ok(()))), "{end:?}");
+    }
+
+    /// Autobahn 7.1.2 to 7.1.5: the close is clean only if our Close goes out.
+    #[test]
+    fn the_close_reply_is_flushed_and_what_follows_is_ignored() {
+        let mut wire = raw_frame(true, 0x2, b"before");
+        wire.extend(close_1000());
+        wire.extend(raw_frame(true, 0x9, b"ping after"));
+        wire.extend(raw_frame(true, 0x1, b"text after"));
+        wire.extend([0xFF; 7]);
+        let mut ws = WsStream::new(Peer::new(wire, true), &[], Config::client());
+        let (messages, end) = drive(&mut ws);
+        assert_eq!(messages, vec![Message::binary(&b"before"[..])]);
+        assert!(matches!(end, Poll::Ready(Ok(()))), "{end:?}");
+        let written = &ws.io.written;
+        assert_eq!(
+            written.len(),
+            8,
+            "one masked Close, nothing else: {written:?}"
+        );
+        assert_eq!(written[..2], [0x88, 0x82]);
+        let code: Vec<u8> = (0..2).map(|i| written[6 + i] ^ written[2 + i]).collect();
+        assert_eq!(code, 1000u16.to_be_bytes());
+    }
+
+    #[test]
+    fn server_role_ends_the_stream_once_its_close_reply_is_written() {
+        let mut client = FrameWriter::new(Role::Client, 1 << 10);
+        client.encode(&Message::text("hi"));
+        client.close(Some(&CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        }));
+        // The client never closes TCP: the server does, once the handshake is through.
+        let peer = Peer::new(client.written_for_test().to_vec(), false);
+        let mut ws = WsStream::new(peer, &[], Config::server());
+        let (messages, end) = drive(&mut ws);
+        assert_eq!(messages, vec![Message::text("hi")]);
+        assert!(matches!(end, Poll::Ready(Ok(()))), "{end:?}");
+        assert_eq!(
+            ws.io.written,
+            [0x88, 0x02, 0x03, 0xE9],
+            "an unmasked Close 1001"
+        );
     }
 }

@@ -33,7 +33,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{mask::apply_mask, Role};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::{
     error::{CapacityError, ProtocolError},
     protocol::{frame::coding::Data, CloseFrame},
@@ -120,6 +120,9 @@ struct Placed {
 struct Partial {
     data: Vec<u8>,
     text: bool,
+    /// `data[..checked]` is valid UTF-8 (text only): the rest is at most a code point that
+    /// the next fragment completes.
+    checked: usize,
 }
 
 /// Reads frames from the socket and turns them into messages.
@@ -190,7 +193,16 @@ impl FrameReader {
                 self.check_message_size(len)?;
                 if !frame.fin {
                     let data = self.buf[frame.start..frame.end].to_vec();
-                    self.partial = Some(Partial { data, text });
+                    let checked = if text {
+                        check_utf8_prefix(&data, 0)?
+                    } else {
+                        0
+                    };
+                    self.partial = Some(Partial {
+                        data,
+                        text,
+                        checked,
+                    });
                     return Poll::Ready(Ok(Step::Data(0)));
                 } else {
                     if text {
@@ -225,9 +237,14 @@ impl FrameReader {
                     .data
                     .extend_from_slice(&self.buf[frame.start..frame.end]);
                 if !frame.fin {
+                    // A text message fails on the fragment that breaks its UTF-8, not at its
+                    // end (RFC 6455, 8.1): the peer may never send the end.
+                    if partial.text {
+                        partial.checked = check_utf8_prefix(&partial.data, partial.checked)?;
+                    }
                     return Poll::Ready(Ok(Step::Data(0)));
                 }
-                let Partial { data, text } = self.partial.take().expect("checked above");
+                let Partial { data, text, .. } = self.partial.take().expect("checked above");
                 let data = Bytes::from(data);
                 batch.push(if text {
                     Message::Text(
@@ -258,6 +275,25 @@ impl FrameReader {
             op @ 0x3..=0x7 => Poll::Ready(Err(ProtocolError::UnknownDataFrameType(op).into())),
             op => Poll::Ready(Err(ProtocolError::UnknownControlFrameType(op).into())),
         }
+    }
+
+    /// Reads and drops everything up to the end of the stream: what comes after the peer's
+    /// Close. Frames already placed in a batch stay, for [`FrameReader::seal`]; the unparsed
+    /// rest of the buffer, and a message left unfinished, are dropped. `Ok` at the end.
+    pub(crate) fn poll_discard<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.partial = None;
+        self.buf.truncate(self.pos);
+        let mut scratch = [0u8; 2048];
+        while !self.eof {
+            let mut read = ReadBuf::new(&mut scratch);
+            ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+            self.eof = read.filled().is_empty();
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Slices every placed message out of the buffer. Call before `batch` leaves the reader.
@@ -422,6 +458,16 @@ fn too_long(size: usize, max_size: usize) -> WsError {
     WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
 }
 
+/// Checks `data[from..]` as UTF-8 that a later fragment may continue: a code point cut at the
+/// end is fine, anything else invalid is not. Returns how far `data` is known valid.
+fn check_utf8_prefix(data: &[u8], from: usize) -> Result<usize, WsError> {
+    match std::str::from_utf8(&data[from..]) {
+        Ok(_) => Ok(data.len()),
+        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
+        Err(e) => Err(WsError::Utf8(e.to_string())),
+    }
+}
+
 fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
     std::str::from_utf8(bytes)
         .map(drop)
@@ -452,6 +498,12 @@ fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
+            // The most significant bit MUST be 0 (RFC 6455, 5.2). tungstenite has no variant
+            // for a bad length, and this one says which part of the frame header is wrong.
+            Some(ext) if ext[0] & 0x80 != 0 => {
+                let name = tungstenite::http::HeaderName::from_static("payload-length");
+                return Err(ProtocolError::InvalidHeader(Box::new(name)).into());
+            }
             Some(ext) => {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(ext);
@@ -729,6 +781,58 @@ mod tests {
             read_all(&long, 1 << 16).2,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))
         ));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_fragment_fails_before_the_message_ends() {
+        // The message never ends: only the bad fragment can fail it.
+        let mut wire = frame(false, opcode::TEXT, b"good ");
+        wire.extend(frame(false, opcode::CONTINUATION, &[b'x', 0xFF, b'y']));
+        wire.extend(frame(false, opcode::CONTINUATION, b"more"));
+        let (messages, _, end) = read_all(&wire, 64);
+        assert!(messages.is_empty());
+        assert!(matches!(end, Err(WsError::Utf8(_))), "{end:?}");
+        let (_, _, end) = read_all(&frame(false, opcode::TEXT, &[0xC0, 0x80]), 64);
+        assert!(
+            matches!(end, Err(WsError::Utf8(_))),
+            "a bad first fragment: {end:?}"
+        );
+    }
+
+    #[test]
+    fn a_code_point_split_across_fragments_is_valid() {
+        let euro = "€".as_bytes();
+        let mut wire = frame(false, opcode::TEXT, &[b'a', euro[0]]);
+        wire.extend(frame(false, opcode::CONTINUATION, &euro[1..2]));
+        wire.extend(frame(true, opcode::CONTINUATION, &[euro[2], b'b']));
+        for chunk in [1, 64] {
+            let (messages, _, end) = read_all(&wire, chunk);
+            end.unwrap();
+            assert_eq!(messages, vec![Message::text("a€b")]);
+        }
+        // Cut at the end of the message, it is invalid.
+        let mut cut = frame(false, opcode::TEXT, &[b'a', euro[0]]);
+        cut.extend(frame(true, opcode::CONTINUATION, &euro[1..2]));
+        assert!(matches!(read_all(&cut, 64).2, Err(WsError::Utf8(_))));
+    }
+
+    #[test]
+    fn a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() {
+        let mut wire = vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 5];
+        wire.extend_from_slice(b"hello");
+        let unlimited = ReadLimits {
+            max_frame: None,
+            max_message: None,
+            ..LIMITS
+        };
+        for limits in [LIMITS, unlimited] {
+            let (messages, _, end) = read_all_as(limits, &wire, 64);
+            assert!(messages.is_empty());
+            assert!(
+                matches!(end, Err(WsError::Protocol(ProtocolError::InvalidHeader(_)))),
+                "{end:?}"
+            );
+        }
     }
 
     #[test]
