@@ -22,12 +22,13 @@
 //! The role ([`Role`]) decides masking only: a client masks what it writes and refuses masked
 //! frames, a server requires masked frames (unmasking them in place) and writes unmasked.
 //!
-//! Pings are answered with at most one owed Pong, for the latest Ping (RFC 6455, 5.5.3), so a
-//! peer that floods Pings and never reads cannot make the write buffer grow: the buffer holds
-//! data up to `write_buffer_size` (plus the one message that crossed it), one Pong and one
-//! Close. Reading does not stop while the buffer is full: a peer that only reads once its own
-//! writes are through (a plain echo loop) would otherwise deadlock with the client, and
-//! nothing the reader does adds to the buffer beyond that one Pong.
+//! Every Ping is answered, up to [`PONG_BURST`] Pongs between two flushes; past that, only the
+//! latest Ping is (RFC 6455, 5.5.3 allows it), from one slot. So a peer that floods Pings and
+//! never reads cannot make the write buffer grow: the buffer holds data up to
+//! `write_buffer_size` (plus the one message that crossed it), at most `PONG_BURST + 1` Pongs
+//! (about 2 KiB) and one Close. Reading does not stop while the buffer is full: a peer that only
+//! reads once its own writes are through (a plain echo loop) would otherwise deadlock with the
+//! client, and nothing the reader does adds to the buffer beyond those Pongs.
 
 mod config;
 mod mask;
@@ -52,6 +53,11 @@ use tungstenite::{
 
 use read::{Control, FrameReader, ReadLimits, Step};
 use write::FrameWriter;
+
+/// How many Pings in a row are each answered before a flush; past it, the latest is. A few
+/// Pings in one packet all get their Pong (peers such as Autobahn's check for it), and the
+/// bound keeps a flood from growing the write buffer.
+const PONG_BURST: u8 = 16;
 
 /// Where the close handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +93,12 @@ pub struct WsStream<S> {
     reader: FrameReader,
     writer: FrameWriter,
     /// The Pong owed for the latest Ping, not yet in the write buffer. One slot, not a queue:
-    /// a Ping that arrives before the previous Pong went out replaces it (RFC 6455, 5.5.3
-    /// allows answering only the most recent Ping), so a peer that floods Pings and never reads
-    /// cannot grow the write buffer.
+    /// once [`PONG_BURST`] Pongs wait unflushed, a Ping replaces the previous one's Pong here
+    /// (RFC 6455, 5.5.3 allows answering only the most recent Ping), so a peer that floods
+    /// Pings and never reads cannot grow the write buffer.
     pong: Option<Bytes>,
+    /// Pongs encoded since the last completed flush.
+    pongs_unflushed: u8,
     state: State,
     role: Role,
 }
@@ -111,6 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             reader: FrameReader::new(limits, already_read),
             writer: FrameWriter::new(config.role, config.write_buffer_size),
             pong: None,
+            pongs_unflushed: 0,
             state: State::Active,
             role: config.role,
         }
@@ -140,7 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             Step::Data(len) => Incoming::Data(len),
             Step::Control(Control::Ping(payload)) => {
                 if self.state == State::Active {
-                    self.pong = Some(payload);
+                    self.answer_ping(payload);
                 }
                 Incoming::Ping
             }
@@ -203,6 +212,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         self.writer.pending() > 0 || self.pong.is_some()
     }
 
+    /// Encodes the Pong for a Ping at once, within the burst; past it, leaves it in the slot.
+    fn answer_ping(&mut self, payload: Bytes) {
+        if self.pong.is_none() && self.pongs_unflushed < PONG_BURST {
+            self.writer.encode(&Message::Pong(payload));
+            self.pongs_unflushed += 1;
+        } else {
+            self.pong = Some(payload);
+        }
+    }
+
     /// Encodes the owed Pong, if any, behind what the write buffer holds.
     fn place_pong(&mut self) {
         if let Some(payload) = self.pong.take() {
@@ -252,13 +271,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// The socket's write error (not a hang-up after the peer's Close: the handshake is over).
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         loop {
-            // The Pong joins the buffer only once everything before it is written, so at most
-            // one Pong is ever encoded and unwritten; while the socket takes nothing, the next
-            // Ping replaces the owed Pong in its slot instead of adding a frame.
+            // The slot's Pong joins the buffer only once everything before it is written, so
+            // while the socket takes nothing, the next Ping replaces it instead of adding a
+            // frame.
             if self.pong.is_some() && self.writer.pending() == 0 {
                 self.place_pong();
             }
             ready!(self.poll_flush_buffer(cx))?;
+            self.pongs_unflushed = 0;
             if self.pong.is_none() {
                 return Poll::Ready(Ok(()));
             }
@@ -419,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn pings_the_socket_cannot_answer_leave_one_pong_the_latest() {
+    fn pings_the_socket_cannot_answer_leave_a_bounded_burst_of_pongs_and_the_latest() {
         let wire: Vec<u8> = (0..10_000u32)
             .flat_map(|i| raw_frame(true, 0x9, &i.to_be_bytes()))
             .collect();
@@ -443,17 +463,15 @@ mod tests {
             }
         }
         assert_eq!(pings, 10_000);
-        // At most one Pong frame (2 header bytes, 4 of mask, 4 of payload) waits.
-        assert!(
-            ws.writer.pending() <= 10,
-            "{} bytes wait",
-            ws.writer.pending()
-        );
+        // The burst of Pong frames (2 header bytes, 4 of mask, 4 of payload each) waits, and
+        // the slot holds one more.
+        let burst = usize::from(PONG_BURST);
+        assert_eq!(ws.writer.pending(), burst * 10);
         ws.io.writable = true;
         assert!(ws.poll_flush(&mut cx).is_ready());
         let written = &ws.io.written;
         let frames = written.len() / 10;
-        assert!(frames <= 2, "{frames} Pongs for one blocked socket");
+        assert_eq!(frames, burst + 1, "Pongs for one blocked socket");
         let last = &written[written.len() - 10..];
         assert_eq!(last[0], 0x8A, "a Pong");
         let unmasked: Vec<u8> = (0..4).map(|i| last[6 + i] ^ last[2 + i]).collect();
@@ -481,6 +499,19 @@ mod tests {
             }
         }
         panic!("the stream never ended");
+    }
+
+    /// Autobahn 2.10.
+    #[test]
+    fn every_ping_of_a_few_in_one_read_is_answered() {
+        let wire: Vec<u8> = (0..10u8).flat_map(|i| raw_frame(true, 0x9, &[i])).collect();
+        let mut ws = WsStream::new(Peer::new(wire, false), &[], Config::client());
+        let (_, end) = drive(&mut ws);
+        assert!(end.is_pending());
+        let waker = futures_util::task::noop_waker();
+        assert!(ws.poll_flush(&mut Context::from_waker(&waker)).is_ready());
+        let payloads: Vec<u8> = ws.io.written.chunks(7).map(|f| f[6] ^ f[2]).collect();
+        assert_eq!(payloads, (0..10).collect::<Vec<u8>>());
     }
 
     fn close_1000() -> Vec<u8> {
