@@ -33,6 +33,7 @@
 mod config;
 mod mask;
 mod read;
+mod utf8;
 mod write;
 
 pub use config::{Config, Role};

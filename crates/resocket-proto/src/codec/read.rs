@@ -32,7 +32,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{mask::apply_mask, Role};
+use super::{mask::apply_mask, utf8::Utf8Check, Role};
 use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::{
     error::{CapacityError, ProtocolError},
@@ -103,6 +103,17 @@ struct Frame {
     mask: Option<[u8; 4]>,
     start: usize,
     end: usize,
+    /// What was done to the frame while it was incomplete.
+    ahead: Ahead,
+}
+
+/// The part of a text frame that was unmasked and checked while the rest had not arrived.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ahead {
+    /// Payload bytes unmasked and fed to `utf8`.
+    done: usize,
+    /// The UTF-8 check of the message up to `done` (meaningful when `done > 0`).
+    utf8: Utf8Check,
 }
 
 /// A data message parsed in place whose payload is not yet sliced out of the buffer.
@@ -120,9 +131,8 @@ struct Placed {
 struct Partial {
     data: Vec<u8>,
     text: bool,
-    /// `data[..checked]` is valid UTF-8 (text only): the rest is at most a code point that
-    /// the next fragment completes.
-    checked: usize,
+    /// The UTF-8 check of `data` (text only).
+    utf8: Utf8Check,
 }
 
 /// Reads frames from the socket and turns them into messages.
@@ -137,6 +147,8 @@ pub(crate) struct FrameReader {
     /// Whether `buf` was allocated at the buffer size (not for one larger frame).
     standard: bool,
     partial: Option<Partial>,
+    /// The incomplete frame at `pos`, as far as it was checked.
+    ahead: Ahead,
     eof: bool,
     /// The capacity the next allocation asks for.
     size: usize,
@@ -157,6 +169,7 @@ impl FrameReader {
             retired: VecDeque::new(),
             standard: already_read.len() <= MIN_BUFFER,
             partial: None,
+            ahead: Ahead::default(),
             eof: false,
             size: MIN_BUFFER,
             small_reads: 0,
@@ -193,19 +206,18 @@ impl FrameReader {
                 self.check_message_size(len)?;
                 if !frame.fin {
                     let data = self.buf[frame.start..frame.end].to_vec();
-                    let checked = if text {
-                        check_utf8_prefix(&data, 0)?
-                    } else {
-                        0
-                    };
-                    self.partial = Some(Partial {
-                        data,
-                        text,
-                        checked,
-                    });
+                    let mut utf8 = frame.ahead.utf8;
+                    if text {
+                        utf8.feed(&data[frame.ahead.done..])?;
+                    }
+                    self.partial = Some(Partial { data, text, utf8 });
                     return Poll::Ready(Ok(Step::Data(0)));
                 } else {
-                    if text {
+                    if text && frame.ahead.done > 0 {
+                        let mut utf8 = frame.ahead.utf8;
+                        utf8.feed(&self.buf[frame.start + frame.ahead.done..frame.end])?;
+                        utf8.finish()?;
+                    } else if text {
                         check_utf8(&self.buf[frame.start..frame.end])?;
                     }
                     self.placed.push(Placed {
@@ -233,15 +245,22 @@ impl FrameReader {
                         return Poll::Ready(Err(too_long(total, max)));
                     }
                 }
+                // A text message fails on the fragment that breaks its UTF-8, not at its end
+                // (RFC 6455, 8.1): the peer may never send the end.
+                if partial.text {
+                    if frame.ahead.done > 0 {
+                        partial.utf8 = frame.ahead.utf8;
+                    }
+                    let rest = &self.buf[frame.start + frame.ahead.done..frame.end];
+                    partial.utf8.feed(rest)?;
+                    if frame.fin {
+                        partial.utf8.finish()?;
+                    }
+                }
                 partial
                     .data
                     .extend_from_slice(&self.buf[frame.start..frame.end]);
                 if !frame.fin {
-                    // A text message fails on the fragment that breaks its UTF-8, not at its
-                    // end (RFC 6455, 8.1): the peer may never send the end.
-                    if partial.text {
-                        partial.checked = check_utf8_prefix(&partial.data, partial.checked)?;
-                    }
                     return Poll::Ready(Ok(Step::Data(0)));
                 }
                 let Partial { data, text, .. } = self.partial.take().expect("checked above");
@@ -337,21 +356,29 @@ impl FrameReader {
                     let frame = Frame {
                         start: self.pos + frame.start,
                         end: self.pos + frame.end,
+                        ahead: std::mem::take(&mut self.ahead),
                         ..frame
                     };
                     self.pos += total;
                     // Unmasked where it lies: the payload is then sliced out like a server's.
                     if let Some(key) = frame.mask {
-                        apply_mask(&mut self.buf[frame.start..frame.end], key);
+                        let done = frame.ahead.done;
+                        apply_mask(
+                            &mut self.buf[frame.start + done..frame.end],
+                            key_at(key, done),
+                        );
                     }
                     return Poll::Ready(Ok(Some(frame)));
                 }
-                Some((_, total)) => total,
+                Some((frame, total)) => {
+                    self.check_ahead(&frame)?;
+                    total
+                }
                 // At most 14 header bytes: one more is always worth asking for.
                 None => unparsed.len() + 1,
             };
             if self.eof {
-                return Poll::Ready(if unparsed.is_empty() {
+                return Poll::Ready(if self.pos == self.buf.len() {
                     Ok(None)
                 } else {
                     Err(ProtocolError::ResetWithoutClosingHandshake.into())
@@ -369,6 +396,34 @@ impl FrameReader {
                 self.eof = true;
             }
         }
+    }
+
+    /// Unmasks and checks the UTF-8 of what has arrived of an incomplete text frame (`frame`'s
+    /// offsets relative to `pos`), so that a bad byte fails the connection when it arrives, not
+    /// once the frame is complete: a peer may send a large frame slowly, or never finish it.
+    fn check_ahead(&mut self, frame: &Frame) -> Result<(), WsError> {
+        let utf8 = match (frame.opcode, &self.partial) {
+            (opcode::TEXT, None) => Utf8Check::default(),
+            (opcode::CONTINUATION, Some(partial)) if partial.text => partial.utf8,
+            // Not text, or a protocol error that the complete frame reports.
+            _ => return Ok(()),
+        };
+        let start = self.pos + frame.start;
+        let here = (self.buf.len() - start.min(self.buf.len())).min(frame.end - frame.start);
+        let done = self.ahead.done;
+        if here <= done {
+            return Ok(());
+        }
+        if done == 0 {
+            self.ahead.utf8 = utf8;
+        }
+        let new = &mut self.buf[start + done..start + here];
+        if let Some(key) = frame.mask {
+            apply_mask(new, key_at(key, done));
+        }
+        self.ahead.utf8.feed(new)?;
+        self.ahead.done = here;
+        Ok(())
     }
 
     /// Makes room for `need` unparsed bytes and a worthwhile read after them.
@@ -458,14 +513,10 @@ fn too_long(size: usize, max_size: usize) -> WsError {
     WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
 }
 
-/// Checks `data[from..]` as UTF-8 that a later fragment may continue: a code point cut at the
-/// end is fine, anything else invalid is not. Returns how far `data` is known valid.
-fn check_utf8_prefix(data: &[u8], from: usize) -> Result<usize, WsError> {
-    match std::str::from_utf8(&data[from..]) {
-        Ok(_) => Ok(data.len()),
-        Err(e) if e.error_len().is_none() => Ok(from + e.valid_up_to()),
-        Err(e) => Err(WsError::Utf8(e.to_string())),
-    }
+/// The masking key as it applies from payload byte `offset` on.
+fn key_at(mut key: [u8; 4], offset: usize) -> [u8; 4] {
+    key.rotate_left(offset % 4);
+    key
 }
 
 fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
@@ -532,6 +583,7 @@ fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)
         mask,
         start: header,
         end: header + len,
+        ahead: Ahead::default(),
     };
     Ok(Some((frame, header + len)))
 }
@@ -676,7 +728,11 @@ mod tests {
         let sent: Vec<Message> = [0usize, 1, 7, 125, 126, 65_536, 100_003]
             .iter()
             .map(|&size| Message::binary((0..size).map(|b| (b * 31) as u8).collect::<Vec<_>>()))
-            .chain([Message::text("héllo"), Message::Ping("p".into())])
+            .chain([
+                Message::text("héllo"),
+                Message::text("é€𝄞".repeat(50)),
+                Message::Ping("p".into()),
+            ])
             .collect();
         let wire = client_wire(&sent);
         for chunk in [1, 13, 4096, 1 << 20] {
@@ -797,6 +853,33 @@ mod tests {
             matches!(end, Err(WsError::Utf8(_))),
             "a bad first fragment: {end:?}"
         );
+    }
+
+    /// Autobahn 6.4.3 and 6.4.4: the frame never completes, so only its first bytes can fail it.
+    #[test]
+    fn invalid_utf8_in_a_text_frame_fails_before_the_frame_is_complete() {
+        let mut payload = b"ok \xF4\x90\x80\x80".to_vec();
+        payload.resize(100, b'x');
+        let cut = |wire: Vec<u8>| wire[..wire.len() - 92].to_vec();
+        let client = cut(frame(true, opcode::TEXT, &payload));
+        let mut server = client_wire(&[Message::binary(payload.clone())]);
+        server[0] = 0x80 | opcode::TEXT;
+        let server = cut(server);
+        for chunk in [1, 4, 64] {
+            for (limits, wire) in [(LIMITS, &client), (SERVER, &server)] {
+                let (_, _, end) = read_all_as(limits, wire, chunk);
+                assert!(
+                    matches!(&end, Err(WsError::Utf8(e)) if e.contains("index 3")),
+                    "{:?}, chunk {chunk}: {end:?}",
+                    limits.role
+                );
+            }
+        }
+        // The same within a fragmented message, across the fragment boundary.
+        let mut wire = frame(false, opcode::TEXT, b"ok \xF4");
+        wire.extend(cut(frame(true, opcode::CONTINUATION, &payload[4..])));
+        let (_, _, end) = read_all(&wire, 64);
+        assert!(matches!(end, Err(WsError::Utf8(_))), "{end:?}");
     }
 
     #[test]
