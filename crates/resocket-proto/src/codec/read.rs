@@ -20,9 +20,12 @@
 //! lets the buffers kept aside go) after a run of small reads. An idle connection holds 4 KiB.
 //!
 //! Everything RFC 6455 asks of an endpoint reading is checked here: reserved bits, masking as the
-//! role requires, unknown opcodes, fragmented or oversized control frames, continuation order, frame and
-//! message size limits, and UTF-8 of Text payloads and Close reasons. Errors are tungstenite's
-//! own types, so the error mapping is the same as with tungstenite's reader.
+//! role requires, unknown opcodes, fragmented or oversized control frames, continuation order,
+//! the 64-bit length's top bit, frame and message size limits, and UTF-8 of Text payloads and
+//! Close reasons. A Text message's UTF-8 is checked as its bytes arrive, fragment by fragment
+//! and within a frame not yet complete (`utf8.rs`), so a bad byte fails the connection at once.
+//! Errors are tungstenite's own types, so the error mapping is the same as with tungstenite's
+//! reader.
 
 use std::{
     collections::VecDeque,
