@@ -64,11 +64,12 @@ const PONG_BURST: u8 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Active,
-    /// We sent a Close and wait for the server's.
+    /// We sent a Close and wait for the peer's.
     ClosedByUs,
-    /// The server sent a Close; ours answers it.
+    /// The peer sent a Close; ours answers it.
     ClosedByPeer,
-    /// Both Close frames are through; only the end of the TCP stream is left.
+    /// Both Close frames are through; only the end of the TCP stream is left (the client's
+    /// wait for the server to close it).
     CloseAcknowledged,
 }
 
