@@ -106,11 +106,10 @@ struct Frame {
     mask: Option<[u8; 4]>,
     start: usize,
     end: usize,
-    /// What was done to the frame while it was incomplete.
-    ahead: Ahead,
 }
 
-/// The part of a text frame that was unmasked and checked while the rest had not arrived.
+/// The part of a text frame that was unmasked and checked while the rest had not arrived. It
+/// belongs to the frame at `pos`; only text frames ever set it, so binary ones pay nothing.
 #[derive(Debug, Default, Clone, Copy)]
 struct Ahead {
     /// Payload bytes unmasked and fed to `utf8`.
@@ -207,18 +206,23 @@ impl FrameReader {
                     return Poll::Ready(Err(ProtocolError::ExpectedFragment(data).into()));
                 }
                 self.check_message_size(len)?;
+                let ahead = if text {
+                    std::mem::take(&mut self.ahead)
+                } else {
+                    Ahead::default()
+                };
                 if !frame.fin {
                     let data = self.buf[frame.start..frame.end].to_vec();
-                    let mut utf8 = frame.ahead.utf8;
+                    let mut utf8 = ahead.utf8;
                     if text {
-                        utf8.feed(&data[frame.ahead.done..])?;
+                        utf8.feed(&data[ahead.done..])?;
                     }
                     self.partial = Some(Partial { data, text, utf8 });
                     return Poll::Ready(Ok(Step::Data(0)));
                 } else {
-                    if text && frame.ahead.done > 0 {
-                        let mut utf8 = frame.ahead.utf8;
-                        utf8.feed(&self.buf[frame.start + frame.ahead.done..frame.end])?;
+                    if ahead.done > 0 {
+                        let mut utf8 = ahead.utf8;
+                        utf8.feed(&self.buf[frame.start + ahead.done..frame.end])?;
                         utf8.finish()?;
                     } else if text {
                         check_utf8(&self.buf[frame.start..frame.end])?;
@@ -251,10 +255,11 @@ impl FrameReader {
                 // A text message fails on the fragment that breaks its UTF-8, not at its end
                 // (RFC 6455, 8.1): the peer may never send the end.
                 if partial.text {
-                    if frame.ahead.done > 0 {
-                        partial.utf8 = frame.ahead.utf8;
+                    let ahead = std::mem::take(&mut self.ahead);
+                    if ahead.done > 0 {
+                        partial.utf8 = ahead.utf8;
                     }
-                    let rest = &self.buf[frame.start + frame.ahead.done..frame.end];
+                    let rest = &self.buf[frame.start + ahead.done..frame.end];
                     partial.utf8.feed(rest)?;
                     if frame.fin {
                         partial.utf8.finish()?;
@@ -359,13 +364,12 @@ impl FrameReader {
                     let frame = Frame {
                         start: self.pos + frame.start,
                         end: self.pos + frame.end,
-                        ahead: std::mem::take(&mut self.ahead),
                         ..frame
                     };
                     self.pos += total;
                     // Unmasked where it lies: the payload is then sliced out like a server's.
                     if let Some(key) = frame.mask {
-                        let done = frame.ahead.done;
+                        let done = self.ahead.done;
                         apply_mask(
                             &mut self.buf[frame.start + done..frame.end],
                             key_at(key, done),
@@ -586,7 +590,6 @@ fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)
         mask,
         start: header,
         end: header + len,
-        ahead: Ahead::default(),
     };
     Ok(Some((frame, header + len)))
 }
