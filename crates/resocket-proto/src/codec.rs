@@ -19,6 +19,11 @@
 //! TCP after both Close frames; the server's ends once both Close frames are through, for the
 //! server to close TCP.
 //!
+//! The per-frame helpers that are not generic (header parsing, UTF-8, encoding, masking) are
+//! `#[inline]`: the client calls them from another crate, where without it each frame paid a
+//! call (measured at 64 B: 16.3 M msgs/s inlined within one crate, 14.2 M across crates without
+//! `#[inline]`, back to 16 M with it).
+//!
 //! The role ([`Role`]) decides masking only: a client masks what it writes and refuses masked
 //! frames, a server requires masked frames (unmasking them in place) and writes unmasked.
 //!

@@ -1,6 +1,7 @@
 //! The payload mask of RFC 6455, 5.3: applied by a client writing, removed by a server reading.
 
 /// XORs `buf` with the repeated 4-byte `key`, eight bytes at a time.
+#[inline]
 pub(super) fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     let [a, b, c, d] = key;
     let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);

@@ -324,6 +324,7 @@ impl FrameReader {
     }
 
     /// Slices every placed message out of the buffer. Call before `batch` leaves the reader.
+    #[inline]
     pub(crate) fn seal(&mut self, batch: &mut [Message]) {
         let (Some(first), Some(last)) = (self.placed.first(), self.placed.last()) else {
             return;
@@ -508,6 +509,7 @@ impl FrameReader {
         }
     }
 
+    #[inline]
     fn check_message_size(&self, len: usize) -> Result<(), WsError> {
         match self.limits.max_message {
             Some(max) if len > max => Err(too_long(len, max)),
@@ -526,6 +528,7 @@ fn key_at(mut key: [u8; 4], offset: usize) -> [u8; 4] {
     key
 }
 
+#[inline]
 fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
     std::str::from_utf8(bytes)
         .map(drop)
@@ -534,6 +537,7 @@ fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
 
 /// Parses a frame header at the start of `buf`. Returns the frame (payload offsets relative to
 /// `buf`) and its total length, or `None` when the header is not complete yet.
+#[inline]
 fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)>, WsError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);

@@ -41,6 +41,7 @@ impl FrameWriter {
     }
 
     /// Encodes one message as a single frame.
+    #[inline]
     pub(crate) fn encode(&mut self, msg: &Message) {
         match msg {
             Message::Text(text) => self.frame(true, 0x1, text.as_bytes()),
@@ -68,6 +69,7 @@ impl FrameWriter {
         }
     }
 
+    #[inline]
     fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
         let len = payload.len();
         self.buf.reserve(14 + len);
@@ -107,6 +109,7 @@ impl FrameWriter {
     }
 
     /// Bytes encoded but not yet written to the socket.
+    #[inline]
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.written
     }
