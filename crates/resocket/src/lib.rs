@@ -40,7 +40,8 @@
 //!   Only Text and Binary messages are queued; control and raw frames come back as
 //!   [`SendError::Unsupported`], and [`Client::close_with`] closes.
 //! - **Inbound**: a bounded stream ([`Messages`]) whose backpressure reaches the socket. A
-//!   server's Pings are answered with at most one owed Pong, so a Ping flood cannot grow memory.
+//!   server's Pings are answered, at most 16 Pongs between two flushes and then only the
+//!   latest, so a Ping flood cannot grow memory.
 //!
 //! # Features
 //! | feature | default | what it adds |
