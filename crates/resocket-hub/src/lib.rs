@@ -30,6 +30,7 @@ mod accept;
 mod budget;
 mod config;
 mod connection;
+mod engine;
 mod error;
 mod frame;
 mod glob;

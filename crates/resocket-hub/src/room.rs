@@ -82,8 +82,7 @@ impl Room {
         creator: Option<Arc<str>>,
         budget: Arc<HistoryBudget>,
     ) -> Self {
-        // The epoch fits in 53 bits so that JavaScript clients read it exactly.
-        let epoch = fastrand::u64(1..(1 << 53));
+        let epoch = crate::engine::new_epoch();
         Room {
             name,
             creator,
@@ -222,6 +221,136 @@ impl Room {
         Some(recovery)
     }
 
+    /// The room's epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// The epoch, newest offset and the history held after `after`, read under the lock.
+    pub(crate) fn history(
+        &self,
+        after: Option<u64>,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> crate::engine::History {
+        let mut st = self.lock();
+        prune(&mut st, limits, Instant::now(), &self.budget, metrics);
+        let entries = match after {
+            Some(after) => st
+                .history
+                .iter()
+                .filter(|e| e.offset > after)
+                .map(|e| (e.offset, e.frame.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        crate::engine::History {
+            epoch: st.epoch,
+            last: st.last,
+            entries,
+        }
+    }
+
+    /// The offset a subscribe must read shared history from so that this node's subscribers
+    /// can be brought up to date too: the newest offset delivered here, while anyone listens.
+    pub(crate) fn delivered(&self) -> Option<(u64, u64)> {
+        let st = self.lock();
+        (!st.subscribers.is_empty()).then_some((st.epoch, st.last))
+    }
+
+    /// Delivers a message another engine node appended (or this node, through the engine):
+    /// fans it out and keeps it in the local history. An offset already delivered is skipped;
+    /// a jump in offsets or a new epoch means messages were lost, which every subscriber is
+    /// told with a fresh `subscribed{recovered:false}` before the message.
+    pub(crate) fn deliver(
+        &self,
+        epoch: u64,
+        offset: u64,
+        frame: Utf8Bytes,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) {
+        let mut st = self.lock();
+        if st.removed || (epoch == st.epoch && offset <= st.last) {
+            return;
+        }
+        if epoch != st.epoch || offset > st.last + 1 {
+            lost(&mut st, &self.name, epoch, offset, &self.budget, metrics);
+        }
+        append_local(&mut st, offset, frame, limits, &self.budget, metrics);
+    }
+
+    /// Adds a subscriber from a history read in shared storage (`h`, read after `since` or
+    /// after what this node delivered, whichever is older). Messages in `h` this node has not
+    /// delivered yet are delivered first, so the room's subscribers stay in step.
+    pub(crate) fn subscribe_from(
+        &self,
+        conn: u64,
+        outbox: &Arc<Outbox>,
+        since: Option<u64>,
+        epoch: Option<u64>,
+        h: crate::engine::History,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Option<Recovery> {
+        let mut st = self.lock();
+        if st.removed {
+            return None;
+        }
+        if st.subscribers.is_empty() {
+            // Nobody listened: what this node held may be stale; shared storage is the truth.
+            while pop_oldest(&mut st, &self.budget, metrics) > 0 {}
+            st.epoch = h.epoch;
+            st.last = h.last;
+        } else if st.epoch != h.epoch {
+            let first = h.entries.first().map_or(h.last + 1, |(o, _)| *o);
+            lost(&mut st, &self.name, h.epoch, first, &self.budget, metrics);
+            st.last = first - 1;
+        }
+        for (offset, frame) in &h.entries {
+            if *offset > st.last {
+                if *offset > st.last + 1 {
+                    lost(&mut st, &self.name, h.epoch, *offset, &self.budget, metrics);
+                }
+                append_local(&mut st, *offset, frame.clone(), limits, &self.budget, metrics);
+            }
+        }
+        let (recovery, first) = match since {
+            None => (Recovery::NotAsked, None),
+            Some(since) => {
+                let foreign = epoch.is_some_and(|e| e != st.epoch) || since > st.last;
+                let first = h.entries.first().map_or(h.last + 1, |(o, _)| *o);
+                if !foreign && (since >= h.last || first <= since + 1) {
+                    (Recovery::Full, Some(since + 1))
+                } else {
+                    (Recovery::Partial, Some(first))
+                }
+            }
+        };
+        let reply = ServerFrame::<()>::Subscribed {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset: st.last,
+            recovered: recovery != Recovery::Partial,
+            first,
+        };
+        outbox.push_replay(serde_json::to_string(&reply).unwrap_or_default().into());
+        if let Some(from) = first {
+            for (_, frame) in h.entries.iter().filter(|(o, _)| *o >= from) {
+                outbox.push_replay(frame.clone());
+            }
+            // Delivered here after the shared read: the local history has them.
+            let after = h.last.max(from.saturating_sub(1));
+            for entry in st.history.iter().filter(|e| e.offset > after) {
+                outbox.push_replay(entry.frame.clone());
+            }
+        }
+        if st.subscribers.insert(conn, outbox.clone()).is_none() {
+            metrics.subscriptions.fetch_add(1, Relaxed);
+        }
+        Some(recovery)
+    }
+
     /// Whether the hub dropped this room from its map.
     pub(crate) fn is_removed(&self) -> bool {
         self.lock().removed
@@ -274,6 +403,61 @@ impl Room {
         shrink(&mut st);
         metrics.history_evicted.fetch_add(evicted, Relaxed);
         (freed, st.history.front().map(|e| e.at))
+    }
+}
+
+/// Fans a message out and keeps it in history (a message from shared storage).
+fn append_local(
+    st: &mut State,
+    offset: u64,
+    frame: Utf8Bytes,
+    limits: &Limits,
+    budget: &HistoryBudget,
+    metrics: &Metrics,
+) {
+    st.last = offset;
+    for outbox in st.subscribers.values() {
+        if outbox.push(frame.clone()) == Push::Overflowed {
+            metrics.disconnect(crate::metrics::Disconnect::SlowConsumer);
+        }
+    }
+    let now = Instant::now();
+    st.history_bytes += frame.len();
+    budget.charge(frame.len());
+    metrics.history_messages.fetch_add(1, Relaxed);
+    metrics.history_bytes.fetch_add(frame.len() as u64, Relaxed);
+    st.history.push_back(Entry {
+        offset,
+        at: now,
+        frame,
+    });
+    prune(st, limits, now, budget, metrics);
+}
+
+/// Tells every subscriber that the messages before `next` (in `epoch`) that this node did
+/// not deliver are lost, and starts the local history over from there.
+fn lost(
+    st: &mut State,
+    name: &str,
+    epoch: u64,
+    next: u64,
+    budget: &HistoryBudget,
+    metrics: &Metrics,
+) {
+    while pop_oldest(st, budget, metrics) > 0 {}
+    st.epoch = epoch;
+    st.last = next.saturating_sub(1);
+    metrics.recoveries_partial.fetch_add(1, Relaxed);
+    let reply = ServerFrame::<()>::Subscribed {
+        room: name.to_string(),
+        epoch,
+        offset: st.last,
+        recovered: false,
+        first: Some(next),
+    };
+    let text: Utf8Bytes = serde_json::to_string(&reply).unwrap_or_default().into();
+    for outbox in st.subscribers.values() {
+        outbox.push(text.clone());
     }
 }
 

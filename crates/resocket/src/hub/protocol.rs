@@ -162,6 +162,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The hub is shutting down.
     ShuttingDown,
+    /// The hub's storage (Redis) cannot be reached: the publish or subscribe did not happen,
+    /// or its outcome is unknown. Retry with the same message id; it is applied once.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -186,6 +189,7 @@ impl ErrorCode {
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
