@@ -135,6 +135,40 @@ impl RedisEngine {
         }
     }
 
+    /// The append script's keys and arguments (see `append.lua`).
+    fn append_parts(
+        &self,
+        room: &str,
+        dedupe: Option<(&str, &str)>,
+        data: &RawValue,
+    ) -> (Vec<String>, [String; 8]) {
+        let s = &self.settings;
+        let mut keys = vec![meta_key(room), stream_key(room)];
+        if let Some((client, id)) = dedupe {
+            keys.push(format!("resocket:{{{room}}}:d:{client}\0{id}"));
+        }
+        let args = [
+            new_epoch().to_string(),
+            frame_prefix(room),
+            data.get().to_string(),
+            s.history_len.to_string(),
+            s.history_age.as_millis().to_string(),
+            s.room_ttl.as_millis().to_string(),
+            s.dedupe_ttl.as_millis().to_string(),
+            channel(room),
+        ];
+        (keys, args)
+    }
+
+    /// The append as a plain `EVAL`, to put in a transaction beside other commands.
+    #[cfg(test)]
+    pub(crate) fn append_eval(&self, room: &str, data: &RawValue) -> redis::Cmd {
+        let (keys, args) = self.append_parts(room, None, data);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(include_str!("append.lua")).arg(keys.len()).arg(keys).arg(&args[..]);
+        cmd
+    }
+
     /// Bounds an operation by the engine's timeout.
     async fn bounded<T>(
         &self,
@@ -205,20 +239,14 @@ impl Engine for RedisEngine {
         dedupe: Option<(&str, &str)>,
         data: &RawValue,
     ) -> Result<Appended, Unavailable> {
-        let s = &self.settings;
-        let mut inv = self.append.key(meta_key(room));
-        inv.key(stream_key(room));
-        if let Some((client, id)) = dedupe {
-            inv.key(format!("resocket:{{{room}}}:d:{client}\0{id}"));
+        let (keys, args) = self.append_parts(room, dedupe, data);
+        let mut inv = self.append.prepare_invoke();
+        for key in keys {
+            inv.key(key);
         }
-        inv.arg(new_epoch())
-            .arg(frame_prefix(room))
-            .arg(data.get())
-            .arg(s.history_len)
-            .arg(s.history_age.as_millis() as u64)
-            .arg(s.room_ttl.as_millis() as u64)
-            .arg(s.dedupe_ttl.as_millis() as u64)
-            .arg(channel(room));
+        for arg in args {
+            inv.arg(arg);
+        }
         let mut conn = self.conn.clone();
         let (dup, offset, epoch): (u8, u64, String) =
             self.bounded(inv.invoke_async(&mut conn)).await?;
