@@ -271,7 +271,9 @@ impl Room {
         metrics: &Metrics,
     ) {
         let mut st = self.lock();
-        if st.removed || (epoch == st.epoch && offset <= st.last) {
+        // Without subscribers nothing here needs it, and a subscribe reads shared storage
+        // afresh; keeping it would also keep the room (and its watch) alive forever.
+        if st.removed || st.subscribers.is_empty() || (epoch == st.epoch && offset <= st.last) {
             return;
         }
         if epoch != st.epoch || offset > st.last + 1 {
