@@ -177,6 +177,11 @@ pub struct ServeArgs {
     /// Seconds a closing connection may wait for its socket to take the Close frame (default 10).
     #[arg(long, env = "RESOCKET_CLOSE_TIMEOUT", value_name = "SECS")]
     pub close_timeout: Option<u64>,
+    /// Keep rooms in Redis, so several `serve` processes share rooms, history, offsets and
+    /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`.
+    /// Default: in this process.
+    #[arg(long, env = "RESOCKET_REDIS", value_name = "URL", hide_env_values = true)]
+    pub redis: Option<String>,
     /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
     #[arg(
         long,

@@ -64,6 +64,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.close_timeout {
         builder = builder.close_timeout(secs(t));
     }
+    if let Some(url) = &args.redis {
+        builder = builder.redis(url.clone());
+    }
     let hub = builder.build().context("hub settings rejected")?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

@@ -555,3 +555,49 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn serve_with_redis_shares_rooms_between_processes() {
+    within(60, "serve --redis", async {
+        let redis = resocket_testkit::RedisServer::start().expect("scripts/deps/redis.sh");
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let mut child = resocket()
+                .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous"])
+                .args(["--redis", &redis.url()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+            let banner = stderr.next_line().await.unwrap().expect("a banner");
+            let port: u16 = banner
+                .split("http://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no port in {banner:?}"));
+            ports.push(port);
+            nodes.push(child);
+        }
+        let connect = |port: u16| {
+            resocket::hub::HubClient::builder(&format!("ws://127.0.0.1:{port}/ws"))
+                .connect()
+                .unwrap()
+        };
+        let (subscriber, publisher) = (connect(ports[0]), connect(ports[1]));
+        let mut room = subscriber.subscribe("across").await.unwrap();
+        publisher.publish("across", &"shared").await.unwrap();
+        match room.recv().await.unwrap() {
+            resocket::hub::RoomEvent::Message(msg) => assert_eq!(msg.raw(), r#""shared""#),
+            other => panic!("{other:?}"),
+        }
+        for mut node in nodes {
+            node.kill().await.unwrap();
+        }
+    })
+    .await;
+}
