@@ -180,7 +180,12 @@ pub struct ServeArgs {
     /// Keep rooms in Redis, so several `serve` processes share rooms, history, offsets and
     /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`.
     /// Default: in this process.
-    #[arg(long, env = "RESOCKET_REDIS", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RESOCKET_REDIS",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub redis: Option<String>,
     /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
     #[arg(

@@ -13,8 +13,8 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use resocket::hub::protocol::{close_code, ErrorCode, ServerFrame};
 use tracing::Instrument;
 
-use crate::frame::{self, FrameError, Inbound};
 use crate::engine::Engine as _;
+use crate::frame::{self, FrameError, Inbound};
 use crate::hub::Shared;
 use crate::metrics::Disconnect;
 use crate::outbox::{Closing, Outbox};
@@ -712,8 +712,7 @@ impl Session {
             match room.subscribe_from(
                 self.id,
                 &self.outbox,
-                since,
-                epoch,
+                (since, epoch),
                 history,
                 &shared.limits,
                 &shared.metrics,
@@ -737,7 +736,12 @@ impl Session {
 
     /// Publishes through the Redis engine: the ack comes once Redis holds the message; every
     /// node (this one too) delivers it from the room's channel.
-    async fn publish_shared(&mut self, name: String, id: String, data: &serde_json::value::RawValue) {
+    async fn publish_shared(
+        &mut self,
+        name: String,
+        id: String,
+        data: &serde_json::value::RawValue,
+    ) {
         if name.starts_with('$') || !self.may(&name, true) {
             self.error(
                 ErrorCode::Forbidden,

@@ -10,14 +10,14 @@ use tokio::sync::watch;
 
 use crate::accept::Transport;
 use crate::config::{HubBuilder, HubConfig};
+use crate::engine::memory::MemoryEngine;
+use crate::engine::redis::{RedisEngine, RedisSettings};
+use crate::engine::{Engine as _, Listener};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::outbox::{Closing, Outbox};
 use crate::registry::{Refused, Registry};
 use crate::room::{Limits, Room};
-use crate::engine::memory::MemoryEngine;
-use crate::engine::redis::{RedisEngine, RedisSettings};
-use crate::engine::{Engine as _, Listener};
 use crate::token::Verifier;
 use resocket::hub::protocol::close_code;
 
@@ -111,9 +111,8 @@ impl Hub {
                     dedupe_ttl: redis.dedupe_ttl,
                     timeout: redis.timeout,
                 };
-                let client = crate::engine::redis::client(&redis.url).map_err(|reason| {
-                    crate::error::Error::Redis { reason }
-                })?;
+                let client = crate::engine::redis::client(&redis.url)
+                    .map_err(|reason| crate::error::Error::Redis { reason })?;
                 let engine = RedisEngine::start(client, settings, listener.clone())
                     .map_err(|reason| crate::error::Error::Redis { reason })?;
                 Backend::Redis(Arc::new(engine))
@@ -459,8 +458,9 @@ impl Shared {
 
     /// Drops rooms that have neither subscribers nor history.
     pub(crate) fn retire_rooms(&self) {
-        self.rooms
-            .retire(&self.limits, &self.metrics, |name| self.engine.unwatch(name));
+        self.rooms.retire(&self.limits, &self.metrics, |name| {
+            self.engine.unwatch(name)
+        });
     }
 
     /// The Redis engine, when rooms live in Redis.

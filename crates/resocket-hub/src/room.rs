@@ -283,18 +283,19 @@ impl Room {
     }
 
     /// Adds a subscriber from a history read in shared storage (`h`, read after `since` or
-    /// after what this node delivered, whichever is older). Messages in `h` this node has not
-    /// delivered yet are delivered first, so the room's subscribers stay in step.
+    /// after what this node delivered, whichever is older); `ask` is the `(since, epoch)` the
+    /// client gave. Messages in `h` this node has not delivered yet are delivered first, so
+    /// the room's subscribers stay in step.
     pub(crate) fn subscribe_from(
         &self,
         conn: u64,
         outbox: &Arc<Outbox>,
-        since: Option<u64>,
-        epoch: Option<u64>,
+        ask: (Option<u64>, Option<u64>),
         h: crate::engine::History,
         limits: &Limits,
         metrics: &Metrics,
     ) -> Option<Recovery> {
+        let (since, epoch) = ask;
         let mut st = self.lock();
         if st.removed {
             return None;
@@ -314,7 +315,14 @@ impl Room {
                 if *offset > st.last + 1 {
                     lost(&mut st, &self.name, h.epoch, *offset, &self.budget, metrics);
                 }
-                append_local(&mut st, *offset, frame.clone(), limits, &self.budget, metrics);
+                append_local(
+                    &mut st,
+                    *offset,
+                    frame.clone(),
+                    limits,
+                    &self.budget,
+                    metrics,
+                );
             }
         }
         let (recovery, first) = match since {

@@ -59,7 +59,11 @@ async fn a_subscriber_on_one_node_receives_what_another_node_publishes_in_order(
         let mut pub_a = a.raw_with_token(&token("q")).await;
         for i in 0..10 {
             let ws = if i % 2 == 0 { &mut pub_b } else { &mut pub_a };
-            send(ws, json!({"type": "publish", "room": "news", "id": format!("m{i}"), "data": i})).await;
+            send(
+                ws,
+                json!({"type": "publish", "room": "news", "id": format!("m{i}"), "data": i}),
+            )
+            .await;
             ack(ws, &format!("m{i}"), &mut Vec::new()).await;
         }
         for i in 0..10u64 {
@@ -116,10 +120,16 @@ async fn a_publish_retried_on_another_node_is_acked_with_its_first_offset_and_de
         assert_eq!(publish(&mut on_b, "once", "m-1", json!("x")).await, offset);
         publish(&mut on_b, "once", "m-2", json!("y")).await;
         let m = next_message(&mut sub).await;
-        assert_eq!((m["offset"].as_u64(), m["data"].clone()), (Some(offset), json!("x")));
+        assert_eq!(
+            (m["offset"].as_u64(), m["data"].clone()),
+            (Some(offset), json!("x"))
+        );
         // The next message is the new one: the retry was not delivered again.
         let m = next_message(&mut sub).await;
-        assert_eq!((m["offset"].as_u64(), m["data"].clone()), (Some(offset + 1), json!("y")));
+        assert_eq!(
+            (m["offset"].as_u64(), m["data"].clone()),
+            (Some(offset + 1), json!("y"))
+        );
     })
     .await;
 }
@@ -159,7 +169,11 @@ async fn a_publish_while_redis_is_down_gets_unavailable_not_an_ack() {
         let mut ws = hub.raw_with_token(&token("p")).await;
         publish(&mut ws, "down", "m-1", json!(1)).await;
         server.kill();
-        send(&mut ws, json!({"type": "publish", "room": "down", "id": "m-2", "data": 2})).await;
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "down", "id": "m-2", "data": 2}),
+        )
+        .await;
         let reply = recv(&mut ws).await;
         assert_eq!(reply["type"], "error", "{reply}");
         assert_eq!(reply["code"], "unavailable");

@@ -51,8 +51,14 @@ async fn appends_get_consecutive_offsets_in_one_epoch<E: Engine>(e: &E) {
 }
 
 async fn a_repeated_id_is_applied_once<E: Engine>(e: &E) {
-    let first = e.append("d", Some(("alice", "m1")), &raw("1")).await.unwrap();
-    let again = e.append("d", Some(("alice", "m1")), &raw("1")).await.unwrap();
+    let first = e
+        .append("d", Some(("alice", "m1")), &raw("1"))
+        .await
+        .unwrap();
+    let again = e
+        .append("d", Some(("alice", "m1")), &raw("1"))
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.offset, first.offset);
     let bob = e.append("d", Some(("bob", "m1")), &raw("1")).await.unwrap();
@@ -81,7 +87,11 @@ async fn since_returns_exactly_what_follows<E: Engine>(e: &E) {
     assert!(e.since("h", None).await.unwrap().entries.is_empty());
     let none = e.since("never", Some(0)).await.unwrap();
     assert_eq!((none.last, none.entries.len()), (0, 0));
-    assert_eq!(e.epoch("never").await.unwrap(), none.epoch, "a read fixes the epoch");
+    assert_eq!(
+        e.epoch("never").await.unwrap(),
+        none.epoch,
+        "a read fixes the epoch"
+    );
 }
 
 async fn history_is_bounded_by_count<E: Engine>(e: &E, len: u64) {
@@ -95,7 +105,9 @@ async fn history_is_bounded_by_count<E: Engine>(e: &E, len: u64) {
 }
 
 async fn revocations_are_listed<E: Engine>(e: &E) {
-    e.revoke(&["jti:t1".into(), "sub:bob".into()]).await.unwrap();
+    e.revoke(&["jti:t1".into(), "sub:bob".into()])
+        .await
+        .unwrap();
     let list = e.revoked().await.unwrap();
     assert!(list.contains("jti:t1") && list.contains("sub:bob"));
 }
@@ -129,14 +141,18 @@ struct Channel(mpsc::UnboundedSender<Heard>);
 
 impl Listener for Channel {
     fn message(&self, room: &str, epoch: u64, offset: u64, frame: Utf8Bytes) {
-        let _ = self.0.send(Heard::Message(room.into(), epoch, offset, frame));
+        let _ = self
+            .0
+            .send(Heard::Message(room.into(), epoch, offset, frame));
     }
     fn revoked(&self, ids: HashSet<String>) {
         let _ = self.0.send(Heard::Revoked(ids));
     }
 }
 
-fn redis_node(server: &resocket_testkit::RedisServer) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
+fn redis_node(
+    server: &resocket_testkit::RedisServer,
+) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
     let settings = RedisSettings {
         history_len: 100,
         history_age: Duration::from_secs(60),
@@ -146,7 +162,10 @@ fn redis_node(server: &resocket_testkit::RedisServer) -> (RedisEngine, mpsc::Unb
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let client = super::redis::client(&server.url()).unwrap();
-    (RedisEngine::start(client, settings, Arc::new(Channel(tx))).unwrap(), rx)
+    (
+        RedisEngine::start(client, settings, Arc::new(Channel(tx))).unwrap(),
+        rx,
+    )
 }
 
 fn redis_server() -> resocket_testkit::RedisServer {
@@ -195,7 +214,10 @@ async fn redis_nodes_hear_each_others_appends_in_offset_order() {
             let node = if i % 2 == 0 { &a } else { &b };
             node.append("fan", None, &raw("1")).await.unwrap();
         }
-        assert_eq!(heard(&mut heard_a, "fan", 20).await, (1..=20).collect::<Vec<_>>());
+        assert_eq!(
+            heard(&mut heard_a, "fan", 20).await,
+            (1..=20).collect::<Vec<_>>()
+        );
     })
     .await;
 }

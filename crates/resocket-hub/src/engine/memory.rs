@@ -88,6 +88,10 @@ impl Engine for MemoryEngine {
     }
 
     async fn revoked(&self) -> Result<HashSet<String>, Unavailable> {
-        Ok(self.revoked.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Ok(self
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 }

@@ -165,7 +165,10 @@ impl RedisEngine {
     pub(crate) fn append_eval(&self, room: &str, data: &RawValue) -> redis::Cmd {
         let (keys, args) = self.append_parts(room, None, data);
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(include_str!("append.lua")).arg(keys.len()).arg(keys).arg(&args[..]);
+        cmd.arg(include_str!("append.lua"))
+            .arg(keys.len())
+            .arg(keys)
+            .arg(&args[..]);
         cmd
     }
 
@@ -318,11 +321,9 @@ impl PubSub {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut pause = MIN_PAUSE;
         loop {
-            let connected = tokio::time::timeout(
-                self.reader.settings.timeout,
-                self.client.get_async_pubsub(),
-            )
-            .await;
+            let connected =
+                tokio::time::timeout(self.reader.settings.timeout, self.client.get_async_pubsub())
+                    .await;
             let pubsub = match connected {
                 Ok(Ok(p)) => p,
                 failed => {
@@ -400,15 +401,10 @@ impl PubSub {
         }
         sink.subscribe(channel(&room)).await.map_err(unavailable)?;
         // Subscribed first, read second: every append after the read arrives on the channel.
-        let seen = self
-            .reader
-            .since(&room, None)
-            .await
-            .ok()
-            .map(|h| Seen {
-                epoch: h.epoch,
-                last: h.last,
-            });
+        let seen = self.reader.since(&room, None).await.ok().map(|h| Seen {
+            epoch: h.epoch,
+            last: h.last,
+        });
         self.rooms.insert(room, seen);
         Ok(())
     }
@@ -498,12 +494,16 @@ impl PubSub {
             }
             None => {}
         }
-        self.rooms
-            .insert(room.clone(), Some(Seen { epoch, last: offset }));
+        self.rooms.insert(
+            room.clone(),
+            Some(Seen {
+                epoch,
+                last: offset,
+            }),
+        );
         self.listener.message(&room, epoch, offset, frame);
     }
 }
-
 
 /// A channel message: `<epoch> <offset> <frame>`.
 fn parse_payload(payload: &[u8]) -> Option<(u64, u64, Utf8Bytes)> {
