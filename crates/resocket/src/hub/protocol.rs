@@ -268,6 +268,7 @@ mod tests {
             ErrorCode::RoomQuota,
             ErrorCode::TokenExpired,
             ErrorCode::ShuttingDown,
+            ErrorCode::Unavailable,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),
