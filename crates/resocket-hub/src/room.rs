@@ -620,4 +620,78 @@ mod tests {
             Published::Applied { offset: 4 }
         );
     }
+
+    fn shared(offsets: &[u64]) -> crate::engine::History {
+        crate::engine::History {
+            epoch: 7,
+            last: offsets.last().copied().unwrap_or(2),
+            entries: offsets.iter().map(|o| (*o, frame(*o))).collect(),
+        }
+    }
+
+    fn frame(offset: u64) -> Utf8Bytes {
+        format!(r#"{{"type":"message","room":"r","epoch":7,"offset":{offset},"data":0}}"#).into()
+    }
+
+    fn offsets(frames: &[String]) -> Vec<(String, u64)> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f).unwrap();
+                (v["type"].as_str().unwrap().to_string(), v["offset"].as_u64().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_jump_in_shared_offsets_tells_subscribers_they_lost_messages() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let o = Arc::new(Outbox::new(1 << 20));
+        room.subscribe_from(1, &o, (None, None), shared(&[]), &l, &m);
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.deliver(7, 6, frame(6), &l, &m);
+        let got = drain(&o);
+        assert_eq!(
+            offsets(&got),
+            [
+                ("subscribed".into(), 2),
+                ("message".into(), 3),
+                ("subscribed".into(), 5),
+                ("message".into(), 6)
+            ]
+        );
+        assert!(got[2].contains(r#""recovered":false,"first":6"#), "{}", got[2]);
+    }
+
+    #[test]
+    fn a_shared_subscribe_brings_the_rooms_subscribers_up_to_date_without_repeats() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let (a, b) = (Arc::new(Outbox::new(1 << 20)), Arc::new(Outbox::new(1 << 20)));
+        room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
+        // Offsets 3 and 4 were appended; this node's pub/sub has not brought them yet.
+        assert_eq!(
+            room.subscribe_from(2, &b, (Some(2), Some(7)), shared(&[3, 4]), &l, &m),
+            Some(Recovery::Full)
+        );
+        room.deliver(7, 4, frame(4), &l, &m);
+        room.deliver(7, 5, frame(5), &l, &m);
+        let msgs = |o: &Outbox| {
+            offsets(&drain(o))
+                .into_iter()
+                .filter(|(t, _)| t == "message")
+                .map(|(_, o)| o)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(msgs(&a), [3, 4, 5]);
+        assert_eq!(msgs(&b), [3, 4, 5]);
+    }
 }
