@@ -338,7 +338,9 @@ impl Hub {
 
     /// Replaces the deny-list (a reload), and closes connections whose token is now on it.
     /// Entries as in [`revoke`](Self::revoke). The revocation file's entries are kept apart and
-    /// stay in force.
+    /// stay in force. With the Redis engine this replaces this node's list only: the shared
+    /// list grows through [`revoke`](Self::revoke), and a node reads it again whenever it
+    /// reconnects to Redis.
     pub fn set_revoked(&self, ids: impl IntoIterator<Item = String>) {
         *self.shared.write_revoked() = ids
             .into_iter()
