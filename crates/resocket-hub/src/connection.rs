@@ -689,10 +689,9 @@ impl Session {
             };
             // Read from the older of `since` and what this node delivered, so the room's
             // other subscribers are brought up to date from the same read.
-            let delivered = room.delivered();
-            let after = match (since, delivered) {
-                (Some(s), Some((_, d))) => Some(s.min(d)),
-                (s, d) => s.or(d.map(|(_, d)| d)),
+            let after = match (since, room.delivered()) {
+                (Some(s), Some(d)) => Some(s.min(d)),
+                (s, d) => s.or(d),
             };
             let read = async {
                 engine.watch(&name).await?;

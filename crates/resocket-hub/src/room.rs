@@ -253,9 +253,9 @@ impl Room {
 
     /// The offset a subscribe must read shared history from so that this node's subscribers
     /// can be brought up to date too: the newest offset delivered here, while anyone listens.
-    pub(crate) fn delivered(&self) -> Option<(u64, u64)> {
+    pub(crate) fn delivered(&self) -> Option<u64> {
         let st = self.lock();
-        (!st.subscribers.is_empty()).then_some((st.epoch, st.last))
+        (!st.subscribers.is_empty()).then_some(st.last)
     }
 
     /// Delivers a message another engine node appended (or this node, through the engine):
