@@ -638,7 +638,10 @@ mod tests {
             .iter()
             .map(|f| {
                 let v: serde_json::Value = serde_json::from_str(f).unwrap();
-                (v["type"].as_str().unwrap().to_string(), v["offset"].as_u64().unwrap())
+                (
+                    v["type"].as_str().unwrap().to_string(),
+                    v["offset"].as_u64().unwrap(),
+                )
             })
             .collect()
     }
@@ -665,7 +668,11 @@ mod tests {
                 ("message".into(), 6)
             ]
         );
-        assert!(got[2].contains(r#""recovered":false,"first":6"#), "{}", got[2]);
+        assert!(
+            got[2].contains(r#""recovered":false,"first":6"#),
+            "{}",
+            got[2]
+        );
     }
 
     #[test]
@@ -675,7 +682,10 @@ mod tests {
             Metrics::default(),
             limits(10),
         );
-        let (a, b) = (Arc::new(Outbox::new(1 << 20)), Arc::new(Outbox::new(1 << 20)));
+        let (a, b) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
         room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
         // Offsets 3 and 4 were appended; this node's pub/sub has not brought them yet.
         assert_eq!(
