@@ -432,7 +432,9 @@ impl Session {
             }
             Inbound::Subscribe { room, since, epoch } => {
                 if self.shared.redis().is_some() && !crate::registry::is_hub_room(&room) {
-                    self.subscribe_shared(room, since, epoch).await;
+                    // Boxed: the Redis call's state would otherwise sit in every connection's
+                    // task, idle ones included, on the memory engine too.
+                    Box::pin(self.subscribe_shared(room, since, epoch)).await;
                 } else {
                     self.subscribe(room, since, epoch);
                 }
@@ -453,7 +455,7 @@ impl Session {
             }
             Inbound::Publish { room, id, data } => {
                 if self.shared.redis().is_some() {
-                    self.publish_shared(room, id, data).await;
+                    Box::pin(self.publish_shared(room, id, data)).await;
                 } else {
                     self.publish(room, id, data);
                 }
