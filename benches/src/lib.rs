@@ -12,6 +12,12 @@ pub mod report;
 pub mod resocket_client;
 pub mod server;
 
+/// The workspace README's example, compiled as a doctest so it stays true. It lives here, in a
+/// crate that is never published, because the README is outside every published package.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct WorkspaceReadmeDoctests;
+
 use std::{
     future::Future,
     pin::Pin,

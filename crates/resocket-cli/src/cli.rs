@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 use crate::exit;
 
@@ -25,6 +26,8 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once per process and matched once: boxing the larger settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect to a WebSocket server and stay connected: stdin lines are sent, messages are
@@ -44,13 +47,18 @@ pub enum Command {
     /// and subscribers, all in this process.
     #[command(after_help = exit::DEMO_HELP)]
     Demo(DemoArgs),
+    /// Print the shell completion script for this command on stdout.
+    #[command(after_help = exit::COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
 }
 
 /// `resocket connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The server's URL (ws:// or wss://).
-    pub url: String,
+    /// The server's URL (ws:// or wss://). Several URLs are endpoints of one service, tried in
+    /// turn: after a failed attempt or a dropped connection the next one is used.
+    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    pub urls: Vec<String>,
     /// Extra upgrade header, as `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -89,7 +97,8 @@ pub struct ConnectArgs {
     /// Ignore the proxy environment variables.
     #[arg(long)]
     pub no_proxy_env: bool,
-    /// Stop at the first failed connection instead of retrying.
+    /// Stop at the first failed connection instead of retrying (with several URLs: once each
+    /// has failed once).
     #[arg(long)]
     pub exit_on_first_failure: bool,
     /// Give up (exit 1) after this many retries in a row; without it, retry for ever.
@@ -118,91 +127,289 @@ fn seconds(value: &str) -> Result<Duration, String> {
 /// `resocket serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file, in sections as in `hub.example.toml`. Relative paths
+    /// in it are relative to the file.
+    #[arg(long, env = "RESOCKET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML, in the config file's sections, and exit
+    /// (jwt_secret and admin_secret are printed as "<redacted>").
+    #[arg(long)]
+    pub print_config: bool,
+    /// The hub's settings: each is a flag, a `RESOCKET_*` variable and a key of the config file.
+    #[command(flatten)]
+    pub settings: ServeSettings,
+    /// Which settings the command line or the environment gave (filled in after parsing).
+    #[arg(skip)]
+    pub given: crate::serve_config::Given,
+}
+
+/// The hub's settings, in the config file's sections.
+///
+/// Each field is one setting, declared once: its name is the arg id and the file's key (so the
+/// file layer can tell which settings the command line gave), its `long` the flag, its `env` the
+/// variable, its `default_value` the default. A secret is marked `hide_env_values`, which also
+/// redacts it in `--print-config`.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct ServeSettings {
+    /// `[listen]`.
+    #[command(flatten, next_help_heading = "Listen ([listen] in the config file)")]
+    pub listen: ListenSettings,
+    /// `[tls]`.
+    #[command(flatten, next_help_heading = "TLS ([tls])")]
+    pub tls: TlsSettings,
+    /// `[auth]`.
+    #[command(flatten, next_help_heading = "Auth ([auth])")]
+    pub auth: AuthSettings,
+    /// `[limits]`.
+    #[command(flatten, next_help_heading = "Limits ([limits])")]
+    pub limits: LimitsSettings,
+    /// `[history]`.
+    #[command(flatten, next_help_heading = "History ([history])")]
+    pub history: HistorySettings,
+    /// `[engine]`.
+    #[command(flatten, next_help_heading = "Engine ([engine])")]
+    pub engine: EngineSettings,
+}
+
+/// `[listen]`: where the hub listens.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct ListenSettings {
     /// Address to listen on.
-    #[arg(long, env = "RESOCKET_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    #[arg(
+        long = "listen",
+        env = "RESOCKET_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub address: SocketAddr,
+}
+
+/// `[tls]`: serve wss:// instead of ws://.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct TlsSettings {
+    /// Serve wss:// with this certificate chain (PEM file); needs --tls-key. The two may come
+    /// from different places (a flag, a variable, the config file).
+    #[arg(long = "tls-cert", env = "RESOCKET_TLS_CERT", value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM file).
+    #[arg(long = "tls-key", env = "RESOCKET_TLS_KEY", value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// `[auth]`: who may connect, and to which rooms.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct AuthSettings {
     /// HS256 secret for client tokens (at least 16 bytes).
-    #[arg(long, env = "RESOCKET_JWT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RESOCKET_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
-    /// Allow clients without a token (on the rooms of --anonymous-rooms).
-    #[arg(long, env = "RESOCKET_ALLOW_ANONYMOUS")]
+    /// Public key client tokens may be signed with: a PEM file holding an RSA, P-256, P-384 or
+    /// Ed25519 public key (repeatable).
+    #[arg(
+        long = "jwt-public-key",
+        env = "RESOCKET_JWT_PUBLIC_KEY",
+        value_name = "PEM"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// JWKS file of token keys (an identity provider's `jwks_uri` document), reread when it
+    /// changes, so keys rotate without a restart.
+    #[arg(long, env = "RESOCKET_JWKS", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<PathBuf>,
+    /// Accepted token issuer: tokens must carry an `iss` equal to one (repeatable or
+    /// comma-separated; default: `iss` is not checked).
+    #[arg(
+        long = "jwt-issuer",
+        env = "RESOCKET_JWT_ISSUER",
+        value_name = "ISS",
+        value_delimiter = ','
+    )]
+    pub jwt_issuers: Vec<String>,
+    /// Accepted token audience: tokens must carry an `aud` naming one (repeatable or
+    /// comma-separated; default: `aud` is not checked).
+    #[arg(
+        long = "jwt-audience",
+        env = "RESOCKET_JWT_AUDIENCE",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub jwt_audiences: Vec<String>,
+    /// The only token algorithms accepted, comma-separated, like RS256,ES256 (default: HS256
+    /// and every RSA, ECDSA and EdDSA algorithm).
+    #[arg(
+        long = "jwt-algorithms",
+        env = "RESOCKET_JWT_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ',',
+        value_parser = jwt_algorithm
+    )]
+    pub jwt_algorithms: Vec<String>,
+    /// Seconds of clock skew tolerated on a token's `exp` and `nbf` (default 0).
+    #[arg(long, env = "RESOCKET_JWT_LEEWAY", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_leeway: Option<u64>,
+    /// Allow clients without a token (on the rooms of --anonymous-room); `--allow-anonymous`
+    /// alone means true.
+    #[arg(
+        long,
+        env = "RESOCKET_ALLOW_ANONYMOUS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_anonymous: bool,
-    /// Room pattern anonymous clients may subscribe and publish to (repeatable, default "*").
-    #[arg(long = "anonymous-room", value_name = "PATTERN")]
+    /// Room pattern anonymous clients may subscribe and publish to (repeatable).
+    #[arg(long = "anonymous-room", value_name = "PATTERN", default_value = "*")]
     pub anonymous_rooms: Vec<String>,
     /// Allowed Origin (repeatable); without any, only pages served by the hub itself.
     #[arg(
         long = "allow-origin",
         env = "RESOCKET_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
         value_delimiter = ','
     )]
-    pub origins: Vec<String>,
-    /// Largest accepted frame, in bytes.
-    #[arg(long, env = "RESOCKET_MAX_MESSAGE_SIZE")]
-    pub max_message_size: Option<usize>,
-    /// Per-connection rate limit, frames per second.
-    #[arg(long, env = "RESOCKET_RATE_LIMIT")]
-    pub rate_limit: Option<u32>,
-    /// Messages of history kept per room (default 1000; the per-room age and byte bounds stay
-    /// at 5 minutes and 4 MiB).
-    #[arg(long, env = "RESOCKET_HISTORY")]
-    pub history: Option<usize>,
-    /// Bytes all rooms' history may hold together, like 256M (default 256 MiB); the oldest
-    /// history across rooms is dropped first.
-    #[arg(long, env = "RESOCKET_HISTORY_BUDGET", value_name = "BYTES", value_parser = parse_bytes)]
-    pub history_budget: Option<usize>,
-    /// Most rooms one client (token subject or anonymous id) may have created and alive
-    /// (default 1000).
-    #[arg(long, env = "RESOCKET_MAX_ROOMS_PER_CLIENT", value_name = "N")]
-    pub max_rooms_per_client: Option<usize>,
+    pub allow_origins: Vec<String>,
     /// Deny-list file, reread when it changes: one `jti:<id>` or `sub:<id>` per line.
     #[arg(long, env = "RESOCKET_REVOKED", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked: Option<PathBuf>,
     /// Enables POST /admin/revoke for requests with `Authorization: Bearer <this secret>`
     /// (at least 16 bytes).
-    #[arg(long, env = "RESOCKET_ADMIN_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RESOCKET_ADMIN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_secret: Option<String>,
+}
+
+/// `[limits]`: what one client, and all of them, may use.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct LimitsSettings {
+    /// Largest accepted frame, in bytes.
+    #[arg(
+        long,
+        env = "RESOCKET_MAX_MESSAGE_SIZE",
+        value_name = "BYTES",
+        default_value = "65536"
+    )]
+    pub max_message_size: usize,
+    /// Per-connection rate limit, frames per second (bursts of twice as many).
+    #[arg(
+        long,
+        env = "RESOCKET_RATE_LIMIT",
+        value_name = "N",
+        default_value = "100"
+    )]
+    pub rate_limit: u32,
     /// Most connections at once.
-    #[arg(long, env = "RESOCKET_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Seconds a client has to send its request headers (default 5).
-    #[arg(long, env = "RESOCKET_HEADER_READ_TIMEOUT", value_name = "SECS")]
-    pub header_read_timeout: Option<u64>,
-    /// Seconds from accept to the WebSocket upgrade, TLS included (default 10).
-    #[arg(long, env = "RESOCKET_UPGRADE_TIMEOUT", value_name = "SECS")]
-    pub upgrade_timeout: Option<u64>,
-    /// Most sockets accepted but not yet upgraded (default 1024).
-    #[arg(long, env = "RESOCKET_MAX_PENDING_UPGRADES")]
-    pub max_pending_upgrades: Option<usize>,
-    /// Seconds a closing connection may wait for its socket to take the Close frame (default 10).
-    #[arg(long, env = "RESOCKET_CLOSE_TIMEOUT", value_name = "SECS")]
-    pub close_timeout: Option<u64>,
+    #[arg(
+        long,
+        env = "RESOCKET_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub max_connections: usize,
+    /// Most rooms one client (token subject or anonymous id) may have created and alive.
+    #[arg(
+        long,
+        env = "RESOCKET_MAX_ROOMS_PER_CLIENT",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub max_rooms_per_client: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(
+        long,
+        env = "RESOCKET_HEADER_READ_TIMEOUT",
+        value_name = "SECS",
+        default_value = "5"
+    )]
+    pub header_read_timeout: u64,
+    /// Seconds from accept to the WebSocket upgrade, TLS included.
+    #[arg(
+        long,
+        env = "RESOCKET_UPGRADE_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10"
+    )]
+    pub upgrade_timeout: u64,
+    /// Most sockets accepted but not yet upgraded.
+    #[arg(
+        long,
+        env = "RESOCKET_MAX_PENDING_UPGRADES",
+        value_name = "N",
+        default_value = "1024"
+    )]
+    pub max_pending_upgrades: usize,
+    /// Seconds a closing connection may wait for its socket to take the Close frame.
+    #[arg(
+        long,
+        env = "RESOCKET_CLOSE_TIMEOUT",
+        value_name = "SECS",
+        default_value = "10"
+    )]
+    pub close_timeout: u64,
+}
+
+/// `[history]`: what rooms remember for clients that come back.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct HistorySettings {
+    /// Messages of history kept per room (the per-room age and byte bounds stay at 5 minutes
+    /// and 4 MiB).
+    #[arg(
+        long = "history",
+        env = "RESOCKET_HISTORY",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub len: usize,
+    /// Bytes all rooms' history may hold together, like 256M; the oldest history across rooms
+    /// is dropped first. In the config file, a number or a string like "256M".
+    #[arg(
+        long = "history-budget",
+        env = "RESOCKET_HISTORY_BUDGET",
+        value_name = "BYTES",
+        value_parser = parse_bytes,
+        default_value = "256M"
+    )]
+    #[serde(deserialize_with = "crate::serve_config::byte_count")]
+    pub budget: usize,
+}
+
+/// `[engine]`: where rooms keep their history: in this process (the default), or in Redis.
+#[derive(Debug, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
+pub struct EngineSettings {
     /// Keep rooms in Redis, so several `serve` processes share rooms, history, offsets and
     /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`.
-    /// Default: in this process.
+    /// Default: in this process. Redacted by --print-config (it may hold a password).
     #[arg(
         long,
         env = "RESOCKET_REDIS",
         value_name = "URL",
         hide_env_values = true
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
-    /// Serve wss:// with this certificate chain (PEM file); needs --tls-key.
-    #[arg(
-        long,
-        env = "RESOCKET_TLS_CERT",
-        value_name = "PEM",
-        requires = "tls_key"
-    )]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key of --tls-cert (PEM file).
-    #[arg(
-        long,
-        env = "RESOCKET_TLS_KEY",
-        value_name = "PEM",
-        requires = "tls_cert"
-    )]
-    pub tls_key: Option<PathBuf>,
 }
 
 /// `resocket chaos`.
@@ -273,8 +480,24 @@ pub struct DemoArgs {
     pub seed: Option<u64>,
 }
 
+/// `resocket completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// A token algorithm's name, checked and spelled as tokens carry it (`rs256` gives `RS256`); the
+/// setting keeps the name, so the config file holds strings.
+fn jwt_algorithm(name: &str) -> Result<String, String> {
+    name.parse::<resocket_hub::JwtAlgorithm>()
+        .map(|alg| alg.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// Parses a byte count with an optional binary suffix: `65536`, `64K`, `256M`, `1G`.
-fn parse_bytes(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let upper = text.to_ascii_uppercase();
     let digits = upper.trim_end_matches(['B', 'I']);

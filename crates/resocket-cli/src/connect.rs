@@ -33,7 +33,7 @@ enum End {
 }
 
 pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let mut builder = Client::builder(args.url.as_str()).configure(|c| {
+    let mut builder = Client::builder_with_endpoints(&args.urls).configure(|c| {
         c.ping_interval =
             (args.ping_interval > 0.0).then(|| Duration::from_secs_f64(args.ping_interval));
         c.exit_on_first_failure = args.exit_on_first_failure;
@@ -254,7 +254,9 @@ pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
 
 fn describe(event: &ConnectionEvent) -> Option<String> {
     Some(match event {
-        ConnectionEvent::Connecting { attempt } => format!("connecting (attempt {attempt})"),
+        ConnectionEvent::Connecting {
+            attempt, endpoint, ..
+        } => format!("connecting to {endpoint} (attempt {attempt})"),
         ConnectionEvent::Ready { reconnect: false } => "connected".into(),
         ConnectionEvent::Ready { reconnect: true } => "reconnected".into(),
         ConnectionEvent::Disconnected { reason, .. } => {

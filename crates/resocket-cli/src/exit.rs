@@ -50,9 +50,19 @@ Exit status:
 
 /// `resocket serve --help` footer.
 pub(crate) const SERVE_HELP: &str = "\
+Configuration:
+  Each setting comes from, first to last: its flag, its RESOCKET_* variable, the --config file,
+  its default. The file is TOML with the sections shown above ([listen], [tls], [auth],
+  [limits], [history], [engine]) and each flag's key shown as [config: KEY] under its section's
+  heading; hub.example.toml lists every key with its default. An unknown key or a value of the wrong type is an
+  error naming the file, the line and the key. --print-config prints the result in the same
+  form, with jwt_secret and admin_secret as \"<redacted>\" (a hub will not start with that
+  placeholder as a secret).
+
 Exit status:
-  0  the hub shut down
-  1  a failure: the address cannot be bound, a bad certificate or key, rejected settings
+  0  the hub shut down, or --print-config printed the configuration
+  1  a failure: the address cannot be bound, a bad certificate or key, rejected settings, a
+     config file that cannot be read or has an unknown key or a value of the wrong type
   2  usage: a bad flag or argument";
 
 /// `resocket chaos --help` footer.
@@ -80,3 +90,17 @@ Exit status:
   0  nothing was lost or duplicated
   1  something was lost or duplicated (the summary says what), or the demo could not start
   2  usage: a bad flag or argument";
+
+/// `resocket completions --help` footer.
+pub(crate) const COMPLETIONS_HELP: &str = "\
+Installing the script:
+  bash        resocket completions bash > ~/.local/share/bash-completion/completions/resocket
+  zsh         resocket completions zsh > ~/.zfunc/_resocket   (a directory on $fpath)
+  fish        resocket completions fish > ~/.config/fish/completions/resocket.fish
+  powershell  resocket completions powershell >> $PROFILE
+  elvish      resocket completions elvish >> ~/.config/elvish/rc.elv
+
+Exit status:
+  0  the script was printed
+  1  stdout could not be written
+  2  usage: a bad flag or argument, or a shell not in the list";

@@ -1,4 +1,5 @@
-//! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench` and `demo`.
+//! The `resocket` command-line tool: `connect`, `serve`, `chaos`, `bench`, `demo` and
+//! `completions`.
 //!
 //! Every command reports bad input as one line on stderr and a non-zero exit status: clap's
 //! usage errors are cut to their first line (status 2), and runtime errors print their whole
@@ -7,22 +8,24 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 mod bench;
 mod chaos;
 mod cli;
+mod completions;
 mod connect;
 mod demo;
 mod exit;
 mod input;
 mod serve;
+mod serve_config;
 
 pub use cli::{Cli, Command};
 
 /// Parses the command line and runs the command on a tokio runtime.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
@@ -53,7 +56,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chaos(args) => chaos::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => completions::run(args),
     }
+}
+
+/// `Cli::try_parse`, keeping what only the matches know: which serve settings were given.
+fn parse() -> Result<Cli, clap::Error> {
+    let command = || Cli::command().mut_subcommand("serve", serve_config::with_file_keys);
+    let matches = command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))?;
+    if let (Command::Serve(args), Some(serve)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+    {
+        args.given = serve_config::Given::from_matches(serve);
+    }
+    Ok(cli)
 }
 
 /// Help and version go to stdout as clap prints them; real usage errors become one line.

@@ -6,8 +6,8 @@ use std::{process::Stdio, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
-use resocket_testkit::{within, Behavior, FaultProxy, TestServer};
-use support::{output, resocket};
+use resocket_testkit::{closed_port, within, Behavior, FaultProxy, TestServer};
+use support::{output, resocket, serve_on_free_port};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStderr, ChildStdout},
@@ -168,6 +168,40 @@ async fn connect_echoes_through_a_reconnect_and_exits_cleanly_on_eof() {
             (0, frame)
         };
         assert_eq!(u16::from(frame.expect("a Close frame").code), 1000);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_with_two_urls_passes_over_a_dead_first_one() {
+    within(60, "connect two urls", async {
+        let dead = format!("ws://{}/", closed_port().await);
+        let server = TestServer::start(Behavior::Echo).await;
+        // Stopping at the first failure still tries every URL once.
+        let mut child = resocket()
+            .args(["connect", &dead, &server.url()])
+            .args(["--ping-interval", "0", "--exit-on-first-failure"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").await.unwrap();
+        assert_eq!(next_line(&mut lines).await, "hello");
+        drop(stdin);
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status:?}");
+        let mut stderr = String::new();
+        tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+            .await
+            .unwrap();
+        assert!(
+            stderr.contains(&format!("connecting to {dead} (attempt 1)"))
+                && stderr.contains(&format!("connecting to {} (attempt 2)", server.url())),
+            "{stderr}"
+        );
     })
     .await;
 }
@@ -507,29 +541,16 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
         let file =
             std::env::temp_dir().join(format!("resocket-cli-revoked-{}", std::process::id()));
         std::fs::write(&file, "# nothing revoked yet\n").unwrap();
-        let mut child = resocket()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--jwt-secret",
-                SECRET,
-                "--revoked",
-            ])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        let banner = stderr.next_line().await.unwrap().expect("a banner");
-        let port: u16 = banner
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {banner:?}"));
+        let (mut child, port) = serve_on_free_port(
+            [
+                "--jwt-secret".as_ref(),
+                SECRET.as_ref(),
+                "--revoked".as_ref(),
+                file.as_os_str(),
+            ],
+            &[],
+        )
+        .await;
         let token = resocket_hub::Token::new("mallory")
             .jti("t-9")
             .subscribe("*")
@@ -563,23 +584,15 @@ async fn serve_with_redis_shares_rooms_between_processes() {
         let mut nodes = Vec::new();
         let mut ports = Vec::new();
         for _ in 0..2 {
-            let mut child = resocket()
-                .args(["serve", "--listen", "127.0.0.1:0", "--allow-anonymous"])
-                .args(["--redis", &redis.url()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-            let banner = stderr.next_line().await.unwrap().expect("a banner");
-            let port: u16 = banner
-                .split("http://127.0.0.1:")
-                .nth(1)
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("no port in {banner:?}"));
+            let (child, port) = serve_on_free_port(
+                [
+                    "--allow-anonymous".to_owned(),
+                    "--redis".to_owned(),
+                    redis.url(),
+                ],
+                &[],
+            )
+            .await;
             ports.push(port);
             nodes.push(child);
         }
@@ -598,6 +611,113 @@ async fn serve_with_redis_shares_rooms_between_processes() {
         for mut node in nodes {
             node.kill().await.unwrap();
         }
+    })
+    .await;
+}
+
+/// The status code of a WebSocket upgrade to `/ws` with `token` as its bearer.
+async fn upgrade_status(port: u16, token: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: resocket.v1\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let line = BufReader::new(s)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
+    line.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
+}
+
+/// Writes a new Ed25519 public key, as PEM, to the path in `argv[1]`.
+const KEYGEN: &str = "
+import sys
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import serialization as s
+key = ed25519.Ed25519PrivateKey.generate().public_key()
+open(sys.argv[1], 'wb').write(key.public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+";
+
+#[tokio::test]
+async fn serve_takes_jwt_settings_from_flags_and_environment() {
+    within(60, "serve --jwt-*", async {
+        const SECRET: &str = "the cli test's secret of 16+ bytes";
+        let dir = std::env::temp_dir().join(format!("resocket-cli-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // An Ed25519 public key from Python's `cryptography` (scripts/deps/pyjwt.sh).
+        let public = dir.join("ed.pub.pem");
+        let deps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.deps/python");
+        let keygen = tokio::process::Command::new("python3")
+            .env("PYTHONPATH", &deps)
+            .args(["-c", KEYGEN])
+            .arg(&public)
+            .status()
+            .await
+            .expect("python3 runs");
+        assert!(
+            keygen.success(),
+            "no `cryptography`: run scripts/deps/pyjwt.sh"
+        );
+        let token = resocket_hub::Token::new("alice")
+            .subscribe("*")
+            .sign(SECRET.as_bytes());
+        let flags = [
+            "--jwt-secret".as_ref(),
+            SECRET.as_ref(),
+            "--jwt-public-key".as_ref(),
+            public.as_os_str(),
+        ];
+
+        // The issuer comes from the environment: the token has no `iss`, so it is refused.
+        let env = [
+            ("RESOCKET_JWT_ISSUER", "https://idp.example.test/"),
+            ("RESOCKET_JWT_ALGORITHMS", "HS256,EdDSA"),
+        ];
+        let (mut child, port) = serve_on_free_port(&flags, &env).await;
+        assert_eq!(upgrade_status(port, &token).await, 401);
+        child.kill().await.unwrap();
+        let (mut child, port) = serve_on_free_port(&flags, &env[1..]).await;
+        assert_eq!(upgrade_status(port, &token).await, 101);
+        child.kill().await.unwrap();
+        let (mut child, port) =
+            serve_on_free_port(&flags, &[("RESOCKET_JWT_ALGORITHMS", "EdDSA")]).await;
+        assert_eq!(upgrade_status(port, &token).await, 401);
+        child.kill().await.unwrap();
+
+        // Settings that cannot work stop the start-up with one line.
+        let jwks = dir.join("missing.json");
+        let (code, _, stderr) = output(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwks",
+            jwks.to_str().unwrap(),
+        ])
+        .await;
+        assert_one_line_error(code, &stderr);
+        assert!(stderr.contains("missing.json"), "{stderr}");
+        let (code, _, stderr) = output(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-secret",
+            SECRET,
+            "--jwt-algorithms",
+            "RS256",
+        ])
+        .await;
+        assert_one_line_error(code, &stderr);
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }

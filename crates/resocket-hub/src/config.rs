@@ -26,6 +26,7 @@ pub enum OriginPolicy {
 pub(crate) struct HubConfig {
     pub(crate) jwt_secret: Option<Vec<u8>>,
     pub(crate) token_leeway: Duration,
+    pub(crate) jwt: crate::keys::JwtSettings,
     pub(crate) revoked: Vec<String>,
     pub(crate) revocation_file: Option<std::path::PathBuf>,
     pub(crate) admin_secret: Option<Vec<u8>>,
@@ -85,6 +86,7 @@ impl Default for HubConfig {
         HubConfig {
             jwt_secret: None,
             token_leeway: Duration::ZERO,
+            jwt: crate::keys::JwtSettings::default(),
             revoked: Vec::new(),
             revocation_file: None,
             admin_secret: None,
@@ -133,17 +135,62 @@ impl HubBuilder {
         HubBuilder::default()
     }
 
-    /// The HS256 secret that tokens are signed with. Default: none, so no token is accepted.
+    /// The HS256 secret that tokens are signed with. Default: none, so no HMAC token is
+    /// accepted.
     pub fn jwt_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.config.jwt_secret = Some(secret.as_ref().to_vec());
         self
     }
 
-    /// Clock skew tolerated on a token's `exp`. Default: 0. It applies at connect time and on
-    /// live connections alike: a connection whose token reaches `exp` plus this leeway without a
-    /// `refresh` gets `error{code:"token_expired"}` and Close 1008.
+    /// Clock skew tolerated on a token's `exp` and `nbf`. Default: 0. It applies at connect
+    /// time and on live connections alike: a connection whose token reaches `exp` plus this
+    /// leeway without a `refresh` gets `error{code:"token_expired"}` and Close 1008.
     pub fn token_leeway(mut self, leeway: Duration) -> Self {
         self.config.token_leeway = leeway;
+        self
+    }
+
+    /// Adds a public key that tokens may be signed with: a PEM file holding an RSA, P-256,
+    /// P-384 or Ed25519 public key (`-----BEGIN PUBLIC KEY-----`, or `RSA PUBLIC KEY`), read
+    /// when the hub is built. Repeatable; a token is accepted if any key of its algorithm's
+    /// family verifies it. Default: none.
+    pub fn jwt_public_key(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.config.jwt.public_keys.push(pem_file.into());
+        self
+    }
+
+    /// A JWKS file (`{"keys":[…]}`, as identity providers publish at their `jwks_uri`), read
+    /// when the hub is built and reread within about a second of every change (its
+    /// modification time or size) while serving, so keys rotate without a restart. A token
+    /// whose header has a `kid` is checked against the keys with that `kid` (and keys without
+    /// one); a key's `alg`, when present, is the only algorithm it is used with; keys with
+    /// `"use":"enc"` are skipped. A rewrite that cannot be read or holds no usable key leaves
+    /// the last keys in force. Default: none.
+    pub fn jwks_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.jwt.jwks_file = Some(path.into());
+        self
+    }
+
+    /// Adds an accepted issuer: once one is set, a token's `iss` must be present and equal one
+    /// of them. Default: none, and `iss` is not checked.
+    pub fn jwt_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.config.jwt.issuers.push(issuer.into());
+        self
+    }
+
+    /// Adds an accepted audience: once one is set, a token's `aud` (a string or a list) must be
+    /// present and name one of them. Default: none, and `aud` is not checked.
+    pub fn jwt_audience(mut self, audience: impl Into<String>) -> Self {
+        self.config.jwt.audiences.push(audience.into());
+        self
+    }
+
+    /// The only algorithms a token's header may name. Default: HS256 and every public-key
+    /// algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA). Each key verifies only
+    /// its own family (the secret HMAC, an RSA key RS/PS, and so on), so a public key is never
+    /// taken for an HMAC secret.
+    pub fn jwt_algorithms(mut self, algorithms: &[crate::keys::JwtAlgorithm]) -> Self {
+        self.config.jwt.algorithms = Some(algorithms.to_vec());
         self
     }
 
@@ -415,12 +462,19 @@ impl HubBuilder {
     ///
     /// [`Error::Config`] names the first setting that is out of range;
     /// [`Error::RevocationFile`] says the revocation file cannot be read;
-    /// [`Error::Redis`] that the Redis URL is malformed.
+    /// [`Error::Redis`] that the Redis URL is malformed;
+    /// [`Error::KeyFile`] that a public key or JWKS file cannot be used.
     pub fn build(self) -> Result<Hub> {
         let c = &self.config;
         let bad = |setting, reason| Err(Error::Config { setting, reason });
-        if c.jwt_secret.is_none() && !c.allow_anonymous {
-            return bad("jwt_secret", "set a secret or allow anonymous access");
+        if c.jwt_secret.is_none() && !c.jwt.has_keys() && !c.allow_anonymous {
+            return bad(
+                "jwt_secret",
+                "set a secret, a public key or a JWKS file, or allow anonymous access",
+            );
+        }
+        if c.jwt.algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return bad("jwt_algorithms", "accept at least one algorithm");
         }
         if c.jwt_secret.as_ref().is_some_and(|s| s.len() < 16) {
             return bad("jwt_secret", "use at least 16 bytes");
@@ -505,7 +559,14 @@ impl HubBuilder {
             }
             None => None,
         };
-        let hub = Hub::new(self.config)?;
+        let verifier = crate::token::Verifier::from_config(c)?;
+        if verifier.as_ref().is_some_and(|v| !v.can_verify_any()) {
+            return bad(
+                "jwt_algorithms",
+                "no configured key can verify any of the accepted algorithms",
+            );
+        }
+        let hub = Hub::new(self.config, verifier)?;
         if let Some(list) = file_revocations {
             hub.shared.set_file_revocations(list);
         }

@@ -41,6 +41,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A public key or JWKS file could not be used when the hub was built.
+    #[error("cannot use the key file {}", path.display())]
+    KeyFile {
+        /// The file's path, as configured.
+        path: std::path::PathBuf,
+        /// Why: unreadable, or no usable key in it (`InvalidData`).
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -62,15 +71,27 @@ pub enum TokenError {
     /// Not three base64url parts, or parts that do not decode to the expected JSON.
     #[error("malformed token")]
     Malformed,
-    /// The header names an algorithm other than HS256.
+    /// The header names an algorithm the hub does not accept.
     #[error("unsupported token algorithm")]
     Algorithm,
-    /// The signature does not match the hub's secret.
+    /// The signature matches none of the hub's keys.
     #[error("bad token signature")]
     Signature,
+    /// The hub has no key for the header's algorithm and `kid`.
+    #[error("no key for this token")]
+    UnknownKey,
     /// `exp` is in the past.
     #[error("token expired")]
     Expired,
+    /// `nbf` is in the future.
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// `iss` is missing or not an accepted issuer.
+    #[error("token issuer not accepted")]
+    Issuer,
+    /// `aud` is missing or names no accepted audience.
+    #[error("token audience not accepted")]
+    Audience,
     /// The token's `jti` or `sub` is on the deny-list.
     #[error("token revoked")]
     Revoked,

@@ -76,13 +76,15 @@ async fn over_socket(shared: &Shared, addr: SocketAddr, nonce: &str) -> Result<(
         target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let mut s = TcpStream::connect(target).await.map_err(err("connect"))?;
-    let auth = match &shared.config.jwt_secret {
-        Some(secret) => {
-            let token = Token::new("$healthz")
-                .subscribe(HEALTH_ROOM)
-                .expires_in(Duration::from_secs(60));
-            format!("Authorization: Bearer {}\r\n", token.sign(secret))
-        }
+    let token = Token::new("$healthz")
+        .subscribe(HEALTH_ROOM)
+        .expires_in(Duration::from_secs(60));
+    let auth = match shared
+        .verifier
+        .as_ref()
+        .and_then(|v| v.internal_token(&token))
+    {
+        Some(token) => format!("Authorization: Bearer {token}\r\n"),
         None => String::new(),
     };
     let req = format!(

@@ -75,17 +75,13 @@ impl Hub {
         HubBuilder::new()
     }
 
-    pub(crate) fn new(config: HubConfig) -> Result<Self> {
+    pub(crate) fn new(config: HubConfig, verifier: Option<Verifier>) -> Result<Self> {
         let limits = Limits {
             history_len: config.history_len,
             history_age: config.history_age,
             history_bytes: config.history_bytes,
             dedupe_window: config.dedupe_window,
         };
-        let verifier = config
-            .jwt_secret
-            .as_deref()
-            .map(|s| Verifier::new(s, config.token_leeway));
         let revoked = RwLock::new(
             config
                 .revoked
@@ -167,6 +163,9 @@ impl Hub {
             tokio::spawn(crate::stats::run(self.clone()));
             if let Some(path) = &self.shared.config.revocation_file {
                 tokio::spawn(crate::revocation::watch(self.clone(), path.clone()));
+            }
+            if let Some(path) = &self.shared.config.jwt.jwks_file {
+                tokio::spawn(crate::keys::watch_jwks(self.clone(), path.clone()));
             }
         }
         let app = crate::http::router(self.clone());

@@ -20,6 +20,10 @@
 //! # }
 //! ```
 //!
+//! Tokens are JWTs: HS256 under the hub's secret, or RS*, PS*, ES* and EdDSA under an
+//! identity provider's public keys, from PEM files or a JWKS file that is reread when it
+//! changes ([`HubBuilder::jwks_file`]), with optional `iss` and `aud` rules.
+//!
 //! Routes: `/ws`, `/healthz`, `/metrics` (Prometheus text), `/` (a live dashboard) and, with
 //! an admin secret, `POST /admin/revoke`.
 //! To mount the hub in an existing axum app, use [`Hub::router`].
@@ -36,11 +40,13 @@ mod config;
 mod connection;
 mod engine;
 mod error;
+mod file_watch;
 mod frame;
 mod glob;
 mod health;
 mod http;
 mod hub;
+mod keys;
 mod metrics;
 mod outbox;
 mod rate;
@@ -54,6 +60,7 @@ mod token;
 pub use config::{HubBuilder, OriginPolicy};
 pub use error::{Error, Result, TokenError};
 pub use hub::Hub;
+pub use keys::JwtAlgorithm;
 pub use metrics::rss_bytes;
 pub use stats::STATS_ROOM;
 pub use tls::server_config_from_pem;
@@ -61,3 +68,8 @@ pub use token::{sign, Claims, Token};
 
 /// The hub's wire protocol, re-exported from the client crate.
 pub use resocket::hub::protocol;
+
+/// The README's example (the crates.io page), compiled as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,9 +12,6 @@ use axum::routing::post;
 use axum::Router;
 
 use crate::hub::Hub;
-
-/// How often the revocation file's modification time and size are checked.
-const POLL: Duration = Duration::from_secs(1);
 
 /// Parses deny-list text: one entry per line. `jti:<id>` revokes the token with that id,
 /// `sub:<id>` every token of that subject, and a bare `<id>` either. Blank lines and lines
@@ -49,82 +45,32 @@ pub(crate) fn names(list: &HashSet<String>, sub: &str, jti: Option<&str>) -> boo
             || jti.is_some_and(|j| list.contains(j) || list.contains(&format!("jti:{j}"))))
 }
 
-/// What the file looked like when it was last read; a change in either means it was rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-}
-
-/// Reads the deny-list file, with its stamp taken first, so that a write racing the read shows
-/// up as a change on the next poll rather than being missed.
-fn read(path: &Path) -> io::Result<(Stamp, HashSet<String>)> {
-    let meta = std::fs::metadata(path)?;
-    let stamp = Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-    };
-    Ok((stamp, parse(&std::fs::read_to_string(path)?)))
-}
-
 /// Reads the deny-list file once, for the hub's start.
 ///
 /// # Errors
 ///
 /// The file cannot be read (or is not UTF-8).
 pub(crate) fn load(path: &Path) -> io::Result<HashSet<String>> {
-    read(path).map(|(_, list)| list)
+    crate::file_watch::load(path, |text| Ok(parse(text)))
 }
 
-/// Rereads the file whenever its stamp changes, until shutdown. A file that disappears or
-/// cannot be read leaves the last list in force.
+/// Rereads the file whenever it changes, until shutdown. A file that disappears or cannot be
+/// read leaves the last list in force.
 pub(crate) async fn watch(hub: Hub, path: PathBuf) {
     let shared = hub.shared;
-    let mut shutdown = shared.shutdown_rx();
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The hub loaded the file when it was built; the first poll reads it again, which also
-    // catches a change made in between.
-    let mut seen: Option<Stamp> = None;
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-        }
-        let file = path.clone();
-        // File I/O blocks; it runs off the runtime's worker threads.
-        let polled = tokio::task::spawn_blocking(move || {
-            let meta = std::fs::metadata(&file)?;
-            let stamp = Stamp {
-                modified: meta.modified().ok(),
-                len: meta.len(),
-            };
-            if Some(stamp) == seen {
-                return Ok(None);
-            }
-            read(&file).map(Some)
-        })
-        .await;
-        match polled {
-            Ok(Ok(None)) => failing = false,
-            Ok(Ok(Some((stamp, list)))) => {
-                seen = Some(stamp);
-                failing = false;
-                tracing::info!(entries = list.len(), path = %path.display(), "revocation file loaded");
-                shared.set_file_revocations(list);
-            }
-            Ok(Err(error)) => {
-                if !failing {
-                    tracing::warn!(%error, path = %path.display(), "cannot read the revocation file; the last list stays in force");
-                }
-                failing = true;
-            }
-            // The blocking task panicked; the next tick tries again.
-            Err(_) => {}
-        }
-    }
+    let shutdown = shared.shutdown_rx();
+    let shown = path.display().to_string();
+    crate::file_watch::watch(
+        shutdown,
+        path,
+        "revocation file",
+        |text| Ok(parse(text)),
+        |list: HashSet<String>| {
+            tracing::info!(entries = list.len(), path = %shown, "revocation file loaded");
+            shared.set_file_revocations(list);
+        },
+    )
+    .await;
 }
 
 /// The admin routes, mounted when the hub has an admin secret.

@@ -10,10 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{guard, http_get, metric, recv, TestHub, SECRET};
 use futures_util::{SinkExt, StreamExt};
-use resocket::hub::{Gap, HubClient, RoomEvent, RoomMessage, Subscription};
+use resocket::hub::{
+    protocol::ErrorCode, Gap, HubClient, HubError, RoomEvent, RoomMessage, Subscription,
+};
 use resocket::{retry::FixedDelay, ConnectionEvent};
 use resocket_hub::{Hub, Token};
-use resocket_testkit::FaultProxy;
+use resocket_testkit::{closed_port, FaultProxy};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -70,9 +72,47 @@ async fn data_the_hub_accepted_reaches_the_subscriber_byte_for_byte() {
     .await;
 }
 
+#[tokio::test]
+async fn a_hub_client_with_two_endpoints_passes_over_a_dead_one() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let dead = format!("ws://{}/ws", closed_port().await);
+        let c = HubClient::builder_with_endpoints([dead.as_str(), hub.url().as_str()])
+            .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(10))))
+            .connect()
+            .unwrap();
+        let mut room = c.subscribe("r").await.unwrap();
+        assert_eq!(c.publish("r", &"hi").await.unwrap(), 1);
+        assert_eq!(next_message(&mut room).await.raw(), r#""hi""#);
+        assert_eq!(
+            c.client().snapshot().endpoint.as_deref(),
+            Some(hub.url().as_str())
+        );
+    })
+    .await;
+}
+
 /// A scripted hub on `127.0.0.1:0`: answers the first `subscribe` with `subscribed` and then
 /// sends `frames`, then reads until the client goes.
 async fn scripted_hub(frames: Vec<String>) -> String {
+    scripted_hub_replying(move |frame| {
+        if frame["type"] != "subscribe" {
+            return Vec::new();
+        }
+        let subscribed = json!({"type": "subscribed", "room": frame["room"],
+            "epoch": 1, "offset": 0, "recovered": true});
+        std::iter::once(subscribed.to_string())
+            .chain(frames.iter().cloned())
+            .collect()
+    })
+    .await
+}
+
+/// A scripted hub on `127.0.0.1:0` for one connection: every frame the client sends is
+/// answered with what `reply` returns for it, until the client goes.
+async fn scripted_hub_replying(
+    reply: impl Fn(&serde_json::Value) -> Vec<String> + Send + 'static,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -83,19 +123,45 @@ async fn scripted_hub(frames: Vec<String>) -> String {
         while let Some(Ok(msg)) = ws.next().await {
             let Message::Text(text) = msg else { continue };
             let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if frame["type"] == "subscribe" {
-                let subscribed = json!({"type": "subscribed", "room": frame["room"],
-                    "epoch": 1, "offset": 0, "recovered": true});
-                ws.send(Message::text(subscribed.to_string()))
-                    .await
-                    .unwrap();
-                for f in &frames {
-                    ws.send(Message::text(f.clone())).await.unwrap();
-                }
+            for f in reply(&frame) {
+                ws.send(Message::text(f)).await.unwrap();
             }
         }
     });
     url
+}
+
+#[tokio::test]
+async fn an_error_code_the_client_does_not_know_still_refuses_the_publish() {
+    guard(20, async {
+        let url = scripted_hub_replying(|frame| {
+            if frame["type"] != "publish" {
+                return Vec::new();
+            }
+            let refused = json!({"type": "error", "code": "quota_exceeded_v9",
+                "message": "over quota", "ref": frame["id"]});
+            vec![refused.to_string()]
+        })
+        .await;
+        let c = client(&url, 16);
+        let refused = c.publish("r", &"hi").await.unwrap_err();
+        match refused {
+            HubError::Refused {
+                code,
+                raw_code,
+                message,
+                ..
+            } => {
+                assert_eq!(code, ErrorCode::Unknown);
+                assert_eq!(raw_code, "quota_exceeded_v9");
+                assert_eq!(message, "over quota");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // The refusal freed its place: the session goes on answering.
+        assert!(c.publish("r", &"again").await.is_err());
+    })
+    .await;
 }
 
 /// Selects `resocket.v1` in the upgrade response, as the hub does.

@@ -72,3 +72,8 @@ pub use server::{ServerEvent, ServerStream, TestServer};
 pub use tls::TestPki;
 pub use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 pub use tokio_tungstenite::tungstenite::Message;
+
+/// The README's example (the crates.io page), compiled as a doctest so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{header, HeaderName, HeaderValue, Uri};
+use http::{header, HeaderName, HeaderValue};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_tungstenite::tungstenite::{
     client::IntoClientRequest,
@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::{
 
 use crate::{
     config::ClientConfig,
+    endpoints::{Endpoint, Endpoints, RequestContext},
     error::{CloseFrameError, ConfigError},
     extension::{Extension, Extensions},
     handshake::{ChannelFormat, Handshaker, NoHandshake},
@@ -23,7 +24,8 @@ use crate::{
     CloseFrame, Error, Message, SendError,
 };
 
-type RequestFactory = Arc<dyn Fn(u32) -> Result<http::Request<()>, Error> + Send + Sync>;
+type RequestFactory =
+    Arc<dyn Fn(RequestContext<'_>) -> Result<http::Request<()>, Error> + Send + Sync>;
 type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 
 /// A handle to a resilient WebSocket connection.
@@ -70,7 +72,28 @@ impl Client {
     /// Nothing is checked here; [`ClientBuilder::connect`] reports a bad URL as
     /// [`Error::Config`].
     pub fn builder<R: IntoClientRequest>(request: R) -> ClientBuilder {
-        ClientBuilder::new(request)
+        ClientBuilder::new(vec![request.into_client_request().map_err(Error::from_ws)])
+    }
+
+    /// Starts building a client with several endpoints, tried in order: after a failed attempt
+    /// or a dropped connection, the next attempt goes to the next endpoint (and round again).
+    /// The backoff stays one per client, so moving on does not reset it. A permanent failure
+    /// (HTTP 401/403/404, a bad certificate) skips its endpoint and is final only once every
+    /// endpoint has failed permanently since the client was last `Ready`.
+    ///
+    /// Nothing is checked here; [`ClientBuilder::connect`] reports a bad URL, or an empty list,
+    /// as [`Error::Config`]. See also [`ClientBuilder::endpoint`].
+    pub fn builder_with_endpoints<I>(endpoints: I) -> ClientBuilder
+    where
+        I: IntoIterator,
+        I::Item: IntoClientRequest,
+    {
+        ClientBuilder::new(
+            endpoints
+                .into_iter()
+                .map(|r| r.into_client_request().map_err(Error::from_ws))
+                .collect(),
+        )
     }
 
     /// Queues a Text or Binary message without waiting.
@@ -268,7 +291,7 @@ fn check_close(code: u16, reason: &str) -> Result<(), CloseFrameError> {
 /// Builds a [`Client`]; every setting is checked in [`ClientBuilder::connect`] or
 /// [`ClientBuilder::pair`], which return an error instead of panicking.
 pub struct ClientBuilder {
-    request: Result<Request, Error>,
+    endpoints: Vec<Result<Request, Error>>,
     factory: Option<RequestFactory>,
     headers: Vec<(String, String)>,
     subprotocols: Vec<String>,
@@ -290,9 +313,9 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    fn new<R: IntoClientRequest>(request: R) -> Self {
+    fn new(endpoints: Vec<Result<Request, Error>>) -> Self {
         ClientBuilder {
-            request: request.into_client_request().map_err(Error::from_ws),
+            endpoints,
             factory: None,
             headers: Vec::new(),
             subprotocols: Vec::new(),
@@ -330,11 +353,37 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the upgrade request anew for every attempt (1-based), for token refresh, signed
-    /// URLs or endpoint rotation. Headers and subprotocols set on the builder are added to it.
+    /// Adds a further endpoint, tried after those before it (see
+    /// [`Client::builder_with_endpoints`]); may be called several times.
+    pub fn endpoint<R: IntoClientRequest>(mut self, request: R) -> Self {
+        self.endpoints
+            .push(request.into_client_request().map_err(Error::from_ws));
+        self
+    }
+
+    /// Builds the upgrade request anew for every attempt, for token refresh or signed URLs.
+    /// The factory gets the attempt number and the endpoint the attempt goes to (start from
+    /// [`RequestContext::endpoint`] to keep the rotation); headers and subprotocols set on the
+    /// builder are added to what it returns.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), resocket::Error> {
+    /// let (client, messages) = resocket::Client::builder_with_endpoints([
+    ///     "wss://a.example.com/ws",
+    ///     "wss://b.example.com/ws",
+    /// ])
+    /// .request_factory(|ctx| {
+    ///     let mut request = ctx.endpoint.clone();
+    ///     let token = format!("Bearer fresh-token-{}", ctx.attempt);
+    ///     request.headers_mut().insert("authorization", token.parse().unwrap());
+    ///     Ok(request)
+    /// })
+    /// .connect()?;
+    /// # Ok(()) }
+    /// ```
     pub fn request_factory<F>(mut self, factory: F) -> Self
     where
-        F: Fn(u32) -> Result<http::Request<()>, Error> + Send + Sync + 'static,
+        F: Fn(RequestContext<'_>) -> Result<http::Request<()>, Error> + Send + Sync + 'static,
     {
         self.factory = Some(Arc::new(factory));
         self
@@ -385,8 +434,8 @@ impl ClientBuilder {
     /// [`Client::ready`] to wait for it). Messages sent before then wait in the queue.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad URL (`http://`, no host), a zero capacity, or a `wss://` URL
-    /// in a build without TLS.
+    /// [`Error::Config`] for a bad URL in any endpoint (`http://`, no host), an empty endpoint
+    /// list, a zero capacity, or a `wss://` URL in a build without TLS.
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
@@ -404,12 +453,20 @@ impl ClientBuilder {
     /// As [`ClientBuilder::connect`].
     pub fn pair(self) -> Result<(Client, Messages, Supervisor), Error> {
         self.config.validate()?;
-        let base = self.request?;
-        let target = Target::from_uri(base.uri())?;
+        if self.endpoints.is_empty() {
+            return Err(Error::Config(ConfigError::Missing("endpoints")));
+        }
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        let mut tls = false;
+        for request in self.endpoints {
+            let request = request?;
+            tls |= Target::from_uri(request.uri())?.tls;
+            endpoints.push(Endpoint::new(request));
+        }
         let headers = parse_headers(&self.headers)?;
-        let connector = Connector::build(&self.transport, target.tls || self.factory.is_some())
-            .or_else(|e| {
-                if target.tls {
+        let connector =
+            Connector::build(&self.transport, tls || self.factory.is_some()).or_else(|e| {
+                if tls {
                     Err(e)
                 } else {
                     Connector::build(&self.transport, false)
@@ -448,8 +505,6 @@ impl ClientBuilder {
         };
         let extensions = Extensions::new(self.extensions, client.queue.clone(), stats.clone());
         let link = Link {
-            url_for_logs: redact(base.uri()),
-            base,
             factory: self.factory,
             headers,
             subprotocols: self.subprotocols,
@@ -486,6 +541,7 @@ impl ClientBuilder {
                 pipes,
                 publish,
                 backoff,
+                endpoints: Endpoints::new(endpoints),
             },
         ))
     }
@@ -503,36 +559,18 @@ fn parse_headers(raw: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValu
         .collect()
 }
 
-/// The URL without credentials or query, for logs: tokens often travel in the query string.
-fn redact(uri: &Uri) -> String {
-    format!(
-        "{}://{}{}",
-        uri.scheme_str().unwrap_or("ws"),
-        uri.authority()
-            .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
-            .unwrap_or(""),
-        uri.path()
-    )
-}
-
 /// Everything the supervisor needs to (re)open the connection.
 pub(crate) struct Link {
     pub(crate) config: ClientConfig,
-    base: Request,
     factory: Option<RequestFactory>,
     headers: Vec<(HeaderName, HeaderValue)>,
     subprotocols: Vec<String>,
     pub(crate) connector: Connector,
     pub(crate) handshaker: Arc<dyn Handshaker>,
     classifier: Option<Classifier>,
-    url_for_logs: String,
 }
 
 impl Link {
-    pub(crate) fn url_for_logs(&self) -> &str {
-        &self.url_for_logs
-    }
-
     pub(crate) fn should_retry(&self, error: &Error) -> bool {
         match &self.classifier {
             Some(classify) => classify(error),
@@ -540,11 +578,21 @@ impl Link {
         }
     }
 
-    /// The upgrade request for one attempt, with a fresh `Sec-WebSocket-Key`.
-    pub(crate) fn request(&self, attempt: u32) -> Result<Request, Error> {
+    /// The upgrade request for one attempt on `endpoint` (at `index`), with a fresh
+    /// `Sec-WebSocket-Key`.
+    pub(crate) fn request(
+        &self,
+        attempt: u32,
+        index: usize,
+        endpoint: &Endpoint,
+    ) -> Result<Request, Error> {
         let mut request = match &self.factory {
             Some(factory) => {
-                let custom = factory(attempt)?;
+                let custom = factory(RequestContext {
+                    attempt,
+                    endpoint: &endpoint.request,
+                    index,
+                })?;
                 let mut fresh = custom
                     .uri()
                     .clone()
@@ -555,7 +603,7 @@ impl Link {
                 }
                 fresh
             }
-            None => self.base.clone(),
+            None => endpoint.request.clone(),
         };
         let headers = request.headers_mut();
         headers.insert(

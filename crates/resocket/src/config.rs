@@ -85,7 +85,8 @@ pub struct ClientConfig {
     /// Whether `close()` first writes the messages already queued. Default `true`.
     pub drain_on_close: bool,
     /// If the very first attempt fails, stop instead of retrying (later drops still reconnect).
-    /// Default `false`.
+    /// With several endpoints, the first attempt on each: the client stops once every endpoint
+    /// failed once. Default `false`.
     pub exit_on_first_failure: bool,
     /// Whether to connect again after a connection ends. Default `true`. With `false` (for
     /// one-shot clients, scripts and test agents) the first end of any kind ends the client:
@@ -93,7 +94,8 @@ pub struct ClientConfig {
     /// that error as the reason ([`Client::closed`](crate::Client::closed) returns it, not
     /// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted)), except a server Close with
     /// code 1000 (normal closure), which ends it cleanly: `closed()` returns `Ok`. The backoff
-    /// and the retry classifier are not consulted. Also
+    /// and the retry classifier are not consulted, and with several endpoints only the first
+    /// is tried. Also
     /// [`ClientBuilder::no_reconnect`](crate::ClientBuilder::no_reconnect).
     pub reconnect: bool,
     /// Delays between attempts. Default [`ExponentialBackoff::standard`]: 1 s to 60 s, doubling,

@@ -40,7 +40,8 @@
 //!   Only Text and Binary messages are queued; control and raw frames come back as
 //!   [`SendError::Unsupported`], and [`Client::close_with`] closes.
 //! - **Inbound**: a bounded stream ([`Messages`]) whose backpressure reaches the socket. A
-//!   server's Pings are answered with at most one owed Pong, so a Ping flood cannot grow memory.
+//!   server's Pings are answered, at most 16 Pongs between two flushes and then only the
+//!   latest, so a Ping flood cannot grow memory.
 //!
 //! # Features
 //! | feature | default | what it adds |
@@ -115,6 +116,7 @@ mod client;
 mod codec;
 mod config;
 mod connection;
+mod endpoints;
 pub mod error;
 pub mod extension;
 pub mod handshake;
@@ -130,6 +132,7 @@ pub mod hub;
 
 pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, QueuePolicy};
+pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
 pub use inbound::Messages;
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
@@ -161,7 +164,8 @@ pub mod prelude {
     };
 }
 
-/// The README's example, compiled as a doctest so it stays true.
-#[doc = include_str!("../../../README.md")]
+/// The crate README's example (the crates.io page), compiled as a doctest so it stays true. It
+/// is the crate's own README, inside the package, so the doctests also run from the package.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

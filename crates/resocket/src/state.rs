@@ -6,7 +6,10 @@
 //! batch and anyone can read without a lock.
 
 use std::{
-    sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed},
+    sync::{
+        atomic::{AtomicU64, AtomicU8, Ordering::Relaxed},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -74,9 +77,12 @@ impl ConnectionState {
 #[non_exhaustive]
 pub enum ConnectionEvent {
     /// A connection attempt started.
+    #[non_exhaustive]
     Connecting {
         /// Attempt number in the current retry cycle (from 1).
         attempt: u32,
+        /// The endpoint it goes to: its URL without credentials or query.
+        endpoint: Arc<str>,
     },
     /// The upgrade succeeded; the application handshake runs next.
     Handshaking,
@@ -141,6 +147,9 @@ pub struct Status {
     pub state: ConnectionState,
     /// The attempt number in the current retry cycle (0 before the first).
     pub attempt: u32,
+    /// The endpoint of the current or latest attempt (its URL without credentials or query),
+    /// `None` before the first.
+    pub endpoint: Option<Arc<str>>,
     /// Re-establishments: every `Ready` after the first.
     pub reconnects: u64,
     /// When the current connection became `Ready`.
@@ -158,6 +167,7 @@ impl Default for Status {
         Status {
             state: ConnectionState::Idle,
             attempt: 0,
+            endpoint: None,
             reconnects: 0,
             connected_at: None,
             last_error: None,
@@ -249,6 +259,9 @@ pub struct Snapshot {
     pub state: ConnectionState,
     /// The attempt number in the current retry cycle.
     pub attempt: u32,
+    /// The endpoint of the current or latest attempt (its URL without credentials or query),
+    /// `None` before the first: while `Ready`, the endpoint connected to.
+    pub endpoint: Option<Arc<str>>,
     /// Re-establishments so far.
     pub reconnects: u64,
     /// When the current connection became `Ready`.
@@ -273,6 +286,7 @@ impl Snapshot {
         Snapshot {
             state: status.state.clone(),
             attempt: status.attempt,
+            endpoint: status.endpoint.clone(),
             reconnects: status.reconnects,
             connected_at,
             uptime: connected_at.map(|t| t.elapsed()),

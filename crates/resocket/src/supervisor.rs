@@ -24,6 +24,7 @@ use crate::{
     codec::WsStream,
     config::{ClientConfig, QueuePolicy},
     connection::{normal_close, Connection, Exit},
+    endpoints::{Endpoint, Endpoints},
     extension::Extensions,
     handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
     inbound::InboundTx,
@@ -122,6 +123,8 @@ pub struct Supervisor {
     pub(crate) pipes: Pipes,
     pub(crate) publish: Publisher,
     pub(crate) backoff: Box<dyn Backoff>,
+    /// Where attempts go; it moves on after every failure.
+    pub(crate) endpoints: Endpoints,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -160,7 +163,8 @@ impl Supervisor {
         let mut ever_ready = false;
         loop {
             attempt += 1;
-            let span = tracing::info_span!("attempt", attempt, url = %self.link.url_for_logs());
+            let url = self.endpoints.current().1.name.clone();
+            let span = tracing::info_span!("attempt", attempt, url = %url);
             let outcome = self
                 .attempt(attempt, &mut ever_ready)
                 .instrument(span)
@@ -183,10 +187,14 @@ impl Supervisor {
                     Err(error)
                 };
             }
-            if !self.link.should_retry(&error) {
+            let permanent = !self.link.should_retry(&error);
+            if !self.endpoints.failed(permanent) {
                 return Err(error);
             }
-            if !ever_ready && attempt == 1 && self.link.config.exit_on_first_failure {
+            // With several endpoints "the first attempt" is the first round, one on each: a
+            // start-up check asks whether the service answers, not one node of it.
+            let first_round_failed = attempt as usize >= self.endpoints.len();
+            if !ever_ready && first_round_failed && self.link.config.exit_on_first_failure {
                 return Err(error);
             }
             let Some(mut delay) = self.backoff.next_delay() else {
@@ -230,17 +238,26 @@ impl Supervisor {
 
     /// One attempt: connect, handshake, run until the connection ends.
     async fn attempt(&mut self, attempt: u32, ever_ready: &mut bool) -> Attempt {
+        let (index, endpoint) = self.endpoints.current();
+        let name = endpoint.name.clone();
         self.publish
             .state(ConnectionState::Connecting { attempt }, |s| {
-                s.attempt = attempt
+                s.attempt = attempt;
+                s.endpoint = Some(name.clone());
             });
-        self.publish.event(ConnectionEvent::Connecting { attempt });
+        self.publish.event(ConnectionEvent::Connecting {
+            attempt,
+            endpoint: name,
+        });
 
         let connect_timeout = self.link.config.connect_timeout;
         // Boxed, like the handshake below: these futures are large and live only until
         // `Ready`, and inline they would size the task for its whole life (measured: the
         // task's future went from 24 KiB to a few KiB per client).
-        let connect = tokio::time::timeout(connect_timeout, Box::pin(self.link.open(attempt)));
+        let connect = tokio::time::timeout(
+            connect_timeout,
+            Box::pin(self.link.open(attempt, index, endpoint)),
+        );
         let (mut ws, response) =
             match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
                 None => return Attempt::Closed,
@@ -305,6 +322,7 @@ impl Supervisor {
         }
         let reconnect = *ever_ready;
         *ever_ready = true;
+        self.endpoints.connected();
         let ready_at = Instant::now();
         self.publish.state(ConnectionState::Ready, |s| {
             s.connected_at = Some(ready_at.into_std());
@@ -512,8 +530,10 @@ impl Link {
     async fn open(
         &self,
         attempt: u32,
+        index: usize,
+        endpoint: &Endpoint,
     ) -> Result<(WsStream<Socket>, crate::handshake::Response), Error> {
-        let request: Request = self.request(attempt)?;
+        let request: Request = self.request(attempt, index, endpoint)?;
         let target = Target::from_uri(request.uri())?;
         let mut socket = self.connector.connect(&target, &self.config).await?;
         let mut fence = HeadFence::new(&mut socket);

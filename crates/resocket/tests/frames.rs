@@ -292,3 +292,28 @@ async fn a_burst_before_the_servers_close_is_delivered_after_the_reconnect() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_before_a_final_close_is_delivered_before_the_stream_ends() {
+    within(60, "message before a policy close", async {
+        // A server that says why, then closes with 1008 (not retried): the reason must reach
+        // the application even when both arrive in one packet and the client ends at once.
+        for round in 0..50 {
+            let (url, _frames) = raw_server(true, |_| {
+                let mut script = frame(true, 0x1, br#"{"type":"error","code":"revoked"}"#);
+                script.extend(frame(true, 0x8, &[0x03, 0xF0, b'n', b'o']));
+                script
+            })
+            .await;
+            let (client, mut messages) = Client::builder(url).connect().unwrap();
+            assert_eq!(
+                messages.recv().await,
+                Some(Message::text(r#"{"type":"error","code":"revoked"}"#)),
+                "round {round}"
+            );
+            assert_eq!(messages.recv().await, None, "round {round}");
+            assert!(client.closed().await.is_err(), "1008 ends the client");
+        }
+    })
+    .await;
+}

@@ -21,7 +21,8 @@ fn rss() -> usize {
 }
 
 /// A server that floods Pings and never reads: every Ping asks for a Pong that cannot be
-/// written. The client owes only the latest Pong, so its memory must not follow the flood.
+/// written. The client owes a bounded burst of Pongs and then only the latest, so its memory
+/// must not follow the flood.
 #[tokio::test]
 async fn ping_flood_keeps_memory_bounded() {
     const FLOOD: usize = 400 << 20;

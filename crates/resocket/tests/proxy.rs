@@ -411,7 +411,7 @@ async fn unreachable_proxy_is_typed_and_retried() {
         );
         assert!(error.is_retryable());
         support::wait_event(&mut events, |e| {
-            matches!(e, ConnectionEvent::Connecting { attempt: 2 })
+            matches!(e, ConnectionEvent::Connecting { attempt: 2, .. })
         })
         .await;
     })

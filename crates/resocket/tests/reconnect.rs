@@ -170,10 +170,10 @@ async fn request_factory_runs_per_attempt() {
         let url = server.url();
         let (client, _messages) = Client::builder(url.clone())
             .backoff(resocket::retry::FixedDelay::new(Duration::from_millis(10)))
-            .request_factory(move |attempt| {
+            .request_factory(move |ctx| {
                 Ok(http::Request::builder()
                     .uri(&url)
-                    .header("x-attempt", attempt.to_string())
+                    .header("x-attempt", ctx.attempt.to_string())
                     .body(())
                     .unwrap())
             })

@@ -1,8 +1,11 @@
 //! Running the `resocket` binary the way a script does.
 
-use std::process::Stdio;
+use std::{ffi::OsStr, process::Stdio};
 
-use tokio::process::Command;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
 
 /// The `resocket` binary, with no colour, no backtraces, and killed when the handle drops.
 pub fn resocket() -> Command {
@@ -27,4 +30,38 @@ pub async fn output(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// Starts `resocket serve --listen 127.0.0.1:0 ARGS` with `env` and no other `RESOCKET_*`
+/// variable; returns it and the port its banner names.
+pub async fn serve_on_free_port<A: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = A>,
+    env: &[(&str, &str)],
+) -> (Child, u16) {
+    let mut command = resocket();
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RESOCKET_")) {
+        command.env_remove(name);
+    }
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run the resocket binary");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let banner = BufReader::new(stderr)
+        .lines()
+        .next_line()
+        .await
+        .expect("read the banner")
+        .expect("a banner");
+    let port: u16 = banner
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {banner:?}"));
+    (child, port)
 }

@@ -4,12 +4,15 @@
 #[allow(dead_code)]
 mod binary;
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use resocket_hub::Hub;
 
 #[allow(unused_imports)]
-pub use binary::{output, resocket};
+pub use binary::{output, resocket, serve_on_free_port};
 
 /// Serves `hub` on 127.0.0.1:0 in the background until the test ends; returns its address.
 #[allow(dead_code)]
@@ -25,4 +28,37 @@ pub async fn serve(hub: Hub) -> SocketAddr {
             .await
     });
     addr
+}
+
+/// A fresh folder under the system's temporary folder, removed when dropped.
+#[allow(dead_code)]
+pub struct TempDir(PathBuf);
+
+#[allow(dead_code)]
+impl TempDir {
+    /// Makes `<tmp>/resocket-cli-<name>-<pid>`, empty.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("resocket-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary folder");
+        TempDir(dir)
+    }
+
+    /// Writes `contents` to the file `name` in the folder; returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write a temporary file");
+        path
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

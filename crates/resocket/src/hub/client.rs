@@ -110,10 +110,13 @@ pub struct Gap {
 #[non_exhaustive]
 pub enum HubError {
     /// The hub refused the operation with an `error` frame.
-    #[error("hub refused: {code:?}: {message}")]
+    #[error("hub refused: {raw_code}: {message}")]
     Refused {
-        /// The error code.
+        /// The error code; [`ErrorCode::Unknown`] for a code this client does not know (or
+        /// none), whose name is then in `raw_code`.
         code: ErrorCode,
+        /// The code exactly as the hub sent it (empty when it sent none).
+        raw_code: String,
         /// The hub's explanation.
         message: String,
     },
@@ -357,8 +360,25 @@ fn is_token_expired(error: &Error) -> bool {
 impl HubClient {
     /// Starts building a hub client for `url` (for example `ws://127.0.0.1:8080/ws`).
     pub fn builder(url: &str) -> HubClientBuilder {
+        Self::with_builder(Client::builder(url))
+    }
+
+    /// Starts building a hub client for several hub nodes, tried in turn: after a failed
+    /// attempt or a dropped connection the next node is used, and the client recovers its
+    /// rooms there (see [`Client::builder_with_endpoints`]). [`HubClientBuilder::connect`]
+    /// reports a bad URL, or an empty list.
+    pub fn builder_with_endpoints<I>(urls: I) -> HubClientBuilder
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        Self::with_builder(Client::builder_with_endpoints(urls))
+    }
+
+    fn with_builder(builder: ClientBuilder) -> HubClientBuilder {
         HubClientBuilder {
-            builder: Client::builder(url),
+            builder,
             token: None,
             tokens: None,
             refresh_margin: DEFAULT_REFRESH_MARGIN,

@@ -10,8 +10,6 @@ use std::borrow::Cow;
 use serde::de::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::protocol::ErrorCode;
-
 /// `data` that may be any JSON value, `null` included (an `Option` would read `null` as absent).
 #[derive(Debug, Default)]
 pub(super) struct Data<'a>(pub(super) Option<&'a RawValue>);
@@ -39,8 +37,9 @@ pub(super) struct Envelope<'a> {
     pub(super) first: Option<u64>,
     #[serde(borrow, default)]
     pub(super) id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(super) code: Option<ErrorCode>,
+    /// Kept as sent: a code this client does not know must not make the frame unreadable.
+    #[serde(borrow, default)]
+    pub(super) code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(super) message: Option<Cow<'a, str>>,
     #[serde(rename = "ref", borrow, default)]

@@ -121,6 +121,10 @@ pub enum ServerFrame<D = serde_json::Value> {
 }
 
 /// The `code` of an `error` frame.
+///
+/// New codes may be added to the protocol: a code this client does not know reads as
+/// [`ErrorCode::Unknown`] (the frame still parses, so the publish or subscribe it refers to is
+/// still answered), and [`HubError::Refused`](super::HubError::Refused) keeps the code as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -165,9 +169,45 @@ pub enum ErrorCode {
     /// The hub's storage (Redis) cannot be reached: the publish or subscribe did not happen,
     /// or its outcome is unknown. Retry with the same message id; it is applied once.
     Unavailable,
+    /// A code this client does not know, from a newer hub. Serialized as `"unknown"`; the hub
+    /// never sends it.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
+    /// Every code this client knows, that is all but [`ErrorCode::Unknown`].
+    const KNOWN: [ErrorCode; 19] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidUtf8,
+        ErrorCode::UnknownType,
+        ErrorCode::MissingField,
+        ErrorCode::InvalidField,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::AlreadyAuthenticated,
+        ErrorCode::NotSubscribed,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::TooManyRooms,
+        ErrorCode::Revoked,
+        ErrorCode::RoomQuota,
+        ErrorCode::TokenExpired,
+        ErrorCode::TooBig,
+        ErrorCode::RateLimited,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code for its wire name; [`ErrorCode::Unknown`] for a name this client does not know.
+    pub fn from_wire(code: &str) -> ErrorCode {
+        // Error frames are rare: a scan beats keeping a second table in step with `as_str`.
+        Self::KNOWN
+            .into_iter()
+            .find(|known| known.as_str() == code)
+            .unwrap_or(ErrorCode::Unknown)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -190,6 +230,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }
@@ -258,6 +299,34 @@ mod tests {
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(s, r#"{"type":"refreshed","exp":17}"#);
         assert_eq!(serde_json::from_str::<ServerFrame>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn every_known_code_reads_back_from_its_wire_name() {
+        for code in ErrorCode::KNOWN {
+            let wire = format!("\"{}\"", code.as_str());
+            assert_eq!(serde_json::to_string(&code).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<ErrorCode>(&wire).unwrap(), code);
+            assert_eq!(ErrorCode::from_wire(code.as_str()), code);
+        }
+    }
+
+    #[test]
+    fn an_error_frame_with_an_unknown_code_still_parses() {
+        let text = r#"{"type":"error","code":"quota_exceeded_v9","message":"no","ref":"p-1"}"#;
+        let frame: ServerFrame = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            frame,
+            ServerFrame::Error {
+                code: ErrorCode::Unknown,
+                message: "no".into(),
+                reference: Some("p-1".into()),
+            }
+        );
+        assert_eq!(
+            ErrorCode::from_wire("quota_exceeded_v9"),
+            ErrorCode::Unknown
+        );
     }
 
     #[test]

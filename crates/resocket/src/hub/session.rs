@@ -379,9 +379,9 @@ impl Session {
                 }
             }
             ("error", _, _, _) => {
-                let code = frame.code.unwrap_or(ErrorCode::InvalidField);
+                let raw_code = frame.code.map(Cow::into_owned).unwrap_or_default();
                 let message = frame.message.map(Cow::into_owned).unwrap_or_default();
-                self.error(code, message, frame.reference.as_deref());
+                self.error(raw_code, message, frame.reference.as_deref());
             }
             ("refreshed", ..) => tracing::debug!(exp = ?frame.exp, "token refreshed"),
             ("message" | "subscribed" | "ack", ..) => {
@@ -518,20 +518,31 @@ impl Session {
         }
     }
 
-    fn error(&mut self, code: ErrorCode, message: String, reference: Option<&str>) {
+    /// An `error` frame, with its code as sent: one this client does not know still refuses
+    /// what `reference` names.
+    fn error(&mut self, raw_code: String, message: String, reference: Option<&str>) {
+        let code = ErrorCode::from_wire(&raw_code);
         let Some(reference) = reference else {
-            tracing::warn!(?code, %message, "hub error");
+            tracing::warn!(code = %raw_code, %message, "hub error");
             return;
         };
         if let Some((ack, _permit)) = self.acks.remove(reference) {
             self.pending.retain(|(id, _)| id != reference);
-            let _ = ack.send(Err(HubError::Refused { code, message }));
+            let _ = ack.send(Err(HubError::Refused {
+                code,
+                raw_code,
+                message,
+            }));
         } else if code == ErrorCode::NotSubscribed {
             // An unsubscribe that crossed the end of the subscription; nothing to undo.
         } else if let Some(mut room) = self.rooms.remove(reference) {
-            tracing::warn!(room = %reference, ?code, %message, "subscription refused");
+            tracing::warn!(room = %reference, code = %raw_code, %message, "subscription refused");
             if let Some(confirmed) = room.confirmed.take() {
-                let _ = confirmed.send(Err(HubError::Refused { code, message }));
+                let _ = confirmed.send(Err(HubError::Refused {
+                    code,
+                    raw_code,
+                    message,
+                }));
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::unbracket;
+use crate::transport::unbracket;
 
 /// The variables that name the proxy for `ws://` targets, in order of precedence: the
 /// lower-case form first, as curl and most tools read it.

@@ -1,5 +1,5 @@
-//! The read half of the frame codec: server frames parsed in place, data messages sliced out of
-//! the read buffer without a copy.
+//! The read half of the frame codec: frames parsed in place (unmasked in place in the server
+//! role), data messages sliced out of the read buffer without a copy.
 //!
 //! The socket is read straight into a `BytesMut`. Frames are parsed where they lie, and a batch
 //! of complete data messages is handed out by [`FrameReader::seal`]: one `split_to().freeze()`
@@ -19,10 +19,13 @@
 //! (`read_buffer_size`, 128 KiB by default) when a read fills it, and goes back to 4 KiB (and
 //! lets the buffers kept aside go) after a run of small reads. An idle connection holds 4 KiB.
 //!
-//! Everything RFC 6455 asks of a client reading is checked here: reserved bits, masked server
-//! frames, unknown opcodes, fragmented or oversized control frames, continuation order, frame and
-//! message size limits, and UTF-8 of Text payloads and Close reasons. Errors are tungstenite's
-//! own types, so the error mapping is the same as with tungstenite's reader.
+//! Everything RFC 6455 asks of an endpoint reading is checked here: reserved bits, masking as the
+//! role requires, unknown opcodes, fragmented or oversized control frames, continuation order,
+//! the 64-bit length's top bit, frame and message size limits, and UTF-8 of Text payloads and
+//! Close reasons. A Text message's UTF-8 is checked as its bytes arrive, fragment by fragment
+//! and within a frame not yet complete (`utf8.rs`), so a bad byte fails the connection at once.
+//! Errors are tungstenite's own types, so the error mapping is the same as with tungstenite's
+//! reader.
 
 use std::{
     collections::VecDeque,
@@ -31,8 +34,10 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncRead;
-use tokio_tungstenite::tungstenite::{
+
+use super::{mask::apply_mask, utf8::Utf8Check, Role};
+use tokio::io::{AsyncRead, ReadBuf};
+use tungstenite::{
     error::{CapacityError, ProtocolError},
     protocol::{frame::coding::Data, CloseFrame},
     Error as WsError, Message, Utf8Bytes,
@@ -62,9 +67,11 @@ mod opcode {
     pub(super) const PONG: u8 = 0xA;
 }
 
-/// The reader's limits, from `ClientConfig`.
+/// The reader's role and limits, from [`Config`](super::Config).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadLimits {
+    /// Decides which masking is required.
+    pub(crate) role: Role,
     pub(crate) max_frame: Option<usize>,
     pub(crate) max_message: Option<usize>,
     /// The buffer size during a burst.
@@ -95,8 +102,20 @@ pub(crate) enum Step {
 struct Frame {
     fin: bool,
     opcode: u8,
+    /// The masking key of a client's frame.
+    mask: Option<[u8; 4]>,
     start: usize,
     end: usize,
+}
+
+/// The part of a text frame that was unmasked and checked while the rest had not arrived. It
+/// belongs to the frame at `pos`; only text frames ever set it, so binary ones pay nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Ahead {
+    /// Payload bytes unmasked and fed to `utf8`.
+    done: usize,
+    /// The UTF-8 check of the message up to `done` (meaningful when `done > 0`).
+    utf8: Utf8Check,
 }
 
 /// A data message parsed in place whose payload is not yet sliced out of the buffer.
@@ -114,6 +133,8 @@ struct Placed {
 struct Partial {
     data: Vec<u8>,
     text: bool,
+    /// The UTF-8 check of `data` (text only).
+    utf8: Utf8Check,
 }
 
 /// Reads frames from the socket and turns them into messages.
@@ -128,6 +149,8 @@ pub(crate) struct FrameReader {
     /// Whether `buf` was allocated at the buffer size (not for one larger frame).
     standard: bool,
     partial: Option<Partial>,
+    /// The incomplete frame at `pos`, as far as it was checked.
+    ahead: Ahead,
     eof: bool,
     /// The capacity the next allocation asks for.
     size: usize,
@@ -148,6 +171,7 @@ impl FrameReader {
             retired: VecDeque::new(),
             standard: already_read.len() <= MIN_BUFFER,
             partial: None,
+            ahead: Ahead::default(),
             eof: false,
             size: MIN_BUFFER,
             small_reads: 0,
@@ -182,12 +206,25 @@ impl FrameReader {
                     return Poll::Ready(Err(ProtocolError::ExpectedFragment(data).into()));
                 }
                 self.check_message_size(len)?;
+                let ahead = if text {
+                    std::mem::take(&mut self.ahead)
+                } else {
+                    Ahead::default()
+                };
                 if !frame.fin {
                     let data = self.buf[frame.start..frame.end].to_vec();
-                    self.partial = Some(Partial { data, text });
+                    let mut utf8 = ahead.utf8;
+                    if text {
+                        utf8.feed(&data[ahead.done..])?;
+                    }
+                    self.partial = Some(Partial { data, text, utf8 });
                     return Poll::Ready(Ok(Step::Data(0)));
                 } else {
-                    if text {
+                    if ahead.done > 0 {
+                        let mut utf8 = ahead.utf8;
+                        utf8.feed(&self.buf[frame.start + ahead.done..frame.end])?;
+                        utf8.finish()?;
+                    } else if text {
                         check_utf8(&self.buf[frame.start..frame.end])?;
                     }
                     self.placed.push(Placed {
@@ -215,13 +252,26 @@ impl FrameReader {
                         return Poll::Ready(Err(too_long(total, max)));
                     }
                 }
+                // A text message fails on the fragment that breaks its UTF-8, not at its end
+                // (RFC 6455, 8.1): the peer may never send the end.
+                if partial.text {
+                    let ahead = std::mem::take(&mut self.ahead);
+                    if ahead.done > 0 {
+                        partial.utf8 = ahead.utf8;
+                    }
+                    let rest = &self.buf[frame.start + ahead.done..frame.end];
+                    partial.utf8.feed(rest)?;
+                    if frame.fin {
+                        partial.utf8.finish()?;
+                    }
+                }
                 partial
                     .data
                     .extend_from_slice(&self.buf[frame.start..frame.end]);
                 if !frame.fin {
                     return Poll::Ready(Ok(Step::Data(0)));
                 }
-                let Partial { data, text } = self.partial.take().expect("checked above");
+                let Partial { data, text, .. } = self.partial.take().expect("checked above");
                 let data = Bytes::from(data);
                 batch.push(if text {
                     Message::Text(
@@ -254,7 +304,27 @@ impl FrameReader {
         }
     }
 
+    /// Reads and drops everything up to the end of the stream: what comes after the peer's
+    /// Close. Frames already placed in a batch stay, for [`FrameReader::seal`]; the unparsed
+    /// rest of the buffer, and a message left unfinished, are dropped. `Ok` at the end.
+    pub(crate) fn poll_discard<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.partial = None;
+        self.buf.truncate(self.pos);
+        let mut scratch = [0u8; 2048];
+        while !self.eof {
+            let mut read = ReadBuf::new(&mut scratch);
+            ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+            self.eof = read.filled().is_empty();
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Slices every placed message out of the buffer. Call before `batch` leaves the reader.
+    #[inline]
     pub(crate) fn seal(&mut self, batch: &mut [Message]) {
         let (Some(first), Some(last)) = (self.placed.first(), self.placed.last()) else {
             return;
@@ -290,22 +360,33 @@ impl FrameReader {
     ) -> Poll<Result<Option<Frame>, WsError>> {
         loop {
             let unparsed = &self.buf[self.pos..];
-            let need = match parse_header(unparsed, self.limits.max_frame)? {
+            let need = match parse_header(unparsed, &self.limits)? {
                 Some((frame, total)) if total <= unparsed.len() => {
-                    let start = self.pos;
-                    self.pos += total;
-                    return Poll::Ready(Ok(Some(Frame {
-                        start: start + frame.start,
-                        end: start + frame.end,
+                    let frame = Frame {
+                        start: self.pos + frame.start,
+                        end: self.pos + frame.end,
                         ..frame
-                    })));
+                    };
+                    self.pos += total;
+                    // Unmasked where it lies: the payload is then sliced out like a server's.
+                    if let Some(key) = frame.mask {
+                        let done = self.ahead.done;
+                        apply_mask(
+                            &mut self.buf[frame.start + done..frame.end],
+                            key_at(key, done),
+                        );
+                    }
+                    return Poll::Ready(Ok(Some(frame)));
                 }
-                Some((_, total)) => total,
+                Some((frame, total)) => {
+                    self.check_ahead(&frame)?;
+                    total
+                }
                 // At most 14 header bytes: one more is always worth asking for.
                 None => unparsed.len() + 1,
             };
             if self.eof {
-                return Poll::Ready(if unparsed.is_empty() {
+                return Poll::Ready(if self.pos == self.buf.len() {
                     Ok(None)
                 } else {
                     Err(ProtocolError::ResetWithoutClosingHandshake.into())
@@ -323,6 +404,34 @@ impl FrameReader {
                 self.eof = true;
             }
         }
+    }
+
+    /// Unmasks and checks the UTF-8 of what has arrived of an incomplete text frame (`frame`'s
+    /// offsets relative to `pos`), so that a bad byte fails the connection when it arrives, not
+    /// once the frame is complete: a peer may send a large frame slowly, or never finish it.
+    fn check_ahead(&mut self, frame: &Frame) -> Result<(), WsError> {
+        let utf8 = match (frame.opcode, &self.partial) {
+            (opcode::TEXT, None) => Utf8Check::default(),
+            (opcode::CONTINUATION, Some(partial)) if partial.text => partial.utf8,
+            // Not text, or a protocol error that the complete frame reports.
+            _ => return Ok(()),
+        };
+        let start = self.pos + frame.start;
+        let here = (self.buf.len() - start.min(self.buf.len())).min(frame.end - frame.start);
+        let done = self.ahead.done;
+        if here <= done {
+            return Ok(());
+        }
+        if done == 0 {
+            self.ahead.utf8 = utf8;
+        }
+        let new = &mut self.buf[start + done..start + here];
+        if let Some(key) = frame.mask {
+            apply_mask(new, key_at(key, done));
+        }
+        self.ahead.utf8.feed(new)?;
+        self.ahead.done = here;
+        Ok(())
     }
 
     /// Makes room for `need` unparsed bytes and a worthwhile read after them.
@@ -400,6 +509,7 @@ impl FrameReader {
         }
     }
 
+    #[inline]
     fn check_message_size(&self, len: usize) -> Result<(), WsError> {
         match self.limits.max_message {
             Some(max) if len > max => Err(too_long(len, max)),
@@ -412,6 +522,13 @@ fn too_long(size: usize, max_size: usize) -> WsError {
     WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
 }
 
+/// The masking key as it applies from payload byte `offset` on.
+fn key_at(mut key: [u8; 4], offset: usize) -> [u8; 4] {
+    key.rotate_left(offset % 4);
+    key
+}
+
+#[inline]
 fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
     std::str::from_utf8(bytes)
         .map(drop)
@@ -420,7 +537,8 @@ fn check_utf8(bytes: &[u8]) -> Result<(), WsError> {
 
 /// Parses a frame header at the start of `buf`. Returns the frame (payload offsets relative to
 /// `buf`) and its total length, or `None` when the header is not complete yet.
-fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, usize)>, WsError> {
+#[inline]
+fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)>, WsError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
@@ -428,9 +546,13 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
     if b0 & 0x70 != 0 {
         return Err(ProtocolError::NonZeroReservedBits.into());
     }
-    // A client MUST close a connection if it detects a masked frame (RFC 6455, 5.1).
-    if b1 & 0x80 != 0 {
-        return Err(ProtocolError::MaskedFrameFromServer.into());
+    let masked = b1 & 0x80 != 0;
+    match limits.role {
+        // A client MUST close a connection if it detects a masked frame (RFC 6455, 5.1).
+        Role::Client if masked => return Err(ProtocolError::MaskedFrameFromServer.into()),
+        // A server MUST close the connection upon receiving an unmasked frame (RFC 6455, 5.1).
+        Role::Server if !masked => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
+        _ => {}
     }
     let (len, header) = match b1 & 0x7F {
         126 => match buf.get(2..4) {
@@ -438,6 +560,12 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
+            // The most significant bit MUST be 0 (RFC 6455, 5.2). tungstenite has no variant
+            // for a bad length, and this one says which part of the frame header is wrong.
+            Some(ext) if ext[0] & 0x80 != 0 => {
+                let name = tungstenite::http::HeaderName::from_static("payload-length");
+                return Err(ProtocolError::InvalidHeader(Box::new(name)).into());
+            }
             Some(ext) => {
                 let mut be = [0u8; 8];
                 be.copy_from_slice(ext);
@@ -447,7 +575,15 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
         },
         short => (u64::from(short), 2),
     };
-    let max = max_frame.unwrap_or(usize::MAX);
+    let (mask, header) = if masked {
+        match buf.get(header..header + 4) {
+            Some(key) => (Some([key[0], key[1], key[2], key[3]]), header + 4),
+            None => return Ok(None),
+        }
+    } else {
+        (None, header)
+    };
+    let max = limits.max_frame.unwrap_or(usize::MAX);
     let len = match usize::try_from(len) {
         Ok(len) if len <= max && len <= usize::MAX - header => len,
         _ => return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX), max)),
@@ -455,6 +591,7 @@ fn parse_header(buf: &[u8], max_frame: Option<usize>) -> Result<Option<(Frame, u
     let frame = Frame {
         fin: b0 & 0x80 != 0,
         opcode: b0 & 0x0F,
+        mask,
         start: header,
         end: header + len,
     };
@@ -482,16 +619,30 @@ mod tests {
     use super::*;
 
     const LIMITS: ReadLimits = ReadLimits {
+        role: Role::Client,
         max_frame: Some(1 << 20),
         max_message: Some(2 << 20),
         burst_buffer: 64 << 10,
     };
 
+    const SERVER: ReadLimits = ReadLimits {
+        role: Role::Server,
+        ..LIMITS
+    };
+
     /// Reads everything `wire` holds, fed `chunk` bytes per read; returns the messages, the
     /// control frames and how it ended.
     fn read_all(wire: &[u8], chunk: usize) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
+        read_all_as(LIMITS, wire, chunk)
+    }
+
+    fn read_all_as(
+        limits: ReadLimits,
+        wire: &[u8],
+        chunk: usize,
+    ) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
         let mut io = tokio_test_io(wire, chunk);
-        let mut reader = FrameReader::new(LIMITS, &[]);
+        let mut reader = FrameReader::new(limits, &[]);
         let mut messages = Vec::new();
         let mut controls = Vec::new();
         let waker = futures_util::task::noop_waker();
@@ -573,6 +724,55 @@ mod tests {
         }
     }
 
+    /// What a client writes, masked, for a server to read.
+    fn client_wire(messages: &[Message]) -> Vec<u8> {
+        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20);
+        for msg in messages {
+            writer.encode(msg);
+        }
+        writer.written_for_test().to_vec()
+    }
+
+    #[test]
+    fn server_role_unmasks_client_frames_in_place_at_any_read_size() {
+        let sent: Vec<Message> = [0usize, 1, 7, 125, 126, 65_536, 100_003]
+            .iter()
+            .map(|&size| Message::binary((0..size).map(|b| (b * 31) as u8).collect::<Vec<_>>()))
+            .chain([
+                Message::text("héllo"),
+                Message::text("é€𝄞".repeat(50)),
+                Message::Ping("p".into()),
+            ])
+            .collect();
+        let wire = client_wire(&sent);
+        for chunk in [1, 13, 4096, 1 << 20] {
+            let (messages, controls, end) = read_all_as(SERVER, &wire, chunk);
+            end.unwrap();
+            assert_eq!(messages, sent[..sent.len() - 1], "chunk {chunk}");
+            assert!(matches!(&controls[..], [Control::Ping(p)] if p == &b"p"[..]));
+        }
+    }
+
+    #[test]
+    fn server_role_refuses_unmasked_frames_and_client_role_masked_ones() {
+        let (_, _, end) = read_all_as(SERVER, &frame(true, opcode::TEXT, b"plain"), 64);
+        assert!(
+            matches!(
+                end,
+                Err(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient))
+            ),
+            "{end:?}"
+        );
+        let (_, _, end) = read_all(&client_wire(&[Message::text("masked")]), 64);
+        assert!(
+            matches!(
+                end,
+                Err(WsError::Protocol(ProtocolError::MaskedFrameFromServer))
+            ),
+            "{end:?}"
+        );
+    }
+
     #[test]
     fn fragments_are_assembled_and_control_frames_may_come_between_them() {
         let mut wire = frame(false, opcode::TEXT, b"hel");
@@ -647,6 +847,85 @@ mod tests {
             read_all(&long, 1 << 16).2,
             Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))
         ));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_fragment_fails_before_the_message_ends() {
+        // The message never ends: only the bad fragment can fail it.
+        let mut wire = frame(false, opcode::TEXT, b"good ");
+        wire.extend(frame(false, opcode::CONTINUATION, &[b'x', 0xFF, b'y']));
+        wire.extend(frame(false, opcode::CONTINUATION, b"more"));
+        let (messages, _, end) = read_all(&wire, 64);
+        assert!(messages.is_empty());
+        assert!(matches!(end, Err(WsError::Utf8(_))), "{end:?}");
+        let (_, _, end) = read_all(&frame(false, opcode::TEXT, &[0xC0, 0x80]), 64);
+        assert!(
+            matches!(end, Err(WsError::Utf8(_))),
+            "a bad first fragment: {end:?}"
+        );
+    }
+
+    /// Autobahn 6.4.3 and 6.4.4: the frame never completes, so only its first bytes can fail it.
+    #[test]
+    fn invalid_utf8_in_a_text_frame_fails_before_the_frame_is_complete() {
+        let mut payload = b"ok \xF4\x90\x80\x80".to_vec();
+        payload.resize(100, b'x');
+        let cut = |wire: Vec<u8>| wire[..wire.len() - 92].to_vec();
+        let client = cut(frame(true, opcode::TEXT, &payload));
+        let mut server = client_wire(&[Message::binary(payload.clone())]);
+        server[0] = 0x80 | opcode::TEXT;
+        let server = cut(server);
+        for chunk in [1, 4, 64] {
+            for (limits, wire) in [(LIMITS, &client), (SERVER, &server)] {
+                let (_, _, end) = read_all_as(limits, wire, chunk);
+                assert!(
+                    matches!(&end, Err(WsError::Utf8(e)) if e.contains("index 3")),
+                    "{:?}, chunk {chunk}: {end:?}",
+                    limits.role
+                );
+            }
+        }
+        // The same within a fragmented message, across the fragment boundary.
+        let mut wire = frame(false, opcode::TEXT, b"ok \xF4");
+        wire.extend(cut(frame(true, opcode::CONTINUATION, &payload[4..])));
+        let (_, _, end) = read_all(&wire, 64);
+        assert!(matches!(end, Err(WsError::Utf8(_))), "{end:?}");
+    }
+
+    #[test]
+    fn a_code_point_split_across_fragments_is_valid() {
+        let euro = "€".as_bytes();
+        let mut wire = frame(false, opcode::TEXT, &[b'a', euro[0]]);
+        wire.extend(frame(false, opcode::CONTINUATION, &euro[1..2]));
+        wire.extend(frame(true, opcode::CONTINUATION, &[euro[2], b'b']));
+        for chunk in [1, 64] {
+            let (messages, _, end) = read_all(&wire, chunk);
+            end.unwrap();
+            assert_eq!(messages, vec![Message::text("a€b")]);
+        }
+        // Cut at the end of the message, it is invalid.
+        let mut cut = frame(false, opcode::TEXT, &[b'a', euro[0]]);
+        cut.extend(frame(true, opcode::CONTINUATION, &euro[1..2]));
+        assert!(matches!(read_all(&cut, 64).2, Err(WsError::Utf8(_))));
+    }
+
+    #[test]
+    fn a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() {
+        let mut wire = vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 5];
+        wire.extend_from_slice(b"hello");
+        let unlimited = ReadLimits {
+            max_frame: None,
+            max_message: None,
+            ..LIMITS
+        };
+        for limits in [LIMITS, unlimited] {
+            let (messages, _, end) = read_all_as(limits, &wire, 64);
+            assert!(messages.is_empty());
+            assert!(
+                matches!(end, Err(WsError::Protocol(ProtocolError::InvalidHeader(_)))),
+                "{end:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The write half of the frame codec: client frames, masked, coalesced into one buffer that
-//! goes out in as few `write` calls as the socket allows.
+//! The write half of the frame codec: frames (masked in the client role) coalesced into one
+//! buffer that goes out in as few `write` calls as the socket allows.
 //!
-//! Every frame is encoded straight into the buffer (header, masking key, payload XOR-ed with
-//! the key while it is still in cache), so a batch of messages becomes one contiguous write.
+//! Every frame is encoded straight into the buffer (header, then in the client role the masking
+//! key, payload XOR-ed with the key while it is still in cache), so a batch of messages becomes one contiguous write.
 //! The buffer is written out when it reaches `write_buffer_size` or on flush.
 
 use std::{
@@ -13,7 +13,9 @@ use std::{
 
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::io::AsyncWrite;
-use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message};
+use tungstenite::{protocol::CloseFrame, Message};
+
+use super::{mask::apply_mask, Role};
 
 /// Writes frames into a buffer and the buffer to the socket.
 #[derive(Debug)]
@@ -24,20 +26,22 @@ pub(crate) struct FrameWriter {
     /// Frames are coalesced up to this many bytes before a write.
     write_buffer_size: usize,
     /// Masking keys must be unpredictable (RFC 6455, 5.3): a ChaCha generator seeded by the OS.
-    rng: StdRng,
+    /// `None` in the server role, which does not mask.
+    rng: Option<StdRng>,
 }
 
 impl FrameWriter {
-    pub(crate) fn new(write_buffer_size: usize) -> FrameWriter {
+    pub(crate) fn new(role: Role, write_buffer_size: usize) -> FrameWriter {
         FrameWriter {
             buf: Vec::new(),
             written: 0,
             write_buffer_size: write_buffer_size.max(1),
-            rng: StdRng::from_os_rng(),
+            rng: (role == Role::Client).then(StdRng::from_os_rng),
         }
     }
 
     /// Encodes one message as a single frame.
+    #[inline]
     pub(crate) fn encode(&mut self, msg: &Message) {
         match msg {
             Message::Text(text) => self.frame(true, 0x1, text.as_bytes()),
@@ -65,25 +69,31 @@ impl FrameWriter {
         }
     }
 
+    #[inline]
     fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
         let len = payload.len();
         self.buf.reserve(14 + len);
         self.buf.push((u8::from(fin) << 7) | opcode);
-        // The mask bit is always set: client frames are masked.
+        let mask_bit = if self.rng.is_some() { 0x80 } else { 0 };
         if len < 126 {
-            self.buf.push(0x80 | len as u8);
+            self.buf.push(mask_bit | len as u8);
         } else if let Ok(short) = u16::try_from(len) {
-            self.buf.push(0x80 | 126);
+            self.buf.push(mask_bit | 126);
             self.buf.extend_from_slice(&short.to_be_bytes());
         } else {
-            self.buf.push(0x80 | 127);
+            self.buf.push(mask_bit | 127);
             self.buf.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        let key = self.rng.next_u32().to_ne_bytes();
-        self.buf.extend_from_slice(&key);
-        let start = self.buf.len();
-        self.buf.extend_from_slice(payload);
-        apply_mask(&mut self.buf[start..], key);
+        match &mut self.rng {
+            Some(rng) => {
+                let key = rng.next_u32().to_ne_bytes();
+                self.buf.extend_from_slice(&key);
+                let start = self.buf.len();
+                self.buf.extend_from_slice(payload);
+                apply_mask(&mut self.buf[start..], key);
+            }
+            None => self.buf.extend_from_slice(payload),
+        }
     }
 
     /// Drops whatever is not written yet: the peer is gone.
@@ -92,7 +102,14 @@ impl FrameWriter {
         self.written = 0;
     }
 
+    /// Everything encoded and not yet written.
+    #[cfg(test)]
+    pub(crate) fn written_for_test(&self) -> &[u8] {
+        &self.buf[self.written..]
+    }
+
     /// Bytes encoded but not yet written to the socket.
+    #[inline]
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.written
     }
@@ -142,21 +159,6 @@ impl FrameWriter {
     }
 }
 
-/// XORs `buf` with the repeated 4-byte `key`, eight bytes at a time.
-fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
-    let [a, b, c, d] = key;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut words = buf.chunks_exact_mut(8);
-    for word in &mut words {
-        let masked = u64::from_ne_bytes((&*word).try_into().expect("8 bytes")) ^ wide;
-        word.copy_from_slice(&masked.to_ne_bytes());
-    }
-    // The remainder starts at a multiple of 8, so the key lines up from its first byte.
-    for (i, byte) in words.into_remainder().iter_mut().enumerate() {
-        *byte ^= key[i & 3];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +188,7 @@ mod tests {
     fn frames_of_every_length_encoding_decode_back() {
         for len in [0usize, 1, 7, 8, 9, 125, 126, 65_535, 65_536, 100_003] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut writer = FrameWriter::new(1 << 20);
+            let mut writer = FrameWriter::new(Role::Client, 1 << 20);
             writer.encode(&Message::binary(payload.clone()));
             let (fin, opcode, got, total) = decode(&writer.buf);
             assert!(fin);
@@ -197,8 +199,25 @@ mod tests {
     }
 
     #[test]
+    fn server_frames_are_not_masked() {
+        for len in [0usize, 125, 126, 65_536] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut writer = FrameWriter::new(Role::Server, 1 << 20);
+            writer.encode(&Message::binary(payload.clone()));
+            let header = match len {
+                0..=125 => 2,
+                126..=65_535 => 4,
+                _ => 10,
+            };
+            assert_eq!(writer.buf[0], 0x82);
+            assert_eq!(writer.buf[1] & 0x80, 0, "no mask bit");
+            assert_eq!(writer.buf[header..], payload[..], "length {len}");
+        }
+    }
+
+    #[test]
     fn close_frames_carry_code_and_reason_and_keys_differ() {
-        let mut writer = FrameWriter::new(1 << 20);
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20);
         writer.encode(&Message::Close(Some(CloseFrame {
             code: 4000.into(),
             reason: "bye".into(),

@@ -1,0 +1,50 @@
+//! The codec's settings: which end of the connection it plays, and its size limits.
+
+/// Which end of the connection the codec plays (RFC 6455, 5.1 and 5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Masks every frame it writes with a fresh random key; refuses masked frames.
+    Client,
+    /// Requires every frame it reads to be masked; writes unmasked frames.
+    Server,
+}
+
+/// The codec's role and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Which end of the connection this is. Default: set by [`Config::client`] or
+    /// [`Config::server`].
+    pub role: Role,
+    /// The largest message, in payload bytes, fragments joined; `None` for no limit. Default:
+    /// 64 MiB.
+    pub max_message_size: Option<usize>,
+    /// The largest single frame, in payload bytes; `None` for no limit. Default: 16 MiB.
+    pub max_frame_size: Option<usize>,
+    /// The read buffer's size during a burst (it starts at 4 KiB and grows to this when a read
+    /// fills it). Default: 128 KiB.
+    pub read_buffer_size: usize,
+    /// Frames are coalesced up to this many bytes before they are written. Default: 128 KiB.
+    pub write_buffer_size: usize,
+}
+
+impl Config {
+    /// The default limits, in the client role.
+    pub fn client() -> Config {
+        Config::with_role(Role::Client)
+    }
+
+    /// The default limits, in the server role.
+    pub fn server() -> Config {
+        Config::with_role(Role::Server)
+    }
+
+    fn with_role(role: Role) -> Config {
+        Config {
+            role,
+            max_message_size: Some(64 << 20),
+            max_frame_size: Some(16 << 20),
+            read_buffer_size: 128 << 10,
+            write_buffer_size: 128 << 10,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Inflating incoming messages (RFC 7692, section 7.2.2), bounded by the message size limit
+//! while it inflates, so a small payload that expands without end (a decompression bomb) costs
+//! no more memory than the limit.
+
+use bytes::BytesMut;
+use flate2::{Decompress, DecompressError, FlushDecompress, Status};
+
+use super::{deflater::SYNC_TAIL, Negotiated, Role, WindowBits};
+
+/// The most output one zlib call may write: the limit is checked between calls.
+const MAX_STEP: usize = 64 << 10;
+/// The least room offered to zlib, so small messages take one call.
+const MIN_STEP: usize = 512;
+
+/// The decompressor of one connection's incoming messages. It keeps its state (the window, with
+/// context takeover) from one message to the next; build it once per connection.
+///
+/// A compressed message is fed fragment by fragment, in order, as its frames arrive: the
+/// payload of each frame, the last one with `fin` set. The output of all fragments is the
+/// message. After an error the stream is out of step with the peer's and the connection must
+/// fail.
+#[derive(Debug)]
+pub struct Inflater {
+    decompress: Decompress,
+    /// The peer starts each message with an empty window.
+    no_context_takeover: bool,
+    /// The most bytes one message may inflate to; `None` for no limit.
+    max_message: Option<usize>,
+    /// Bytes inflated for the current message so far.
+    inflated: usize,
+    /// Compressed bytes fed for the current message so far.
+    fed: usize,
+    /// The current message held a final (BFINAL) block: the peer's stream ended, the rest of
+    /// the message is ignored, and the next message starts a new stream.
+    stream_ended: bool,
+}
+
+/// Why an incoming compressed message could not be inflated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InflateError {
+    /// The message inflates to more than the limit; inflating stopped there. The connection
+    /// closes with 1009 (message too big).
+    #[error("inflated message exceeds {limit} bytes")]
+    TooBig {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The payload is not valid DEFLATE data, or refers back past the window. The connection
+    /// closes with 1007 (invalid payload data).
+    #[error("invalid compressed data")]
+    Invalid(#[source] DecompressError),
+}
+
+impl Inflater {
+    /// A decompressor for the messages that `role`'s peer sends, as `negotiated`, stopping any
+    /// message that inflates past `max_message` bytes.
+    pub fn new(role: Role, negotiated: &Negotiated, max_message: Option<usize>) -> Inflater {
+        let direction = negotiated.sent_by(role.peer());
+        // A window at least as large as the sender's decodes its data. flate2 takes no fewer
+        // than 9 bits, and its reset keeps the state in place only at 15 (any other size is
+        // rebuilt), so a peer that resets every message gets 15 and no allocation per
+        // message. zlib-rs holds a 32 KiB window at any size, so nothing is lost.
+        let bits = if direction.no_context_takeover {
+            WindowBits::MAX.get()
+        } else {
+            direction.window_bits.get().max(9)
+        };
+        Inflater {
+            decompress: Decompress::new_with_window_bits(false, bits),
+            no_context_takeover: direction.no_context_takeover,
+            max_message,
+            inflated: 0,
+            fed: 0,
+            stream_ended: false,
+        }
+    }
+
+    /// Inflates the payload of one frame of a compressed message and appends it to `out`;
+    /// `fin` marks the last frame of the message. Over the whole message, `out` grows by at
+    /// most one byte past the limit (the byte that shows it crossed).
+    ///
+    /// A message whose payload is empty altogether inflates to an empty message and leaves the
+    /// stream as it was: zlib writes nothing for an empty message right after a flush, and
+    /// senders that pass that on as an empty payload expect no more, where appending the tail
+    /// would leave the stream inside a block header.
+    ///
+    /// # Errors
+    ///
+    /// [`InflateError::TooBig`] as soon as the message passes the limit;
+    /// [`InflateError::Invalid`] for data that is not DEFLATE. Either way the connection must
+    /// fail.
+    pub fn inflate(
+        &mut self,
+        fragment: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), InflateError> {
+        self.fed += fragment.len();
+        let mut result = self.feed(fragment, out);
+        if result.is_ok() && fin && self.fed > 0 {
+            result = self.feed(&SYNC_TAIL, out);
+        }
+        if fin || result.is_err() {
+            self.end_message();
+        }
+        result
+    }
+
+    fn end_message(&mut self) {
+        if self.no_context_takeover || self.stream_ended {
+            self.decompress.reset(false);
+        }
+        self.inflated = 0;
+        self.fed = 0;
+        self.stream_ended = false;
+    }
+
+    fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), InflateError> {
+        let mut step = input.len().saturating_mul(4).clamp(MIN_STEP, MAX_STEP);
+        loop {
+            if self.stream_ended {
+                // Section 7.2.3.4: what follows a final block (a padding byte, the tail we
+                // append) starts no new stream, and zlib-based peers ignore it too.
+                return Ok(());
+            }
+            let budget = self
+                .max_message
+                .map_or(usize::MAX, |max| max - self.inflated);
+            // One byte past the budget is room enough to see the limit crossed.
+            let room = step.min(budget.saturating_add(1));
+            let start = out.len();
+            // Safe code cannot hand zlib uninitialised memory in a `BytesMut`; zeroing the
+            // room costs a fraction of inflating into it.
+            out.resize(start + room, 0);
+            let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
+            let status =
+                self.decompress
+                    .decompress(input, &mut out[start..], FlushDecompress::None);
+            let consumed = to_usize(self.decompress.total_in() - in_before);
+            let written = to_usize(self.decompress.total_out() - out_before);
+            out.truncate(start + written);
+            let status = status.map_err(InflateError::Invalid)?;
+            input = &input[consumed..];
+            self.inflated += written;
+            if let Some(limit) = self.max_message.filter(|&max| self.inflated > max) {
+                return Err(InflateError::TooBig { limit });
+            }
+            match status {
+                Status::StreamEnd => self.stream_ended = true,
+                // zlib stops early only for want of input, once it leaves room unused.
+                Status::Ok | Status::BufError if written < room => return Ok(()),
+                Status::Ok | Status::BufError => step = (step * 2).min(MAX_STEP),
+            }
+        }
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).expect("no more than one buffer's length")
+}
