@@ -395,11 +395,22 @@ pub struct HistorySettings {
     pub budget: usize,
 }
 
-/// `[engine]`: where rooms keep their history. The memory engine, the only one built in, has
-/// nothing to set; the section is reserved for the settings of other engines.
+/// `[engine]`: where rooms keep their history: in this process (the default), or in Redis.
 #[derive(Debug, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
-pub struct EngineSettings {}
+pub struct EngineSettings {
+    /// Keep rooms in Redis, so several `serve` processes share rooms, history, offsets and
+    /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`.
+    /// Default: in this process. Redacted by --print-config (it may hold a password).
+    #[arg(
+        long,
+        env = "RESOCKET_REDIS",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+}
 
 /// `resocket chaos`.
 #[derive(Debug, Args)]

@@ -13,12 +13,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         print!("{}", serve_config::to_toml(&settings)?);
         return Ok(exit::code(exit::SUCCESS));
     }
-    let (listen, tls, auth, limits, history) = (
+    let (listen, tls, auth, limits, history, engine) = (
         &settings.listen,
         &settings.tls,
         &settings.auth,
         &settings.limits,
         &settings.history,
+        &settings.engine,
     );
     let mut builder = Hub::builder();
     if let Some(secret) = &auth.jwt_secret {
@@ -77,6 +78,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .close_timeout(secs(limits.close_timeout))
         .history_len(history.len)
         .history_budget(history.budget);
+    if let Some(url) = &engine.redis {
+        builder = builder.redis(url.clone());
+    }
     let hub = builder.build().context("hub settings rejected")?;
     let tls = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {

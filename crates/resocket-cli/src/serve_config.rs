@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn secrets_and_paths_are_found_from_the_flags() {
         let secrets: Vec<_> = secret_ids().into_iter().collect();
-        assert_eq!(secrets, ["admin_secret", "jwt_secret"]);
+        assert_eq!(secrets, ["admin_secret", "jwt_secret", "redis"]);
         let paths: Vec<_> = path_ids().into_iter().collect();
         assert_eq!(paths, ["cert", "jwks", "jwt_public_keys", "key", "revoked"]);
     }
@@ -332,6 +332,7 @@ mod tests {
                 "--jwt-audience=resocket",
                 "--jwt-algorithms=RS256",
                 "--jwt-leeway=5",
+                "--redis=redis://127.0.0.1:1",
             ])
             .unwrap();
         let table = to_table(&ServeSettings::from_arg_matches(&full).unwrap()).unwrap();

@@ -577,6 +577,44 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
     .await;
 }
 
+#[tokio::test]
+async fn serve_with_redis_shares_rooms_between_processes() {
+    within(60, "serve --redis", async {
+        let redis = resocket_testkit::RedisServer::start().expect("scripts/deps/redis.sh");
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let (child, port) = serve_on_free_port(
+                [
+                    "--allow-anonymous".to_owned(),
+                    "--redis".to_owned(),
+                    redis.url(),
+                ],
+                &[],
+            )
+            .await;
+            ports.push(port);
+            nodes.push(child);
+        }
+        let connect = |port: u16| {
+            resocket::hub::HubClient::builder(&format!("ws://127.0.0.1:{port}/ws"))
+                .connect()
+                .unwrap()
+        };
+        let (subscriber, publisher) = (connect(ports[0]), connect(ports[1]));
+        let mut room = subscriber.subscribe("across").await.unwrap();
+        publisher.publish("across", &"shared").await.unwrap();
+        match room.recv().await.unwrap() {
+            resocket::hub::RoomEvent::Message(msg) => assert_eq!(msg.raw(), r#""shared""#),
+            other => panic!("{other:?}"),
+        }
+        for mut node in nodes {
+            node.kill().await.unwrap();
+        }
+    })
+    .await;
+}
+
 /// The status code of a WebSocket upgrade to `/ws` with `token` as its bearer.
 async fn upgrade_status(port: u16, token: &str) -> u16 {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))

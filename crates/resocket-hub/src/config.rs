@@ -58,6 +58,27 @@ pub(crate) struct HubConfig {
     pub(crate) upgrade_timeout: Duration,
     pub(crate) max_pending_upgrades: usize,
     pub(crate) close_timeout: Duration,
+    pub(crate) redis: Option<RedisConfig>,
+}
+
+/// The Redis engine's settings; see [`HubBuilder::redis`].
+#[derive(Debug, Clone)]
+pub(crate) struct RedisConfig {
+    pub(crate) url: String,
+    pub(crate) dedupe_ttl: Duration,
+    pub(crate) room_ttl: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl RedisConfig {
+    fn new(url: String) -> Self {
+        RedisConfig {
+            url,
+            dedupe_ttl: Duration::from_secs(600),
+            room_ttl: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -97,6 +118,7 @@ impl Default for HubConfig {
             upgrade_timeout: Duration::from_secs(10),
             max_pending_upgrades: 1024,
             close_timeout: Duration::from_secs(10),
+            redis: None,
         }
     }
 }
@@ -390,12 +412,57 @@ impl HubBuilder {
         self
     }
 
+    /// Keeps rooms in Redis at `url` (`redis://host:port/db`, `rediss://…`, or
+    /// `redis+unix:///path/to/socket`), so that several hub nodes serve the same rooms: offsets,
+    /// history (a Redis Stream per room, trimmed by [`history`](Self::history)'s count and
+    /// age), epochs and publish dedupe are shared, nodes fan out to each other through pub/sub,
+    /// and [`Hub::revoke`] reaches every node. Default: none, rooms live in this process.
+    ///
+    /// With Redis, publish dedupe remembers a `(client, id)` for
+    /// [`redis_dedupe_ttl`](Self::redis_dedupe_ttl) rather than a count, and the room cap,
+    /// quotas and history budget count the rooms this node has subscribers in. A publish
+    /// Redis cannot take gets `error{code:"unavailable"}`, never an ack. The hub must be built
+    /// inside a Tokio runtime.
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.config.redis = Some(RedisConfig::new(url.into()));
+        self
+    }
+
+    /// How long the Redis engine remembers a publish's `(client, id)`. Default: 10 minutes.
+    /// Needs [`redis`](Self::redis) first; otherwise ignored.
+    pub fn redis_dedupe_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(r) = &mut self.config.redis {
+            r.dedupe_ttl = ttl;
+        }
+        self
+    }
+
+    /// How long a room's Redis keys (offset counter, epoch, stream) outlive its last publish
+    /// or subscribe; after it the room starts over with a new epoch. Default: 24 hours.
+    /// Needs [`redis`](Self::redis) first; otherwise ignored.
+    pub fn redis_room_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(r) = &mut self.config.redis {
+            r.room_ttl = ttl;
+        }
+        self
+    }
+
+    /// The most one Redis operation may take before it counts as unavailable. Default: 2 s.
+    /// Needs [`redis`](Self::redis) first; otherwise ignored.
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(r) = &mut self.config.redis {
+            r.timeout = timeout;
+        }
+        self
+    }
+
     /// Checks the settings and makes the hub.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] names the first setting that is out of range;
     /// [`Error::RevocationFile`] says the revocation file cannot be read;
+    /// [`Error::Redis`] that the Redis URL is malformed;
     /// [`Error::KeyFile`] that a public key or JWKS file cannot be used.
     pub fn build(self) -> Result<Hub> {
         let c = &self.config;
@@ -473,6 +540,14 @@ impl HubBuilder {
         if c.stats_interval.is_zero() {
             return bad("stats_interval", "must be positive");
         }
+        if let Some(r) = &c.redis {
+            if r.dedupe_ttl.is_zero() || r.room_ttl.is_zero() || r.timeout.is_zero() {
+                return bad("redis", "redis TTLs and timeout must be positive");
+            }
+            if tokio::runtime::Handle::try_current().is_err() {
+                return bad("redis", "the hub must be built inside a Tokio runtime");
+            }
+        }
         let file_revocations = match &c.revocation_file {
             Some(path) => {
                 Some(
@@ -491,7 +566,7 @@ impl HubBuilder {
                 "no configured key can verify any of the accepted algorithms",
             );
         }
-        let hub = Hub::new(self.config, verifier);
+        let hub = Hub::new(self.config, verifier)?;
         if let Some(list) = file_revocations {
             hub.shared.set_file_revocations(list);
         }

@@ -13,6 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use resocket::hub::protocol::{close_code, ErrorCode, ServerFrame};
 use tracing::Instrument;
 
+use crate::engine::Engine as _;
 use crate::frame::{self, FrameError, Inbound};
 use crate::hub::Shared;
 use crate::metrics::Disconnect;
@@ -293,7 +294,7 @@ async fn read_loop(
             .metrics
             .bytes_in
             .fetch_add(text.len() as u64, Relaxed);
-        if let Some(c) = session.handle(text.as_str()) {
+        if let Some(c) = session.handle(text.as_str()).await {
             return Some(c);
         }
     }
@@ -403,8 +404,9 @@ impl Session {
         }
     }
 
-    /// Handles one text frame; `Some` when the connection must close.
-    fn handle(&mut self, text: &str) -> Option<Closing> {
+    /// Handles one text frame; `Some` when the connection must close. With the memory engine
+    /// nothing here awaits.
+    async fn handle(&mut self, text: &str) -> Option<Closing> {
         let frame = match frame::parse(text) {
             Ok(frame) => frame,
             Err(FrameError {
@@ -429,7 +431,13 @@ impl Session {
                 self.auth_failed("the first frame must be `auth`")
             }
             Inbound::Subscribe { room, since, epoch } => {
-                self.subscribe(room, since, epoch);
+                if self.shared.redis().is_some() && !crate::registry::is_hub_room(&room) {
+                    // Boxed: the Redis call's state would otherwise sit in every connection's
+                    // task, idle ones included, on the memory engine too.
+                    Box::pin(self.subscribe_shared(room, since, epoch)).await;
+                } else {
+                    self.subscribe(room, since, epoch);
+                }
                 None
             }
             Inbound::Unsubscribe { room } => {
@@ -446,7 +454,11 @@ impl Session {
                 None
             }
             Inbound::Publish { room, id, data } => {
-                self.publish(room, id, data);
+                if self.shared.redis().is_some() {
+                    Box::pin(self.publish_shared(room, id, data)).await;
+                } else {
+                    self.publish(room, id, data);
+                }
                 None
             }
             Inbound::Refresh { token } => self.refresh(&token),
@@ -640,6 +652,130 @@ impl Session {
                     self.subscriptions.insert(name, room);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Subscribes through the Redis engine: watches the room's channel first, then reads its
+    /// shared history, so nothing appended in between is missed.
+    async fn subscribe_shared(&mut self, name: String, since: Option<u64>, epoch: Option<u64>) {
+        if !self.may(&name, false) {
+            self.error(
+                ErrorCode::Forbidden,
+                "no permission to subscribe to this room",
+                Some(name),
+            );
+            return;
+        }
+        if !self.subscriptions.contains_key(&name)
+            && self.subscriptions.len() >= self.shared.config.max_subscriptions
+        {
+            self.error(
+                ErrorCode::TooManySubscriptions,
+                "subscription limit reached",
+                Some(name),
+            );
+            return;
+        }
+        if let Some(old) = self.subscriptions.remove(&name) {
+            old.unsubscribe(self.id, &self.shared.metrics);
+        }
+        let shared = self.shared.clone();
+        let Some(engine) = shared.redis() else {
+            return;
+        };
+        loop {
+            let room = match shared.room(&name, Some(&self.client_key())) {
+                Ok(room) => room,
+                Err(refused) => return self.refused(refused, name),
+            };
+            // Read from the older of `since` and what this node delivered, so the room's
+            // other subscribers are brought up to date from the same read.
+            let after = match (since, room.delivered()) {
+                (Some(s), Some(d)) => Some(s.min(d)),
+                (s, d) => s.or(d),
+            };
+            let read = async {
+                engine.watch(&name).await?;
+                engine.since(&name, after).await
+            };
+            let history = match read.await {
+                Ok(h) => h,
+                Err(error) => {
+                    tracing::debug!(%error, "subscribe failed");
+                    return self.error(
+                        ErrorCode::Unavailable,
+                        "the hub's storage is unavailable; subscribe again",
+                        Some(name),
+                    );
+                }
+            };
+            match room.subscribe_from(
+                self.id,
+                &self.outbox,
+                (since, epoch),
+                history,
+                &shared.limits,
+                &shared.metrics,
+            ) {
+                None => continue,
+                Some(recovery) => {
+                    match recovery {
+                        Recovery::Full => shared.metrics.recoveries_full.fetch_add(1, Relaxed),
+                        Recovery::Partial => {
+                            shared.metrics.recoveries_partial.fetch_add(1, Relaxed)
+                        }
+                        Recovery::NotAsked => 0,
+                    };
+                    shared.enforce_history_budget();
+                    self.subscriptions.insert(name, room);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes through the Redis engine: the ack comes once Redis holds the message; every
+    /// node (this one too) delivers it from the room's channel.
+    async fn publish_shared(
+        &mut self,
+        name: String,
+        id: String,
+        data: &serde_json::value::RawValue,
+    ) {
+        if name.starts_with('$') || !self.may(&name, true) {
+            self.error(
+                ErrorCode::Forbidden,
+                "no permission to publish to this room",
+                Some(id),
+            );
+            return;
+        }
+        let client = self.client_key();
+        let shared = self.shared.clone();
+        let Some(engine) = shared.redis() else {
+            return;
+        };
+        match engine.append(&name, Some((&client, &id)), data).await {
+            Ok(appended) => {
+                if appended.duplicate {
+                    shared.metrics.dedupe_hits.fetch_add(1, Relaxed);
+                } else {
+                    shared.metrics.publishes.fetch_add(1, Relaxed);
+                }
+                shared.metrics.acks.fetch_add(1, Relaxed);
+                self.push(&ServerFrame::Ack {
+                    id,
+                    offset: appended.offset,
+                });
+            }
+            Err(error) => {
+                tracing::debug!(%error, "publish failed");
+                self.error(
+                    ErrorCode::Unavailable,
+                    "the hub's storage is unavailable; retry with the same id",
+                    Some(id),
+                );
             }
         }
     }

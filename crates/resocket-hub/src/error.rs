@@ -35,6 +35,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The Redis engine could not be set up (a malformed URL, or no Tokio runtime to run in).
+    #[error("redis engine rejected: {reason}")]
+    Redis {
+        /// Why.
+        reason: String,
+    },
     /// A public key or JWKS file could not be used when the hub was built.
     #[error("cannot use the key file {}", path.display())]
     KeyFile {

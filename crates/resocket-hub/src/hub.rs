@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 use crate::accept::Transport;
 use crate::config::{HubBuilder, HubConfig};
+use crate::engine::memory::MemoryEngine;
+use crate::engine::redis::{RedisEngine, RedisSettings};
+use crate::engine::{Engine as _, Listener};
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::outbox::{Closing, Outbox};
@@ -37,8 +40,10 @@ pub(crate) struct Shared {
     pub(crate) config: HubConfig,
     pub(crate) limits: Limits,
     pub(crate) verifier: Option<Verifier>,
-    pub(crate) metrics: Metrics,
-    rooms: Registry,
+    pub(crate) metrics: Arc<Metrics>,
+    rooms: Arc<Registry>,
+    /// Where rooms' offsets, history and dedupe live, and how other nodes hear of appends.
+    engine: Backend,
     /// Revoked token ids and subjects, read on every token check, written on (re)load.
     revoked: RwLock<HashSet<String>>,
     /// The revocation file's entries, replaced whole on every reload of the file, apart from
@@ -70,7 +75,7 @@ impl Hub {
         HubBuilder::new()
     }
 
-    pub(crate) fn new(config: HubConfig, verifier: Option<Verifier>) -> Self {
+    pub(crate) fn new(config: HubConfig, verifier: Option<Verifier>) -> Result<Self> {
         let limits = Limits {
             history_len: config.history_len,
             history_age: config.history_age,
@@ -84,18 +89,39 @@ impl Hub {
                 .map(|id| crate::revocation::normalize(id))
                 .collect(),
         );
-        let rooms = Registry::new(
+        let rooms = Arc::new(Registry::new(
             config.max_rooms,
             config.max_rooms_per_client,
             config.history_budget,
-        );
-        Hub {
+        ));
+        let metrics = Arc::new(Metrics::default());
+        // The engine reaches the hub through the listener, which is pointed at it once built.
+        let listener = Arc::new(HubListener::default());
+        let engine = match &config.redis {
+            None => Backend::Memory(MemoryEngine::new(rooms.clone(), limits, metrics.clone())),
+            Some(redis) => {
+                let settings = RedisSettings {
+                    history_len: config.history_len,
+                    history_age: config.history_age,
+                    room_ttl: redis.room_ttl,
+                    dedupe_ttl: redis.dedupe_ttl,
+                    timeout: redis.timeout,
+                };
+                let client = crate::engine::redis::client(&redis.url)
+                    .map_err(|reason| crate::error::Error::Redis { reason })?;
+                let engine = RedisEngine::start(client, settings, listener.clone())
+                    .map_err(|reason| crate::error::Error::Redis { reason })?;
+                Backend::Redis(Arc::new(engine))
+            }
+        };
+        let hub = Hub {
             shared: Arc::new(Shared {
                 config,
                 limits,
                 verifier,
-                metrics: Metrics::default(),
+                metrics,
                 rooms,
+                engine,
                 revoked,
                 revoked_file: RwLock::default(),
                 holders: Mutex::default(),
@@ -107,7 +133,9 @@ impl Hub {
                 stats_started: AtomicBool::new(false),
                 local_addr: std::sync::OnceLock::new(),
             }),
-        }
+        };
+        let _ = listener.shared.set(Arc::downgrade(&hub.shared));
+        Ok(hub)
     }
 
     /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
@@ -285,16 +313,33 @@ impl Hub {
     }
 
     /// Revokes several entries at once, as [`revoke`](Self::revoke) does.
+    ///
+    /// With the Redis engine the entries are also added to the shared deny-list, in the
+    /// background, so that every node closes the token's connections.
     pub(crate) fn revoke_all(&self, ids: impl IntoIterator<Item = String>) {
-        self.shared
-            .write_revoked()
-            .extend(ids.into_iter().map(|id| crate::revocation::normalize(&id)));
+        let ids: Vec<String> = ids
+            .into_iter()
+            .map(|id| crate::revocation::normalize(&id))
+            .collect();
+        self.shared.write_revoked().extend(ids.iter().cloned());
         self.shared.enforce_revocations();
+        if let Backend::Redis(engine) = &self.shared.engine {
+            let engine = engine.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(error) = engine.revoke(&ids).await {
+                        tracing::warn!(%error, "revocation not shared with other nodes");
+                    }
+                });
+            }
+        }
     }
 
     /// Replaces the deny-list (a reload), and closes connections whose token is now on it.
     /// Entries as in [`revoke`](Self::revoke). The revocation file's entries are kept apart and
-    /// stay in force.
+    /// stay in force. With the Redis engine this replaces this node's list only: the shared
+    /// list grows through [`revoke`](Self::revoke), and a node reads it again whenever it
+    /// reconnects to Redis.
     pub fn set_revoked(&self, ids: impl IntoIterator<Item = String>) {
         *self.shared.write_revoked() = ids
             .into_iter()
@@ -414,12 +459,67 @@ impl Shared {
 
     /// Drops rooms that have neither subscribers nor history.
     pub(crate) fn retire_rooms(&self) {
-        self.rooms.retire(&self.limits, &self.metrics);
+        self.rooms.retire(&self.limits, &self.metrics, |name| {
+            self.engine.unwatch(name)
+        });
+    }
+
+    /// The Redis engine, when rooms live in Redis.
+    pub(crate) fn redis(&self) -> Option<&RedisEngine> {
+        match &self.engine {
+            Backend::Redis(engine) => Some(engine),
+            Backend::Memory(_) => None,
+        }
     }
 
     /// Evicts the oldest history across rooms once all of it is over the history budget.
     pub(crate) fn enforce_history_budget(&self) {
         self.rooms.enforce_budget(&self.metrics);
+    }
+}
+
+/// The hub's engine. The memory engine's rooms are the registry's, which the hub calls
+/// directly (no await on the hot path); the Redis engine is awaited.
+#[derive(Debug)]
+enum Backend {
+    Memory(MemoryEngine),
+    Redis(Arc<RedisEngine>),
+}
+
+impl Backend {
+    fn unwatch(&self, room: &str) {
+        match self {
+            Backend::Memory(e) => e.unwatch(room),
+            Backend::Redis(e) => e.unwatch(room),
+        }
+    }
+}
+
+/// Hands what other nodes did to this hub's rooms and deny-list.
+#[derive(Debug, Default)]
+struct HubListener {
+    shared: std::sync::OnceLock<std::sync::Weak<Shared>>,
+}
+
+impl Listener for HubListener {
+    fn message(&self, room: &str, epoch: u64, offset: u64, frame: axum::extract::ws::Utf8Bytes) {
+        let Some(shared) = self.shared.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        if let Some(r) = shared.rooms.get(room) {
+            r.deliver(epoch, offset, frame, &shared.limits, &shared.metrics);
+            shared.enforce_history_budget();
+        }
+    }
+
+    fn revoked(&self, ids: HashSet<String>) {
+        let Some(shared) = self.shared.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        shared
+            .write_revoked()
+            .extend(ids.iter().map(|id| crate::revocation::normalize(id)));
+        shared.enforce_revocations();
     }
 }
 

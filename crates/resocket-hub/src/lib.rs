@@ -28,12 +28,17 @@
 //! an admin secret, `POST /admin/revoke`.
 //! To mount the hub in an existing axum app, use [`Hub::router`].
 //!
+//! Rooms live in this process by default. With [`HubBuilder::redis`] they live in Redis, and
+//! several hub processes serve the same rooms: a client may publish, subscribe and recover on
+//! any of them (see "Several hub nodes" in `PROTOCOL.md`).
+//!
 //! This crate has no cargo features.
 
 mod accept;
 mod budget;
 mod config;
 mod connection;
+mod engine;
 mod error;
 mod file_watch;
 mod frame;

@@ -60,7 +60,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Rooms the hub itself feeds; whoever touches one first is not charged for it.
-fn is_hub_room(name: &str) -> bool {
+pub(crate) fn is_hub_room(name: &str) -> bool {
     name == crate::stats::STATS_ROOM || name == crate::health::HEALTH_ROOM
 }
 
@@ -121,8 +121,14 @@ impl Registry {
         lock(&self.rooms).map.len()
     }
 
-    /// Drops rooms that have neither subscribers nor history.
-    pub(crate) fn retire(&self, limits: &Limits, metrics: &Metrics) {
+    /// The room named `name`, if it exists; never creates one.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).map.get(name).cloned()
+    }
+
+    /// Drops rooms that have neither subscribers nor history; `removed` hears each name, with
+    /// the map locked, so that a lookup that creates the room again comes after it.
+    pub(crate) fn retire(&self, limits: &Limits, metrics: &Metrics, removed: impl Fn(&str)) {
         let rooms: Vec<(Arc<str>, Arc<Room>)> = lock(&self.rooms)
             .map
             .iter()
@@ -135,6 +141,7 @@ impl Registry {
                 let mut map = lock(&self.rooms);
                 if map.map.get(&name).is_some_and(|r| Arc::ptr_eq(r, &room)) {
                     map.remove(&name);
+                    removed(&name);
                 }
             }
         }
@@ -195,7 +202,7 @@ mod tests {
         // Looking up an existing room is no creation.
         reg.room("a", Some("x")).unwrap();
         reg.room("c", Some("y")).unwrap();
-        reg.retire(&l, &m);
+        reg.retire(&l, &m, |_| {});
         assert_eq!(reg.len(), 0);
         reg.room("c", Some("x")).unwrap();
     }

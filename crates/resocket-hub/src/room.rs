@@ -82,8 +82,7 @@ impl Room {
         creator: Option<Arc<str>>,
         budget: Arc<HistoryBudget>,
     ) -> Self {
-        // The epoch fits in 53 bits so that JavaScript clients read it exactly.
-        let epoch = fastrand::u64(1..(1 << 53));
+        let epoch = crate::engine::new_epoch();
         Room {
             name,
             creator,
@@ -222,6 +221,146 @@ impl Room {
         Some(recovery)
     }
 
+    /// The room's epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// The epoch, newest offset and the history held after `after`, read under the lock.
+    pub(crate) fn history(
+        &self,
+        after: Option<u64>,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> crate::engine::History {
+        let mut st = self.lock();
+        prune(&mut st, limits, Instant::now(), &self.budget, metrics);
+        let entries = match after {
+            Some(after) => st
+                .history
+                .iter()
+                .filter(|e| e.offset > after)
+                .map(|e| (e.offset, e.frame.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        crate::engine::History {
+            epoch: st.epoch,
+            last: st.last,
+            entries,
+        }
+    }
+
+    /// The offset a subscribe must read shared history from so that this node's subscribers
+    /// can be brought up to date too: the newest offset delivered here, while anyone listens.
+    pub(crate) fn delivered(&self) -> Option<u64> {
+        let st = self.lock();
+        (!st.subscribers.is_empty()).then_some(st.last)
+    }
+
+    /// Delivers a message another engine node appended (or this node, through the engine):
+    /// fans it out and keeps it in the local history. An offset already delivered is skipped;
+    /// a jump in offsets or a new epoch means messages were lost, which every subscriber is
+    /// told with a fresh `subscribed{recovered:false}` before the message.
+    pub(crate) fn deliver(
+        &self,
+        epoch: u64,
+        offset: u64,
+        frame: Utf8Bytes,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) {
+        let mut st = self.lock();
+        // Without subscribers nothing here needs it, and a subscribe reads shared storage
+        // afresh; keeping it would also keep the room (and its watch) alive forever.
+        if st.removed || st.subscribers.is_empty() || (epoch == st.epoch && offset <= st.last) {
+            return;
+        }
+        if epoch != st.epoch || offset > st.last + 1 {
+            lost(&mut st, &self.name, epoch, offset, &self.budget, metrics);
+        }
+        append_local(&mut st, offset, frame, limits, &self.budget, metrics);
+    }
+
+    /// Adds a subscriber from a history read in shared storage (`h`, read after `since` or
+    /// after what this node delivered, whichever is older); `ask` is the `(since, epoch)` the
+    /// client gave. Messages in `h` this node has not delivered yet are delivered first, so
+    /// the room's subscribers stay in step.
+    pub(crate) fn subscribe_from(
+        &self,
+        conn: u64,
+        outbox: &Arc<Outbox>,
+        ask: (Option<u64>, Option<u64>),
+        h: crate::engine::History,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) -> Option<Recovery> {
+        let (since, epoch) = ask;
+        let mut st = self.lock();
+        if st.removed {
+            return None;
+        }
+        if st.subscribers.is_empty() {
+            // Nobody listened: what this node held may be stale; shared storage is the truth.
+            while pop_oldest(&mut st, &self.budget, metrics) > 0 {}
+            st.epoch = h.epoch;
+            st.last = h.last;
+        } else if st.epoch != h.epoch {
+            let first = h.entries.first().map_or(h.last + 1, |(o, _)| *o);
+            lost(&mut st, &self.name, h.epoch, first, &self.budget, metrics);
+            st.last = first - 1;
+        }
+        for (offset, frame) in &h.entries {
+            if *offset > st.last {
+                if *offset > st.last + 1 {
+                    lost(&mut st, &self.name, h.epoch, *offset, &self.budget, metrics);
+                }
+                append_local(
+                    &mut st,
+                    *offset,
+                    frame.clone(),
+                    limits,
+                    &self.budget,
+                    metrics,
+                );
+            }
+        }
+        let (recovery, first) = match since {
+            None => (Recovery::NotAsked, None),
+            Some(since) => {
+                let foreign = epoch.is_some_and(|e| e != st.epoch) || since > st.last;
+                let first = h.entries.first().map_or(h.last + 1, |(o, _)| *o);
+                if !foreign && (since >= h.last || first <= since + 1) {
+                    (Recovery::Full, Some(since + 1))
+                } else {
+                    (Recovery::Partial, Some(first))
+                }
+            }
+        };
+        let reply = ServerFrame::<()>::Subscribed {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset: st.last,
+            recovered: recovery != Recovery::Partial,
+            first,
+        };
+        outbox.push_replay(serde_json::to_string(&reply).unwrap_or_default().into());
+        if let Some(from) = first {
+            for (_, frame) in h.entries.iter().filter(|(o, _)| *o >= from) {
+                outbox.push_replay(frame.clone());
+            }
+            // Delivered here after the shared read: the local history has them.
+            let after = h.last.max(from.saturating_sub(1));
+            for entry in st.history.iter().filter(|e| e.offset > after) {
+                outbox.push_replay(entry.frame.clone());
+            }
+        }
+        if st.subscribers.insert(conn, outbox.clone()).is_none() {
+            metrics.subscriptions.fetch_add(1, Relaxed);
+        }
+        Some(recovery)
+    }
+
     /// Whether the hub dropped this room from its map.
     pub(crate) fn is_removed(&self) -> bool {
         self.lock().removed
@@ -274,6 +413,61 @@ impl Room {
         shrink(&mut st);
         metrics.history_evicted.fetch_add(evicted, Relaxed);
         (freed, st.history.front().map(|e| e.at))
+    }
+}
+
+/// Fans a message out and keeps it in history (a message from shared storage).
+fn append_local(
+    st: &mut State,
+    offset: u64,
+    frame: Utf8Bytes,
+    limits: &Limits,
+    budget: &HistoryBudget,
+    metrics: &Metrics,
+) {
+    st.last = offset;
+    for outbox in st.subscribers.values() {
+        if outbox.push(frame.clone()) == Push::Overflowed {
+            metrics.disconnect(crate::metrics::Disconnect::SlowConsumer);
+        }
+    }
+    let now = Instant::now();
+    st.history_bytes += frame.len();
+    budget.charge(frame.len());
+    metrics.history_messages.fetch_add(1, Relaxed);
+    metrics.history_bytes.fetch_add(frame.len() as u64, Relaxed);
+    st.history.push_back(Entry {
+        offset,
+        at: now,
+        frame,
+    });
+    prune(st, limits, now, budget, metrics);
+}
+
+/// Tells every subscriber that the messages before `next` (in `epoch`) that this node did
+/// not deliver are lost, and starts the local history over from there.
+fn lost(
+    st: &mut State,
+    name: &str,
+    epoch: u64,
+    next: u64,
+    budget: &HistoryBudget,
+    metrics: &Metrics,
+) {
+    while pop_oldest(st, budget, metrics) > 0 {}
+    st.epoch = epoch;
+    st.last = next.saturating_sub(1);
+    metrics.recoveries_partial.fetch_add(1, Relaxed);
+    let reply = ServerFrame::<()>::Subscribed {
+        room: name.to_string(),
+        epoch,
+        offset: st.last,
+        recovered: false,
+        first: Some(next),
+    };
+    let text: Utf8Bytes = serde_json::to_string(&reply).unwrap_or_default().into();
+    for outbox in st.subscribers.values() {
+        outbox.push(text.clone());
     }
 }
 
@@ -425,5 +619,89 @@ mod tests {
             room.publish(Some(("c", "a")), &d, &l, &m),
             Published::Applied { offset: 4 }
         );
+    }
+
+    fn shared(offsets: &[u64]) -> crate::engine::History {
+        crate::engine::History {
+            epoch: 7,
+            last: offsets.last().copied().unwrap_or(2),
+            entries: offsets.iter().map(|o| (*o, frame(*o))).collect(),
+        }
+    }
+
+    fn frame(offset: u64) -> Utf8Bytes {
+        format!(r#"{{"type":"message","room":"r","epoch":7,"offset":{offset},"data":0}}"#).into()
+    }
+
+    fn offsets(frames: &[String]) -> Vec<(String, u64)> {
+        frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f).unwrap();
+                (
+                    v["type"].as_str().unwrap().to_string(),
+                    v["offset"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_jump_in_shared_offsets_tells_subscribers_they_lost_messages() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let o = Arc::new(Outbox::new(1 << 20));
+        room.subscribe_from(1, &o, (None, None), shared(&[]), &l, &m);
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.deliver(7, 6, frame(6), &l, &m);
+        let got = drain(&o);
+        assert_eq!(
+            offsets(&got),
+            [
+                ("subscribed".into(), 2),
+                ("message".into(), 3),
+                ("subscribed".into(), 5),
+                ("message".into(), 6)
+            ]
+        );
+        assert!(
+            got[2].contains(r#""recovered":false,"first":6"#),
+            "{}",
+            got[2]
+        );
+    }
+
+    #[test]
+    fn a_shared_subscribe_brings_the_rooms_subscribers_up_to_date_without_repeats() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let (a, b) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
+        room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
+        // Offsets 3 and 4 were appended; this node's pub/sub has not brought them yet.
+        assert_eq!(
+            room.subscribe_from(2, &b, (Some(2), Some(7)), shared(&[3, 4]), &l, &m),
+            Some(Recovery::Full)
+        );
+        room.deliver(7, 4, frame(4), &l, &m);
+        room.deliver(7, 5, frame(5), &l, &m);
+        let msgs = |o: &Outbox| {
+            offsets(&drain(o))
+                .into_iter()
+                .filter(|(t, _)| t == "message")
+                .map(|(_, o)| o)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(msgs(&a), [3, 4, 5]);
+        assert_eq!(msgs(&b), [3, 4, 5]);
     }
 }

@@ -13,6 +13,8 @@
 //! - [`raw_frame`]: a server frame as raw bytes, valid or not, for servers written by hand.
 //! - [`PeerServer`]: Python `websockets` or Node `ws` as a child process, an independent
 //!   implementation of RFC 6455 to test against.
+//! - [`RedisServer`] (Unix): a throwaway `redis-server` on a unix socket, for the hub's
+//!   Redis engine.
 //! - `TestPki` (feature `pki`): a private CA made at test time, with rustls server configs
 //!   (plain or mTLS) and client identities, for `wss://` tests.
 //!
@@ -51,6 +53,8 @@ mod guard;
 mod peer;
 mod proxy;
 mod raw_frame;
+#[cfg(unix)]
+mod redis;
 mod server;
 #[cfg(feature = "pki")]
 mod tls;
@@ -61,6 +65,8 @@ pub use guard::{closed_port, within};
 pub use peer::{Peer, PeerServer};
 pub use proxy::{Direction, Fault, FaultProxy};
 pub use raw_frame::raw_frame;
+#[cfg(unix)]
+pub use redis::RedisServer;
 pub use server::{ServerEvent, ServerStream, TestServer};
 #[cfg(feature = "pki")]
 pub use tls::TestPki;

@@ -166,6 +166,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The hub is shutting down.
     ShuttingDown,
+    /// The hub's storage (Redis) cannot be reached: the publish or subscribe did not happen,
+    /// or its outcome is unknown. Retry with the same message id; it is applied once.
+    Unavailable,
     /// A code this client does not know, from a newer hub. Serialized as `"unknown"`; the hub
     /// never sends it.
     #[serde(other)]
@@ -174,7 +177,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this client knows, that is all but [`ErrorCode::Unknown`].
-    const KNOWN: [ErrorCode; 18] = [
+    const KNOWN: [ErrorCode; 19] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidUtf8,
         ErrorCode::UnknownType,
@@ -193,6 +196,7 @@ impl ErrorCode {
         ErrorCode::TooBig,
         ErrorCode::RateLimited,
         ErrorCode::ShuttingDown,
+        ErrorCode::Unavailable,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for a name this client does not know.
@@ -225,6 +229,7 @@ impl ErrorCode {
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -332,6 +337,7 @@ mod tests {
             ErrorCode::RoomQuota,
             ErrorCode::TokenExpired,
             ErrorCode::ShuttingDown,
+            ErrorCode::Unavailable,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),
