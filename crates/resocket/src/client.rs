@@ -19,7 +19,7 @@ use crate::{
     queue::{self, QueueTx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
-    supervisor::{Channels, Command, Pipes, Publisher, Supervisor},
+    supervisor::{Channels, Command, Lifecycle, Network, Pipes, Publisher, Supervisor},
     transport::{Connector, Target, TransportOptions},
     CloseFrame, Error, Message, SendError,
 };
@@ -536,13 +536,14 @@ impl ClientBuilder {
         Ok((
             client,
             messages,
-            Supervisor {
+            Supervisor(Lifecycle {
                 link,
                 pipes,
                 publish,
                 backoff,
                 endpoints: Endpoints::new(endpoints),
-            },
+                dial: Network,
+            }),
         ))
     }
 }

@@ -31,9 +31,13 @@ use crate::{
     queue::{payload_len, QueueRx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
-    transport::{HeadFence, Socket, Target},
+    transport::{HeadFence, Target},
     CloseFrame, Error, Message,
 };
+
+mod dial;
+
+pub(crate) use dial::{Dial, Network};
 
 /// What handles ask of the supervisor.
 #[derive(Debug)]
@@ -118,13 +122,19 @@ impl Publisher {
 /// The client's background task, handed back unspawned by
 /// [`ClientBuilder::pair`](crate::ClientBuilder::pair). Await it (or spawn it) to run the client.
 #[must_use = "the client does nothing unless its supervisor is awaited or spawned"]
-pub struct Supervisor {
+pub struct Supervisor(pub(crate) Lifecycle<Network>);
+
+/// The supervisor's state and loop, over any [`Dial`]: the real network for [`Supervisor`],
+/// an in-memory pipe in tests.
+pub(crate) struct Lifecycle<D> {
     pub(crate) link: Link,
     pub(crate) pipes: Pipes,
     pub(crate) publish: Publisher,
     pub(crate) backoff: Box<dyn Backoff>,
     /// Where attempts go; it moves on after every failure.
     pub(crate) endpoints: Endpoints,
+    /// Opens the stream for every attempt.
+    pub(crate) dial: D,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -152,7 +162,27 @@ enum Attempt {
 
 impl Supervisor {
     /// Runs the client to the end: `Ok` when closed by the user, `Err` on a permanent failure.
-    pub async fn run(mut self) -> Result<(), Error> {
+    pub async fn run(self) -> Result<(), Error> {
+        self.0.run().await
+    }
+}
+
+impl<D: Dial> Lifecycle<D> {
+    /// The same client over another transport.
+    #[cfg(test)]
+    pub(crate) fn with_dial<E: Dial>(self, dial: E) -> Lifecycle<E> {
+        Lifecycle {
+            link: self.link,
+            pipes: self.pipes,
+            publish: self.publish,
+            backoff: self.backoff,
+            endpoints: self.endpoints,
+            dial,
+        }
+    }
+
+    /// As [`Supervisor::run`].
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
         let result = self.lifecycle().await;
         self.finish(result.clone()).await;
         result
@@ -256,7 +286,7 @@ impl Supervisor {
         // task's future went from 24 KiB to a few KiB per client).
         let connect = tokio::time::timeout(
             connect_timeout,
-            Box::pin(self.link.open(attempt, index, endpoint)),
+            Box::pin(open(&self.link, &self.dial, attempt, index, endpoint)),
         );
         let (mut ws, response) =
             match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
@@ -522,41 +552,44 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     }
 }
 
-impl Link {
-    /// Opens TCP (and TLS) and performs the upgrade, with a freshly built request.
-    ///
-    /// tungstenite runs the upgrade on a [`HeadFence`], so that frames sent right behind the
-    /// `101` response stay for resocket's codec, which takes the socket from there.
-    async fn open(
-        &self,
-        attempt: u32,
-        index: usize,
-        endpoint: &Endpoint,
-    ) -> Result<(WsStream<Socket>, crate::handshake::Response), Error> {
-        let request: Request = self.request(attempt, index, endpoint)?;
-        let target = Target::from_uri(request.uri())?;
-        let mut socket = self.connector.connect(&target, &self.config).await?;
-        let mut fence = HeadFence::new(&mut socket);
-        let upgrade = tokio_tungstenite::client_async_with_config(
-            request,
-            &mut fence,
-            Some(self.config.websocket_config()),
-        )
-        .await
-        // The upgrade's own stream is dropped unused: it never read a frame.
-        .map(|(_, response)| response);
-        let rest = fence.into_rest();
-        match upgrade {
-            Ok(response) => Ok((WsStream::new(socket, &rest, &self.config), response)),
-            Err(tungstenite::Error::Http(mut refused)) => {
-                // tungstenite's body is what it read past the head: here, the fence has it.
-                let body = refused.body_mut().get_or_insert_with(Vec::new);
-                body.extend_from_slice(&rest);
-                Err(crate::transport::upgrade_error(tungstenite::Error::Http(
-                    refused,
-                )))
-            }
-            Err(e) => Err(crate::transport::upgrade_error(e)),
+/// Opens the stream (TCP and TLS, on the real path) and performs the upgrade, with a freshly
+/// built request.
+///
+/// tungstenite runs the upgrade on a [`HeadFence`], so that frames sent right behind the
+/// `101` response stay for resocket's codec, which takes the socket from there.
+async fn open<D: Dial>(
+    link: &Link,
+    dial: &D,
+    attempt: u32,
+    index: usize,
+    endpoint: &Endpoint,
+) -> Result<(WsStream<D::Io>, crate::handshake::Response), Error> {
+    let request: Request = link.request(attempt, index, endpoint)?;
+    let target = Target::from_uri(request.uri())?;
+    let mut socket = dial.dial(link, &target).await?;
+    let mut fence = HeadFence::new(&mut socket);
+    let upgrade = tokio_tungstenite::client_async_with_config(
+        request,
+        &mut fence,
+        Some(link.config.websocket_config()),
+    )
+    .await
+    // The upgrade's own stream is dropped unused: it never read a frame.
+    .map(|(_, response)| response);
+    let rest = fence.into_rest();
+    match upgrade {
+        Ok(response) => Ok((WsStream::new(socket, &rest, &link.config), response)),
+        Err(tungstenite::Error::Http(mut refused)) => {
+            // tungstenite's body is what it read past the head: here, the fence has it.
+            let body = refused.body_mut().get_or_insert_with(Vec::new);
+            body.extend_from_slice(&rest);
+            Err(crate::transport::upgrade_error(tungstenite::Error::Http(
+                refused,
+            )))
         }
+        Err(e) => Err(crate::transport::upgrade_error(e)),
     }
 }
+
+#[cfg(test)]
+mod tests;
