@@ -515,9 +515,7 @@ impl ClientBuilder {
         };
         let pipes = Pipes {
             commands: commands_rx,
-            queue: queue_rx,
-            outbox: Default::default(),
-            scratch: Vec::new(),
+            outbox: queue::Outbox::new(queue_rx),
             inbound: inbound_tx,
             stats: stats.clone(),
             close_request: None,

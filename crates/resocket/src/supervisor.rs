@@ -6,7 +6,6 @@
 //! while connecting, handshaking or backing off, not only while `Ready`.
 
 use std::{
-    collections::VecDeque,
     future::{Future, IntoFuture},
     pin::Pin,
     sync::Arc,
@@ -28,7 +27,7 @@ use crate::{
     extension::Extensions,
     handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
     inbound::InboundTx,
-    queue::{payload_len, QueueRx},
+    queue::{payload_len, Outbox},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
     transport::{HeadFence, Target},
@@ -80,11 +79,8 @@ impl Channels {
 /// The channels and buffers that outlive any one connection.
 pub(crate) struct Pipes {
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) queue: QueueRx,
-    /// Messages taken from the queue but not yet handed to a socket. They survive a
-    /// disconnect and go out first on the next connection.
-    pub(crate) outbox: VecDeque<Message>,
-    pub(crate) scratch: Vec<Message>,
+    /// The outbound queue and what was taken from it but not yet written.
+    pub(crate) outbox: Outbox,
     /// The inbound channel, with the received batches the user has not taken yet.
     pub(crate) inbound: InboundTx,
     pub(crate) stats: Arc<Stats>,
@@ -346,9 +342,9 @@ impl<D: Dial> Lifecycle<D> {
                 .filter(|c| !replayed.contains(c))
                 .cloned()
                 .collect();
-            for msg in format.subscribe_messages(&missed).into_iter().rev() {
-                self.pipes.outbox.push_front(msg);
-            }
+            self.pipes
+                .outbox
+                .push_front(format.subscribe_messages(&missed));
         }
         let reconnect = *ever_ready;
         *ever_ready = true;
@@ -443,11 +439,7 @@ impl<D: Dial> Lifecycle<D> {
     /// Publishes the end, accounts for what could not be sent, and hands over what was received.
     async fn finish(&mut self, result: Result<(), Error>) {
         let pipes = &mut self.pipes;
-        pipes.queue.close();
-        let mut rest = std::mem::take(&mut pipes.scratch);
-        pipes.queue.drain_now(&mut rest, usize::MAX);
-        let undelivered = (pipes.outbox.len() + rest.len()) as u64;
-        pipes.outbox.clear();
+        let undelivered = pipes.outbox.discard_all();
         if undelivered > 0 {
             Stats::add(&pipes.stats.dropped, undelivered);
             self.publish.event(ConnectionEvent::Dropped {
@@ -483,15 +475,14 @@ async fn wait<F: Future>(
 ) -> Option<F::Output> {
     let Pipes {
         commands,
-        queue,
         outbox,
-        scratch,
         stats,
         close_request,
         channels,
         ..
     } = pipes;
-    let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
+    // Off for good once every sender is gone: nothing more can arrive to drop.
+    let mut drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
     tokio::pin!(work);
     loop {
         let close_deadline = close_request.as_ref().map(|(_, deadline)| *deadline);
@@ -507,28 +498,22 @@ async fn wait<F: Future>(
                     }
                     None => (normal_close(), config.drain_on_close),
                 };
-                if !drain || (outbox.is_empty() && queue.is_empty()) {
+                if !drain || outbox.is_drained() {
                     return None;
                 }
                 // Keep connecting so the backlog can go out, but only until close_timeout.
-                queue.close();
+                outbox.close();
                 *close_request = Some((frame, Instant::now() + config.close_timeout));
             }
             () = sleep_until_or_never(close_deadline) => return None,
             out = &mut work => return Some(out),
-            n = std::future::poll_fn(|cx| queue.poll_recv_many(cx, scratch, 512)), if drop_oldest => {
-                if n == 0 {
-                    // Every sender is gone; the command channel says so too.
-                    std::future::pending::<()>().await;
-                }
-                outbox.extend(scratch.drain(..));
-                let mut dropped = 0u64;
-                let mut bytes: usize = outbox.iter().map(payload_len).sum();
-                while outbox.len() > config.queue_capacity || (bytes > config.queue_max_bytes && outbox.len() > 1) {
-                    let oldest = outbox.pop_front().expect("non-empty");
-                    bytes -= payload_len(&oldest);
-                    dropped += 1;
-                }
+            dropped = std::future::poll_fn(|cx| {
+                outbox.poll_drop_oldest(cx, config.queue_capacity, config.queue_max_bytes)
+            }), if drop_oldest => {
+                let Some(dropped) = dropped else {
+                    drop_oldest = false;
+                    continue;
+                };
                 if dropped > 0 {
                     Stats::add(&stats.dropped, dropped);
                     publish.event(ConnectionEvent::Dropped { count: dropped, reason: DropReason::DropOldest });

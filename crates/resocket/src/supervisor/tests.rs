@@ -397,3 +397,32 @@ async fn the_default_backoff_never_loops_tightly_against_a_server_that_closes_ev
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_close_while_backing_off_under_drop_oldest_still_connects_and_drains() {
+    resocket_testkit::within(3600, "draining close under DropOldest", async {
+        let (client, _messages, mut server) = client(|c| {
+            c.queue_policy = crate::QueuePolicy::DropOldest;
+            c.backoff = ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(60))
+                .with_jitter(Jitter::None);
+            c.ping_interval = None;
+        });
+        let mut events = client.events();
+        server.refuse(1);
+        next_event(&mut events, backing_off).await;
+        for msg in texts(0..3) {
+            client.try_send(msg).unwrap();
+        }
+        let closing = tokio::spawn({
+            let client = client.clone();
+            async move { client.close().await }
+        });
+        let mut ws = server.accept().await;
+        let (data, code) = read_until_close(&mut ws).await;
+        assert_eq!(data, texts(0..3));
+        assert_eq!(code, Some(1000));
+        assert!(ws.next().await.is_none());
+        closing.await.unwrap().unwrap();
+    })
+    .await;
+}
