@@ -122,12 +122,19 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             close_deadline: None,
             discarded: 0,
         };
-        if let Some((frame, deadline)) = conn.pipes.close_request.take() {
-            conn.start_close(frame, true);
-            conn.close_deadline = Some(deadline);
-        }
         conn.arm_timer();
         conn
+    }
+
+    /// Starts with a draining close the user asked for before this connection was up: the
+    /// backlog goes out, then the Close frame, unless `deadline` passes first.
+    pub(crate) fn closing_by(mut self, close: Option<(CloseFrame, Instant)>) -> Self {
+        if let Some((frame, deadline)) = close {
+            self.start_close(frame, true);
+            self.close_deadline = Some(deadline);
+            self.arm_timer();
+        }
+        self
     }
 
     /// Runs until the connection ends.

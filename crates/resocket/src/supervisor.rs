@@ -77,16 +77,23 @@ impl Channels {
 }
 
 /// The channels and buffers that outlive any one connection.
+///
+/// The supervisor lends them to each [`Connection`] in turn. Each buffer changes only through
+/// its own type's methods ([`Outbox`], [`InboundTx`], [`Channels`]); the close request is the
+/// supervisor's, handed to the next connection with [`Connection::closing_by`].
 pub(crate) struct Pipes {
+    /// What handles ask: read here while not `Ready`, by the connection while `Ready`.
     pub(crate) commands: mpsc::Receiver<Command>,
     /// The outbound queue and what was taken from it but not yet written.
     pub(crate) outbox: Outbox,
     /// The inbound channel, with the received batches the user has not taken yet.
     pub(crate) inbound: InboundTx,
+    /// Counters, shared with the handles; atomics only.
     pub(crate) stats: Arc<Stats>,
     /// A draining close asked for while not `Ready`: the next connection writes the backlog,
     /// then closes with this frame, unless the deadline passes first.
     pub(crate) close_request: Option<(CloseFrame, Instant)>,
+    /// The runtime subscription set.
     pub(crate) channels: Channels,
     pub(crate) extensions: Extensions,
 }
@@ -362,7 +369,9 @@ impl<D: Dial> Lifecycle<D> {
             .each(|ext, ctx| ext.on_connect(reconnect, ctx));
         tracing::debug!(reconnect, "ready");
 
+        let close = self.pipes.close_request.take();
         let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
+            .closing_by(close)
             .run()
             .await;
         match exit {
