@@ -4,6 +4,10 @@
 //! read what it publishes (a `watch` of [`Status`], a `broadcast` of events, atomic counters),
 //! so no lock is ever shared. Every wait races the command channel, so a `close()` is honoured
 //! while connecting, handshaking or backing off, not only while `Ready`.
+//!
+//! The byte stream under every attempt comes from a [`Dial`] (`dial.rs`): the real network
+//! for [`Supervisor`], an in-memory pipe in the unit tests (`tests.rs`), which run the same
+//! upgrade, codec, handshake and connection code on tokio's paused clock.
 
 use std::{
     future::{Future, IntoFuture},
