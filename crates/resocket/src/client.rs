@@ -19,7 +19,7 @@ use crate::{
     queue::{self, QueueTx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
-    supervisor::{Channels, Command, Pipes, Publisher, Supervisor},
+    supervisor::{Channels, Command, Lifecycle, Network, Pipes, Publisher, Supervisor},
     transport::{Connector, Target, TransportOptions},
     CloseFrame, Error, Message, SendError,
 };
@@ -515,9 +515,7 @@ impl ClientBuilder {
         };
         let pipes = Pipes {
             commands: commands_rx,
-            queue: queue_rx,
-            outbox: Default::default(),
-            scratch: Vec::new(),
+            outbox: queue::Outbox::new(queue_rx),
             inbound: inbound_tx,
             stats: stats.clone(),
             close_request: None,
@@ -536,13 +534,14 @@ impl ClientBuilder {
         Ok((
             client,
             messages,
-            Supervisor {
+            Supervisor(Lifecycle {
                 link,
                 pipes,
                 publish,
                 backoff,
                 endpoints: Endpoints::new(endpoints),
-            },
+                dial: Network,
+            }),
         ))
     }
 }

@@ -122,12 +122,19 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             close_deadline: None,
             discarded: 0,
         };
-        if let Some((frame, deadline)) = conn.pipes.close_request.take() {
-            conn.start_close(frame, true);
-            conn.close_deadline = Some(deadline);
-        }
         conn.arm_timer();
         conn
+    }
+
+    /// Starts with a draining close the user asked for before this connection was up: the
+    /// backlog goes out, then the Close frame, unless `deadline` passes first.
+    pub(crate) fn closing_by(mut self, close: Option<(CloseFrame, Instant)>) -> Self {
+        if let Some((frame, deadline)) = close {
+            self.start_close(frame, true);
+            self.close_deadline = Some(deadline);
+            self.arm_timer();
+        }
+        self
     }
 
     /// Runs until the connection ends.
@@ -163,7 +170,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 }
                 Poll::Ready(Some(other)) => {
                     let now = self.pipes.channels.apply(&other);
-                    self.pipes.outbox.extend(now);
+                    self.pipes.outbox.push_back(now);
                 }
                 Poll::Ready(None) => {
                     // Every handle is gone: close as `close()` would, once.
@@ -182,7 +189,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             return;
         }
         // No new messages from here on; those already queued drain below if asked to.
-        self.pipes.queue.close();
+        self.pipes.outbox.close();
         self.close_deadline = Some(Instant::now() + self.config.close_timeout);
         if drain {
             self.closing = Closing::Draining(frame);
@@ -420,17 +427,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 }
             }
             if self.pipes.outbox.is_empty() && !matches!(self.closing, Closing::Sent) {
-                let mut scratch = std::mem::take(&mut self.pipes.scratch);
-                let got = match self
-                    .pipes
-                    .queue
-                    .poll_recv_many(cx, &mut scratch, WRITE_BATCH)
-                {
-                    Poll::Ready(n) => n,
-                    Poll::Pending => 0,
-                };
-                self.pipes.outbox.extend(scratch.drain(..));
-                self.pipes.scratch = scratch;
+                let got = self.pipes.outbox.poll_refill(cx, WRITE_BATCH);
                 if got == 0 {
                     if let Closing::Draining(frame) = &self.closing {
                         // The queue is empty and closed: everything was written, now the Close.
@@ -448,7 +445,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                     Ok(false) => return Poll::Pending,
                     Err(exit) => return Poll::Ready(exit),
                 }
-                let msg = self.pipes.outbox.pop_front().expect("checked non-empty");
+                let Some(msg) = self.pipes.outbox.pop_front() else {
+                    break;
+                };
                 let len = payload_len(&msg) as u64;
                 if !self.pipes.extensions.is_empty() {
                     self.pipes.extensions.outbound(&msg);
@@ -531,7 +530,7 @@ mod tests {
         config::QueuePolicy,
         extension::Extensions,
         inbound::{self, Messages},
-        queue,
+        queue::{self, Outbox},
         supervisor::Channels,
     };
 
@@ -553,9 +552,7 @@ mod tests {
         let extensions = Extensions::new(Vec::new(), queue_tx.clone(), stats.clone());
         let pipes = Pipes {
             commands: commands_rx,
-            queue: queue_rx,
-            outbox: Default::default(),
-            scratch: Vec::new(),
+            outbox: Outbox::new(queue_rx),
             inbound: inbound_tx,
             stats,
             close_request: None,

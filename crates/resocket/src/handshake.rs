@@ -21,11 +21,13 @@ pub use subscribe::{ChannelFormat, SendMessage, Subscribe};
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use futures_util::{future::BoxFuture, SinkExt, StreamExt};
+use futures_util::{future::BoxFuture, Sink, SinkExt, Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 pub use tokio_tungstenite::tungstenite::handshake::client::Response;
 
-use crate::{codec::WsStream, transport::Socket, Error, Message};
+use crate::{codec::WsStream, Error, Message};
 
 /// Facts about the connection a handshake runs on.
 #[derive(Debug, Clone)]
@@ -39,9 +41,21 @@ pub struct HandshakeContext {
     pub response: Arc<Response>,
 }
 
+/// A WebSocket over any byte stream, as the handshake drives it.
+///
+/// The handshake runs a few frames per connection, so one virtual call per frame costs
+/// nothing, and it keeps [`HandshakeIo`] (and so the public [`Handshaker`] trait) free of the
+/// stream type the supervisor was built with.
+pub(crate) trait HandshakeSocket:
+    Sink<Message, Error = WsError> + Stream<Item = Result<Message, WsError>> + Unpin + Send
+{
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> HandshakeSocket for WsStream<S> {}
+
 /// The socket as a handshake sees it.
 pub struct HandshakeIo<'a> {
-    ws: &'a mut WsStream<Socket>,
+    ws: &'a mut dyn HandshakeSocket,
     later: &'a mut Vec<Message>,
     context: &'a HandshakeContext,
 }
@@ -56,7 +70,7 @@ impl fmt::Debug for HandshakeIo<'_> {
 
 impl<'a> HandshakeIo<'a> {
     pub(crate) fn new(
-        ws: &'a mut WsStream<Socket>,
+        ws: &'a mut dyn HandshakeSocket,
         later: &'a mut Vec<Message>,
         context: &'a HandshakeContext,
     ) -> Self {

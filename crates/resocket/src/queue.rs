@@ -10,8 +10,12 @@
 //! queued Close would end one connection behind the supervisor's back (which then reconnects),
 //! Pings and Pongs are the heartbeat's and the codec's, and a raw `Frame` could split a message
 //! across a reconnect. They are refused with [`SendError::Unsupported`].
+//!
+//! The supervisor's end is an [`Outbox`]: the receiver and the messages already taken from it
+//! but not yet written, which outlive any one connection.
 
 use std::{
+    collections::VecDeque,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
@@ -206,6 +210,132 @@ impl QueueRx {
     }
 }
 
+/// The supervisor's end of the queue: messages taken out of the channel but not yet handed to
+/// a socket. They survive a disconnect and go out first on the next connection.
+///
+/// It keeps the payload bytes it holds as it goes, so the `DropOldest` bound is checked
+/// without walking the backlog on every wake-up.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: QueueRx,
+    pending: VecDeque<Message>,
+    /// The payload bytes of `pending`.
+    pending_bytes: usize,
+    /// Reused for every batch taken from the channel.
+    scratch: Vec<Message>,
+}
+
+impl Outbox {
+    pub(crate) fn new(queue: QueueRx) -> Outbox {
+        Outbox {
+            queue,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether nothing taken from the channel is waiting to be written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether nothing at all is waiting: neither taken nor still in the channel.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.pending.is_empty() && self.queue.is_empty()
+    }
+
+    /// The payload bytes taken from the channel and not yet written.
+    #[cfg(test)]
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Moves up to `limit` waiting messages from the channel to the back of the outbox.
+    /// Returns how many; `0` when none is waiting (the waker is then registered) or when the
+    /// channel is closed and empty.
+    pub(crate) fn poll_refill(&mut self, cx: &mut Context<'_>, limit: usize) -> usize {
+        match self.queue.poll_recv_many(cx, &mut self.scratch, limit) {
+            Poll::Ready(n) => {
+                self.take_scratch();
+                n
+            }
+            Poll::Pending => 0,
+        }
+    }
+
+    /// Waits for messages in the channel while no socket takes them, and drops the oldest
+    /// past the bounds, so that senders never wait on a dead connection. Returns how many were
+    /// dropped, or `None` once every sender is gone.
+    pub(crate) fn poll_drop_oldest(
+        &mut self,
+        cx: &mut Context<'_>,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> Poll<Option<u64>> {
+        let n = std::task::ready!(self.queue.poll_recv_many(cx, &mut self.scratch, 512));
+        if n == 0 {
+            return Poll::Ready(None);
+        }
+        self.take_scratch();
+        let mut dropped = 0u64;
+        while self.pending.len() > capacity
+            || (self.pending_bytes > max_bytes && self.pending.len() > 1)
+        {
+            self.pop_front();
+            dropped += 1;
+        }
+        Poll::Ready(Some(dropped))
+    }
+
+    /// The oldest message waiting to be written.
+    pub(crate) fn pop_front(&mut self) -> Option<Message> {
+        let msg = self.pending.pop_front()?;
+        self.pending_bytes -= payload_len(&msg);
+        Some(msg)
+    }
+
+    /// Adds messages to go out after everything waiting.
+    pub(crate) fn push_back(&mut self, msgs: impl IntoIterator<Item = Message>) {
+        for msg in msgs {
+            self.pending_bytes += payload_len(&msg);
+            self.pending.push_back(msg);
+        }
+    }
+
+    /// Adds messages to go out before everything waiting, in their order.
+    pub(crate) fn push_front(&mut self, msgs: Vec<Message>) {
+        for msg in msgs.into_iter().rev() {
+            self.pending_bytes += payload_len(&msg);
+            self.pending.push_front(msg);
+        }
+    }
+
+    /// Refuses further sends; what is already queued can still be taken.
+    pub(crate) fn close(&mut self) {
+        self.queue.close();
+    }
+
+    /// Closes the queue and drops everything in it and in the outbox; returns how many
+    /// messages that was.
+    pub(crate) fn discard_all(&mut self) -> u64 {
+        self.queue.close();
+        let mut rest = std::mem::take(&mut self.scratch);
+        self.queue.drain_now(&mut rest, usize::MAX);
+        let discarded = (self.pending.len() + rest.len()) as u64;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        discarded
+    }
+
+    fn take_scratch(&mut self) {
+        for msg in self.scratch.drain(..) {
+            self.pending_bytes += payload_len(&msg);
+            self.pending.push_back(msg);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +443,64 @@ mod tests {
             .await
             .unwrap_err()
             .is_not_connected());
+    }
+
+    /// The bytes an outbox holds, counted the slow way.
+    fn counted(outbox: &Outbox) -> usize {
+        outbox.pending.iter().map(payload_len).sum()
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_the_newest_within_both_bounds_and_tracks_bytes_as_it_goes() {
+        let (tx, rx) = queue(64, 1 << 20, QueuePolicy::DropOldest);
+        let mut outbox = Outbox::new(rx);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for i in 0..10 {
+            tx.try_send(Message::text("x".repeat(10 + i))).unwrap();
+        }
+        // Four messages at most, and at most 50 bytes: 18 + 19 = 37 fits, 17 more does not.
+        let dropped = outbox.poll_drop_oldest(&mut cx, 4, 50);
+        assert_eq!(dropped, Poll::Ready(Some(8)));
+        assert_eq!(outbox.pending_bytes(), 37);
+        assert_eq!(outbox.pending_bytes(), counted(&outbox));
+
+        assert_eq!(outbox.pop_front(), Some(Message::text("x".repeat(18))));
+        outbox.push_front(vec![Message::text("ab"), Message::text("cde")]);
+        outbox.push_back([Message::binary(vec![0u8; 7])]);
+        assert_eq!(outbox.pending_bytes(), 19 + 2 + 3 + 7);
+        assert_eq!(outbox.pending_bytes(), counted(&outbox));
+        assert_eq!(outbox.pop_front(), Some(Message::text("ab")));
+
+        // A single message larger than the byte bound is kept: dropping it would lose the newest.
+        tx.try_send(Message::text("y".repeat(100))).unwrap();
+        assert_eq!(
+            outbox.poll_drop_oldest(&mut cx, 4, 50),
+            Poll::Ready(Some(3))
+        );
+        assert_eq!(outbox.pending_bytes(), 100);
+        assert_eq!(outbox.pending_bytes(), counted(&outbox));
+        assert_eq!(outbox.discard_all(), 1);
+        assert_eq!(outbox.pending_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn refill_takes_from_the_channel_in_order_after_what_is_pending() {
+        let (tx, rx) = queue(64, 1 << 20, QueuePolicy::Queue);
+        let mut outbox = Outbox::new(rx);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_refill(&mut cx, 8), 0);
+        outbox.push_back([Message::text("a")]);
+        for text in ["b", "c", "d"] {
+            tx.try_send(Message::text(text)).unwrap();
+        }
+        assert_eq!(outbox.poll_refill(&mut cx, 2), 2);
+        assert!(!outbox.is_drained(), "one is still in the channel");
+        assert_eq!(outbox.poll_refill(&mut cx, 8), 1);
+        assert_eq!(outbox.pending_bytes(), 4);
+        let order: Vec<Message> = std::iter::from_fn(|| outbox.pop_front()).collect();
+        assert_eq!(order, ["a", "b", "c", "d"].map(Message::text));
+        assert!(outbox.is_drained());
     }
 }

@@ -4,9 +4,12 @@
 //! read what it publishes (a `watch` of [`Status`], a `broadcast` of events, atomic counters),
 //! so no lock is ever shared. Every wait races the command channel, so a `close()` is honoured
 //! while connecting, handshaking or backing off, not only while `Ready`.
+//!
+//! The byte stream under every attempt comes from a [`Dial`] (`dial.rs`): the real network
+//! for [`Supervisor`], an in-memory pipe in the unit tests (`tests.rs`), which run the same
+//! upgrade, codec, handshake and connection code on tokio's paused clock.
 
 use std::{
-    collections::VecDeque,
     future::{Future, IntoFuture},
     pin::Pin,
     sync::Arc,
@@ -28,12 +31,16 @@ use crate::{
     extension::Extensions,
     handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
     inbound::InboundTx,
-    queue::{payload_len, QueueRx},
+    queue::{payload_len, Outbox},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
-    transport::{HeadFence, Socket, Target},
+    transport::{HeadFence, Target},
     CloseFrame, Error, Message,
 };
+
+mod dial;
+
+pub(crate) use dial::{Dial, Network};
 
 /// What handles ask of the supervisor.
 #[derive(Debug)]
@@ -74,19 +81,23 @@ impl Channels {
 }
 
 /// The channels and buffers that outlive any one connection.
+///
+/// The supervisor lends them to each [`Connection`] in turn. Each buffer changes only through
+/// its own type's methods ([`Outbox`], [`InboundTx`], [`Channels`]); the close request is the
+/// supervisor's, handed to the next connection with [`Connection::closing_by`].
 pub(crate) struct Pipes {
+    /// What handles ask: read here while not `Ready`, by the connection while `Ready`.
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) queue: QueueRx,
-    /// Messages taken from the queue but not yet handed to a socket. They survive a
-    /// disconnect and go out first on the next connection.
-    pub(crate) outbox: VecDeque<Message>,
-    pub(crate) scratch: Vec<Message>,
+    /// The outbound queue and what was taken from it but not yet written.
+    pub(crate) outbox: Outbox,
     /// The inbound channel, with the received batches the user has not taken yet.
     pub(crate) inbound: InboundTx,
+    /// Counters, shared with the handles; atomics only.
     pub(crate) stats: Arc<Stats>,
     /// A draining close asked for while not `Ready`: the next connection writes the backlog,
     /// then closes with this frame, unless the deadline passes first.
     pub(crate) close_request: Option<(CloseFrame, Instant)>,
+    /// The runtime subscription set.
     pub(crate) channels: Channels,
     pub(crate) extensions: Extensions,
 }
@@ -118,13 +129,19 @@ impl Publisher {
 /// The client's background task, handed back unspawned by
 /// [`ClientBuilder::pair`](crate::ClientBuilder::pair). Await it (or spawn it) to run the client.
 #[must_use = "the client does nothing unless its supervisor is awaited or spawned"]
-pub struct Supervisor {
+pub struct Supervisor(pub(crate) Lifecycle<Network>);
+
+/// The supervisor's state and loop, over any [`Dial`]: the real network for [`Supervisor`],
+/// an in-memory pipe in tests.
+pub(crate) struct Lifecycle<D> {
     pub(crate) link: Link,
     pub(crate) pipes: Pipes,
     pub(crate) publish: Publisher,
     pub(crate) backoff: Box<dyn Backoff>,
     /// Where attempts go; it moves on after every failure.
     pub(crate) endpoints: Endpoints,
+    /// Opens the stream for every attempt.
+    pub(crate) dial: D,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -152,7 +169,27 @@ enum Attempt {
 
 impl Supervisor {
     /// Runs the client to the end: `Ok` when closed by the user, `Err` on a permanent failure.
-    pub async fn run(mut self) -> Result<(), Error> {
+    pub async fn run(self) -> Result<(), Error> {
+        self.0.run().await
+    }
+}
+
+impl<D: Dial> Lifecycle<D> {
+    /// The same client over another transport.
+    #[cfg(test)]
+    pub(crate) fn with_dial<E: Dial>(self, dial: E) -> Lifecycle<E> {
+        Lifecycle {
+            link: self.link,
+            pipes: self.pipes,
+            publish: self.publish,
+            backoff: self.backoff,
+            endpoints: self.endpoints,
+            dial,
+        }
+    }
+
+    /// As [`Supervisor::run`].
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
         let result = self.lifecycle().await;
         self.finish(result.clone()).await;
         result
@@ -256,7 +293,7 @@ impl Supervisor {
         // task's future went from 24 KiB to a few KiB per client).
         let connect = tokio::time::timeout(
             connect_timeout,
-            Box::pin(self.link.open(attempt, index, endpoint)),
+            Box::pin(open(&self.link, &self.dial, attempt, index, endpoint)),
         );
         let (mut ws, response) =
             match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
@@ -316,9 +353,9 @@ impl Supervisor {
                 .filter(|c| !replayed.contains(c))
                 .cloned()
                 .collect();
-            for msg in format.subscribe_messages(&missed).into_iter().rev() {
-                self.pipes.outbox.push_front(msg);
-            }
+            self.pipes
+                .outbox
+                .push_front(format.subscribe_messages(&missed));
         }
         let reconnect = *ever_ready;
         *ever_ready = true;
@@ -336,7 +373,9 @@ impl Supervisor {
             .each(|ext, ctx| ext.on_connect(reconnect, ctx));
         tracing::debug!(reconnect, "ready");
 
+        let close = self.pipes.close_request.take();
         let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
+            .closing_by(close)
             .run()
             .await;
         match exit {
@@ -413,11 +452,7 @@ impl Supervisor {
     /// Publishes the end, accounts for what could not be sent, and hands over what was received.
     async fn finish(&mut self, result: Result<(), Error>) {
         let pipes = &mut self.pipes;
-        pipes.queue.close();
-        let mut rest = std::mem::take(&mut pipes.scratch);
-        pipes.queue.drain_now(&mut rest, usize::MAX);
-        let undelivered = (pipes.outbox.len() + rest.len()) as u64;
-        pipes.outbox.clear();
+        let undelivered = pipes.outbox.discard_all();
         if undelivered > 0 {
             Stats::add(&pipes.stats.dropped, undelivered);
             self.publish.event(ConnectionEvent::Dropped {
@@ -453,15 +488,14 @@ async fn wait<F: Future>(
 ) -> Option<F::Output> {
     let Pipes {
         commands,
-        queue,
         outbox,
-        scratch,
         stats,
         close_request,
         channels,
         ..
     } = pipes;
-    let drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
+    // Off for good once every sender is gone: nothing more can arrive to drop.
+    let mut drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
     tokio::pin!(work);
     loop {
         let close_deadline = close_request.as_ref().map(|(_, deadline)| *deadline);
@@ -477,28 +511,22 @@ async fn wait<F: Future>(
                     }
                     None => (normal_close(), config.drain_on_close),
                 };
-                if !drain || (outbox.is_empty() && queue.is_empty()) {
+                if !drain || outbox.is_drained() {
                     return None;
                 }
                 // Keep connecting so the backlog can go out, but only until close_timeout.
-                queue.close();
+                outbox.close();
                 *close_request = Some((frame, Instant::now() + config.close_timeout));
             }
             () = sleep_until_or_never(close_deadline) => return None,
             out = &mut work => return Some(out),
-            n = std::future::poll_fn(|cx| queue.poll_recv_many(cx, scratch, 512)), if drop_oldest => {
-                if n == 0 {
-                    // Every sender is gone; the command channel says so too.
-                    std::future::pending::<()>().await;
-                }
-                outbox.extend(scratch.drain(..));
-                let mut dropped = 0u64;
-                let mut bytes: usize = outbox.iter().map(payload_len).sum();
-                while outbox.len() > config.queue_capacity || (bytes > config.queue_max_bytes && outbox.len() > 1) {
-                    let oldest = outbox.pop_front().expect("non-empty");
-                    bytes -= payload_len(&oldest);
-                    dropped += 1;
-                }
+            dropped = std::future::poll_fn(|cx| {
+                outbox.poll_drop_oldest(cx, config.queue_capacity, config.queue_max_bytes)
+            }), if drop_oldest => {
+                let Some(dropped) = dropped else {
+                    drop_oldest = false;
+                    continue;
+                };
                 if dropped > 0 {
                     Stats::add(&stats.dropped, dropped);
                     publish.event(ConnectionEvent::Dropped { count: dropped, reason: DropReason::DropOldest });
@@ -522,41 +550,44 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
     }
 }
 
-impl Link {
-    /// Opens TCP (and TLS) and performs the upgrade, with a freshly built request.
-    ///
-    /// tungstenite runs the upgrade on a [`HeadFence`], so that frames sent right behind the
-    /// `101` response stay for resocket's codec, which takes the socket from there.
-    async fn open(
-        &self,
-        attempt: u32,
-        index: usize,
-        endpoint: &Endpoint,
-    ) -> Result<(WsStream<Socket>, crate::handshake::Response), Error> {
-        let request: Request = self.request(attempt, index, endpoint)?;
-        let target = Target::from_uri(request.uri())?;
-        let mut socket = self.connector.connect(&target, &self.config).await?;
-        let mut fence = HeadFence::new(&mut socket);
-        let upgrade = tokio_tungstenite::client_async_with_config(
-            request,
-            &mut fence,
-            Some(self.config.websocket_config()),
-        )
-        .await
-        // The upgrade's own stream is dropped unused: it never read a frame.
-        .map(|(_, response)| response);
-        let rest = fence.into_rest();
-        match upgrade {
-            Ok(response) => Ok((WsStream::new(socket, &rest, &self.config), response)),
-            Err(tungstenite::Error::Http(mut refused)) => {
-                // tungstenite's body is what it read past the head: here, the fence has it.
-                let body = refused.body_mut().get_or_insert_with(Vec::new);
-                body.extend_from_slice(&rest);
-                Err(crate::transport::upgrade_error(tungstenite::Error::Http(
-                    refused,
-                )))
-            }
-            Err(e) => Err(crate::transport::upgrade_error(e)),
+/// Opens the stream (TCP and TLS, on the real path) and performs the upgrade, with a freshly
+/// built request.
+///
+/// tungstenite runs the upgrade on a [`HeadFence`], so that frames sent right behind the
+/// `101` response stay for resocket's codec, which takes the socket from there.
+async fn open<D: Dial>(
+    link: &Link,
+    dial: &D,
+    attempt: u32,
+    index: usize,
+    endpoint: &Endpoint,
+) -> Result<(WsStream<D::Io>, crate::handshake::Response), Error> {
+    let request: Request = link.request(attempt, index, endpoint)?;
+    let target = Target::from_uri(request.uri())?;
+    let mut socket = dial.dial(link, &target).await?;
+    let mut fence = HeadFence::new(&mut socket);
+    let upgrade = tokio_tungstenite::client_async_with_config(
+        request,
+        &mut fence,
+        Some(link.config.websocket_config()),
+    )
+    .await
+    // The upgrade's own stream is dropped unused: it never read a frame.
+    .map(|(_, response)| response);
+    let rest = fence.into_rest();
+    match upgrade {
+        Ok(response) => Ok((WsStream::new(socket, &rest, &link.config), response)),
+        Err(tungstenite::Error::Http(mut refused)) => {
+            // tungstenite's body is what it read past the head: here, the fence has it.
+            let body = refused.body_mut().get_or_insert_with(Vec::new);
+            body.extend_from_slice(&rest);
+            Err(crate::transport::upgrade_error(tungstenite::Error::Http(
+                refused,
+            )))
         }
+        Err(e) => Err(crate::transport::upgrade_error(e)),
     }
 }
+
+#[cfg(test)]
+mod tests;

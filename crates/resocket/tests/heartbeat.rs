@@ -1,50 +1,14 @@
-//! Heartbeats: a quiet healthy peer stays connected; a silent one is declared dead.
+//! Heartbeats over a real socket: a silent peer is declared dead. The schedule itself is
+//! pinned on the paused clock in the supervisor's unit tests.
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::SinkExt;
 
-use resocket::{Client, ConnectionEvent, Error, Message};
-use resocket_testkit::{within, Behavior, ServerEvent, TestServer};
-
-#[tokio::test]
-async fn quiet_but_healthy_connection_stays_up() {
-    within(30, "quiet connection", async {
-        let mut server = TestServer::start(Behavior::Silent).await;
-        let (client, _messages) = Client::builder(server.url())
-            .configure(|c| {
-                c.ping_interval = Some(Duration::from_millis(50));
-                // Generous: the point is that a healthy peer is never declared dead, even on a
-                // loaded machine.
-                c.pong_timeout = Duration::from_secs(1);
-            })
-            .connect()
-            .unwrap();
-        let mut events = client.events();
-        client.ready().await.unwrap();
-        let mut pings = 0;
-        while pings < 20 {
-            if let ServerEvent::Ping { .. } = server.next_event().await {
-                pings += 1;
-            }
-        }
-        while let Ok(event) = events.try_recv() {
-            assert!(
-                !matches!(event, ConnectionEvent::Disconnected { .. }),
-                "dropped a healthy connection: {event:?}"
-            );
-        }
-        assert!(client.is_connected());
-        let snapshot = client.snapshot();
-        assert_eq!(snapshot.reconnects, 0);
-        assert_eq!(server.connections(), 1);
-        assert!(snapshot.counters.rtt.is_some(), "pongs feed the RTT");
-        assert!(snapshot.uptime.is_some());
-    })
-    .await;
-}
+use resocket::{Client, Error, Message};
+use resocket_testkit::{within, Behavior, TestServer};
 
 #[tokio::test]
 async fn silent_peer_is_detected_and_the_client_reconnects() {
@@ -66,48 +30,14 @@ async fn silent_peer_is_detected_and_the_client_reconnects() {
         client.ready().await.unwrap();
         server.wait_connected().await;
         server.freeze_all();
-        let frozen_at = Instant::now();
         let reason = support::disconnect_reason(&mut events).await;
-        let detected_after = frozen_at.elapsed();
         assert!(
             matches!(reason, Error::HeartbeatTimeout(t) if t == timeout),
             "{reason:?}"
         );
-        // Hang guard with slack for a loaded machine; the bound itself is ping_interval + pong_timeout.
-        assert!(
-            detected_after < interval + timeout + Duration::from_secs(2),
-            "{detected_after:?}"
-        );
         server.wait_connected().await;
         client.ready().await.unwrap();
         assert_eq!(client.snapshot().reconnects, 1);
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn app_level_heartbeat_is_sent_on_the_ping_schedule() {
-    within(20, "app heartbeat", async {
-        let mut server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url())
-            .configure(|c| {
-                c.ping_interval = Some(Duration::from_millis(50));
-                c.heartbeat_message = Some(Message::text(r#"{"op":"ping"}"#));
-            })
-            .connect()
-            .unwrap();
-        for _ in 0..3 {
-            assert_eq!(
-                server.next_message().await.1,
-                Message::text(r#"{"op":"ping"}"#)
-            );
-        }
-        // The echo server answers it, and the answer is an ordinary data message.
-        assert_eq!(
-            messages.recv().await.unwrap(),
-            Message::text(r#"{"op":"ping"}"#)
-        );
-        assert!(client.is_connected());
     })
     .await;
 }
