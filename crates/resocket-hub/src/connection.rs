@@ -602,28 +602,37 @@ impl Session {
         }
     }
 
-    fn subscribe(&mut self, name: String, since: Option<u64>, epoch: Option<u64>) {
-        if !self.may(&name, false) {
+    /// Checks a subscribe to `name` against the token's rooms and the subscription cap, answering
+    /// a refusal, and ends an earlier subscription to the same room: a repeated subscribe
+    /// restarts it, with a fresh replay. Whether the subscribe may go on.
+    fn admit_subscription(&mut self, name: &str) -> bool {
+        if !self.may(name, false) {
             self.error(
                 ErrorCode::Forbidden,
                 "no permission to subscribe to this room",
-                Some(name),
+                Some(name.to_owned()),
             );
-            return;
+            return false;
         }
-        if !self.subscriptions.contains_key(&name)
+        if !self.subscriptions.contains_key(name)
             && self.subscriptions.len() >= self.shared.config.max_subscriptions
         {
             self.error(
                 ErrorCode::TooManySubscriptions,
                 "subscription limit reached",
-                Some(name),
+                Some(name.to_owned()),
             );
-            return;
+            return false;
         }
-        if let Some(old) = self.subscriptions.remove(&name) {
-            // A repeated subscribe restarts the subscription, with a fresh replay.
+        if let Some(old) = self.subscriptions.remove(name) {
             old.unsubscribe(self.id, &self.shared.metrics);
+        }
+        true
+    }
+
+    fn subscribe(&mut self, name: String, since: Option<u64>, epoch: Option<u64>) {
+        if !self.admit_subscription(&name) {
+            return;
         }
         let shared = &self.shared;
         loop {
@@ -659,26 +668,8 @@ impl Session {
     /// Subscribes through the Redis engine: watches the room's channel first, then reads its
     /// shared history, so nothing appended in between is missed.
     async fn subscribe_shared(&mut self, name: String, since: Option<u64>, epoch: Option<u64>) {
-        if !self.may(&name, false) {
-            self.error(
-                ErrorCode::Forbidden,
-                "no permission to subscribe to this room",
-                Some(name),
-            );
+        if !self.admit_subscription(&name) {
             return;
-        }
-        if !self.subscriptions.contains_key(&name)
-            && self.subscriptions.len() >= self.shared.config.max_subscriptions
-        {
-            self.error(
-                ErrorCode::TooManySubscriptions,
-                "subscription limit reached",
-                Some(name),
-            );
-            return;
-        }
-        if let Some(old) = self.subscriptions.remove(&name) {
-            old.unsubscribe(self.id, &self.shared.metrics);
         }
         let shared = self.shared.clone();
         let Some(engine) = shared.redis() else {
