@@ -27,6 +27,32 @@ async fn an_oversized_frame_gets_too_big_and_close_1009() {
 }
 
 #[tokio::test]
+async fn past_the_subscription_cap_a_connection_gets_too_many_subscriptions() {
+    guard(10, async {
+        let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_subscriptions(3)).await;
+        let mut ws = hub.raw_anon().await;
+        for room in ["a", "b", "c"] {
+            subscribe(&mut ws, room, None).await;
+        }
+        send(&mut ws, json!({"type": "subscribe", "room": "d"})).await;
+        let err = recv(&mut ws).await;
+        assert_eq!(
+            (err["code"].as_str(), err["ref"].as_str()),
+            (Some("too_many_subscriptions"), Some("d"))
+        );
+        // Subscribing again to a room it holds is a restart, not one more; after an
+        // unsubscribe there is room for another.
+        subscribe(&mut ws, "a", None).await;
+        send(&mut ws, json!({"type": "unsubscribe", "room": "b"})).await;
+        subscribe(&mut ws, "d", None).await;
+        // Another connection has caps of its own.
+        let mut other = hub.raw_anon().await;
+        subscribe(&mut other, "d", None).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn past_the_room_cap_new_rooms_are_refused() {
     guard(10, async {
         let hub = TestHub::start(Hub::builder().allow_anonymous(true).max_rooms(2)).await;
