@@ -184,3 +184,44 @@ async fn a_publish_while_redis_is_down_gets_unavailable_not_an_ack() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_hub_client_publish_during_an_outage_is_sent_again_and_acked_once_redis_is_back() {
+    let mut server = redis();
+    let hub = TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .redis(server.url())
+            .redis_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    guard(60, async {
+        let client = resocket::hub::HubClient::builder(&hub.url())
+            .token(token("p"))
+            .connect()
+            .unwrap();
+        assert!(client.publish("outage", &1).await.is_ok());
+        server.kill();
+        // Refused as `unavailable` while Redis is down, then sent again until it is stored.
+        let pending = client.start_publish("outage", &2).await.unwrap();
+        let mut raw = hub.raw_with_token(&token("watcher")).await;
+        send(
+            &mut raw,
+            json!({"type": "publish", "room": "probe", "id": "x", "data": 0}),
+        )
+        .await;
+        assert_eq!(recv(&mut raw).await["code"], "unavailable", "Redis is down");
+        server.restart().expect("redis-server starts again");
+        let offset = pending.await.expect("acked once Redis is back");
+        // Redis came back empty: a new epoch, and the resent publish is its first message, once.
+        assert_eq!(offset, 1);
+        subscribe(&mut raw, "outage", Some(0)).await;
+        let replayed = recv(&mut raw).await;
+        assert_eq!(
+            (replayed["offset"].as_u64(), &replayed["data"]),
+            (Some(1), &json!(2))
+        );
+        assert!(client.publish("outage", &3).await.unwrap() == 2);
+    })
+    .await;
+}

@@ -38,37 +38,29 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                let _ = std::fs::remove_dir_all(&dir);
-                if e.kind() == io::ErrorKind::NotFound {
-                    io::Error::new(
-                        e.kind(),
-                        "redis-server is not installed; run scripts/deps/redis.sh",
-                    )
-                } else {
-                    e
-                }
-            })?;
+        let child = spawn(&dir, &socket).inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&dir);
+        })?;
         let server = RedisServer { child, dir, socket };
+        server.wait_for_ping()?;
+        Ok(server)
+    }
+
+    /// Starts the server again on the same socket after [`kill`](Self::kill) (empty: nothing
+    /// is persisted), and waits until it answers `PING`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        self.child = spawn(&self.dir, &self.socket)?;
+        self.wait_for_ping()
+    }
+
+    fn wait_for_ping(&self) -> io::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        while !server.answers_ping() {
+        while !self.answers_ping() {
             if Instant::now() > deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -77,7 +69,7 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        Ok(server)
+        Ok(())
     }
 
     /// The server's URL, `redis+unix:///…/redis.sock`.
@@ -114,4 +106,35 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `redis-server` on `socket` only (`--port 0`), without persistence, its files in `dir`.
+fn spawn(dir: &Path, socket: &Path) -> io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(socket)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                io::Error::new(
+                    e.kind(),
+                    "redis-server is not installed; run scripts/deps/redis.sh",
+                )
+            } else {
+                e
+            }
+        })
 }

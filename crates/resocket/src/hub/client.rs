@@ -458,6 +458,10 @@ impl HubClient {
 
     /// Publishes `data` to `room` and waits for the acknowledgement: the message's offset.
     ///
+    /// A publish the hub answers with `unavailable` (its storage is down) is not an error: it is
+    /// sent again, with the same id, after a delay that doubles from 100 ms up to 5 s, until
+    /// the hub stores it; the hub's dedupe applies it once.
+    ///
     /// # Errors
     /// [`HubError::Refused`] when the hub refuses (no permission, too big), [`HubError::Closed`]
     /// when the client closes first.

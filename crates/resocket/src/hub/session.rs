@@ -7,13 +7,17 @@
 //! buffer, the room is subscribed again with `since`, and the hub replays what it missed or the
 //! room reports a [`Gap`].
 //!
-//! Frames the task writes itself (unsubscribe, resume, refresh) go through the client's
-//! outbound queue with `try_send`; when the queue is full they wait, in order, in a small local
-//! queue that a `select!` branch drains.
+//! Frames the task writes itself (unsubscribe, resume, refresh, a publish the hub could not
+//! store yet) go through the client's outbound queue with `try_send`; when the queue is full
+//! they wait, in order, in a small local queue that a `select!` branch drains.
+//!
+//! A publish the hub answers with `unavailable` (its storage, Redis, is down) stays pending and
+//! is sent again, with the same id, after a growing delay: the hub's dedupe applies it once.
 
 use std::{
     borrow::Cow,
     collections::{HashMap, VecDeque},
+    time::Duration,
 };
 
 use futures_util::future::BoxFuture;
@@ -39,6 +43,11 @@ use crate::{
 
 /// How many inbound messages the task takes from the client per wake-up.
 const BATCH: usize = 256;
+
+/// The first delay before a publish refused as `unavailable` is sent again; it doubles with
+/// every refusal of the same publish, up to [`RESEND_MAX`].
+const RESEND_BASE: Duration = Duration::from_millis(100);
+const RESEND_MAX: Duration = Duration::from_secs(5);
 
 pub(super) enum SessionCommand {
     Subscribe {
@@ -142,6 +151,11 @@ pub(super) struct Session {
     control: VecDeque<Message>,
     /// One task per stalled room, resolving once its reader has room again.
     waiters: JoinSet<(String, u64)>,
+    /// Publishes refused as `unavailable`, by id: how often so far. Each has a timer in
+    /// `resends`.
+    unavailable: HashMap<String, u32>,
+    /// One timer per such publish, resolving to its id when it is due again.
+    resends: JoinSet<String>,
     /// How many free places in a reader's buffer count as "caught up".
     resume_at: usize,
     refresher: Option<Refresher>,
@@ -162,6 +176,8 @@ impl Session {
             acks: HashMap::new(),
             control: VecDeque::new(),
             waiters: JoinSet::new(),
+            unavailable: HashMap::new(),
+            resends: JoinSet::new(),
             resume_at: (room_capacity / 2).max(1),
             refresher: tokens.map(Tokens::refresher),
         }
@@ -173,6 +189,7 @@ impl Session {
             let refreshing = self.refresher.is_some();
             let controlling = !self.control.is_empty();
             let waiting = !self.waiters.is_empty();
+            let resending = !self.resends.is_empty();
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -183,6 +200,7 @@ impl Session {
                 Some(Ok((room, id))) = self.waiters.join_next(), if waiting => {
                     self.caught_up(&room, id);
                 }
+                Some(Ok(id)) = self.resends.join_next(), if resending => self.resend(&id),
                 token = next_token(&mut self.refresher), if refreshing => {
                     // While disconnected the next handshake authenticates with this token
                     // anyway; a queued `refresh` could outlive its token in a long outage.
@@ -510,11 +528,21 @@ impl Session {
     }
 
     fn ack(&mut self, id: &str, offset: u64) {
+        self.unavailable.remove(id);
         if let Some((ack, _permit)) = self.acks.remove(id) {
             let _ = ack.send(Ok(offset));
         }
         if let Some(at) = self.pending.iter().position(|(pending, _)| pending == id) {
             self.pending.remove(at);
+        }
+    }
+
+    /// Sends a publish refused as `unavailable` again, if it still waits for its ack (a
+    /// reconnect may have sent it, and the hub acknowledged it, in the meantime).
+    fn resend(&mut self, id: &str) {
+        if let Some((_, frame)) = self.pending.iter().find(|(pending, _)| pending == id) {
+            let frame = frame.clone();
+            self.send_control(frame);
         }
     }
 
@@ -526,6 +554,20 @@ impl Session {
             tracing::warn!(code = %raw_code, %message, "hub error");
             return;
         };
+        if code == ErrorCode::Unavailable && self.acks.contains_key(reference) {
+            // Not stored: the same publish goes again later, and the ack waits for it.
+            let refusals = self.unavailable.entry(reference.to_owned()).or_insert(0);
+            *refusals += 1;
+            let delay = resend_delay(*refusals);
+            let id = reference.to_owned();
+            tracing::debug!(%id, ?delay, "hub storage unavailable; publish goes again");
+            self.resends.spawn(async move {
+                tokio::time::sleep(delay).await;
+                id
+            });
+            return;
+        }
+        self.unavailable.remove(reference);
         if let Some((ack, _permit)) = self.acks.remove(reference) {
             self.pending.retain(|(id, _)| id != reference);
             let _ = ack.send(Err(HubError::Refused {
@@ -546,6 +588,16 @@ impl Session {
             }
         }
     }
+}
+
+/// The delay before the `refusals`-th resend of a publish: doubling from [`RESEND_BASE`] up to
+/// [`RESEND_MAX`], with equal jitter (at least half of it), so publishers that met the same
+/// outage do not come back in step.
+fn resend_delay(refusals: u32) -> Duration {
+    let full = RESEND_BASE
+        .saturating_mul(1 << refusals.saturating_sub(1).min(16))
+        .min(RESEND_MAX);
+    full / 2 + full.mul_f64(fastrand::f64() / 2.0)
 }
 
 /// Queues the oldest waiting control frame, waiting for room; the frame stays in `control`
@@ -624,5 +676,25 @@ impl Handshaker for Resync {
 
     fn name(&self) -> &str {
         "hub resync"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resend_delays_double_from_the_base_stay_jittered_and_stop_at_the_cap() {
+        for refusals in 1..40 {
+            let full = RESEND_BASE
+                .saturating_mul(1 << (refusals - 1).min(16))
+                .min(RESEND_MAX);
+            for _ in 0..20 {
+                let delay = resend_delay(refusals);
+                assert!(delay >= full / 2 && delay <= full, "{refusals}: {delay:?}");
+            }
+        }
+        assert!(resend_delay(1) <= RESEND_BASE);
+        assert!(resend_delay(u32::MAX) >= RESEND_MAX / 2);
     }
 }
