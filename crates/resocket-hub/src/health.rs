@@ -1,4 +1,5 @@
-//! `/healthz?deep=1`: proves the hub accepts a WebSocket and delivers a message over it.
+//! `/healthz?deep=1`: proves the hub accepts a WebSocket and delivers a message over it, and,
+//! on the Redis engine, that Redis answers: without it no publish can be stored.
 //!
 //! The hub connects to itself like any client (upgrade, token, subscribe to `$healthz`),
 //! publishes a nonce into that room and waits to read it back. When the hub was mounted with
@@ -36,9 +37,16 @@ pub(crate) async fn deep(shared: &Arc<Shared>) -> Result<&'static str, String> {
                 .map(|()| "ok (in-process round trip)"),
         }
     };
-    tokio::time::timeout(DEEP_TIMEOUT, check)
+    let proven = tokio::time::timeout(DEEP_TIMEOUT, check)
         .await
-        .map_err(|_| "deep check timed out".to_string())?
+        .map_err(|_| "deep check timed out".to_string())??;
+    if let Some(engine) = shared.redis() {
+        engine
+            .ping()
+            .await
+            .map_err(|e| format!("redis engine unavailable: {}", e.0))?;
+    }
+    Ok(proven)
 }
 
 fn publish_nonce(shared: &Shared, nonce: &str) -> Result<(), String> {

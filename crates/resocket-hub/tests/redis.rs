@@ -225,3 +225,35 @@ async fn a_hub_client_publish_during_an_outage_is_sent_again_and_acked_once_redi
     })
     .await;
 }
+
+#[tokio::test]
+async fn deep_health_is_unhealthy_while_redis_is_down() {
+    let mut server = redis();
+    let hub = TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .redis(server.url())
+            .redis_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    guard(60, async {
+        assert_eq!(http_get(hub.addr, "/healthz?deep=1").await.0, 200);
+        server.kill();
+        let (status, body) = http_get(hub.addr, "/healthz?deep=1").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("redis"), "{body}");
+        // Liveness is another question: the process still answers.
+        assert_eq!(http_get(hub.addr, "/healthz").await.0, 200);
+        server.restart().expect("redis-server starts again");
+        // The connection manager reconnects on its own; the check passes once it has.
+        let mut status = 0;
+        for _ in 0..50 {
+            status = http_get(hub.addr, "/healthz?deep=1").await.0;
+            if status == 200 {
+                break;
+            }
+        }
+        assert_eq!(status, 200, "healthy again once Redis is back");
+    })
+    .await;
+}

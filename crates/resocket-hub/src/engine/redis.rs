@@ -173,6 +173,16 @@ impl RedisEngine {
     }
 
     /// Bounds an operation by the engine's timeout.
+    /// One `PING` round trip, within the engine's timeout: what `/healthz?deep=1` asks of
+    /// Redis.
+    pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
+        let mut conn = self.conn.clone();
+        let _: String = self
+            .bounded(redis::cmd("PING").query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
     async fn bounded<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
