@@ -496,6 +496,18 @@ impl Session {
         if room.flow == Flow::Stalled {
             return;
         }
+        // A subscribe without `since` that overtook a live one (the reconnect handshake and
+        // `subscribe()` both send one when a subscribe starts while connecting) restarts the
+        // stream after the room's newest offset: what was published in between would be
+        // skipped. Ask for it instead, from the last offset delivered.
+        if let Some((known, last)) = room.position {
+            if known == epoch && first.is_none() && offset > last {
+                room.flow = Flow::Resuming;
+                let frame = Room::subscribe_frame(name, room.position);
+                self.send_control(frame);
+                return;
+            }
+        }
         room.flow = Flow::Live;
         let gap = match room.position {
             None => None,

@@ -1,0 +1,81 @@
+//! Hub nodes as `resocket serve --redis` processes on one Redis: a node killed with SIGKILL
+//! costs its clients nothing, since another node has the rooms.
+
+mod support;
+
+use std::time::Duration;
+
+use resocket::{
+    hub::{HubClient, RoomEvent},
+    retry::ExponentialBackoff,
+};
+use resocket_testkit::{within, RedisServer};
+use support::serve_on_free_port;
+
+fn fast_client(urls: &[String]) -> HubClient {
+    HubClient::builder_with_endpoints(urls.iter().map(String::as_str))
+        .configure(|b| {
+            b.configure(|c| {
+                c.backoff =
+                    ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(200))
+            })
+        })
+        .connect()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_stream_costs_its_subscriber_nothing() {
+    const TOTAL: u64 = 400;
+    within(90, "sigkill a node", async {
+        let redis = RedisServer::start().expect("redis-server (scripts/deps/redis.sh)");
+        let args = |url: String| {
+            [
+                "--allow-anonymous".to_owned(),
+                "--rate-limit".to_owned(),
+                "100000".to_owned(),
+                "--redis".to_owned(),
+                url,
+            ]
+        };
+        let (mut doomed, a) = serve_on_free_port(args(redis.url()), &[]).await;
+        let (mut survivor, b) = serve_on_free_port(args(redis.url()), &[]).await;
+        let (url_a, url_b) = (
+            format!("ws://127.0.0.1:{a}/ws"),
+            format!("ws://127.0.0.1:{b}/ws"),
+        );
+        // The subscriber starts on the node that dies and knows the other one.
+        let subscriber = fast_client(&[url_a.clone(), url_b.clone()]);
+        let publisher = fast_client(&[url_b]);
+        let mut room = subscriber.subscribe("feed").await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut next = 1;
+            while next <= TOTAL {
+                match room.recv().await.expect("the subscription lives on") {
+                    RoomEvent::Message(msg) => {
+                        assert_eq!(msg.offset, next, "in order, each once");
+                        assert_eq!(msg.decode::<u64>().unwrap(), next);
+                        next += 1;
+                    }
+                    RoomEvent::Gap(gap) => panic!("history covers the outage: {gap:?}"),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        });
+        for n in 1..=TOTAL {
+            assert_eq!(publisher.publish("feed", &n).await.unwrap(), n);
+            if n == TOTAL / 2 {
+                // SIGKILL: no Close frame, no drain; the subscriber finds out from the socket.
+                doomed.kill().await.unwrap();
+            }
+        }
+        reader.await.unwrap();
+        assert_eq!(
+            subscriber.client().snapshot().endpoint.as_deref(),
+            Some(format!("ws://127.0.0.1:{b}/ws").as_str()),
+            "the subscriber moved to the surviving node"
+        );
+        survivor.kill().await.unwrap();
+    })
+    .await;
+}
