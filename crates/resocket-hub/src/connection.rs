@@ -23,6 +23,9 @@ use crate::registry::Refused;
 use crate::room::{Published, Recovery, Room};
 use crate::token::{expiry_deadline, Claims};
 
+/// How long the hub waits for the peer's Close once its own is written.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
+
 /// RFC 6455's close code for a protocol violation.
 const PROTOCOL_ERROR: u16 = 1002;
 
@@ -215,9 +218,32 @@ async fn close_handshake(
     frame: CloseFrame,
     timeout: Duration,
 ) {
-    // Refused when the peer closed first; tungstenite has then queued its reply, which the
-    // reads below flush.
-    let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
+    // A peer declared dead for not answering pings will not answer this either.
+    let awaits_reply = u16::from(frame.code) != close_code::PING_TIMEOUT;
+    let handshake = async {
+        // Refused when the peer closed first; tungstenite has then queued its reply, which the
+        // reads below flush.
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        if !awaits_reply {
+            return;
+        }
+        // Then the peer's Close (or its hang-up), as RFC 6455 7.1.1 has the server wait for:
+        // a socket closed with the reply still unread is reset, and a reset can destroy what
+        // the peer has not read yet, the messages before our Close and the Close itself.
+        let reply = async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        // A peer that reads answers within a round trip; one that does not is given up on
+        // soon, so it holds neither its slot nor a graceful shutdown for long.
+        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, reply).await;
+    };
+    // One deadline for both halves: a peer that neither reads nor answers holds its socket
+    // no longer than `close_timeout`.
+    let _ = tokio::time::timeout(timeout, handshake).await;
     while let Some(Some(Ok(_))) = stream.next().now_or_never() {}
 }
 
