@@ -219,7 +219,7 @@ async fn close_handshake(
     timeout: Duration,
 ) {
     // A peer declared dead for not answering pings will not answer this either.
-    let awaits_reply = u16::from(frame.code) != close_code::PING_TIMEOUT;
+    let awaits_reply = frame.code != close_code::PING_TIMEOUT;
     let handshake = async {
         // Refused when the peer closed first; tungstenite has then queued its reply, which the
         // reads below flush.
