@@ -1,5 +1,6 @@
-//! Hub nodes as `resocket serve --redis` processes on one Redis: a node killed with SIGKILL
-//! costs its clients nothing, since another node has the rooms.
+//! Hub nodes as `resocket serve --redis` processes on one Redis: a node killed with SIGKILL, or
+//! shut down gracefully with SIGTERM, costs its clients nothing, since another node has the
+//! rooms.
 
 mod support;
 
@@ -24,10 +25,28 @@ fn fast_client(urls: &[String]) -> HubClient {
         .unwrap()
 }
 
+/// How the subscriber's node goes away halfway through.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// SIGKILL: no Close frame, no drain; the subscriber finds out from the socket.
+    Kill,
+    /// SIGTERM: the graceful shutdown, Close 1001 to everyone after their queues drain.
+    Terminate,
+}
+
 #[tokio::test]
 async fn a_node_killed_mid_stream_costs_its_subscriber_nothing() {
+    within(90, "sigkill a node", survive_losing_a_node(Stop::Kill)).await;
+}
+
+#[tokio::test]
+async fn a_node_shut_down_mid_stream_costs_its_subscriber_nothing() {
+    within(90, "sigterm a node", survive_losing_a_node(Stop::Terminate)).await;
+}
+
+async fn survive_losing_a_node(stop: Stop) {
     const TOTAL: u64 = 400;
-    within(90, "sigkill a node", async {
+    {
         let redis = RedisServer::start().expect("redis-server (scripts/deps/redis.sh)");
         let args = |url: String| {
             [
@@ -65,8 +84,20 @@ async fn a_node_killed_mid_stream_costs_its_subscriber_nothing() {
         for n in 1..=TOTAL {
             assert_eq!(publisher.publish("feed", &n).await.unwrap(), n);
             if n == TOTAL / 2 {
-                // SIGKILL: no Close frame, no drain; the subscriber finds out from the socket.
-                doomed.kill().await.unwrap();
+                match stop {
+                    Stop::Kill => doomed.kill().await.unwrap(),
+                    Stop::Terminate => {
+                        let pid = doomed.id().expect("running").to_string();
+                        let sent = tokio::process::Command::new("kill")
+                            .args(["-TERM", &pid])
+                            .status()
+                            .await
+                            .unwrap();
+                        assert!(sent.success());
+                        let status = doomed.wait().await.unwrap();
+                        assert!(status.success(), "a graceful shutdown exits 0: {status}");
+                    }
+                }
             }
         }
         reader.await.unwrap();
@@ -76,6 +107,5 @@ async fn a_node_killed_mid_stream_costs_its_subscriber_nothing() {
             "the subscriber moved to the surviving node"
         );
         survivor.kill().await.unwrap();
-    })
-    .await;
+    }
 }

@@ -23,6 +23,30 @@ use crate::registry::Refused;
 use crate::room::{Published, Recovery, Room};
 use crate::token::{expiry_deadline, Claims};
 
+/// A subscribe announced to a room with [`Room::begin_join`]; unless it reaches
+/// [`Room::subscribe_from`] ([`finish`](Self::finish)), dropping it abandons the join.
+struct Joining(Option<Arc<Room>>);
+
+impl Joining {
+    fn begin(room: &Arc<Room>) -> Self {
+        room.begin_join();
+        Joining(Some(room.clone()))
+    }
+
+    /// `subscribe_from` ends the join itself.
+    fn finish(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        if let Some(room) = &self.0 {
+            room.abandon_join();
+        }
+    }
+}
+
 /// How long the hub waits for the peer's Close once its own is written.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
@@ -712,6 +736,10 @@ impl Session {
                 (Some(s), Some(d)) => Some(s.min(d)),
                 (s, d) => s.or(d),
             };
+            // From here what other nodes append is kept for this subscribe, so nothing falls
+            // between the shared read and `subscribe_from`; dropped unfinished (a failed read,
+            // or this task ending mid-read), the guard takes the announcement back.
+            let mut joining = Joining::begin(&room);
             let read = async {
                 engine.watch(&name).await?;
                 engine.since(&name, after).await
@@ -719,6 +747,7 @@ impl Session {
             let history = match read.await {
                 Ok(h) => h,
                 Err(error) => {
+                    drop(joining);
                     tracing::debug!(%error, "subscribe failed");
                     return self.error(
                         ErrorCode::Unavailable,
@@ -727,6 +756,7 @@ impl Session {
                     );
                 }
             };
+            joining.finish();
             match room.subscribe_from(
                 self.id,
                 &self.outbox,

@@ -39,6 +39,11 @@ struct State {
     dedupe: HashMap<Arc<str>, u64>,
     dedupe_order: VecDeque<Arc<str>>,
     subscribers: HashMap<u64, Arc<Outbox>>,
+    /// Subscribes through an engine between their shared read and [`Room::subscribe_from`].
+    joining: usize,
+    /// What other nodes appended while only such subscribes were waiting: it may be newer than
+    /// their read, and the first of them to finish takes it (bounded by the history length).
+    held: Vec<(u64, u64, Utf8Bytes)>,
     /// Set when the hub dropped the room from its map; a publisher holding it looks again.
     removed: bool,
 }
@@ -95,6 +100,8 @@ impl Room {
                 dedupe: HashMap::new(),
                 dedupe_order: VecDeque::new(),
                 subscribers: HashMap::new(),
+                joining: 0,
+                held: Vec::new(),
                 removed: false,
             }),
         }
@@ -271,15 +278,56 @@ impl Room {
         metrics: &Metrics,
     ) {
         let mut st = self.lock();
-        // Without subscribers nothing here needs it, and a subscribe reads shared storage
-        // afresh; keeping it would also keep the room (and its watch) alive forever.
-        if st.removed || st.subscribers.is_empty() || (epoch == st.epoch && offset <= st.last) {
+        if st.removed {
+            return;
+        }
+        if st.subscribers.is_empty() {
+            // Without subscribers nothing here needs it, and a subscribe reads shared storage
+            // afresh; keeping it would also keep the room (and its watch) alive forever. But a
+            // subscribe between its read and `subscribe_from` may have read too early for it.
+            if st.joining > 0 && st.held.len() < limits.history_len {
+                st.held.push((epoch, offset, frame));
+            }
+            return;
+        }
+        self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
+    }
+
+    /// Takes a message from shared storage into the local history, in offset order: a repeat
+    /// is skipped, a jump or a new epoch tells every subscriber what was lost.
+    fn apply_shared(
+        &self,
+        st: &mut State,
+        epoch: u64,
+        offset: u64,
+        frame: Utf8Bytes,
+        limits: &Limits,
+        metrics: &Metrics,
+    ) {
+        if epoch == st.epoch && offset <= st.last {
             return;
         }
         if epoch != st.epoch || offset > st.last + 1 {
-            lost(&mut st, &self.name, epoch, offset, &self.budget, metrics);
+            lost(st, &self.name, epoch, offset, &self.budget, metrics);
         }
-        append_local(&mut st, offset, frame, limits, &self.budget, metrics);
+        append_local(st, offset, frame, limits, &self.budget, metrics);
+    }
+
+    /// Announces a subscribe through an engine, before its shared read: until it reaches
+    /// [`subscribe_from`](Self::subscribe_from) (or [`abandon_join`](Self::abandon_join)), what
+    /// other nodes append is held for it.
+    pub(crate) fn begin_join(&self) {
+        self.lock().joining += 1;
+    }
+
+    /// A subscribe announced with [`begin_join`](Self::begin_join) that will not finish (its
+    /// shared read failed).
+    pub(crate) fn abandon_join(&self) {
+        let mut st = self.lock();
+        st.joining = st.joining.saturating_sub(1);
+        if st.joining == 0 {
+            st.held = Vec::new();
+        }
     }
 
     /// Adds a subscriber from a history read in shared storage (`h`, read after `since` or
@@ -297,6 +345,8 @@ impl Room {
     ) -> Option<Recovery> {
         let (since, epoch) = ask;
         let mut st = self.lock();
+        st.joining = st.joining.saturating_sub(1);
+        let held = std::mem::take(&mut st.held);
         if st.removed {
             return None;
         }
@@ -324,6 +374,10 @@ impl Room {
                     metrics,
                 );
             }
+        }
+        // What arrived between the shared read and now, in the order it came.
+        for (epoch, offset, frame) in held {
+            self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
         }
         let (recovery, first) = match since {
             None => (Recovery::NotAsked, None),
@@ -703,5 +757,47 @@ mod tests {
         };
         assert_eq!(msgs(&a), [3, 4, 5]);
         assert_eq!(msgs(&b), [3, 4, 5]);
+    }
+
+    #[test]
+    fn what_arrives_between_a_shared_read_and_the_subscribe_is_not_lost() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let a = Arc::new(Outbox::new(1 << 20));
+        // The subscribe read shared storage up to offset 2 (`since` 1: it wants 2 on); offsets 3
+        // and 4 reach this node before it registers, while the room has no subscriber yet.
+        room.begin_join();
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.deliver(7, 4, frame(4), &l, &m);
+        assert_eq!(
+            room.subscribe_from(1, &a, (Some(1), Some(7)), shared(&[2]), &l, &m),
+            Some(Recovery::Full)
+        );
+        room.deliver(7, 5, frame(5), &l, &m);
+        let got = offsets(&drain(&a));
+        let subscribed = got.iter().filter(|(t, _)| t == "subscribed").count();
+        assert_eq!(subscribed, 1, "a second one would report a loss: {got:?}");
+        let msgs: Vec<_> = got
+            .into_iter()
+            .filter(|(t, _)| t == "message")
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(msgs, [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn an_abandoned_join_holds_nothing() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        room.begin_join();
+        room.abandon_join();
+        room.deliver(7, 3, frame(3), &l, &m);
+        assert!(room.lock().held.is_empty());
     }
 }
