@@ -748,6 +748,9 @@ fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, WsError> {
 }
 
 #[cfg(test)]
+mod deflate_tests;
+
+#[cfg(test)]
 mod tests {
     use resocket_testkit::raw_frame as frame;
 
