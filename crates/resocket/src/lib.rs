@@ -134,6 +134,7 @@ pub use client::{Client, ClientBuilder};
 pub use config::{ClientConfig, QueuePolicy};
 pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
+pub use resocket_proto::deflate::{ClientDeflateConfig, Negotiated, NegotiationError, WindowBits};
 pub use inbound::Messages;
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
 pub use supervisor::Supervisor;

@@ -326,6 +326,7 @@ impl Supervisor {
         let ready_at = Instant::now();
         self.publish.state(ConnectionState::Ready, |s| {
             s.connected_at = Some(ready_at.into_std());
+            s.compression = ws.compression();
             if reconnect {
                 s.reconnects += 1;
             }
@@ -534,6 +535,7 @@ impl Link {
         endpoint: &Endpoint,
     ) -> Result<(WsStream<Socket>, crate::handshake::Response), Error> {
         let request: Request = self.request(attempt, index, endpoint)?;
+        let offered = crate::codec::offered(&self.config, request.headers());
         let target = Target::from_uri(request.uri())?;
         let mut socket = self.connector.connect(&target, &self.config).await?;
         let mut fence = HeadFence::new(&mut socket);
@@ -547,7 +549,10 @@ impl Link {
         .map(|(_, response)| response);
         let rest = fence.into_rest();
         match upgrade {
-            Ok(response) => Ok((WsStream::new(socket, &rest, &self.config), response)),
+            Ok(response) => {
+                let codec = crate::codec::codec_config(&self.config, &offered, response.headers())?;
+                Ok((WsStream::new(socket, &rest, codec), response))
+            }
             Err(tungstenite::Error::Http(mut refused)) => {
                 // tungstenite's body is what it read past the head: here, the fence has it.
                 let body = refused.body_mut().get_or_insert_with(Vec::new);
