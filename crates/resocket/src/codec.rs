@@ -37,8 +37,7 @@ pub(crate) fn add_offer(config: &ClientConfig, headers: &mut HeaderMap) {
 pub(crate) fn offered(config: &ClientConfig, request: &HeaderMap) -> ClientDeflateConfig {
     let mut offered = config.compression.clone();
     offered.enabled = offered.enabled
-        && deflate::offer(&config.compression).as_ref()
-            == request.get(SEC_WEBSOCKET_EXTENSIONS)
+        && deflate::offer(&config.compression).as_ref() == request.get(SEC_WEBSOCKET_EXTENSIONS)
         && request.get_all(SEC_WEBSOCKET_EXTENSIONS).iter().count() == 1;
     offered
 }
@@ -55,9 +54,8 @@ pub(crate) fn codec_config(
     offered: &ClientDeflateConfig,
     response: &HeaderMap,
 ) -> Result<resocket_proto::Config, Error> {
-    let compression =
-        deflate::accept_response(offered, response.get_all(SEC_WEBSOCKET_EXTENSIONS))
-            .map_err(Error::Negotiation)?;
+    let compression = deflate::accept_response(offered, response.get_all(SEC_WEBSOCKET_EXTENSIONS))
+        .map_err(Error::Negotiation)?;
     Ok(resocket_proto::Config {
         compression,
         ..config.into()
@@ -86,7 +84,10 @@ mod tests {
     fn a_callers_extensions_header_replaces_the_offer_and_any_answer_fails() {
         let config = ClientConfig::default();
         let mut headers = HeaderMap::new();
-        headers.insert(SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static("x-custom"));
+        headers.insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("x-custom"),
+        );
         add_offer(&config, &mut headers);
         assert_eq!(headers[SEC_WEBSOCKET_EXTENSIONS], "x-custom");
         let offered = offered(&config, &headers);

@@ -43,7 +43,12 @@ async fn compression_is_negotiated_with_both_peers_and_messages_round_trip() {
                 }
             }
             let text = "grüße, 世界 🦀 ".repeat(5000);
-            let reply = ask(&client, &mut messages, Message::text(format!("echo:{text}"))).await;
+            let reply = ask(
+                &client,
+                &mut messages,
+                Message::text(format!("echo:{text}")),
+            )
+            .await;
             assert_eq!(reply, Message::text(text), "{peer:?}");
             // A fragmented message: compressed by Python (RSV1 on its first frame only); Node
             // sends parts this small uncompressed.

@@ -48,7 +48,11 @@ async fn a_decompression_bomb_fails_the_connection_with_memory_bounded() {
     const BOUND: usize = 64 << 20;
     within(120, "decompression bomb", async {
         let payload = bomb(1024);
-        assert!(payload.len() < 4 << 20, "{} bytes on the wire", payload.len());
+        assert!(
+            payload.len() < 4 << 20,
+            "{} bytes on the wire",
+            payload.len()
+        );
         let mut frame = raw_frame(true, 0x2, &payload);
         frame[0] |= 0x40; // RSV1: compressed
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -390,7 +390,11 @@ impl FrameReader {
         let before = inflate.out.len();
         inflate
             .inflater
-            .inflate(&self.buf[frame.start..frame.end], frame.fin, &mut inflate.out)
+            .inflate(
+                &self.buf[frame.start..frame.end],
+                frame.fin,
+                &mut inflate.out,
+            )
             .map_err(inflate_error)?;
         let mut utf8 = self.partial.as_ref().map(|p| p.utf8).unwrap_or_default();
         if text {

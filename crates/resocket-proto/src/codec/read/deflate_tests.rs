@@ -135,7 +135,11 @@ fn control_frames_are_never_compressed() {
         assert_eq!(writer.written_for_test()[0], 0x8A, "{role:?}: a plain Pong");
         writer.discard();
         writer.close(None);
-        assert_eq!(writer.written_for_test()[0], 0x88, "{role:?}: a plain Close");
+        assert_eq!(
+            writer.written_for_test()[0],
+            0x88,
+            "{role:?}: a plain Close"
+        );
     }
 }
 
@@ -229,7 +233,10 @@ fn a_decompression_bomb_stops_at_the_message_limit_with_bounded_memory() {
                 matches!(
                     end,
                     Err(WsError::Capacity(
-                        tungstenite::error::CapacityError::MessageTooLong { max_size: LIMIT, .. }
+                        tungstenite::error::CapacityError::MessageTooLong {
+                            max_size: LIMIT,
+                            ..
+                        }
                     ))
                 ),
                 "{role:?}, {fragments} fragments: {end:?}"
