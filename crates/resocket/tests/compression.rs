@@ -4,8 +4,14 @@
 
 mod support;
 
-use resocket::{Client, Message, Messages};
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
+use resocket::{Client, Error, Message, Messages, NegotiationError};
 use resocket_testkit::{within, Behavior, Peer, PeerServer, TestServer};
+use tokio::{io::AsyncWriteExt, net::TcpListener};
 
 async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Message {
     client.send(request).await.unwrap();
@@ -94,6 +100,47 @@ async fn a_server_that_answers_without_the_extension_gives_an_uncompressed_conne
             assert_eq!(reply, Message::binary(payload));
         }
         client.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_answer_the_offer_does_not_allow_fails_the_upgrade_without_retrying() {
+    within(30, "bad extension answer", async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let upgrades = Arc::new(AtomicUsize::new(0));
+        let counted = upgrades.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let Some(response) = support::read_upgrade(&mut stream).await else {
+                    continue;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8(response).unwrap();
+                let head = head.trim_end_matches("\r\n");
+                let response = format!(
+                    "{head}\r\nSec-WebSocket-Extensions: permessage-deflate; x_unknown\r\n\r\n"
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                // Held open: the client must be the one to give up.
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut [0u8; 64]).await;
+                });
+            }
+        });
+        let (client, _messages) = Client::builder(url).connect().unwrap();
+        let error = client.closed().await.unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::Negotiation(NegotiationError::UnknownParameter(p)) if p == "x_unknown"
+            ),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+        assert_eq!(upgrades.load(Ordering::SeqCst), 1, "not retried");
     })
     .await;
 }
