@@ -3,7 +3,7 @@
 //!
 //! The module knows nothing of frames or sockets. A connection uses it in two steps:
 //!
-//! 1. **Negotiation** ([`negotiation`]): the client sends [`offer`] in its
+//! 1. **Negotiation**: the client sends [`offer`] in its
 //!    `Sec-WebSocket-Extensions` request header and checks the server's answer with
 //!    [`accept_response`]; a server picks the first offer it can take with [`answer`]. Both
 //!    yield a [`Negotiated`]: the window size and context takeover of each direction.
