@@ -36,9 +36,7 @@
 //! client, and nothing the reader does adds to the buffer beyond those Pongs.
 
 mod config;
-// Not wired into the reader and writer yet.
-#[allow(dead_code, unused_imports)]
-mod deflate;
+pub mod deflate;
 mod mask;
 mod read;
 mod utf8;
@@ -60,7 +58,8 @@ use tungstenite::{
     Bytes, Error as WsError, Message,
 };
 
-use read::{Control, FrameReader, ReadLimits, Step};
+use deflate::{Deflater, Inflater, Negotiated};
+use read::{Control, FrameReader, ReadLimits, Step, RESERVED, RESERVED_WITH_DEFLATE};
 use write::FrameWriter;
 
 /// How many Pings in a row are each answered before a flush; past it, the latest is. A few
@@ -111,6 +110,7 @@ pub struct WsStream<S> {
     pongs_unflushed: u8,
     state: State,
     role: Role,
+    compression: Option<Negotiated>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
@@ -123,11 +123,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             max_frame: config.max_frame_size,
             max_message: config.max_message_size,
             burst_buffer: config.read_buffer_size,
+            reserved: if config.compression.is_some() {
+                RESERVED_WITH_DEFLATE
+            } else {
+                RESERVED
+            },
         };
+        let role = config.role;
+        let inflater = config
+            .compression
+            .map(|n| Inflater::new(role, &n, config.max_message_size));
+        let deflater = config
+            .compression
+            .map(|n| Deflater::new(role, &n, config.compression_level));
         WsStream {
             io,
-            reader: FrameReader::new(limits, already_read),
-            writer: FrameWriter::new(config.role, config.write_buffer_size),
+            reader: FrameReader::new(limits, already_read, inflater),
+            writer: FrameWriter::new(role, config.write_buffer_size, deflater),
+            compression: config.compression,
             pong: None,
             pongs_unflushed: 0,
             state: State::Active,
@@ -205,6 +218,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(WsError::Io(e))),
         }
+    }
+
+    /// The permessage-deflate parameters in force, from [`Config::compression`].
+    pub fn compression(&self) -> Option<Negotiated> {
+        self.compression
     }
 
     /// Slices the batch's messages out of the read buffer.
@@ -576,7 +594,7 @@ mod tests {
 
     #[test]
     fn server_role_ends_the_stream_once_its_close_reply_is_written() {
-        let mut client = FrameWriter::new(Role::Client, 1 << 10);
+        let mut client = FrameWriter::new(Role::Client, 1 << 10, None);
         client.encode(&Message::text("hi"));
         client.close(Some(&CloseFrame {
             code: CloseCode::Away,

@@ -31,7 +31,7 @@
 
 mod codec;
 
-pub use codec::{Config, Incoming, Role, WsStream};
+pub use codec::{deflate, Config, Incoming, Role, WsStream};
 pub use tungstenite::{
     error::{CapacityError, ProtocolError},
     protocol::{frame::coding::CloseCode, CloseFrame},

@@ -7,7 +7,14 @@
 
 const { WebSocketServer } = require("ws");
 
-const server = new WebSocketServer({ host: "127.0.0.1", port: 0, maxPayload: 0 });
+// permessage-deflate is off by default in `ws` servers; on, as in Python `websockets` and
+// browsers. Messages under its 1 KiB threshold go uncompressed, so a connection mixes both.
+const server = new WebSocketServer({
+  host: "127.0.0.1",
+  port: 0,
+  maxPayload: 0,
+  perMessageDeflate: true,
+});
 
 server.on("listening", () => {
   process.stdout.write(`${server.address().port}\n`);

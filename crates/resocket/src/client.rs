@@ -618,6 +618,7 @@ impl Link {
                 HeaderValue::from_str(&offered).map_err(|_| ConfigError::InvalidHeader(offered))?;
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
         }
+        crate::codec::add_offer(&self.config, request.headers_mut());
         Ok(request)
     }
 }

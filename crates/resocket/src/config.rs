@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use resocket_proto::deflate::ClientDeflateConfig;
+
 use crate::{retry::ExponentialBackoff, Message};
 
 /// What happens to messages sent while the client is not `Ready`.
@@ -53,6 +55,15 @@ pub struct ClientConfig {
     pub read_buffer_size: usize,
     /// The write buffer: frames are coalesced up to this size before a write. Default 128 KiB.
     pub write_buffer_size: usize,
+    /// permessage-deflate (RFC 7692): what the upgrade request offers. Default: on
+    /// (`enabled: true`), offering `permessage-deflate; client_max_window_bits` at zlib level 6,
+    /// as browsers and Python `websockets` do; a server that does not answer with the extension
+    /// gets an uncompressed connection. Set `enabled` to `false` to send no offer. Inflated
+    /// messages are bounded by `max_message_size` as they inflate. A `Sec-WebSocket-Extensions`
+    /// header set by the caller (a header, the endpoint's request or the request factory)
+    /// replaces the offer: the client then offers nothing of its own, and fails the upgrade if
+    /// the server accepts any extension, which it could not speak.
+    pub compression: ClientDeflateConfig,
     /// The outbound queue's bound in messages. Default 1024.
     pub queue_capacity: usize,
     /// The outbound queue's bound in payload bytes. Default 8 MiB.
@@ -119,6 +130,7 @@ impl Default for ClientConfig {
             max_frame_size: Some(16 << 20),
             read_buffer_size: 128 << 10,
             write_buffer_size: 128 << 10,
+            compression: ClientDeflateConfig::default(),
             queue_capacity: 1024,
             queue_max_bytes: 8 << 20,
             queue_policy: QueuePolicy::Queue,

@@ -69,6 +69,13 @@ pub enum Error {
     #[error("websocket protocol error")]
     Protocol(#[source] Arc<tungstenite::Error>),
 
+    /// The server's `Sec-WebSocket-Extensions` answer is not one the offer allows (an
+    /// extension that was not offered, or permessage-deflate parameters it may not set): the
+    /// upgrade fails (RFC 7692, section 5). Not retried: the server answers the same way
+    /// again; turn `ClientConfig::compression` off, or fix the server.
+    #[error("server answered the extension offer with what it may not")]
+    Negotiation(#[source] resocket_proto::deflate::NegotiationError),
+
     /// The peer closed the connection with a Close frame (or without one: `frame` is `None`).
     #[error("server closed the connection{}", fmt_close(.frame))]
     ServerClosed {
@@ -478,7 +485,8 @@ impl Error {
             Error::Config(_)
             | Error::RetriesExhausted { .. }
             | Error::Closed
-            | Error::InvalidCloseFrame(_) => false,
+            | Error::InvalidCloseFrame(_)
+            | Error::Negotiation(_) => false,
         }
     }
 

@@ -135,6 +135,7 @@ pub use config::{ClientConfig, QueuePolicy};
 pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
 pub use inbound::Messages;
+pub use resocket_proto::deflate::{ClientDeflateConfig, Negotiated, NegotiationError, WindowBits};
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
 pub use supervisor::Supervisor;
 pub use tokio_tungstenite::tungstenite::{

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{CloseFrame, Error};
+use crate::{CloseFrame, Error, Negotiated};
 
 /// Where the client is in its lifecycle.
 ///
@@ -160,6 +160,9 @@ pub struct Status {
     pub last_close: Option<CloseFrame>,
     /// Set when the client closed because of a permanent failure.
     pub error: Option<Error>,
+    /// permessage-deflate as the current or latest connection negotiated it; `None` when it
+    /// went uncompressed, or before the first.
+    pub compression: Option<Negotiated>,
 }
 
 impl Default for Status {
@@ -173,6 +176,7 @@ impl Default for Status {
             last_error: None,
             last_close: None,
             error: None,
+            compression: None,
         }
     }
 }
@@ -274,6 +278,9 @@ pub struct Snapshot {
     pub last_close: Option<CloseFrame>,
     /// Traffic counters.
     pub counters: Counters,
+    /// permessage-deflate as the current or latest connection negotiated it (window sizes,
+    /// context takeover each way); `None` when it went uncompressed, or before the first.
+    pub compression: Option<Negotiated>,
 }
 
 impl Snapshot {
@@ -293,6 +300,7 @@ impl Snapshot {
             last_error: status.last_error.clone(),
             last_close: status.last_close.clone(),
             counters: stats.counters(),
+            compression: status.compression,
         }
     }
 }

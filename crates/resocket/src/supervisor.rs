@@ -363,6 +363,7 @@ impl<D: Dial> Lifecycle<D> {
         let ready_at = Instant::now();
         self.publish.state(ConnectionState::Ready, |s| {
             s.connected_at = Some(ready_at.into_std());
+            s.compression = ws.compression();
             if reconnect {
                 s.reconnects += 1;
             }
@@ -563,6 +564,7 @@ async fn open<D: Dial>(
     endpoint: &Endpoint,
 ) -> Result<(WsStream<D::Io>, crate::handshake::Response), Error> {
     let request: Request = link.request(attempt, index, endpoint)?;
+    let offered = crate::codec::offered(&link.config, request.headers());
     let target = Target::from_uri(request.uri())?;
     let mut socket = dial.dial(link, &target).await?;
     let mut fence = HeadFence::new(&mut socket);
@@ -576,7 +578,10 @@ async fn open<D: Dial>(
     .map(|(_, response)| response);
     let rest = fence.into_rest();
     match upgrade {
-        Ok(response) => Ok((WsStream::new(socket, &rest, &link.config), response)),
+        Ok(response) => {
+            let codec = crate::codec::codec_config(&link.config, &offered, response.headers())?;
+            Ok((WsStream::new(socket, &rest, codec), response))
+        }
         Err(tungstenite::Error::Http(mut refused)) => {
             // tungstenite's body is what it read past the head: here, the fence has it.
             let body = refused.body_mut().get_or_insert_with(Vec::new);

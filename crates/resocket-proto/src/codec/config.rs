@@ -1,7 +1,10 @@
-//! The codec's settings: which end of the connection it plays, and its size limits.
+//! The codec's settings: which end of the connection it plays, its size limits, and the
+//! permessage-deflate parameters the upgrade agreed on.
+
+use super::deflate::Negotiated;
 
 /// Which end of the connection the codec plays (RFC 6455, 5.1 and 5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Masks every frame it writes with a fresh random key; refuses masked frames.
     Client,
@@ -9,7 +12,17 @@ pub enum Role {
     Server,
 }
 
-/// The codec's role and limits.
+impl Role {
+    /// The other end.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+}
+
+/// The codec's role, limits and compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Which end of the connection this is. Default: set by [`Config::client`] or
@@ -25,6 +38,15 @@ pub struct Config {
     pub read_buffer_size: usize,
     /// Frames are coalesced up to this many bytes before they are written. Default: 128 KiB.
     pub write_buffer_size: usize,
+    /// permessage-deflate (RFC 7692) as the upgrade negotiated it (see
+    /// [`deflate`](crate::deflate)): data messages are then compressed as they are written, and
+    /// messages whose first frame has RSV1 set are inflated as they are read, up to
+    /// `max_message_size`. `None`: no extension, and RSV1 on any frame is a protocol error.
+    /// Default: `None`.
+    pub compression: Option<Negotiated>,
+    /// The zlib level of outgoing compressed messages, 0 (stored) to 9 (smallest, slowest);
+    /// higher is taken as 9. Unused without `compression`. Default: 6.
+    pub compression_level: u8,
 }
 
 impl Config {
@@ -45,6 +67,8 @@ impl Config {
             max_frame_size: Some(16 << 20),
             read_buffer_size: 128 << 10,
             write_buffer_size: 128 << 10,
+            compression: None,
+            compression_level: 6,
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The module knows nothing of frames or sockets. A connection uses it in two steps:
 //!
-//! 1. **Negotiation** ([`negotiation`]): the client sends [`offer`] in its
+//! 1. **Negotiation**: the client sends [`offer`] in its
 //!    `Sec-WebSocket-Extensions` request header and checks the server's answer with
 //!    [`accept_response`]; a server picks the first offer it can take with [`answer`]. Both
 //!    yield a [`Negotiated`]: the window size and context takeover of each direction.
@@ -37,24 +37,8 @@ pub use negotiation::{
 /// The extension token in `Sec-WebSocket-Extensions`.
 pub const EXTENSION_NAME: &str = "permessage-deflate";
 
-/// Which end of the connection a [`Deflater`] or [`Inflater`] sits on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// The end that sent the upgrade request.
-    Client,
-    /// The end that answered it.
-    Server,
-}
-
-impl Role {
-    /// The other end.
-    pub fn peer(self) -> Role {
-        match self {
-            Role::Client => Role::Server,
-            Role::Server => Role::Client,
-        }
-    }
-}
+/// Which end of the connection a [`Deflater`] or [`Inflater`] sits on: the codec's own.
+pub use super::Role;
 
 /// The base-2 logarithm of an LZ77 sliding window: 8 (256 bytes) to 15 (32 KiB), as RFC 7692
 /// allows in `server_max_window_bits` and `client_max_window_bits`.

@@ -26,6 +26,15 @@
 //! and within a frame not yet complete (`utf8.rs`), so a bad byte fails the connection at once.
 //! Errors are tungstenite's own types, so the error mapping is the same as with tungstenite's
 //! reader.
+//!
+//! With permessage-deflate negotiated, a message whose first frame has RSV1 set is inflated
+//! fragment by fragment into a scratch buffer kept for the connection, bounded by the message
+//! size limit as it inflates (a decompression bomb fails with
+//! [`CapacityError::MessageTooLong`], the 1009 class; data that is not DEFLATE with an
+//! `InvalidData` I/O error whose source is the [`InflateError`], the 1007 class). Its UTF-8 is
+//! checked on the inflated bytes, as they come. RSV1 on a continuation or control frame, or
+//! when nothing was negotiated, is [`ProtocolError::NonZeroReservedBits`]. An uncompressed
+//! message takes the path above, unchanged.
 
 use std::{
     collections::VecDeque,
@@ -35,7 +44,12 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{mask::apply_mask, utf8::Utf8Check, Role};
+use super::{
+    deflate::{InflateError, Inflater},
+    mask::apply_mask,
+    utf8::Utf8Check,
+    Role,
+};
 use tokio::io::{AsyncRead, ReadBuf};
 use tungstenite::{
     error::{CapacityError, ProtocolError},
@@ -57,6 +71,17 @@ const SPARSE: usize = 16;
 /// inbound bound (1 MiB) in 128 KiB buffers.
 const RETIRED_BUFFERS: usize = 12;
 
+/// The reserved header bits (RSV1 to RSV3), all refused when no extension is negotiated.
+pub(crate) const RESERVED: u8 = 0x70;
+/// The reserved bits refused with permessage-deflate, which defines RSV1 (RFC 7692, section 6).
+pub(crate) const RESERVED_WITH_DEFLATE: u8 = 0x30;
+/// RSV1: the frame starts a compressed message.
+const RSV1: u8 = 0x40;
+
+/// An inflated message at least this large is handed out in the scratch buffer's own
+/// allocation; a smaller one is copied out and the scratch buffer is kept.
+const HAND_OVER: usize = 64 << 10;
+
 /// The opcodes of RFC 6455, section 5.2.
 mod opcode {
     pub(super) const CONTINUATION: u8 = 0x0;
@@ -76,6 +101,8 @@ pub(crate) struct ReadLimits {
     pub(crate) max_message: Option<usize>,
     /// The buffer size during a burst.
     pub(crate) burst_buffer: usize,
+    /// The header bits a frame must leave clear: [`RESERVED`], or [`RESERVED_WITH_DEFLATE`].
+    pub(crate) reserved: u8,
 }
 
 /// A control frame, for the stream layer to act on.
@@ -101,6 +128,8 @@ pub(crate) enum Step {
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     fin: bool,
+    /// RSV1, allowed only with permessage-deflate.
+    compressed: bool,
     opcode: u8,
     /// The masking key of a client's frame.
     mask: Option<[u8; 4]>,
@@ -133,8 +162,18 @@ struct Placed {
 struct Partial {
     data: Vec<u8>,
     text: bool,
-    /// The UTF-8 check of `data` (text only).
+    /// The UTF-8 check of `data` (text only), or of the inflated bytes so far.
     utf8: Utf8Check,
+    /// The message is compressed: `data` stays empty, the inflated bytes are in the
+    /// [`Inflate`] buffer.
+    compressed: bool,
+}
+
+/// A connection's decompressor and the buffer each compressed message is inflated into.
+#[derive(Debug)]
+struct Inflate {
+    inflater: Inflater,
+    out: BytesMut,
 }
 
 /// Reads frames from the socket and turns them into messages.
@@ -156,12 +195,18 @@ pub(crate) struct FrameReader {
     size: usize,
     small_reads: u8,
     limits: ReadLimits,
+    /// With permessage-deflate.
+    inflate: Option<Box<Inflate>>,
 }
 
 impl FrameReader {
     /// A reader whose buffer starts with `already_read`: bytes that came in with the upgrade
-    /// response.
-    pub(crate) fn new(limits: ReadLimits, already_read: &[u8]) -> FrameReader {
+    /// response. `inflater` inflates compressed messages, when permessage-deflate is on.
+    pub(crate) fn new(
+        limits: ReadLimits,
+        already_read: &[u8],
+        inflater: Option<Inflater>,
+    ) -> FrameReader {
         let mut buf = BytesMut::with_capacity(MIN_BUFFER.max(already_read.len()));
         buf.extend_from_slice(already_read);
         FrameReader {
@@ -176,6 +221,12 @@ impl FrameReader {
             size: MIN_BUFFER,
             small_reads: 0,
             limits,
+            inflate: inflater.map(|inflater| {
+                Box::new(Inflate {
+                    inflater,
+                    out: BytesMut::new(),
+                })
+            }),
         }
     }
 
@@ -206,6 +257,9 @@ impl FrameReader {
                     return Poll::Ready(Err(ProtocolError::ExpectedFragment(data).into()));
                 }
                 self.check_message_size(len)?;
+                if frame.compressed {
+                    return Poll::Ready(self.inflate(&frame, text, batch));
+                }
                 let ahead = if text {
                     std::mem::take(&mut self.ahead)
                 } else {
@@ -217,7 +271,12 @@ impl FrameReader {
                     if text {
                         utf8.feed(&data[ahead.done..])?;
                     }
-                    self.partial = Some(Partial { data, text, utf8 });
+                    self.partial = Some(Partial {
+                        data,
+                        text,
+                        utf8,
+                        compressed: false,
+                    });
                     return Poll::Ready(Ok(Step::Data(0)));
                 } else {
                     if ahead.done > 0 {
@@ -246,6 +305,14 @@ impl FrameReader {
                 let Some(partial) = self.partial.as_mut() else {
                     return Poll::Ready(Err(ProtocolError::UnexpectedContinueFrame.into()));
                 };
+                // RSV1 marks the first frame of a compressed message only (RFC 7692, 6.1).
+                if frame.compressed {
+                    return Poll::Ready(Err(ProtocolError::NonZeroReservedBits.into()));
+                }
+                if partial.compressed {
+                    let text = partial.text;
+                    return Poll::Ready(self.inflate(&frame, text, batch));
+                }
                 let total = partial.data.len() + len;
                 if let Some(max) = self.limits.max_message {
                     if total > max {
@@ -288,6 +355,10 @@ impl FrameReader {
                 if !frame.fin {
                     return Poll::Ready(Err(ProtocolError::FragmentedControlFrame.into()));
                 }
+                // Control frames are never compressed (RFC 7692, 6.1).
+                if frame.compressed {
+                    return Poll::Ready(Err(ProtocolError::NonZeroReservedBits.into()));
+                }
                 if len > 125 {
                     return Poll::Ready(Err(ProtocolError::ControlFrameTooBig.into()));
                 }
@@ -302,6 +373,61 @@ impl FrameReader {
             op @ 0x3..=0x7 => Poll::Ready(Err(ProtocolError::UnknownDataFrameType(op).into())),
             op => Poll::Ready(Err(ProtocolError::UnknownControlFrameType(op).into())),
         }
+    }
+
+    /// Inflates a frame of a compressed message (the first, with `text` from its opcode, or a
+    /// continuation) onto the message so far; a message complete goes into `batch`.
+    fn inflate(
+        &mut self,
+        frame: &Frame,
+        text: bool,
+        batch: &mut Vec<Message>,
+    ) -> Result<Step, WsError> {
+        let Some(inflate) = self.inflate.as_deref_mut() else {
+            // RSV1 passes the header check only with permessage-deflate.
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        };
+        let before = inflate.out.len();
+        inflate
+            .inflater
+            .inflate(
+                &self.buf[frame.start..frame.end],
+                frame.fin,
+                &mut inflate.out,
+            )
+            .map_err(inflate_error)?;
+        let mut utf8 = self.partial.as_ref().map(|p| p.utf8).unwrap_or_default();
+        if text {
+            // On the inflated bytes: the compressed ones are not text.
+            utf8.feed(&inflate.out[before..])?;
+            if frame.fin {
+                utf8.finish()?;
+            }
+        }
+        if !frame.fin {
+            self.partial = Some(Partial {
+                data: Vec::new(),
+                text,
+                utf8,
+                compressed: true,
+            });
+            return Ok(Step::Data(0));
+        }
+        self.partial = None;
+        let len = inflate.out.len();
+        let data = if len >= HAND_OVER {
+            inflate.out.split().freeze()
+        } else {
+            let copy = Bytes::copy_from_slice(&inflate.out);
+            inflate.out.clear();
+            copy
+        };
+        batch.push(if text {
+            Message::Text(Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?)
+        } else {
+            Message::Binary(data)
+        });
+        Ok(Step::Data(len))
     }
 
     /// Reads and drops everything up to the end of the stream: what comes after the peer's
@@ -411,8 +537,11 @@ impl FrameReader {
     /// once the frame is complete: a peer may send a large frame slowly, or never finish it.
     fn check_ahead(&mut self, frame: &Frame) -> Result<(), WsError> {
         let utf8 = match (frame.opcode, &self.partial) {
-            (opcode::TEXT, None) => Utf8Check::default(),
-            (opcode::CONTINUATION, Some(partial)) if partial.text => partial.utf8,
+            // A compressed message's UTF-8 is checked once it is inflated.
+            (opcode::TEXT, None) if !frame.compressed => Utf8Check::default(),
+            (opcode::CONTINUATION, Some(partial)) if partial.text && !partial.compressed => {
+                partial.utf8
+            }
             // Not text, or a protocol error that the complete frame reports.
             _ => return Ok(()),
         };
@@ -518,6 +647,15 @@ impl FrameReader {
     }
 }
 
+/// A compressed message that could not be inflated: too big (the 1009 class, as a message over
+/// the limit), or not DEFLATE (the 1007 class, with the [`InflateError`] as the source).
+fn inflate_error(e: InflateError) -> WsError {
+    match e {
+        InflateError::TooBig { limit } => too_long(limit.saturating_add(1), limit),
+        e => WsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    }
+}
+
 fn too_long(size: usize, max_size: usize) -> WsError {
     WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
 }
@@ -542,8 +680,8 @@ fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    // MUST be 0 unless an extension defines them, and none is negotiated (RFC 6455, 5.2).
-    if b0 & 0x70 != 0 {
+    // MUST be 0 unless an extension defines them (RFC 6455, 5.2): RSV1 is permessage-deflate's.
+    if b0 & limits.reserved != 0 {
         return Err(ProtocolError::NonZeroReservedBits.into());
     }
     let masked = b1 & 0x80 != 0;
@@ -590,6 +728,7 @@ fn parse_header(buf: &[u8], limits: &ReadLimits) -> Result<Option<(Frame, usize)
     };
     let frame = Frame {
         fin: b0 & 0x80 != 0,
+        compressed: b0 & RSV1 != 0,
         opcode: b0 & 0x0F,
         mask,
         start: header,
@@ -613,6 +752,9 @@ fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, WsError> {
 }
 
 #[cfg(test)]
+mod deflate_tests;
+
+#[cfg(test)]
 mod tests {
     use resocket_testkit::raw_frame as frame;
 
@@ -623,6 +765,7 @@ mod tests {
         max_frame: Some(1 << 20),
         max_message: Some(2 << 20),
         burst_buffer: 64 << 10,
+        reserved: RESERVED,
     };
 
     const SERVER: ReadLimits = ReadLimits {
@@ -642,7 +785,7 @@ mod tests {
         chunk: usize,
     ) -> (Vec<Message>, Vec<Control>, Result<(), WsError>) {
         let mut io = tokio_test_io(wire, chunk);
-        let mut reader = FrameReader::new(limits, &[]);
+        let mut reader = FrameReader::new(limits, &[], None);
         let mut messages = Vec::new();
         let mut controls = Vec::new();
         let waker = futures_util::task::noop_waker();
@@ -726,7 +869,7 @@ mod tests {
 
     /// What a client writes, masked, for a server to read.
     fn client_wire(messages: &[Message]) -> Vec<u8> {
-        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20);
+        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20, None);
         for msg in messages {
             writer.encode(msg);
         }
@@ -930,7 +1073,7 @@ mod tests {
 
     #[test]
     fn a_sparse_batch_is_copied_and_a_full_one_shares_the_buffer() {
-        let mut reader = FrameReader::new(LIMITS, &[]);
+        let mut reader = FrameReader::new(LIMITS, &[], None);
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut io = tokio_test_io(&frame(true, opcode::BINARY, b"one"), 64);
@@ -973,7 +1116,7 @@ mod tests {
             .flat_map(|i| frame(true, opcode::BINARY, &[(i % 251) as u8; 1024]))
             .collect();
         let mut io = tokio_test_io(&wire, 20_000);
-        let mut reader = FrameReader::new(LIMITS, &[]);
+        let mut reader = FrameReader::new(LIMITS, &[], None);
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut kept = Vec::new();
@@ -1017,7 +1160,7 @@ mod tests {
         wire.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
         wire.extend_from_slice(&[7; 100_000]);
         let mut io = tokio_test_io(&wire, 1 << 16);
-        let mut reader = FrameReader::new(limits, &[]);
+        let mut reader = FrameReader::new(limits, &[], None);
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut batch = Vec::new();

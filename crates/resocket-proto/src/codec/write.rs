@@ -4,6 +4,10 @@
 //! Every frame is encoded straight into the buffer (header, then in the client role the masking
 //! key, payload XOR-ed with the key while it is still in cache), so a batch of messages becomes one contiguous write.
 //! The buffer is written out when it reaches `write_buffer_size` or on flush.
+//!
+//! With permessage-deflate, each Text and Binary message is compressed whole into a scratch
+//! buffer kept for the connection, then goes out as one frame with RSV1 set; control frames are
+//! never compressed (RFC 7692, section 6.1).
 
 use std::{
     io,
@@ -15,7 +19,10 @@ use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::io::AsyncWrite;
 use tungstenite::{protocol::CloseFrame, Message};
 
-use super::{mask::apply_mask, Role};
+use super::{deflate::Deflater, mask::apply_mask, Role};
+
+/// The first header byte's bit that marks a compressed message (RFC 7692, section 6).
+const RSV1: u8 = 0x40;
 
 /// Writes frames into a buffer and the buffer to the socket.
 #[derive(Debug)]
@@ -28,15 +35,39 @@ pub(crate) struct FrameWriter {
     /// Masking keys must be unpredictable (RFC 6455, 5.3): a ChaCha generator seeded by the OS.
     /// `None` in the server role, which does not mask.
     rng: Option<StdRng>,
+    /// The compressor, when permessage-deflate was negotiated.
+    deflate: Option<Box<Compress>>,
+}
+
+/// A connection's compressor and the buffer each message is compressed into before it is
+/// framed: kept, so a message allocates only when it is larger than any before it.
+#[derive(Debug)]
+pub(crate) struct Compress {
+    deflater: Deflater,
+    scratch: Vec<u8>,
+}
+
+impl Compress {
+    pub(crate) fn new(deflater: Deflater) -> Compress {
+        Compress {
+            deflater,
+            scratch: Vec::new(),
+        }
+    }
 }
 
 impl FrameWriter {
-    pub(crate) fn new(role: Role, write_buffer_size: usize) -> FrameWriter {
+    pub(crate) fn new(
+        role: Role,
+        write_buffer_size: usize,
+        deflater: Option<Deflater>,
+    ) -> FrameWriter {
         FrameWriter {
             buf: Vec::new(),
             written: 0,
             write_buffer_size: write_buffer_size.max(1),
             rng: (role == Role::Client).then(StdRng::from_os_rng),
+            deflate: deflater.map(|d| Box::new(Compress::new(d))),
         }
     }
 
@@ -44,8 +75,8 @@ impl FrameWriter {
     #[inline]
     pub(crate) fn encode(&mut self, msg: &Message) {
         match msg {
-            Message::Text(text) => self.frame(true, 0x1, text.as_bytes()),
-            Message::Binary(data) => self.frame(true, 0x2, data),
+            Message::Text(text) => self.data(0x1, text.as_bytes()),
+            Message::Binary(data) => self.data(0x2, data),
             Message::Ping(data) => self.frame(true, 0x9, data),
             Message::Pong(data) => self.frame(true, 0xA, data),
             Message::Close(close) => self.close(close.as_ref()),
@@ -53,6 +84,32 @@ impl FrameWriter {
                 let header = frame.header();
                 self.frame(header.is_final, header.opcode.into(), frame.payload());
             }
+        }
+    }
+
+    /// Encodes a data message as one frame, compressed when permessage-deflate is on.
+    #[inline]
+    fn data(&mut self, opcode: u8, payload: &[u8]) {
+        if let Some(mut compress) = self.deflate.take() {
+            self.compressed(&mut compress, opcode, payload);
+            self.deflate = Some(compress);
+        } else {
+            self.frame(true, opcode, payload);
+        }
+    }
+
+    fn compressed(&mut self, compress: &mut Compress, opcode: u8, payload: &[u8]) {
+        let Compress { deflater, scratch } = compress;
+        scratch.clear();
+        match deflater.compress(payload, scratch) {
+            Ok(()) => self.frame(true, RSV1 | opcode, scratch),
+            // zlib misuse, which no input causes: the message still goes, uncompressed (a
+            // frame without RSV1 is always valid), and the compressor was reset.
+            Err(_) => self.frame(true, opcode, payload),
+        }
+        // One huge message must not keep its scratch buffer for the connection's life.
+        if scratch.capacity() > 4 * self.write_buffer_size {
+            *scratch = Vec::new();
         }
     }
 
@@ -69,6 +126,7 @@ impl FrameWriter {
         }
     }
 
+    /// Encodes one frame; `opcode` may carry RSV1.
     #[inline]
     fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
         let len = payload.len();
@@ -188,7 +246,7 @@ mod tests {
     fn frames_of_every_length_encoding_decode_back() {
         for len in [0usize, 1, 7, 8, 9, 125, 126, 65_535, 65_536, 100_003] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut writer = FrameWriter::new(Role::Client, 1 << 20);
+            let mut writer = FrameWriter::new(Role::Client, 1 << 20, None);
             writer.encode(&Message::binary(payload.clone()));
             let (fin, opcode, got, total) = decode(&writer.buf);
             assert!(fin);
@@ -202,7 +260,7 @@ mod tests {
     fn server_frames_are_not_masked() {
         for len in [0usize, 125, 126, 65_536] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut writer = FrameWriter::new(Role::Server, 1 << 20);
+            let mut writer = FrameWriter::new(Role::Server, 1 << 20, None);
             writer.encode(&Message::binary(payload.clone()));
             let header = match len {
                 0..=125 => 2,
@@ -217,7 +275,7 @@ mod tests {
 
     #[test]
     fn close_frames_carry_code_and_reason_and_keys_differ() {
-        let mut writer = FrameWriter::new(Role::Client, 1 << 20);
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None);
         writer.encode(&Message::Close(Some(CloseFrame {
             code: 4000.into(),
             reason: "bye".into(),
