@@ -20,7 +20,7 @@ use crate::metrics::Disconnect;
 use crate::outbox::{Closing, Outbox};
 use crate::rate::TokenBucket;
 use crate::registry::Refused;
-use crate::room::{Published, Recovery, Room};
+use crate::room::{Published, Room};
 use crate::token::{expiry_deadline, Claims};
 
 /// A subscribe announced to a room with [`Room::begin_join`]; unless it reaches
@@ -701,13 +701,7 @@ impl Session {
                 // The room was retired between lookup and subscribe; the next lookup replaces it.
                 None => continue,
                 Some(recovery) => {
-                    match recovery {
-                        Recovery::Full => shared.metrics.recoveries_full.fetch_add(1, Relaxed),
-                        Recovery::Partial => {
-                            shared.metrics.recoveries_partial.fetch_add(1, Relaxed)
-                        }
-                        Recovery::NotAsked => 0,
-                    };
+                    shared.metrics.count_recovery(recovery);
                     self.subscriptions.insert(name, room);
                     return;
                 }
@@ -767,13 +761,7 @@ impl Session {
             ) {
                 None => continue,
                 Some(recovery) => {
-                    match recovery {
-                        Recovery::Full => shared.metrics.recoveries_full.fetch_add(1, Relaxed),
-                        Recovery::Partial => {
-                            shared.metrics.recoveries_partial.fetch_add(1, Relaxed)
-                        }
-                        Recovery::NotAsked => 0,
-                    };
+                    shared.metrics.count_recovery(recovery);
                     shared.enforce_history_budget();
                     self.subscriptions.insert(name, room);
                     return;

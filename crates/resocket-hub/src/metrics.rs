@@ -75,6 +75,15 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
+    /// Counts how a subscribe with `since` went; one without is not a recovery.
+    pub(crate) fn count_recovery(&self, recovery: crate::room::Recovery) {
+        match recovery {
+            crate::room::Recovery::Full => self.recoveries_full.fetch_add(1, Relaxed),
+            crate::room::Recovery::Partial => self.recoveries_partial.fetch_add(1, Relaxed),
+            crate::room::Recovery::NotAsked => 0,
+        };
+    }
+
     pub(crate) fn disconnect(&self, why: Disconnect) {
         self.disconnects[why as usize].fetch_add(1, Relaxed);
     }
