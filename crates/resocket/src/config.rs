@@ -37,7 +37,9 @@ pub struct ClientConfig {
     /// Heartbeat: the connection is dead if nothing arrives this long after a Ping. Default 20 s.
     pub pong_timeout: Duration,
     /// An application-level heartbeat (for example `{"op":"ping"}`), sent on the ping schedule
-    /// instead of a Ping frame; any frame received counts as the answer. Default `None`.
+    /// instead of a Ping frame; any frame received counts as the answer. Text or Binary only
+    /// (`build()` refuses a control frame: a Close here would end every connection on the
+    /// schedule). Default `None`.
     pub heartbeat_message: Option<Message>,
     /// Reconnect if no frame at all arrives for this long. Default `None` (off).
     pub idle_timeout: Option<Duration>,
@@ -202,6 +204,13 @@ impl ClientConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err(Zero("connect_timeout"));
+        }
+        if self
+            .heartbeat_message
+            .as_ref()
+            .is_some_and(|m| !(m.is_text() || m.is_binary()))
+        {
+            return Err(crate::error::ConfigError::NotData("heartbeat_message"));
         }
         Ok(())
     }

@@ -150,6 +150,10 @@ pub enum ConfigError {
     /// A header name or value was not valid HTTP.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
+    /// A message setting holds a kind of message it cannot hold (for example a Close frame as
+    /// `heartbeat_message`, which would end the connection on the ping schedule).
+    #[error("{0} must be a text or binary message")]
+    NotData(&'static str),
     /// A setting needed by the call was never given (for example `channel_format` for
     /// `subscribe_channel`).
     #[error("{0} was not configured")]

@@ -144,3 +144,28 @@ async fn presets_differ_from_the_default() {
     assert!(fast.ping_interval < stable.ping_interval);
     assert!(fast.connect_timeout < stable.connect_timeout);
 }
+
+#[tokio::test]
+async fn a_control_frame_as_heartbeat_message_is_refused() {
+    use resocket::Message;
+    for message in [
+        Message::Close(None),
+        Message::Ping(Default::default()),
+        Message::Pong(Default::default()),
+    ] {
+        let built = Client::builder("ws://127.0.0.1:9/")
+            .configure(|c| c.heartbeat_message = Some(message.clone()))
+            .connect();
+        assert!(
+            matches!(
+                config_error(built),
+                ConfigError::NotData("heartbeat_message")
+            ),
+            "{message:?}"
+        );
+    }
+    let text = Client::builder("ws://127.0.0.1:9/")
+        .configure(|c| c.heartbeat_message = Some(Message::text(r#"{"op":"ping"}"#)))
+        .connect();
+    assert!(text.is_ok(), "a text heartbeat is fine");
+}
