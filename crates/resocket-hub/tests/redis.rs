@@ -23,6 +23,17 @@ async fn node(server: &RedisServer) -> TestHub {
     .await
 }
 
+/// A node on `server` that gives up on Redis after half a second, for the outage tests.
+async fn outage_node(server: &RedisServer) -> TestHub {
+    TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .redis(server.url())
+            .redis_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await
+}
+
 fn token(sub: &str) -> String {
     Token::new(sub)
         .subscribe("*")
@@ -158,13 +169,7 @@ async fn revoking_on_one_node_closes_the_tokens_connection_on_another() {
 #[tokio::test]
 async fn a_publish_while_redis_is_down_gets_unavailable_not_an_ack() {
     let mut server = redis();
-    let hub = TestHub::start(
-        Hub::builder()
-            .jwt_secret(SECRET)
-            .redis(server.url())
-            .redis_timeout(std::time::Duration::from_millis(500)),
-    )
-    .await;
+    let hub = outage_node(&server).await;
     guard(30, async {
         let mut ws = hub.raw_with_token(&token("p")).await;
         publish(&mut ws, "down", "m-1", json!(1)).await;
@@ -188,13 +193,7 @@ async fn a_publish_while_redis_is_down_gets_unavailable_not_an_ack() {
 #[tokio::test]
 async fn a_hub_client_publish_during_an_outage_is_sent_again_and_acked_once_redis_is_back() {
     let mut server = redis();
-    let hub = TestHub::start(
-        Hub::builder()
-            .jwt_secret(SECRET)
-            .redis(server.url())
-            .redis_timeout(std::time::Duration::from_millis(500)),
-    )
-    .await;
+    let hub = outage_node(&server).await;
     guard(60, async {
         let client = resocket::hub::HubClient::builder(&hub.url())
             .token(token("p"))
@@ -229,13 +228,7 @@ async fn a_hub_client_publish_during_an_outage_is_sent_again_and_acked_once_redi
 #[tokio::test]
 async fn deep_health_is_unhealthy_while_redis_is_down() {
     let mut server = redis();
-    let hub = TestHub::start(
-        Hub::builder()
-            .jwt_secret(SECRET)
-            .redis(server.url())
-            .redis_timeout(std::time::Duration::from_millis(500)),
-    )
-    .await;
+    let hub = outage_node(&server).await;
     guard(60, async {
         assert_eq!(http_get(hub.addr, "/healthz?deep=1").await.0, 200);
         server.kill();
