@@ -81,9 +81,10 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.no_proxy_env {
         builder = builder.proxy_from_env(false);
     }
-    let (client, mut messages) = builder.connect()?;
-
+    // Unspawned until the narrator listens, so the first attempt's events are told too.
+    let (client, mut messages, supervisor) = builder.pair()?;
     let mut events = client.events();
+    tokio::spawn(supervisor.run());
     let narrator = tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
             if let Some(line) = describe(&event) {
