@@ -15,6 +15,8 @@
 //!   implementation of RFC 6455 to test against.
 //! - [`RedisServer`] (Unix): a throwaway `redis-server` on a unix socket, for the hub's
 //!   Redis engine.
+//! - [`RedisCluster`] (Unix): a throwaway three-master Redis Cluster on free ports, and which
+//!   shard holds a key.
 //! - `TestPki` (feature `pki`): a private CA made at test time, with rustls server configs
 //!   (plain or mTLS) and client identities, for `wss://` tests.
 //!
@@ -55,6 +57,8 @@ mod proxy;
 mod raw_frame;
 #[cfg(unix)]
 mod redis;
+#[cfg(unix)]
+mod redis_cluster;
 mod server;
 #[cfg(feature = "pki")]
 mod tls;
@@ -67,6 +71,8 @@ pub use proxy::{Direction, Fault, FaultProxy};
 pub use raw_frame::raw_frame;
 #[cfg(unix)]
 pub use redis::RedisServer;
+#[cfg(unix)]
+pub use redis_cluster::RedisCluster;
 pub use server::{ServerEvent, ServerStream, TestServer};
 #[cfg(feature = "pki")]
 pub use tls::TestPki;

@@ -1,8 +1,8 @@
 //! One contract, run against every engine: offsets, dedupe, history, epochs and revocations
-//! behave the same in memory and in Redis. Redis-only tests (fan-out between nodes, a missed
-//! pub/sub stretch) follow.
+//! behave the same in memory, on one Redis server and on a three-master Redis Cluster.
+//! Redis-only tests (fan-out between nodes, a missed pub/sub stretch) follow, on both.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,12 +112,34 @@ async fn revocations_are_listed<E: Engine>(e: &E) {
     assert!(list.contains("jti:t1") && list.contains("sub:bob"));
 }
 
+/// A room whose name would end a hash tag early (or leave it empty) still keeps all its keys
+/// on one cluster slot.
+async fn rooms_named_with_braces_work<E: Engine>(e: &E) {
+    for room in ["}x", "{y}", "a}b{c", "}"] {
+        let first = e
+            .append(room, Some(("alice", "m1")), &raw("1"))
+            .await
+            .unwrap();
+        let again = e
+            .append(room, Some(("alice", "m1")), &raw("1"))
+            .await
+            .unwrap();
+        assert!(again.duplicate && again.offset == first.offset, "{room}");
+        e.append(room, None, &raw("2")).await.unwrap();
+        let h = e.since(room, Some(0)).await.unwrap();
+        assert_eq!((h.last, h.entries.len()), (2, 2), "{room}");
+        let frame: serde_json::Value = serde_json::from_str(h.entries[0].1.as_str()).unwrap();
+        assert_eq!(frame["room"], room);
+    }
+}
+
 async fn contract<E: Engine>(e: &E, history_len: u64) {
     appends_get_consecutive_offsets_in_one_epoch(e).await;
     a_repeated_id_is_applied_once(e).await;
     since_returns_exactly_what_follows(e).await;
     history_is_bounded_by_count(e, history_len).await;
     revocations_are_listed(e).await;
+    rooms_named_with_braces_work(e).await;
 }
 
 // ---- engines ----
@@ -150,9 +172,8 @@ impl Listener for Channel {
     }
 }
 
-fn redis_node(
-    server: &resocket_testkit::RedisServer,
-) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
+/// A Redis engine on `url` (one server, or a cluster's comma-separated seed nodes).
+fn redis_node(url: &str) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
     let settings = RedisSettings {
         history_len: 100,
         history_age: Duration::from_secs(60),
@@ -161,15 +182,34 @@ fn redis_node(
         timeout: Duration::from_secs(2),
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = super::redis::client(&server.url()).unwrap();
+    let servers = super::redis::client(url).unwrap();
     (
-        RedisEngine::start(client, settings, Arc::new(Channel(tx))).unwrap(),
+        RedisEngine::start(servers, settings, Arc::new(Channel(tx))).unwrap(),
         rx,
     )
 }
 
 fn redis_server() -> resocket_testkit::RedisServer {
     resocket_testkit::RedisServer::start().expect("redis-server (scripts/deps/redis.sh)")
+}
+
+fn redis_cluster() -> resocket_testkit::RedisCluster {
+    resocket_testkit::RedisCluster::start()
+        .expect("redis-server and redis-cli (scripts/deps/redis.sh)")
+}
+
+/// Rooms whose keys live on shards 0, 1 and 2 of `cluster`, in that order.
+fn rooms_on_every_shard(cluster: &resocket_testkit::RedisCluster) -> [String; 3] {
+    let mut rooms: [Option<String>; 3] = Default::default();
+    for i in 0.. {
+        let room = format!("room-{i}");
+        let shard = cluster.shard_of(&super::redis::meta_key(&room)).unwrap();
+        rooms[shard].get_or_insert(room);
+        if rooms.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    rooms.map(Option::unwrap)
 }
 
 #[tokio::test]
@@ -181,9 +221,16 @@ async fn memory_engine_keeps_the_contract() {
 #[tokio::test]
 async fn redis_engine_keeps_the_contract() {
     let server = redis_server();
-    let (engine, _heard) = redis_node(&server);
+    let (engine, _heard) = redis_node(&server.url());
     // `MAXLEN ~` trims whole stream nodes (100 entries each): at three times the length,
     // something has gone.
+    guarded(contract(&engine, 100)).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_engine_keeps_the_contract() {
+    let cluster = redis_cluster();
+    let (engine, _heard) = redis_node(&cluster.url());
     guarded(contract(&engine, 100)).await;
 }
 
@@ -206,8 +253,8 @@ async fn heard(rx: &mut mpsc::UnboundedReceiver<Heard>, room: &str, n: usize) ->
 #[tokio::test]
 async fn redis_nodes_hear_each_others_appends_in_offset_order() {
     let server = redis_server();
-    let (a, mut heard_a) = redis_node(&server);
-    let (b, _) = redis_node(&server);
+    let (a, mut heard_a) = redis_node(&server.url());
+    let (b, _) = redis_node(&server.url());
     guarded(async {
         a.watch("fan").await.unwrap();
         for i in 0..20 {
@@ -222,18 +269,17 @@ async fn redis_nodes_hear_each_others_appends_in_offset_order() {
     .await;
 }
 
-#[tokio::test]
-async fn a_node_that_missed_pubsub_traffic_fills_the_hole_from_the_stream() {
-    let server = redis_server();
-    let (a, mut heard_a) = redis_node(&server);
-    let (b, _) = redis_node(&server);
+/// Node a watches `room`, its pub/sub connection to `shard_url` (the server that holds the
+/// room) is cut and three appends land in the same transaction, so node a cannot be
+/// subscribed again before they are published: it must read them back from the stream.
+async fn a_missed_stretch_is_filled(url: &str, shard_url: &str, room: &str) {
+    let (a, mut heard_a) = redis_node(url);
+    let (b, _) = redis_node(url);
     guarded(async {
-        a.watch("gap").await.unwrap();
-        b.append("gap", None, &raw("1")).await.unwrap();
-        assert_eq!(heard(&mut heard_a, "gap", 1).await, [1]);
-        // The pub/sub connection is cut and three appends land in the same transaction, so
-        // node a cannot be subscribed again before they are published.
-        let client = super::redis::client(&server.url()).unwrap();
+        a.watch(room).await.unwrap();
+        b.append(room, None, &raw("1")).await.unwrap();
+        assert_eq!(heard(&mut heard_a, room, 1).await, [1]);
+        let client = redis::Client::open(shard_url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -243,13 +289,85 @@ async fn a_node_that_missed_pubsub_traffic_fills_the_hole_from_the_stream() {
             .arg("pubsub")
             .ignore();
         for _ in 0..3 {
-            pipe.add_command(b.append_eval("gap", &raw("2"))).ignore();
+            pipe.add_command(b.append_eval(room, &raw("2"))).ignore();
         }
         let () = pipe.query_async(&mut conn).await.unwrap();
         // Read back on the reconnect, with nothing published afterwards.
-        assert_eq!(heard(&mut heard_a, "gap", 3).await, [2, 3, 4]);
-        b.append("gap", None, &raw("3")).await.unwrap();
-        assert_eq!(heard(&mut heard_a, "gap", 1).await, [5]);
+        assert_eq!(heard(&mut heard_a, room, 3).await, [2, 3, 4]);
+        b.append(room, None, &raw("3")).await.unwrap();
+        assert_eq!(heard(&mut heard_a, room, 1).await, [5]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_that_missed_pubsub_traffic_fills_the_hole_from_the_stream() {
+    let server = redis_server();
+    a_missed_stretch_is_filled(&server.url(), &server.url(), "gap").await;
+}
+
+#[tokio::test]
+async fn a_cluster_node_that_missed_sharded_pubsub_traffic_fills_the_hole_from_the_stream() {
+    let cluster = redis_cluster();
+    for (shard, room) in rooms_on_every_shard(&cluster).iter().enumerate() {
+        a_missed_stretch_is_filled(&cluster.url(), &cluster.urls()[shard], room).await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_nodes_hear_each_others_appends_on_every_shard_in_offset_order() {
+    let cluster = redis_cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, mut heard_a) = redis_node(&cluster.url());
+    let (b, _) = redis_node(&cluster.url());
+    guarded(async {
+        for room in &rooms {
+            a.watch(room).await.unwrap();
+        }
+        for i in 0..30 {
+            let node = if i % 2 == 0 { &a } else { &b };
+            node.append(&rooms[i % 3], None, &raw("1")).await.unwrap();
+        }
+        let mut offsets: HashMap<String, Vec<u64>> = HashMap::new();
+        while offsets.values().map(Vec::len).sum::<usize>() < 30 {
+            if let Heard::Message(room, _, offset, _) = heard_a.recv().await.unwrap() {
+                offsets.entry(room).or_default().push(offset);
+            }
+        }
+        for room in &rooms {
+            assert_eq!(offsets[room], (1..=10).collect::<Vec<_>>(), "{room}");
+        }
+        // An unwatched room is no longer heard; a watched one still is.
+        a.unwatch(&rooms[0]);
+        b.append(&rooms[0], None, &raw("1")).await.unwrap();
+        b.append(&rooms[1], None, &raw("1")).await.unwrap();
+        match heard_a.recv().await.unwrap() {
+            Heard::Message(room, _, offset, _) => {
+                assert_eq!((room, offset), (rooms[1].clone(), 11))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revocation_reaches_every_cluster_node() {
+    let cluster = redis_cluster();
+    let (a, _) = redis_node(&cluster.url());
+    let (b, mut heard_b) = redis_node(&cluster.url());
+    guarded(async {
+        b.watch("x").await.unwrap();
+        a.revoke(&["jti:gone".into(), "sub:eve".into()])
+            .await
+            .unwrap();
+        loop {
+            if let Some(Heard::Revoked(ids)) = heard_b.recv().await {
+                if ids.contains("jti:gone") && ids.contains("sub:eve") {
+                    break;
+                }
+            }
+        }
     })
     .await;
 }
@@ -257,8 +375,8 @@ async fn a_node_that_missed_pubsub_traffic_fills_the_hole_from_the_stream() {
 #[tokio::test]
 async fn a_revocation_reaches_every_node() {
     let server = redis_server();
-    let (a, _) = redis_node(&server);
-    let (_b, mut heard_b) = redis_node(&server);
+    let (a, _) = redis_node(&server.url());
+    let (_b, mut heard_b) = redis_node(&server.url());
     guarded(async {
         // Node b's pub/sub is up once it has read the (empty) list on connect; a watch
         // round trip proves it.

@@ -2,8 +2,8 @@
 //! publish dedupe live in the engine; so do fan-out to other hub nodes and shared revocations.
 //!
 //! Two engines: [`memory`] keeps everything in this process (the default, and the hub's own
-//! synchronous path, so fan-out on one node costs no await); [`redis`] keeps it in Redis so
-//! that several hub nodes serve the same rooms.
+//! synchronous path, so fan-out on one node costs no await); [`redis`] keeps it in Redis (one
+//! server or a Redis Cluster) so that several hub nodes serve the same rooms.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,6 +13,8 @@ use serde_json::value::RawValue;
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod redis_cluster;
+pub(crate) mod redis_conn;
 
 #[cfg(test)]
 mod contract;

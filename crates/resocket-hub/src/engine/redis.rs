@@ -2,10 +2,21 @@
 //! beside it, append + offset + dedupe in one Lua script, fan-out between hub nodes through
 //! pub/sub (one channel per room), and a shared deny-list (a set plus a channel).
 //!
-//! Keys (`{room}` is a hash tag, so one room's keys stay on one cluster shard):
-//! `resocket:{room}:m` (hash: `epoch`, `last`), `resocket:{room}:s` (stream; fields `o` offset,
-//! `f` frame), `resocket:{room}:d:<client>\0<id>` (dedupe, with a TTL), channel
-//! `resocket:{room}:p`; `resocket:revoked` (set and channel).
+//! On one server fan-out uses plain pub/sub (`PUBLISH`/`SUBSCRIBE`), which any Redis has; on a
+//! Redis Cluster it uses sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7), so a message
+//! travels only within the shard that holds its room, and each node subscribes, on that shard,
+//! only to the rooms it has subscribers in ([`redis_cluster`](super::redis_cluster)). See
+//! [`redis_conn`](super::redis_conn) for how a cluster is told from one server.
+//!
+//! Keys. Every key and channel of a room carries the hash tag `{r:<room>}`, so they all hash to
+//! one cluster slot and each script touches one slot only (its keys come as `KEYS`; the channel
+//! shares the tag). The `r:` keeps the tag from being empty for a room that starts with `}`,
+//! which would make Redis hash each whole key on its own:
+//! - `resocket:{r:<room>}:m`: hash, `epoch` and `last` (the newest offset);
+//! - `resocket:{r:<room>}:s`: stream, fields `o` (offset) and `f` (the `message` frame);
+//! - `resocket:{r:<room>}:d:<client>\0<id>`: a publish's offset, for dedupe, with a TTL;
+//! - `resocket:{r:<room>}:p`: the room's channel, payload `<epoch> <offset> <frame>`;
+//! - `resocket:revoked`: the shared deny-list (a set) and its channel, on one slot of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,18 +24,17 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands as _;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+use super::redis_conn::{Conn, Servers, MAX_PAUSE, MIN_PAUSE};
 use super::{frame_prefix, new_epoch, Appended, Engine, History, Listener, Unavailable};
 
+pub(crate) use super::redis_conn::client;
+
 /// The shared deny-list's set and its notification channel.
-const REVOKED: &str = "resocket:revoked";
-/// The first pause before the pub/sub connection is made again; it doubles up to [`MAX_PAUSE`].
-const MIN_PAUSE: Duration = Duration::from_millis(50);
-const MAX_PAUSE: Duration = Duration::from_secs(2);
+pub(super) const REVOKED: &str = "resocket:revoked";
 
 /// The Redis engine's settings.
 #[derive(Debug, Clone)]
@@ -41,29 +51,46 @@ pub(crate) struct RedisSettings {
     pub(crate) timeout: Duration,
 }
 
-fn meta_key(room: &str) -> String {
-    format!("resocket:{{{room}}}:m")
+pub(super) fn meta_key(room: &str) -> String {
+    format!("resocket:{{r:{room}}}:m")
 }
-fn stream_key(room: &str) -> String {
-    format!("resocket:{{{room}}}:s")
+pub(super) fn stream_key(room: &str) -> String {
+    format!("resocket:{{r:{room}}}:s")
 }
-fn channel(room: &str) -> String {
-    format!("resocket:{{{room}}}:p")
+fn dedupe_key(room: &str, client: &str, id: &str) -> String {
+    format!("resocket:{{r:{room}}}:d:{client}\0{id}")
+}
+pub(super) fn channel(room: &str) -> String {
+    format!("resocket:{{r:{room}}}:p")
 }
 /// The room a channel name belongs to.
-fn channel_room(channel: &str) -> Option<&str> {
-    channel.strip_prefix("resocket:{")?.strip_suffix("}:p")
+pub(super) fn channel_room(channel: &str) -> Option<&str> {
+    channel.strip_prefix("resocket:{r:")?.strip_suffix("}:p")
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> Unavailable {
     Unavailable(e.to_string())
+}
+
+/// A failed Redis call as [`Unavailable`]; a redirect names its likely cause, one URL given for
+/// a cluster.
+fn redis_unavailable(e: redis::RedisError) -> Unavailable {
+    if e.redirect_node().is_some() {
+        return Unavailable(format!(
+            "{e} (redis is a cluster: give two or more of its nodes, comma-separated)"
+        ));
+    }
+    unavailable(e)
 }
 
 /// Storage and broker in Redis.
 pub(crate) struct RedisEngine {
-    conn: ConnectionManager,
+    conn: Conn,
     append: redis::Script,
     since: redis::Script,
+    revoke: redis::Script,
+    /// `PUBLISH` on one server, `SPUBLISH` on a cluster: what the scripts publish with.
+    publish: &'static str,
     settings: RedisSettings,
     /// To the pub/sub task; it ends when this sender is dropped with the engine.
     commands: mpsc::UnboundedSender<Command>,
@@ -73,22 +100,15 @@ impl std::fmt::Debug for RedisEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisEngine")
             .field("settings", &self.settings)
+            .field("publish", &self.publish)
             .finish_non_exhaustive()
     }
 }
 
-enum Command {
+/// What the engine asks of its pub/sub task.
+pub(super) enum Command {
     Watch(String, oneshot::Sender<Result<(), Unavailable>>),
     Unwatch(String),
-}
-
-/// Checks a Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`).
-///
-/// # Errors
-///
-/// The URL cannot be parsed.
-pub(crate) fn client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(url).map_err(|e| e.to_string())
 }
 
 impl RedisEngine {
@@ -97,32 +117,38 @@ impl RedisEngine {
     ///
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(
-        client: redis::Client,
+        servers: Servers,
         settings: RedisSettings,
         listener: Arc<dyn Listener>,
     ) -> Result<RedisEngine, String> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(MAX_PAUSE);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| e.to_string())?;
+        let conn = Conn::new(&servers, settings.timeout)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let engine = RedisEngine {
             conn,
             append: redis::Script::new(include_str!("append.lua")),
             since: redis::Script::new(include_str!("since.lua")),
+            revoke: redis::Script::new(include_str!("revoke.lua")),
+            publish: match servers {
+                Servers::Single(_) => "PUBLISH",
+                Servers::Cluster(_) => "SPUBLISH",
+            },
             settings,
             commands,
         };
-        let pubsub = PubSub {
-            client,
-            reader: engine.reader(),
-            listener,
-            rooms: HashMap::new(),
-        };
-        tokio::spawn(pubsub.run(rx));
+        let watched = Watched::new(engine.reader(), listener);
+        match servers {
+            Servers::Single(client) => {
+                tokio::spawn(PubSub { client, watched }.run(rx));
+            }
+            Servers::Cluster(nodes) => {
+                let pubsub = super::redis_cluster::ShardedPubSub::new(
+                    &nodes,
+                    engine.settings.timeout,
+                    watched,
+                )?;
+                tokio::spawn(pubsub.run(rx));
+            }
+        }
         Ok(engine)
     }
 
@@ -141,11 +167,11 @@ impl RedisEngine {
         room: &str,
         dedupe: Option<(&str, &str)>,
         data: &RawValue,
-    ) -> (Vec<String>, [String; 8]) {
+    ) -> (Vec<String>, [String; 9]) {
         let s = &self.settings;
         let mut keys = vec![meta_key(room), stream_key(room)];
         if let Some((client, id)) = dedupe {
-            keys.push(format!("resocket:{{{room}}}:d:{client}\0{id}"));
+            keys.push(dedupe_key(room, client, id));
         }
         let args = [
             new_epoch().to_string(),
@@ -156,6 +182,7 @@ impl RedisEngine {
             s.room_ttl.as_millis().to_string(),
             s.dedupe_ttl.as_millis().to_string(),
             channel(room),
+            self.publish.to_string(),
         ];
         (keys, args)
     }
@@ -172,23 +199,23 @@ impl RedisEngine {
         cmd
     }
 
-    /// Bounds an operation by the engine's timeout.
-    /// One `PING` round trip, within the engine's timeout: what `/healthz?deep=1` asks of
-    /// Redis.
+    /// One `PING` round trip (to every master, on a cluster), within the engine's timeout:
+    /// what `/healthz?deep=1` asks of Redis.
     pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
         let mut conn = self.conn.clone();
-        let _: String = self
+        let _: redis::Value = self
             .bounded(redis::cmd("PING").query_async(&mut conn))
             .await?;
         Ok(())
     }
 
+    /// Bounds an operation by the engine's timeout.
     async fn bounded<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
         match tokio::time::timeout(self.settings.timeout, op).await {
-            Ok(res) => res.map_err(unavailable),
+            Ok(res) => res.map_err(redis_unavailable),
             Err(_) => Err(Unavailable("redis timed out".into())),
         }
     }
@@ -196,10 +223,10 @@ impl RedisEngine {
 
 /// What the pub/sub task needs to read history.
 #[derive(Clone)]
-struct Reader {
-    conn: ConnectionManager,
+pub(super) struct Reader {
+    conn: Conn,
     since: redis::Script,
-    settings: RedisSettings,
+    pub(super) settings: RedisSettings,
 }
 
 impl Reader {
@@ -214,7 +241,7 @@ impl Reader {
             .arg(s.history_age.as_millis() as u64);
         let read = inv.invoke_async::<(String, u64, Vec<(String, Vec<String>)>)>(&mut conn);
         let (epoch, last, raw) = match tokio::time::timeout(s.timeout, read).await {
-            Ok(res) => res.map_err(unavailable)?,
+            Ok(res) => res.map_err(redis_unavailable)?,
             Err(_) => return Err(Unavailable("redis timed out".into())),
         };
         let epoch = epoch.parse().map_err(unavailable)?;
@@ -295,13 +322,9 @@ impl Engine for RedisEngine {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .sadd(REVOKED, ids)
-            .ignore()
-            .publish(REVOKED, ids.join("\n"))
-            .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
+        let mut inv = self.revoke.key(REVOKED);
+        inv.arg(self.publish).arg(ids);
+        self.bounded(inv.invoke_async::<()>(&mut conn)).await
     }
 
     async fn revoked(&self) -> Result<HashSet<String>, Unavailable> {
@@ -318,122 +341,75 @@ struct Seen {
     last: u64,
 }
 
-/// The pub/sub task: one connection subscribed to the deny-list channel and every watched
-/// room's channel, made again whenever it fails.
-struct PubSub {
-    client: redis::Client,
+/// The watched rooms of a pub/sub task, whatever its connection: what this node has seen of
+/// each, and the listener it hands appends and revocations to, in order and with holes filled
+/// from the stream.
+pub(super) struct Watched {
     reader: Reader,
     listener: Arc<dyn Listener>,
     rooms: HashMap<String, Option<Seen>>,
 }
 
-impl PubSub {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut pause = MIN_PAUSE;
-        loop {
-            let connected =
-                tokio::time::timeout(self.reader.settings.timeout, self.client.get_async_pubsub())
-                    .await;
-            let pubsub = match connected {
-                Ok(Ok(p)) => p,
-                failed => {
-                    let error = match failed {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "connect timed out".to_string(),
-                    };
-                    tracing::warn!(%error, "redis pub/sub unavailable");
-                    // Watch requests are answered while down, so a subscribe is told at once.
-                    let sleep = tokio::time::sleep(pause);
-                    tokio::pin!(sleep);
-                    loop {
-                        tokio::select! {
-                            () = &mut sleep => break,
-                            cmd = commands.recv() => match cmd {
-                                None => return,
-                                Some(Command::Watch(_, reply)) => {
-                                    let _ = reply.send(Err(Unavailable(error.clone())));
-                                }
-                                Some(Command::Unwatch(room)) => {
-                                    self.rooms.remove(&room);
-                                }
-                            },
-                        }
-                    }
-                    pause = (pause * 2).min(MAX_PAUSE);
-                    continue;
-                }
-            };
-            let (mut sink, mut stream) = pubsub.split();
-            let mut channels: Vec<String> = self.rooms.keys().map(|r| channel(r)).collect();
-            channels.push(REVOKED.to_string());
-            if let Err(error) = sink.subscribe(&channels).await {
-                tracing::warn!(%error, "redis pub/sub subscribe failed");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_PAUSE);
-                continue;
-            }
-            pause = MIN_PAUSE;
-            // Whatever happened while the connection was down is read back from storage.
-            self.resync().await;
-            loop {
-                tokio::select! {
-                    cmd = commands.recv() => match cmd {
-                        None => return,
-                        Some(Command::Watch(room, reply)) => {
-                            let res = self.watch(&mut sink, room).await;
-                            let _ = reply.send(res);
-                        }
-                        Some(Command::Unwatch(room)) => {
-                            if self.rooms.remove(&room).is_some() {
-                                let _ = sink.unsubscribe(channel(&room)).await;
-                            }
-                        }
-                    },
-                    msg = stream.next() => match msg {
-                        Some(msg) => self.on_message(msg).await,
-                        None => {
-                            tracing::warn!("redis pub/sub connection lost");
-                            break;
-                        }
-                    },
-                }
-            }
+impl Watched {
+    fn new(reader: Reader, listener: Arc<dyn Listener>) -> Self {
+        Watched {
+            reader,
+            listener,
+            rooms: HashMap::new(),
         }
     }
 
-    async fn watch(
-        &mut self,
-        sink: &mut redis::aio::PubSubSink,
-        room: String,
-    ) -> Result<(), Unavailable> {
-        if self.rooms.contains_key(&room) {
-            return Ok(());
-        }
-        sink.subscribe(channel(&room)).await.map_err(unavailable)?;
-        // Subscribed first, read second: every append after the read arrives on the channel.
+    /// The engine's timeout for one Redis operation.
+    pub(super) fn timeout(&self) -> Duration {
+        self.reader.settings.timeout
+    }
+
+    pub(super) fn contains(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
+    }
+
+    /// Forgets `room`; whether it was watched.
+    pub(super) fn remove(&mut self, room: &str) -> bool {
+        self.rooms.remove(room).is_some()
+    }
+
+    /// Every watched room's channel.
+    pub(super) fn channels(&self) -> Vec<String> {
+        self.rooms.keys().map(|r| channel(r)).collect()
+    }
+
+    /// Starts following `room`, once its channel is subscribed: subscribed first, read second,
+    /// so every append after the read arrives on the channel.
+    pub(super) async fn add(&mut self, room: String) {
         let seen = self.reader.since(&room, None).await.ok().map(|h| Seen {
             epoch: h.epoch,
             last: h.last,
         });
         self.rooms.insert(room, seen);
-        Ok(())
     }
 
-    async fn resync(&mut self) {
-        let mut conn = self.reader.conn.clone();
-        match conn.smembers::<_, HashSet<String>>(REVOKED).await {
-            Ok(list) if !list.is_empty() => self.listener.revoked(list),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "cannot read the shared deny-list"),
-        }
+    /// Reads back whatever happened while the connection was down: the whole deny-list and
+    /// every watched room's missed appends.
+    pub(super) async fn resync(&mut self) {
+        self.read_revoked().await;
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
             self.fill(&room, None).await;
         }
     }
 
+    /// Hands the whole shared deny-list to the listener.
+    pub(super) async fn read_revoked(&self) {
+        let mut conn = self.reader.conn.clone();
+        match conn.smembers::<_, HashSet<String>>(REVOKED).await {
+            Ok(list) if !list.is_empty() => self.listener.revoked(list),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot read the shared deny-list"),
+        }
+    }
+
     /// Delivers what the room's stream holds after what this node has seen, in order.
-    async fn fill(&mut self, room: &str, upto: Option<(u64, u64)>) {
+    pub(super) async fn fill(&mut self, room: &str, upto: Option<(u64, u64)>) {
         let Some(Some(seen)) = self.rooms.get(room).copied() else {
             return;
         };
@@ -467,18 +443,18 @@ impl PubSub {
         );
     }
 
-    async fn on_message(&mut self, msg: redis::Msg) {
-        let name = msg.get_channel_name();
-        if name == REVOKED {
-            let ids = String::from_utf8_lossy(msg.get_payload_bytes());
+    /// A message on `channel`: a room's append, or deny-list entries.
+    pub(super) async fn on_message(&mut self, channel: &str, payload: &[u8]) {
+        if channel == REVOKED {
+            let ids = String::from_utf8_lossy(payload);
             self.listener
                 .revoked(ids.lines().map(str::to_string).collect());
             return;
         }
-        let Some(room) = channel_room(name).map(str::to_string) else {
+        let Some(room) = channel_room(channel).map(str::to_string) else {
             return;
         };
-        let Some((epoch, offset, frame)) = parse_payload(msg.get_payload_bytes()) else {
+        let Some((epoch, offset, frame)) = parse_payload(payload) else {
             return;
         };
         let seen = match self.rooms.get(&room) {
@@ -512,6 +488,118 @@ impl PubSub {
             }),
         );
         self.listener.message(&room, epoch, offset, frame);
+    }
+}
+
+/// The pub/sub task on one server: one connection subscribed to the deny-list channel and
+/// every watched room's channel, made again whenever it fails.
+struct PubSub {
+    client: redis::Client,
+    watched: Watched,
+}
+
+impl PubSub {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut pause = MIN_PAUSE;
+        loop {
+            let connected =
+                tokio::time::timeout(self.watched.timeout(), self.client.get_async_pubsub()).await;
+            let pubsub = match connected {
+                Ok(Ok(p)) => p,
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "connect timed out".to_string(),
+                    };
+                    tracing::warn!(%error, "redis pub/sub unavailable");
+                    if !pause_answering(&mut self.watched, &mut commands, pause, &error).await {
+                        return;
+                    }
+                    pause = (pause * 2).min(MAX_PAUSE);
+                    continue;
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let mut channels = self.watched.channels();
+            channels.push(REVOKED.to_string());
+            if let Err(error) = sink.subscribe(&channels).await {
+                tracing::warn!(%error, "redis pub/sub subscribe failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
+                continue;
+            }
+            pause = MIN_PAUSE;
+            // Whatever happened while the connection was down is read back from storage.
+            self.watched.resync().await;
+            loop {
+                tokio::select! {
+                    cmd = commands.recv() => match cmd {
+                        None => return,
+                        Some(Command::Watch(room, reply)) => {
+                            let res = self.watch(&mut sink, room).await;
+                            let _ = reply.send(res);
+                        }
+                        Some(Command::Unwatch(room)) => {
+                            if self.watched.remove(&room) {
+                                let _ = sink.unsubscribe(channel(&room)).await;
+                            }
+                        }
+                    },
+                    msg = stream.next() => match msg {
+                        Some(msg) => {
+                            self.watched
+                                .on_message(msg.get_channel_name(), msg.get_payload_bytes())
+                                .await;
+                        }
+                        None => {
+                            tracing::warn!("redis pub/sub connection lost");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    async fn watch(
+        &mut self,
+        sink: &mut redis::aio::PubSubSink,
+        room: String,
+    ) -> Result<(), Unavailable> {
+        if self.watched.contains(&room) {
+            return Ok(());
+        }
+        sink.subscribe(channel(&room))
+            .await
+            .map_err(redis_unavailable)?;
+        self.watched.add(room).await;
+        Ok(())
+    }
+}
+
+/// Waits `pause` while the pub/sub connection is down, answering watch requests with `error`
+/// so that a subscribe is told at once. False once the engine is gone.
+async fn pause_answering(
+    watched: &mut Watched,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    pause: Duration,
+    error: &str,
+) -> bool {
+    let sleep = tokio::time::sleep(pause);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            cmd = commands.recv() => match cmd {
+                None => return false,
+                Some(Command::Watch(_, reply)) => {
+                    let _ = reply.send(Err(Unavailable(error.to_string())));
+                }
+                Some(Command::Unwatch(room)) => {
+                    watched.remove(&room);
+                }
+            },
+        }
     }
 }
 

@@ -1,0 +1,254 @@
+//! A throwaway three-master Redis Cluster (`redis-server --cluster-enabled yes` on free ports,
+//! joined by `redis-cli --cluster create`), for tests of the hub's Redis engine on a cluster.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// How long the nodes get to answer `PING`, and the cluster to report `cluster_state:ok`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The masters of the cluster.
+const MASTERS: usize = 3;
+
+/// One node of a [`RedisCluster`].
+#[derive(Debug)]
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+/// A local Redis Cluster of three masters and no replicas, each a `redis-server` child process
+/// on `127.0.0.1` with its own directory (and `nodes.conf`) under one temp dir, without
+/// persistence. Every process is killed and the directory removed when dropped.
+///
+/// Ports are found free by binding `127.0.0.1:0`; the cluster bus port of each node is chosen
+/// the same way (`--cluster-port`), not derived as port + 10000.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+    /// Each master's slot ranges, inclusive, in the order of [`urls`](Self::urls).
+    slots: Vec<Vec<(u16, u16)>>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes, joins them into one cluster with every slot assigned, and waits
+    /// until each node reports `cluster_state:ok`.
+    ///
+    /// # Errors
+    ///
+    /// `redis-server` or `redis-cli` is not installed (the message names
+    /// `scripts/deps/redis.sh`), `redis-cli --cluster create` failed, or the cluster was not
+    /// ready within thirty seconds.
+    pub fn start() -> io::Result<RedisCluster> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "resocket-redis-cluster-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut cluster = RedisCluster {
+            nodes: Vec::with_capacity(MASTERS),
+            dir,
+            slots: Vec::new(),
+        };
+        // Dropping `cluster` on an early return kills what was started.
+        for i in 0..MASTERS {
+            let node_dir = cluster.dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&node_dir)?;
+            let (port, bus) = (free_port()?, free_port()?);
+            let child = spawn(&node_dir, port, bus)?;
+            cluster.nodes.push(Node { child, port });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        for node in &cluster.nodes {
+            wait_until(deadline, "answer PING", || {
+                Ok(command(node.port, &["PING"]).is_ok_and(|r| r == "PONG"))
+            })?;
+        }
+        cluster.create()?;
+        for node in &cluster.nodes {
+            wait_until(deadline, "report cluster_state:ok", || {
+                Ok(command(node.port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok")))
+            })?;
+        }
+        cluster.slots = cluster.read_slots()?;
+        Ok(cluster)
+    }
+
+    /// `redis-cli --cluster create` over every node, one master each, no replicas.
+    fn create(&self) -> io::Result<()> {
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| not_installed(e, "redis-cli"))?;
+        if !output.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Each node's slot ranges, from its own line of `CLUSTER NODES` (flag `myself`).
+    fn read_slots(&self) -> io::Result<Vec<Vec<(u16, u16)>>> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let nodes = command(node.port, &["CLUSTER", "NODES"])?;
+                let mine = nodes
+                    .lines()
+                    .find(|line| line.split(' ').nth(2).is_some_and(|f| f.contains("myself")))
+                    .ok_or_else(|| io::Error::other("CLUSTER NODES has no `myself` line"))?;
+                Ok(mine
+                    .split(' ')
+                    .skip(8)
+                    .filter_map(|range| match range.split_once('-') {
+                        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                        None => range.parse().ok().map(|s| (s, s)),
+                    })
+                    .collect())
+            })
+            .collect()
+    }
+
+    /// The seed URLs of every master, `redis://127.0.0.1:PORT`, in shard order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The seed URLs joined by commas, as `resocket serve --redis` and `HubBuilder::redis`
+    /// take a cluster.
+    pub fn url(&self) -> String {
+        self.urls().join(",")
+    }
+
+    /// The shard (an index into [`urls`](Self::urls)) whose master holds `key`'s slot, as
+    /// the cluster itself computes it (`CLUSTER KEYSLOT`, hash tags included).
+    ///
+    /// # Errors
+    ///
+    /// The first node did not answer.
+    pub fn shard_of(&self, key: &str) -> io::Result<usize> {
+        let slot: u16 = command(self.nodes[0].port, &["CLUSTER", "KEYSLOT", key])?
+            .parse()
+            .map_err(io::Error::other)?;
+        self.slots
+            .iter()
+            .position(|ranges| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .ok_or_else(|| io::Error::other(format!("slot {slot} is not assigned")))
+    }
+
+    /// Sends one command to the master of shard `shard` and returns its reply as text (a
+    /// simple, bulk or integer reply; an error reply is an error).
+    ///
+    /// # Errors
+    ///
+    /// The node did not answer, or answered with an error.
+    pub fn command(&self, shard: usize, args: &[&str]) -> io::Result<String> {
+        command(self.nodes[shard].port, args)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nobody listens on now: bound on `127.0.0.1:0`, then released.
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_until(
+    deadline: Instant,
+    what: &str,
+    mut ready: impl FnMut() -> io::Result<bool>,
+) -> io::Result<()> {
+    while !ready()? {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the redis cluster did not {what} within {START_TIMEOUT:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A cluster node on `port` (bus on `bus`), without persistence, its files in `dir`.
+fn spawn(dir: &Path, port: u16, bus: u16) -> io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-port", &bus.to_string()])
+        .args(["--cluster-config-file", "nodes.conf"])
+        .args(["--cluster-node-timeout", "2000"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| not_installed(e, "redis-server"))
+}
+
+fn not_installed(e: io::Error, program: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            e.kind(),
+            format!("{program} is not installed; run scripts/deps/redis.sh"),
+        )
+    } else {
+        e
+    }
+}
+
+/// One command in RESP on a fresh connection to `127.0.0.1:port`; the reply as text.
+fn command(port: u16, args: &[&str]) -> io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    s.write_all(request.as_bytes())?;
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let line = line.trim_end();
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" | ":" => Ok(rest.to_string()),
+        "-" => Err(io::Error::other(rest.to_string())),
+        "$" => {
+            let len: usize = rest.parse().map_err(io::Error::other)?;
+            let mut body = vec![0; len + 2];
+            reader.read_exact(&mut body)?;
+            body.truncate(len);
+            String::from_utf8(body).map_err(io::Error::other)
+        }
+        _ => Err(io::Error::other(format!("unexpected reply {line:?}"))),
+    }
+}
