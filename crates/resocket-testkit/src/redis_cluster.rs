@@ -1,7 +1,7 @@
 //! A throwaway three-master Redis Cluster (`redis-server --cluster-enabled yes` on free ports,
 //! joined by `redis-cli --cluster create`), for tests of the hub's Redis engine on a cluster.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -153,7 +153,8 @@ impl RedisCluster {
     }
 
     /// Sends one command to the master of shard `shard` and returns its reply as text (a
-    /// simple, bulk or integer reply; an error reply is an error).
+    /// simple, bulk or integer reply, or an array's elements one per line; an error reply is
+    /// an error).
     ///
     /// # Errors
     ///
@@ -225,7 +226,8 @@ fn not_installed(e: io::Error, program: &str) -> io::Error {
     }
 }
 
-/// One command in RESP on a fresh connection to `127.0.0.1:port`; the reply as text.
+/// One command in RESP on a fresh connection to `127.0.0.1:port`; the reply as text, an
+/// array's elements one per line.
 fn command(port: u16, args: &[&str]) -> io::Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -234,7 +236,11 @@ fn command(port: u16, args: &[&str]) -> io::Result<String> {
         request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
     }
     s.write_all(request.as_bytes())?;
-    let mut reader = BufReader::new(s);
+    reply(&mut BufReader::new(s))
+}
+
+/// One RESP2 reply: simple, error, integer, bulk, or an array of those.
+fn reply(reader: &mut impl BufRead) -> io::Result<String> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let line = line.trim_end();
@@ -248,6 +254,13 @@ fn command(port: u16, args: &[&str]) -> io::Result<String> {
             reader.read_exact(&mut body)?;
             body.truncate(len);
             String::from_utf8(body).map_err(io::Error::other)
+        }
+        "*" => {
+            let len: usize = rest.parse().map_err(io::Error::other)?;
+            let items = (0..len)
+                .map(|_| reply(reader))
+                .collect::<io::Result<Vec<_>>>()?;
+            Ok(items.join("\n"))
         }
         _ => Err(io::Error::other(format!("unexpected reply {line:?}"))),
     }

@@ -324,6 +324,15 @@ async fn cluster_nodes_hear_each_others_appends_on_every_shard_in_offset_order()
         for room in &rooms {
             a.watch(room).await.unwrap();
         }
+        // Each room's subscription is sharded and lives on the shard that holds the room;
+        // node b, with no subscribers, subscribes to none.
+        for (shard, room) in rooms.iter().enumerate() {
+            let channel = super::redis::channel(room);
+            let count = cluster
+                .command(shard, &["PUBSUB", "SHARDNUMSUB", &channel])
+                .unwrap();
+            assert_eq!(count, format!("{channel}\n1"));
+        }
         for i in 0..30 {
             let node = if i % 2 == 0 { &a } else { &b };
             node.append(&rooms[i % 3], None, &raw("1")).await.unwrap();

@@ -1,0 +1,170 @@
+//! Two hub nodes on a three-master Redis Cluster, with rooms on every shard: fan-out between
+//! the nodes through sharded pub/sub, recovery with `since` on either node, and a publish
+//! resent on the other node applied once.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use resocket_hub::{Hub, Token};
+use resocket_testkit::RedisCluster;
+use serde_json::{json, Value};
+
+fn cluster() -> RedisCluster {
+    RedisCluster::start().expect("redis-server and redis-cli (scripts/deps/redis.sh)")
+}
+
+/// A node on `cluster` (all its seed URLs) taking tokens signed with [`SECRET`].
+async fn node(cluster: &RedisCluster) -> TestHub {
+    TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .rate_limit(10_000, 10_000)
+            .redis(cluster.url()),
+    )
+    .await
+}
+
+fn token(sub: &str) -> String {
+    Token::new(sub)
+        .subscribe("*")
+        .publish("*")
+        .sign(SECRET.as_bytes())
+}
+
+/// Rooms held by shards 0, 1 and 2, in that order. A room's keys share the hash tag
+/// `{r:<room>}` (the engine's documented key layout), so its meta key names its shard.
+fn rooms_on_every_shard(cluster: &RedisCluster) -> [String; 3] {
+    let mut rooms: [Option<String>; 3] = Default::default();
+    for i in 0.. {
+        let room = format!("room-{i}");
+        let shard = cluster
+            .shard_of(&format!("resocket:{{r:{room}}}:m"))
+            .unwrap();
+        rooms[shard].get_or_insert(room);
+        if rooms.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    rooms.map(Option::unwrap)
+}
+
+async fn next_message(ws: &mut Ws) -> Value {
+    let f = recv(ws).await;
+    assert_eq!(f["type"], "message", "{f}");
+    f
+}
+
+#[tokio::test]
+async fn a_subscriber_on_one_node_receives_what_the_other_publishes_on_every_shard() {
+    let cluster = cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    guard(60, async {
+        let mut sub = a.raw_with_token(&token("s")).await;
+        for room in &rooms {
+            subscribe(&mut sub, room, None).await;
+        }
+        let mut publisher = b.raw_with_token(&token("p")).await;
+        for i in 0..9 {
+            publish(&mut publisher, &rooms[i % 3], &format!("m{i}"), json!(i)).await;
+        }
+        let mut heard: HashMap<String, Vec<(u64, Value)>> = HashMap::new();
+        for _ in 0..9 {
+            let m = next_message(&mut sub).await;
+            let room = m["room"].as_str().unwrap().to_string();
+            heard
+                .entry(room)
+                .or_default()
+                .push((m["offset"].as_u64().unwrap(), m["data"].clone()));
+        }
+        for (shard, room) in rooms.iter().enumerate() {
+            let expected: Vec<(u64, Value)> = (0..3)
+                .map(|k| (k + 1, json!(shard as u64 + 3 * k)))
+                .collect();
+            assert_eq!(heard[room], expected, "{room}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_recovers_with_since_on_either_node_on_every_shard() {
+    let cluster = cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    guard(60, async {
+        let mut on_a = a.raw_with_token(&token("p")).await;
+        let mut on_b = b.raw_with_token(&token("p")).await;
+        for room in &rooms {
+            let mut sub = a.raw_with_token(&token("s")).await;
+            let first = subscribe(&mut sub, room, None).await;
+            publish(&mut on_a, room, "m1", json!(1)).await;
+            assert_eq!(next_message(&mut sub).await["offset"], 1);
+            drop(sub);
+            publish(&mut on_b, room, "m2", json!(2)).await;
+            publish(&mut on_b, room, "m3", json!(3)).await;
+            // Back on the other node, from offset 1.
+            let mut sub = b.raw_with_token(&token("s")).await;
+            send(
+                &mut sub,
+                json!({"type": "subscribe", "room": room, "since": 1, "epoch": first["epoch"]}),
+            )
+            .await;
+            let reply = recv(&mut sub).await;
+            assert_eq!(
+                (&reply["type"], &reply["recovered"], &reply["epoch"]),
+                (&json!("subscribed"), &json!(true), &first["epoch"]),
+                "{reply}"
+            );
+            assert_eq!(next_message(&mut sub).await["offset"], 2);
+            assert_eq!(next_message(&mut sub).await["offset"], 3);
+            drop(sub);
+            publish(&mut on_b, room, "m4", json!(4)).await;
+            // And on the first node again, from offset 3.
+            let mut sub = a.raw_with_token(&token("s")).await;
+            send(
+                &mut sub,
+                json!({"type": "subscribe", "room": room, "since": 3, "epoch": first["epoch"]}),
+            )
+            .await;
+            let reply = recv(&mut sub).await;
+            assert_eq!(reply["recovered"], true, "{reply}");
+            let m = next_message(&mut sub).await;
+            assert_eq!((&m["offset"], &m["data"]), (&json!(4), &json!(4)));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_publish_resent_on_the_other_node_is_acked_with_its_first_offset_and_delivered_once() {
+    let cluster = cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    guard(60, async {
+        let mut sub = a.raw_with_token(&token("s")).await;
+        let mut on_a = a.raw_with_token(&token("writer")).await;
+        // The same client (token `sub`) on the other node.
+        let mut on_b = b.raw_with_token(&token("writer")).await;
+        for room in &rooms {
+            subscribe(&mut sub, room, None).await;
+            let offset = publish(&mut on_a, room, "m-1", json!("x")).await;
+            assert_eq!(publish(&mut on_b, room, "m-1", json!("x")).await, offset);
+            publish(&mut on_b, room, "m-2", json!("y")).await;
+            let m = next_message(&mut sub).await;
+            assert_eq!(
+                (m["offset"].as_u64(), &m["data"]),
+                (Some(offset), &json!("x"))
+            );
+            // The next message is the new one: the resent publish was not delivered again.
+            let m = next_message(&mut sub).await;
+            assert_eq!(
+                (m["offset"].as_u64(), &m["data"]),
+                (Some(offset + 1), &json!("y"))
+            );
+        }
+    })
+    .await;
+}
