@@ -400,8 +400,9 @@ pub struct HistorySettings {
 #[serde(deny_unknown_fields, default = "crate::serve_config::defaults")]
 pub struct EngineSettings {
     /// Keep rooms in Redis, so several `serve` processes share rooms, history, offsets and
-    /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`.
-    /// Default: in this process. Redacted by --print-config (it may hold a password).
+    /// revocations: `redis://host:6379`, `rediss://…` or `redis+unix:///path/redis.sock`; two or
+    /// more comma-separated URLs are seed nodes of a Redis Cluster. Default: in this process.
+    /// Redacted by --print-config (it may hold a password).
     #[arg(
         long,
         env = "RESOCKET_REDIS",

@@ -423,6 +423,10 @@ impl HubBuilder {
     /// quotas and history budget count the rooms this node has subscribers in. A publish
     /// Redis cannot take gets `error{code:"unavailable"}`, never an ack. The hub must be built
     /// inside a Tokio runtime.
+    ///
+    /// Two or more comma-separated URLs (`redis://a:7000,redis://b:7000`) are seed nodes of a
+    /// Redis Cluster: a room's keys share one hash slot, and nodes fan out through sharded
+    /// pub/sub (Redis 7). One URL is always one server; nothing is probed at build time.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.config.redis = Some(RedisConfig::new(url.into()));
         self

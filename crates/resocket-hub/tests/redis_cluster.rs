@@ -168,3 +168,34 @@ async fn a_publish_resent_on_the_other_node_is_acked_with_its_first_offset_and_d
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_node_starts_while_its_cluster_is_unreachable_and_answers_unavailable() {
+    let (one, two) = (
+        resocket_testkit::closed_port().await,
+        resocket_testkit::closed_port().await,
+    );
+    let hub = TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .redis(format!("redis://{one}, redis://{two}"))
+            .redis_timeout(std::time::Duration::from_millis(500)),
+    )
+    .await;
+    guard(30, async {
+        let mut ws = hub.raw_with_token(&token("p")).await;
+        send(
+            &mut ws,
+            json!({"type": "publish", "room": "r", "id": "m-1", "data": 1}),
+        )
+        .await;
+        let reply = recv(&mut ws).await;
+        assert_eq!(
+            (&reply["code"], &reply["ref"]),
+            (&json!("unavailable"), &json!("m-1"))
+        );
+        send(&mut ws, json!({"type": "subscribe", "room": "r"})).await;
+        assert_eq!(recv(&mut ws).await["code"], "unavailable");
+    })
+    .await;
+}

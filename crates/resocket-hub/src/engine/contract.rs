@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::memory::MemoryEngine;
 use super::redis::{RedisEngine, RedisSettings};
-use super::{Engine, Listener};
+use super::{Engine, Listener, Unavailable};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::Limits;
@@ -398,6 +398,19 @@ async fn a_revocation_reaches_every_node() {
                 }
             }
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_url_of_a_cluster_is_one_server_and_a_redirect_says_to_list_more_nodes() {
+    let cluster = redis_cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (engine, _heard) = redis_node(&cluster.urls()[0]);
+    guarded(async {
+        engine.append(&rooms[0], None, &raw("1")).await.unwrap();
+        let Unavailable(reason) = engine.append(&rooms[1], None, &raw("1")).await.unwrap_err();
+        assert!(reason.contains("give two or more of its nodes"), "{reason}");
     })
     .await;
 }

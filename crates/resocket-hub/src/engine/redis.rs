@@ -72,13 +72,15 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> Unavailable {
     Unavailable(e.to_string())
 }
 
-/// A failed Redis call as [`Unavailable`]; a redirect names its likely cause, one URL given for
-/// a cluster.
+/// A failed Redis call as [`Unavailable`]. A redirect means one URL was given for a cluster: a
+/// setting to fix, so it is also logged as a warning, which the hub's debug-level failure logs
+/// would hide.
 fn redis_unavailable(e: redis::RedisError) -> Unavailable {
     if e.redirect_node().is_some() {
-        return Unavailable(format!(
-            "{e} (redis is a cluster: give two or more of its nodes, comma-separated)"
-        ));
+        let reason =
+            format!("{e} (redis is a cluster: give two or more of its nodes, comma-separated)");
+        tracing::warn!(%reason, "redis redirected a command");
+        return Unavailable(reason);
     }
     unavailable(e)
 }

@@ -143,3 +143,22 @@ impl ConnectionLike for Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{client, Servers};
+
+    #[test]
+    fn one_url_is_one_server_and_several_are_a_cluster() {
+        assert!(matches!(
+            client("redis+unix:///tmp/redis.sock"),
+            Ok(Servers::Single(_))
+        ));
+        match client(" redis://127.0.0.1:7000 , redis://127.0.0.1:7001,") {
+            Ok(Servers::Cluster(nodes)) => assert_eq!(nodes.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(client(" , ").is_err());
+        assert!(client("redis://127.0.0.1:7000,nonsense://x").is_err());
+    }
+}
