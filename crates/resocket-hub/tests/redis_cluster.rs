@@ -62,6 +62,8 @@ async fn a_subscriber_on_one_node_receives_what_the_other_publishes_on_every_sha
     let rooms = rooms_on_every_shard(&cluster);
     let (a, b) = (node(&cluster).await, node(&cluster).await);
     guard(60, async {
+        // The deep check needs every master to answer.
+        assert_eq!(http_get(a.addr, "/healthz?deep=1").await.0, 200);
         let mut sub = a.raw_with_token(&token("s")).await;
         for room in &rooms {
             subscribe(&mut sub, room, None).await;
@@ -196,6 +198,63 @@ async fn a_node_starts_while_its_cluster_is_unreachable_and_answers_unavailable(
         );
         send(&mut ws, json!({"type": "subscribe", "room": "r"})).await;
         assert_eq!(recv(&mut ws).await["code"], "unavailable");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shard_that_restarts_empty_is_reported_as_not_recovered_on_both_nodes() {
+    let mut cluster = cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    guard(90, async {
+        let (lost, kept) = (&rooms[1], &rooms[2]);
+        let mut sub_a = a.raw_with_token(&token("s")).await;
+        let mut sub_b = b.raw_with_token(&token("s")).await;
+        for sub in [&mut sub_a, &mut sub_b] {
+            subscribe(sub, lost, None).await;
+            subscribe(sub, kept, None).await;
+        }
+        let mut publisher = b.raw_with_token(&token("p")).await;
+        publish(&mut publisher, lost, "m1", json!(1)).await;
+        for sub in [&mut sub_a, &mut sub_b] {
+            assert_eq!(next_message(sub).await["offset"], 1);
+        }
+        cluster.restart_shard(1).expect("the shard starts again");
+        // The shard came back empty: the room starts over in a new epoch. The publish is sent
+        // again, with the same id (applied once), until the nodes' command connections find
+        // the shard again; nothing observable says when they have.
+        loop {
+            send(
+                &mut publisher,
+                json!({"type": "publish", "room": lost, "id": "m2", "data": 2}),
+            )
+            .await;
+            let reply = recv(&mut publisher).await;
+            if reply["type"] == "ack" {
+                break;
+            }
+            assert_eq!(reply["code"], "unavailable", "{reply}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for sub in [&mut sub_a, &mut sub_b] {
+            let notice = recv(sub).await;
+            assert_eq!(
+                (&notice["type"], &notice["room"], &notice["recovered"]),
+                (&json!("subscribed"), &json!(lost), &json!(false)),
+                "{notice}"
+            );
+            let m = next_message(sub).await;
+            assert_eq!(
+                (&m["room"], &m["offset"], &m["data"]),
+                (&json!(lost), &json!(1), &json!(2))
+            );
+        }
+        // The other shards never went away.
+        publish(&mut publisher, kept, "k1", json!(3)).await;
+        for sub in [&mut sub_a, &mut sub_b] {
+            assert_eq!(next_message(sub).await["room"], json!(kept));
+        }
     })
     .await;
 }

@@ -18,6 +18,8 @@ const MASTERS: usize = 3;
 struct Node {
     child: Child,
     port: u16,
+    bus: u16,
+    dir: PathBuf,
 }
 
 /// A local Redis Cluster of three masters and no replicas, each a `redis-server` child process
@@ -62,7 +64,12 @@ impl RedisCluster {
             std::fs::create_dir_all(&node_dir)?;
             let (port, bus) = (free_port()?, free_port()?);
             let child = spawn(&node_dir, port, bus)?;
-            cluster.nodes.push(Node { child, port });
+            cluster.nodes.push(Node {
+                child,
+                port,
+                bus,
+                dir: node_dir,
+            });
         }
         let deadline = Instant::now() + START_TIMEOUT;
         for node in &cluster.nodes {
@@ -71,14 +78,40 @@ impl RedisCluster {
             })?;
         }
         cluster.create()?;
-        for node in &cluster.nodes {
+        cluster.wait_until_ok(deadline)?;
+        cluster.slots = cluster.read_slots()?;
+        Ok(cluster)
+    }
+
+    fn wait_until_ok(&self, deadline: Instant) -> io::Result<()> {
+        for node in &self.nodes {
             wait_until(deadline, "report cluster_state:ok", || {
                 Ok(command(node.port, &["CLUSTER", "INFO"])
                     .is_ok_and(|info| info.contains("cluster_state:ok")))
             })?;
         }
-        cluster.slots = cluster.read_slots()?;
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// Kills the master of shard `shard` now (an outage of that shard); the others stay up.
+    pub fn kill_shard(&mut self, shard: usize) {
+        let node = &mut self.nodes[shard];
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+    }
+
+    /// Starts the master of shard `shard` again after [`kill_shard`](Self::kill_shard), on
+    /// the same ports and `nodes.conf` (so it takes its slots back) but empty, since nothing is
+    /// persisted, and waits until every node reports `cluster_state:ok`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn restart_shard(&mut self, shard: usize) -> io::Result<()> {
+        self.kill_shard(shard);
+        let node = &mut self.nodes[shard];
+        node.child = spawn(&node.dir, node.port, node.bus)?;
+        self.wait_until_ok(Instant::now() + START_TIMEOUT)
     }
 
     /// `redis-cli --cluster create` over every node, one master each, no replicas.
