@@ -110,6 +110,11 @@ async fn revocations_are_listed<E: Engine>(e: &E) {
         .unwrap();
     let list = e.revoked().await.unwrap();
     assert!(list.contains("jti:t1") && list.contains("sub:bob"));
+    // More entries than a Lua `unpack` takes at once.
+    let many: Vec<String> = (0..20_000).map(|i| format!("jti:many-{i}")).collect();
+    e.revoke(&many).await.unwrap();
+    let list = e.revoked().await.unwrap();
+    assert!(many.iter().all(|id| list.contains(id)));
 }
 
 /// A room whose name would end a hash tag early (or leave it empty) still keeps all its keys
