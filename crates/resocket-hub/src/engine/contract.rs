@@ -177,8 +177,14 @@ impl Listener for Channel {
     }
 }
 
+fn redis_node(
+    server: &resocket_testkit::RedisServer,
+) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
+    redis_node_at(&server.url())
+}
+
 /// A Redis engine on `url` (one server, or a cluster's comma-separated seed nodes).
-fn redis_node(url: &str) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
+fn redis_node_at(url: &str) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
     let settings = RedisSettings {
         history_len: 100,
         history_age: Duration::from_secs(60),
@@ -226,7 +232,7 @@ async fn memory_engine_keeps_the_contract() {
 #[tokio::test]
 async fn redis_engine_keeps_the_contract() {
     let server = redis_server();
-    let (engine, _heard) = redis_node(&server.url());
+    let (engine, _heard) = redis_node(&server);
     // `MAXLEN ~` trims whole stream nodes (100 entries each): at three times the length,
     // something has gone.
     guarded(contract(&engine, 100)).await;
@@ -235,7 +241,7 @@ async fn redis_engine_keeps_the_contract() {
 #[tokio::test]
 async fn redis_cluster_engine_keeps_the_contract() {
     let cluster = redis_cluster();
-    let (engine, _heard) = redis_node(&cluster.url());
+    let (engine, _heard) = redis_node_at(&cluster.url());
     guarded(contract(&engine, 100)).await;
 }
 
@@ -258,8 +264,8 @@ async fn heard(rx: &mut mpsc::UnboundedReceiver<Heard>, room: &str, n: usize) ->
 #[tokio::test]
 async fn redis_nodes_hear_each_others_appends_in_offset_order() {
     let server = redis_server();
-    let (a, mut heard_a) = redis_node(&server.url());
-    let (b, _) = redis_node(&server.url());
+    let (a, mut heard_a) = redis_node(&server);
+    let (b, _) = redis_node(&server);
     guarded(async {
         a.watch("fan").await.unwrap();
         for i in 0..20 {
@@ -278,8 +284,8 @@ async fn redis_nodes_hear_each_others_appends_in_offset_order() {
 /// room) is cut and three appends land in the same transaction, so node a cannot be
 /// subscribed again before they are published: it must read them back from the stream.
 async fn a_missed_stretch_is_filled(url: &str, shard_url: &str, room: &str) {
-    let (a, mut heard_a) = redis_node(url);
-    let (b, _) = redis_node(url);
+    let (a, mut heard_a) = redis_node_at(url);
+    let (b, _) = redis_node_at(url);
     guarded(async {
         a.watch(room).await.unwrap();
         b.append(room, None, &raw("1")).await.unwrap();
@@ -323,8 +329,8 @@ async fn a_cluster_node_that_missed_sharded_pubsub_traffic_fills_the_hole_from_t
 async fn cluster_nodes_hear_each_others_appends_on_every_shard_in_offset_order() {
     let cluster = redis_cluster();
     let rooms = rooms_on_every_shard(&cluster);
-    let (a, mut heard_a) = redis_node(&cluster.url());
-    let (b, _) = redis_node(&cluster.url());
+    let (a, mut heard_a) = redis_node_at(&cluster.url());
+    let (b, _) = redis_node_at(&cluster.url());
     guarded(async {
         for room in &rooms {
             a.watch(room).await.unwrap();
@@ -368,8 +374,8 @@ async fn cluster_nodes_hear_each_others_appends_on_every_shard_in_offset_order()
 #[tokio::test]
 async fn a_revocation_reaches_every_cluster_node() {
     let cluster = redis_cluster();
-    let (a, _) = redis_node(&cluster.url());
-    let (b, mut heard_b) = redis_node(&cluster.url());
+    let (a, _) = redis_node_at(&cluster.url());
+    let (b, mut heard_b) = redis_node_at(&cluster.url());
     guarded(async {
         b.watch("x").await.unwrap();
         a.revoke(&["jti:gone".into(), "sub:eve".into()])
@@ -389,8 +395,8 @@ async fn a_revocation_reaches_every_cluster_node() {
 #[tokio::test]
 async fn a_revocation_reaches_every_node() {
     let server = redis_server();
-    let (a, _) = redis_node(&server.url());
-    let (_b, mut heard_b) = redis_node(&server.url());
+    let (a, _) = redis_node(&server);
+    let (_b, mut heard_b) = redis_node(&server);
     guarded(async {
         // Node b's pub/sub is up once it has read the (empty) list on connect; a watch
         // round trip proves it.
@@ -411,7 +417,7 @@ async fn a_revocation_reaches_every_node() {
 async fn one_url_of_a_cluster_is_one_server_and_a_redirect_says_to_list_more_nodes() {
     let cluster = redis_cluster();
     let rooms = rooms_on_every_shard(&cluster);
-    let (engine, _heard) = redis_node(&cluster.urls()[0]);
+    let (engine, _heard) = redis_node_at(&cluster.urls()[0]);
     guarded(async {
         engine.append(&rooms[0], None, &raw("1")).await.unwrap();
         let Unavailable(reason) = engine.append(&rooms[1], None, &raw("1")).await.unwrap_err();

@@ -146,7 +146,7 @@ impl ConnectionLike for Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::{client, Servers};
+    use super::{client, Conn, Servers};
 
     #[test]
     fn one_url_is_one_server_and_several_are_a_cluster() {
@@ -160,5 +160,12 @@ mod tests {
         }
         assert!(client(" , ").is_err());
         assert!(client("redis://127.0.0.1:7000,nonsense://x").is_err());
+    }
+
+    #[test]
+    fn a_cluster_of_unix_sockets_is_refused_at_start() {
+        let servers = client("redis+unix:///tmp/a.sock,redis+unix:///tmp/b.sock").unwrap();
+        let refused = Conn::new(&servers, std::time::Duration::from_secs(1)).err();
+        assert!(refused.is_some_and(|e| e.contains("unix socket")));
     }
 }
