@@ -1,6 +1,6 @@
 //! Hub nodes as `resocket serve --redis` processes on one Redis: a node killed with SIGKILL, or
 //! shut down gracefully with SIGTERM, costs its clients nothing, since another node has the
-//! rooms.
+//! rooms. And nodes on a Redis Cluster, given by its seed URLs.
 
 mod support;
 
@@ -10,8 +10,8 @@ use resocket::{
     hub::{HubClient, RoomEvent},
     retry::ExponentialBackoff,
 };
-use resocket_testkit::{within, RedisServer};
-use support::serve_on_free_port;
+use resocket_testkit::{within, RedisCluster, RedisServer};
+use support::{serve_on_free_port, TempDir};
 
 fn fast_client(urls: &[String]) -> HubClient {
     HubClient::builder_with_endpoints(urls.iter().map(String::as_str))
@@ -108,4 +108,49 @@ async fn survive_losing_a_node(stop: Stop) {
         );
         survivor.kill().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn serve_takes_a_redis_cluster_as_seed_urls_from_the_flag_or_the_config_file() {
+    within(90, "two serve nodes on a redis cluster", async {
+        let cluster =
+            RedisCluster::start().expect("redis-server and redis-cli (scripts/deps/redis.sh)");
+        let rooms = cluster
+            .rooms_on_every_shard(|room| format!("resocket:{{r:{room}}}:m"))
+            .unwrap();
+        let dir = TempDir::new("redis-cluster");
+        let config = dir.write(
+            "hub.toml",
+            &format!("[engine]\nredis = \"{}\"\n", cluster.url()),
+        );
+        let common = ["--allow-anonymous", "--rate-limit", "100000"];
+        let (mut on_flag, a) =
+            serve_on_free_port(common.into_iter().chain(["--redis", &cluster.url()]), &[]).await;
+        let (mut on_file, b) = serve_on_free_port(
+            common
+                .into_iter()
+                .chain(["--config", config.to_str().unwrap()]),
+            &[],
+        )
+        .await;
+        let subscriber = fast_client(&[format!("ws://127.0.0.1:{a}/ws")]);
+        let publisher = fast_client(&[format!("ws://127.0.0.1:{b}/ws")]);
+        for room in &rooms {
+            let mut sub = subscriber.subscribe(room).await.unwrap();
+            for n in 1..=5u64 {
+                assert_eq!(publisher.publish(room, &n).await.unwrap(), n);
+            }
+            for n in 1..=5u64 {
+                match sub.recv().await.expect("the subscription lives on") {
+                    RoomEvent::Message(msg) => {
+                        assert_eq!((msg.offset, msg.decode::<u64>().unwrap()), (n, n));
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        on_flag.kill().await.unwrap();
+        on_file.kill().await.unwrap();
+    })
+    .await;
 }

@@ -35,19 +35,10 @@ fn token(sub: &str) -> String {
 
 /// Rooms held by shards 0, 1 and 2, in that order. A room's keys share the hash tag
 /// `{r:<room>}` (the engine's documented key layout), so its meta key names its shard.
-fn rooms_on_every_shard(cluster: &RedisCluster) -> [String; 3] {
-    let mut rooms: [Option<String>; 3] = Default::default();
-    for i in 0.. {
-        let room = format!("room-{i}");
-        let shard = cluster
-            .shard_of(&format!("resocket:{{r:{room}}}:m"))
-            .unwrap();
-        rooms[shard].get_or_insert(room);
-        if rooms.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    rooms.map(Option::unwrap)
+fn rooms_on_every_shard(cluster: &RedisCluster) -> Vec<String> {
+    cluster
+        .rooms_on_every_shard(|room| format!("resocket:{{r:{room}}}:m"))
+        .unwrap()
 }
 
 async fn next_message(ws: &mut Ws) -> Value {

@@ -185,6 +185,26 @@ impl RedisCluster {
             .ok_or_else(|| io::Error::other(format!("slot {slot} is not assigned")))
     }
 
+    /// For each shard in order, a name (`room-0`, `room-1`, …) whose key `key_of(name)` that
+    /// shard holds: rooms spread over every shard, for an application that derives its keys
+    /// from a room's name.
+    ///
+    /// # Errors
+    ///
+    /// The first node did not answer.
+    pub fn rooms_on_every_shard(&self, key_of: impl Fn(&str) -> String) -> io::Result<Vec<String>> {
+        let mut rooms: Vec<Option<String>> = vec![None; self.nodes.len()];
+        for i in 0.. {
+            let room = format!("room-{i}");
+            let shard = self.shard_of(&key_of(&room))?;
+            rooms[shard].get_or_insert(room);
+            if rooms.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        Ok(rooms.into_iter().flatten().collect())
+    }
+
     /// Sends one command to the master of shard `shard` and returns its reply as text (a
     /// simple, bulk or integer reply, or an array's elements one per line; an error reply is
     /// an error).

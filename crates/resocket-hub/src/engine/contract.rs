@@ -210,17 +210,10 @@ fn redis_cluster() -> resocket_testkit::RedisCluster {
 }
 
 /// Rooms whose keys live on shards 0, 1 and 2 of `cluster`, in that order.
-fn rooms_on_every_shard(cluster: &resocket_testkit::RedisCluster) -> [String; 3] {
-    let mut rooms: [Option<String>; 3] = Default::default();
-    for i in 0.. {
-        let room = format!("room-{i}");
-        let shard = cluster.shard_of(&super::redis::meta_key(&room)).unwrap();
-        rooms[shard].get_or_insert(room);
-        if rooms.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    rooms.map(Option::unwrap)
+fn rooms_on_every_shard(cluster: &resocket_testkit::RedisCluster) -> Vec<String> {
+    cluster
+        .rooms_on_every_shard(super::redis::meta_key)
+        .unwrap()
 }
 
 #[tokio::test]
