@@ -3,10 +3,11 @@
 //! every room's subscription to the shard that holds the room's slot, so a node subscribes only
 //! to the rooms it has subscribers in, each on its own shard.
 //!
-//! The cluster connection subscribes again by itself after a node's connection drops or a slot
-//! moves, and confirms each channel with an `ssubscribe` push. That push is where this task
-//! reads back, from the room's stream, whatever was published while the subscription was
-//! gone: the same fill as after a reconnect on one server.
+//! When a node's connection drops (a `disconnection` push), this task subscribes every channel
+//! again, until that succeeds; when a slot moves (an `sunsubscribe` push from the server), it
+//! subscribes that channel again, on the slot's new shard. Each confirmation (an `ssubscribe`
+//! push) is where it reads back, from the room's stream, whatever was published while the
+//! subscription was gone: the same fill as after a reconnect on one server.
 
 use std::time::Duration;
 
