@@ -249,3 +249,40 @@ async fn a_shard_that_restarts_empty_is_reported_as_not_recovered_on_both_nodes(
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_room_whose_slot_moves_to_another_shard_keeps_its_subscribers_and_history() {
+    let mut cluster = cluster();
+    let rooms = rooms_on_every_shard(&cluster);
+    let (a, b) = (node(&cluster).await, node(&cluster).await);
+    guard(60, async {
+        let room = &rooms[0];
+        let mut sub = a.raw_with_token(&token("s")).await;
+        let first = subscribe(&mut sub, room, None).await;
+        let mut publisher = b.raw_with_token(&token("p")).await;
+        publish(&mut publisher, room, "m1", json!(1)).await;
+        assert_eq!(next_message(&mut sub).await["offset"], 1);
+        cluster
+            .move_slot_of(&format!("resocket:{{r:{room}}}:m"), 1)
+            .expect("the slot moves");
+        for n in 2..=4u64 {
+            publish(&mut publisher, room, &format!("m{n}"), json!(n)).await;
+        }
+        for n in 2..=4u64 {
+            let m = next_message(&mut sub).await;
+            assert_eq!((&m["offset"], &m["epoch"]), (&json!(n), &first["epoch"]));
+        }
+        // The history moved with the slot: a client recovers on the other node.
+        let mut again = b.raw_with_token(&token("s")).await;
+        send(
+            &mut again,
+            json!({"type": "subscribe", "room": room, "since": 2, "epoch": first["epoch"]}),
+        )
+        .await;
+        let reply = recv(&mut again).await;
+        assert_eq!(reply["recovered"], true, "{reply}");
+        assert_eq!(next_message(&mut again).await["offset"], 3);
+        assert_eq!(next_message(&mut again).await["offset"], 4);
+    })
+    .await;
+}

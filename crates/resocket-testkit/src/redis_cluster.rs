@@ -185,6 +185,52 @@ impl RedisCluster {
             .ok_or_else(|| io::Error::other(format!("slot {slot} is not assigned")))
     }
 
+    /// Moves the slot of `key`, with its keys, to shard `to` (`CLUSTER SETSLOT … IMPORTING` and
+    /// `MIGRATING`, `MIGRATE`, then `SETSLOT … NODE` on every master), as a resharding would.
+    /// Clients subscribed to the slot's shard channels on the old shard are unsubscribed by the
+    /// server.
+    ///
+    /// # Errors
+    ///
+    /// A node did not answer or refused a step.
+    pub fn move_slot_of(&mut self, key: &str, to: usize) -> io::Result<()> {
+        let from = self.shard_of(key)?;
+        if from == to {
+            return Ok(());
+        }
+        let slot = command(self.nodes[from].port, &["CLUSTER", "KEYSLOT", key])?;
+        let slot_n: u16 = slot.parse().map_err(io::Error::other)?;
+        let id = |shard: usize| command(self.nodes[shard].port, &["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let (from_port, to_port) = (self.nodes[from].port, self.nodes[to].port);
+        command(
+            to_port,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id],
+        )?;
+        command(
+            from_port,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id],
+        )?;
+        loop {
+            let keys = command(from_port, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"])?;
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to_port.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys.lines());
+            command(from_port, &migrate)?;
+        }
+        for node in &self.nodes {
+            command(node.port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])?;
+        }
+        for ranges in &mut self.slots {
+            *ranges = split_out(ranges, slot_n);
+        }
+        self.slots[to].push((slot_n, slot_n));
+        Ok(())
+    }
+
     /// For each shard in order, a name (`room-0`, `room-1`, …) whose key `key_of(name)` that
     /// shard holds: rooms spread over every shard, for an application that derives its keys
     /// from a room's name.
@@ -225,6 +271,24 @@ impl Drop for RedisCluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `ranges` without `slot`.
+fn split_out(ranges: &[(u16, u16)], slot: u16) -> Vec<(u16, u16)> {
+    let mut out = Vec::with_capacity(ranges.len() + 1);
+    for &(a, b) in ranges {
+        if !(a..=b).contains(&slot) {
+            out.push((a, b));
+            continue;
+        }
+        if a < slot {
+            out.push((a, slot - 1));
+        }
+        if slot < b {
+            out.push((slot + 1, b));
+        }
+    }
+    out
 }
 
 /// A port nobody listens on now: bound on `127.0.0.1:0`, then released.
