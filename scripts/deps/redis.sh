@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs redis-server and redis-tools (redis-cli), which the hub's Redis engine tests start
-# as their own processes on a unix socket in a temp dir; no system service is used.
+# as their own processes in a temp dir (one server on a unix socket, or a three-master Redis
+# Cluster on free local ports, joined with `redis-cli --cluster create`); no system service is
+# used. Redis Cluster's sharded pub/sub needs Redis 7.
 # Idempotent: installs only what is missing, and runs `apt-get update` only when it must.
 set -euo pipefail
 
