@@ -163,7 +163,13 @@ fn redis_node(
     let (tx, rx) = mpsc::unbounded_channel();
     let client = super::redis::client(&server.url()).unwrap();
     (
-        RedisEngine::start(client, settings, Arc::new(Channel(tx))).unwrap(),
+        RedisEngine::start(
+            client,
+            settings,
+            Arc::new(Channel(tx)),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap(),
         rx,
     )
 }

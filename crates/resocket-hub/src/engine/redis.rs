@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{frame_prefix, new_epoch, Appended, Engine, History, Listener, Unavailable};
+use crate::metrics::{Link, Metrics};
 
 /// The shared deny-list's set and its notification channel.
 const REVOKED: &str = "resocket:revoked";
@@ -59,6 +60,36 @@ fn unavailable(e: impl std::fmt::Display) -> Unavailable {
     Unavailable(e.to_string())
 }
 
+/// Runs one Redis call within `timeout`, timing it into `metrics`: a success records its round
+/// trip, a failure counts as an error (and a dropped connection as a reconnect, which the
+/// connection manager makes on the next call).
+async fn timed<T>(
+    metrics: &Metrics,
+    timeout: Duration,
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Unavailable> {
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(timeout, op).await;
+    let figures = &metrics.redis;
+    match res {
+        Ok(Ok(value)) => {
+            figures.round_trips.record(started.elapsed());
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            figures.failed();
+            if e.is_connection_dropped() {
+                figures.reconnected(Link::Commands);
+            }
+            Err(unavailable(e))
+        }
+        Err(_) => {
+            figures.failed();
+            Err(Unavailable("redis timed out".into()))
+        }
+    }
+}
+
 /// Storage and broker in Redis.
 pub(crate) struct RedisEngine {
     conn: ConnectionManager,
@@ -67,6 +98,8 @@ pub(crate) struct RedisEngine {
     settings: RedisSettings,
     /// To the pub/sub task; it ends when this sender is dropped with the engine.
     commands: mpsc::UnboundedSender<Command>,
+    /// Where round trips, errors and reconnects are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for RedisEngine {
@@ -93,13 +126,15 @@ pub(crate) fn client(url: &str) -> Result<redis::Client, String> {
 
 impl RedisEngine {
     /// Makes the engine and starts its pub/sub task, which hands other nodes' appends and
-    /// revocations to `listener`. Connections are made lazily and remade after a failure.
+    /// revocations to `listener`. Connections are made lazily and remade after a failure;
+    /// round trips, errors and reconnects are counted in `metrics`.
     ///
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(
         client: redis::Client,
         settings: RedisSettings,
         listener: Arc<dyn Listener>,
+        metrics: Arc<Metrics>,
     ) -> Result<RedisEngine, String> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
@@ -115,12 +150,14 @@ impl RedisEngine {
             since: redis::Script::new(include_str!("since.lua")),
             settings,
             commands,
+            metrics,
         };
         let pubsub = PubSub {
             client,
             reader: engine.reader(),
             listener,
             rooms: HashMap::new(),
+            reconnecting: false,
         };
         tokio::spawn(pubsub.run(rx));
         Ok(engine)
@@ -132,6 +169,7 @@ impl RedisEngine {
             conn: self.conn.clone(),
             since: self.since.clone(),
             settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -172,7 +210,6 @@ impl RedisEngine {
         cmd
     }
 
-    /// Bounds an operation by the engine's timeout.
     /// One `PING` round trip, within the engine's timeout: what `/healthz?deep=1` asks of
     /// Redis.
     pub(crate) async fn ping(&self) -> Result<(), Unavailable> {
@@ -183,14 +220,12 @@ impl RedisEngine {
         Ok(())
     }
 
+    /// Bounds an operation by the engine's timeout, and times it.
     async fn bounded<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(self.settings.timeout, op).await {
-            Ok(res) => res.map_err(unavailable),
-            Err(_) => Err(Unavailable("redis timed out".into())),
-        }
+        timed(&self.metrics, self.settings.timeout, op).await
     }
 }
 
@@ -200,6 +235,7 @@ struct Reader {
     conn: ConnectionManager,
     since: redis::Script,
     settings: RedisSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
@@ -213,10 +249,7 @@ impl Reader {
             .arg(s.room_ttl.as_millis() as u64)
             .arg(s.history_age.as_millis() as u64);
         let read = inv.invoke_async::<(String, u64, Vec<(String, Vec<String>)>)>(&mut conn);
-        let (epoch, last, raw) = match tokio::time::timeout(s.timeout, read).await {
-            Ok(res) => res.map_err(unavailable)?,
-            Err(_) => return Err(Unavailable("redis timed out".into())),
-        };
+        let (epoch, last, raw) = timed(&self.metrics, s.timeout, read).await?;
         let epoch = epoch.parse().map_err(unavailable)?;
         let mut entries: Vec<(u64, Utf8Bytes)> = raw
             .into_iter()
@@ -325,6 +358,8 @@ struct PubSub {
     reader: Reader,
     listener: Arc<dyn Listener>,
     rooms: HashMap<String, Option<Seen>>,
+    /// Set once a subscribed connection is lost, so the next one counts as a reconnect.
+    reconnecting: bool,
 }
 
 impl PubSub {
@@ -373,6 +408,9 @@ impl PubSub {
                 continue;
             }
             pause = MIN_PAUSE;
+            if std::mem::take(&mut self.reconnecting) {
+                self.reader.metrics.redis.reconnected(Link::PubSub);
+            }
             // Whatever happened while the connection was down is read back from storage.
             self.resync().await;
             loop {
@@ -393,6 +431,7 @@ impl PubSub {
                         Some(msg) => self.on_message(msg).await,
                         None => {
                             tracing::warn!("redis pub/sub connection lost");
+                            self.reconnecting = true;
                             break;
                         }
                     },
