@@ -188,3 +188,29 @@ async fn a_redis_restart_shows_as_a_reconnect_in_stats_and_metrics() {
     })
     .await;
 }
+
+#[test]
+fn a_node_id_must_be_1_to_128_bytes_without_control_characters() {
+    for bad in [String::new(), "n".repeat(129), "web\n1".to_string()] {
+        let refused = Hub::builder()
+            .allow_anonymous(true)
+            .node_id(bad.clone())
+            .build();
+        assert!(
+            matches!(
+                refused,
+                Err(resocket_hub::Error::Config {
+                    setting: "node_id",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    let hub = Hub::builder()
+        .allow_anonymous(true)
+        .node_id("n".repeat(128))
+        .build()
+        .unwrap();
+    assert_eq!(hub.node_id(), "n".repeat(128));
+}
