@@ -48,9 +48,17 @@ async fn main() {
     let (mut hub_totals, mut base_totals) = (Totals::default(), Totals::default());
     // A short warm-up against each, not counted: first-use costs (allocator arenas, buffers
     // growing to size) belong to neither server's steady state.
-    run(&[hub_url.clone()], &hub_url, true, subs, batch * 4, batch).await;
     run(
-        &[base_url.clone()],
+        std::slice::from_ref(&hub_url),
+        &hub_url,
+        true,
+        subs,
+        batch * 4,
+        batch,
+    )
+    .await;
+    run(
+        std::slice::from_ref(&base_url),
         &base_url,
         false,
         subs,
@@ -59,13 +67,29 @@ async fn main() {
     )
     .await;
     for pass in 1..=passes {
-        let h = run(&[hub_url.clone()], &hub_url, true, subs, msgs, batch).await;
+        let h = run(
+            std::slice::from_ref(&hub_url),
+            &hub_url,
+            true,
+            subs,
+            msgs,
+            batch,
+        )
+        .await;
         println!(
             "pass {pass} hub:      {:>12.0} deliveries/s",
             h.deliveries as f64 / h.elapsed.as_secs_f64()
         );
         hub_totals.add(h);
-        let b = run(&[base_url.clone()], &base_url, false, subs, msgs, batch).await;
+        let b = run(
+            std::slice::from_ref(&base_url),
+            &base_url,
+            false,
+            subs,
+            msgs,
+            batch,
+        )
+        .await;
         println!(
             "pass {pass} baseline: {:>12.0} deliveries/s",
             b.deliveries as f64 / b.elapsed.as_secs_f64()
