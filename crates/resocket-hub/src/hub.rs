@@ -147,7 +147,8 @@ impl Hub {
     }
 
     /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
-    /// existing axum app. Starts the `$stats` publisher when called inside a Tokio runtime.
+    /// existing axum app. Starts the `$stats` publisher and the `$nodes` announcements when
+    /// called inside a Tokio runtime.
     ///
     /// The socket guards of [`serve`](Self::serve) (TCP_NODELAY, header-read timeout, upgrade
     /// deadline, cap on sockets not yet upgraded) are then your server's job. Set TCP_NODELAY
