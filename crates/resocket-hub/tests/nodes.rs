@@ -148,13 +148,7 @@ async fn metrics_name_the_redis_engine_and_time_its_round_trips() {
         assert!(metric(&text, "resocket_hub_redis_round_trip_seconds_sum") > 0.0);
         assert!(metric(&text, "resocket_hub_redis_last_round_trip_seconds") > 0.0);
         assert_eq!(metric(&text, "resocket_hub_redis_errors_total"), 0.0);
-        assert_eq!(
-            metric(
-                &text,
-                "resocket_hub_redis_reconnects_total{link=\"pubsub\"}"
-            ),
-            0.0
-        );
+        assert_eq!(metric(&text, "resocket_hub_redis_reconnects_total"), 0.0);
     })
     .await;
 }
@@ -178,11 +172,10 @@ async fn a_redis_restart_shows_as_a_reconnect_in_stats_and_metrics() {
             }
         }
         let (_, text) = http_get(hub.addr, "/metrics").await;
-        assert!(
-            metric(
-                &text,
-                "resocket_hub_redis_reconnects_total{link=\"pubsub\"}"
-            ) >= 1.0,
+        // One loss, one reconnect, however many attempts it took.
+        assert_eq!(
+            metric(&text, "resocket_hub_redis_reconnects_total"),
+            1.0,
             "{text}"
         );
     })

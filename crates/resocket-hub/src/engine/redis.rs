@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{frame_prefix, new_epoch, Appended, Engine, History, Listener, Unavailable};
-use crate::metrics::{Link, Metrics};
+use crate::metrics::Metrics;
 
 /// The shared deny-list's set and its notification channel.
 const REVOKED: &str = "resocket:revoked";
@@ -61,8 +61,7 @@ fn unavailable(e: impl std::fmt::Display) -> Unavailable {
 }
 
 /// Runs one Redis call within `timeout`, timing it into `metrics`: a success records its round
-/// trip, a failure counts as an error (and a dropped connection as a reconnect, which the
-/// connection manager makes on the next call).
+/// trip, a failure counts as an error.
 async fn timed<T>(
     metrics: &Metrics,
     timeout: Duration,
@@ -78,9 +77,6 @@ async fn timed<T>(
         }
         Ok(Err(e)) => {
             figures.failed();
-            if e.is_connection_dropped() {
-                figures.reconnected(Link::Commands);
-            }
             Err(unavailable(e))
         }
         Err(_) => {
@@ -409,7 +405,7 @@ impl PubSub {
             }
             pause = MIN_PAUSE;
             if std::mem::take(&mut self.reconnecting) {
-                self.reader.metrics.redis.reconnected(Link::PubSub);
+                self.reader.metrics.redis.reconnected();
             }
             // Whatever happened while the connection was down is read back from storage.
             self.resync().await;
