@@ -411,6 +411,11 @@ pub struct EngineSettings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// This node's id in /metrics, `$stats` and the `$nodes` room (the dashboard's node list).
+    /// Default: `<host name>:<port>`. Give each node on one Redis its own.
+    #[arg(long, env = "RESOCKET_NODE_ID", value_name = "ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
 }
 
 /// `resocket chaos`.

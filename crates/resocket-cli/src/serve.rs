@@ -81,6 +81,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = &engine.redis {
         builder = builder.redis(url.clone());
     }
+    if let Some(id) = &engine.node_id {
+        builder = builder.node_id(id.clone());
+    }
     let hub = builder.build().context("hub settings rejected")?;
     let tls = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {

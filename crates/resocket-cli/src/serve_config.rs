@@ -333,6 +333,7 @@ mod tests {
                 "--jwt-algorithms=RS256",
                 "--jwt-leeway=5",
                 "--redis=redis://127.0.0.1:1",
+                "--node-id=web-1",
             ])
             .unwrap();
         let table = to_table(&ServeSettings::from_arg_matches(&full).unwrap()).unwrap();

@@ -1,10 +1,19 @@
-// The dashboard's logic: subscribe to the hub's `$stats` room over the hub's own WebSocket and
-// draw what arrives. A `token` query parameter on this page is passed on to the hub.
+// The dashboard's logic: subscribe to the hub's `$stats` room (this node) and `$nodes` room
+// (every node of the cluster) over the hub's own WebSocket and draw what arrives. A `token`
+// query parameter on this page is passed on to the hub.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const points = []; // [in/s, out/s] per snapshot, newest last
 const MAX_POINTS = 120;
+// Node id -> { n: its latest announcement, seen: when it arrived (this browser's clock) }.
+const nodes = new Map();
+// A node silent for this many of its intervals is shown as stale, and later dropped.
+const STALE_INTERVALS = 3;
+const GONE_INTERVALS = 30;
+let thisNode = null; // this node's id, from `$stats`
+
+const rtt = (us) => (us == null ? "–" : us < 1000 ? `${us} µs` : `${(us / 1000).toFixed(1)} ms`);
 
 function draw() {
   const c = $("chart"), g = c.getContext("2d");
@@ -25,6 +34,10 @@ function draw() {
 }
 
 function show(s) {
+  thisNode = s.node;
+  $("node").textContent = s.node;
+  $("engine").textContent = s.engine;
+  $("rtt").textContent = rtt(s.redis_rtt_us);
   $("connections").textContent = s.connections;
   $("rooms").textContent = s.rooms;
   $("in").textContent = s.in_per_s;
@@ -33,6 +46,31 @@ function show(s) {
   points.push([s.in_per_s, s.out_per_s]);
   if (points.length > MAX_POINTS) points.shift();
   draw();
+}
+
+function drawNodes() {
+  const now = Date.now();
+  const rows = [];
+  for (const [id, { n, seen }] of [...nodes].sort(([a], [b]) => a.localeCompare(b))) {
+    const age = now - seen;
+    if (age > GONE_INTERVALS * n.interval_ms) {
+      nodes.delete(id);
+      continue;
+    }
+    const tr = document.createElement("tr");
+    tr.dataset.node = id;
+    tr.className = (age > STALE_INTERVALS * n.interval_ms ? "stale" : "") + (id === thisNode ? " self" : "");
+    const cells = [id, n.engine, n.connections, rtt(n.redis_rtt_us), n.redis_reconnects ?? "–",
+      `${(age / 1000).toFixed(0)} s ago`];
+    for (const c of cells) {
+      const td = document.createElement("td");
+      td.textContent = c; // text, never HTML: ids come from the hubs' settings
+      tr.appendChild(td);
+    }
+    rows.push(tr);
+  }
+  $("nodes").tBodies[0].replaceChildren(...rows);
+  $("node-count").textContent = rows.length;
 }
 
 function connect() {
@@ -46,10 +84,15 @@ function connect() {
     $("status").textContent = "live";
     $("status").className = "live";
     ws.send(JSON.stringify({ type: "subscribe", room: "$stats" }));
+    ws.send(JSON.stringify({ type: "subscribe", room: "$nodes" }));
   };
   ws.onmessage = (ev) => {
     const f = JSON.parse(ev.data);
     if (f.type === "message" && f.room === "$stats") show(f.data);
+    if (f.type === "message" && f.room === "$nodes") {
+      nodes.set(f.data.node, { n: f.data, seen: Date.now() });
+      drawNodes();
+    }
     if (f.type === "error") console.warn("hub error", f);
   };
   ws.onclose = (ev) => {
@@ -60,3 +103,4 @@ function connect() {
 }
 
 connect();
+setInterval(drawNodes, 1000); // "last seen" moves on between announcements

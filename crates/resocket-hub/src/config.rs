@@ -59,6 +59,7 @@ pub(crate) struct HubConfig {
     pub(crate) max_pending_upgrades: usize,
     pub(crate) close_timeout: Duration,
     pub(crate) redis: Option<RedisConfig>,
+    pub(crate) node_id: Option<String>,
 }
 
 /// The Redis engine's settings; see [`HubBuilder::redis`].
@@ -119,6 +120,7 @@ impl Default for HubConfig {
             max_pending_upgrades: 1024,
             close_timeout: Duration::from_secs(10),
             redis: None,
+            node_id: None,
         }
     }
 }
@@ -375,6 +377,15 @@ impl HubBuilder {
         self
     }
 
+    /// This node's id in `/metrics`, `$stats` and the `$nodes` room: 1 to 128 bytes without
+    /// control characters. Default: `<host name>:<port>` from the host name and the port
+    /// [`Hub::serve`] listens on, or `<host name>-<6 random hex digits>` where the port is not
+    /// known (a mounted router, TLS). Give each node behind one Redis a distinct id.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.config.node_id = Some(id.into());
+        self
+    }
+
     /// How long a client may take to send its request headers, on a new socket and between
     /// requests on a kept-alive one. Default: 5 s. Applies when the hub serves its own sockets
     /// ([`Hub::serve`] and the like), not to a mounted [`Hub::router`].
@@ -540,6 +551,15 @@ impl HubBuilder {
         }
         if c.max_pending_upgrades == 0 || c.max_pending_upgrades > 1 << 20 {
             return bad("max_pending_upgrades", "must be between 1 and 1,048,576");
+        }
+        if c.node_id
+            .as_deref()
+            .is_some_and(|id| id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+        {
+            return bad(
+                "node_id",
+                "must be 1 to 128 bytes without control characters",
+            );
         }
         if c.stats_interval.is_zero() {
             return bad("stats_interval", "must be positive");

@@ -481,7 +481,7 @@ impl Session {
                 self.auth_failed("the first frame must be `auth`")
             }
             Inbound::Subscribe { room, since, epoch } => {
-                if self.shared.redis().is_some() && !crate::registry::is_hub_room(&room) {
+                if self.shared.redis().is_some() && !crate::registry::is_node_room(&room) {
                     // Boxed: the Redis call's state would otherwise sit in every connection's
                     // task, idle ones included, on the memory engine too.
                     Box::pin(self.subscribe_shared(room, since, epoch)).await;

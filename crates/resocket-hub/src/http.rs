@@ -185,7 +185,9 @@ async fn healthz(State(shared): State<Arc<Shared>>, Query(q): Query<HealthQuery>
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let body = shared.metrics.render(shared.room_count());
+    let body = shared
+        .metrics
+        .render(shared.room_count(), &shared.node_id());
     let mut res = body.into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     stats_started: AtomicBool,
     /// The address `serve` listens on, for the deep health check; unknown when mounted.
     local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// What this node's id is made of (see [`Hub::node_id`]).
+    node_name: crate::nodes::NodeName,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,7 +96,10 @@ impl Hub {
             config.max_rooms_per_client,
             config.history_budget,
         ));
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(match config.redis {
+            None => crate::metrics::EngineKind::Memory,
+            Some(_) => crate::metrics::EngineKind::Redis,
+        }));
         // The engine reaches the hub through the listener, which is pointed at it once built.
         let listener = Arc::new(HubListener::default());
         let engine = match &config.redis {
@@ -109,11 +114,13 @@ impl Hub {
                 };
                 let client = crate::engine::redis::client(&redis.url)
                     .map_err(|reason| crate::error::Error::Redis { reason })?;
-                let engine = RedisEngine::start(client, settings, listener.clone())
-                    .map_err(|reason| crate::error::Error::Redis { reason })?;
+                let engine =
+                    RedisEngine::start(client, settings, listener.clone(), metrics.clone())
+                        .map_err(|reason| crate::error::Error::Redis { reason })?;
                 Backend::Redis(Arc::new(engine))
             }
         };
+        let node_name = crate::nodes::NodeName::new(config.node_id.clone());
         let hub = Hub {
             shared: Arc::new(Shared {
                 config,
@@ -132,6 +139,7 @@ impl Hub {
                 live_tx: watch::channel(0).0,
                 stats_started: AtomicBool::new(false),
                 local_addr: std::sync::OnceLock::new(),
+                node_name,
             }),
         };
         let _ = listener.shared.set(Arc::downgrade(&hub.shared));
@@ -139,7 +147,8 @@ impl Hub {
     }
 
     /// The hub's routes (`/ws`, `/healthz`, `/metrics`, `/`), to serve or to mount in an
-    /// existing axum app. Starts the `$stats` publisher when called inside a Tokio runtime.
+    /// existing axum app. Starts the `$stats` publisher and the `$nodes` announcements when
+    /// called inside a Tokio runtime.
     ///
     /// The socket guards of [`serve`](Self::serve) (TCP_NODELAY, header-read timeout, upgrade
     /// deadline, cap on sockets not yet upgraded) are then your server's job. Set TCP_NODELAY
@@ -161,6 +170,7 @@ impl Hub {
             && !self.shared.stats_started.swap(true, Relaxed)
         {
             tokio::spawn(crate::stats::run(self.clone()));
+            tokio::spawn(crate::nodes::run(self.clone()));
             if let Some(path) = &self.shared.config.revocation_file {
                 tokio::spawn(crate::revocation::watch(self.clone(), path.clone()));
             }
@@ -362,6 +372,11 @@ impl Hub {
 impl Shared {
     pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.local_addr.get().copied()
+    }
+
+    /// This node's id (see [`Hub::node_id`]).
+    pub(crate) fn node_id(&self) -> String {
+        self.node_name.id(self.local_addr())
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {

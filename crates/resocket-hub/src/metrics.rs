@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::latency::Histogram;
+
 /// Why the hub ended a connection, for the disconnect counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Disconnect {
@@ -72,9 +74,26 @@ pub(crate) struct Metrics {
     pub(crate) history_messages: AtomicU64,
     pub(crate) history_bytes: AtomicU64,
     pub(crate) history_evicted: AtomicU64,
+    /// The engine this node runs on; fixed at start.
+    engine: EngineKind,
+    /// Redis calls, on the Redis engine.
+    pub(crate) redis: RedisFigures,
 }
 
 impl Metrics {
+    /// Zeroed figures for a node on `engine`.
+    pub(crate) fn new(engine: EngineKind) -> Self {
+        Metrics {
+            engine,
+            ..Metrics::default()
+        }
+    }
+
+    /// The engine this node runs on.
+    pub(crate) fn engine(&self) -> EngineKind {
+        self.engine
+    }
+
     /// Counts how a subscribe with `since` went; one without is not a recovery.
     pub(crate) fn count_recovery(&self, recovery: crate::room::Recovery) {
         match recovery {
@@ -96,158 +115,340 @@ impl Metrics {
         self.rejected[why as usize].fetch_add(1, Relaxed);
     }
 
-    /// Renders the Prometheus text exposition format (version 0.0.4).
-    pub(crate) fn render(&self, rooms: usize) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let g = |a: &AtomicU64| a.load(Relaxed);
-        one(
+    /// Renders the Prometheus text exposition format (version 0.0.4). `rooms` is the room
+    /// count and `node` this node's id (see [`Hub::node_id`](crate::Hub::node_id)).
+    pub(crate) fn render(&self, rooms: usize, node: &str) -> String {
+        let mut out = String::with_capacity(6144);
+        self.render_node(&mut out, node);
+        self.render_connections(&mut out, rooms);
+        self.render_traffic(&mut out);
+        self.render_publishing(&mut out);
+        self.render_history(&mut out);
+        self.render_disconnects(&mut out);
+        self.render_rejections(&mut out);
+        self.render_redis(&mut out);
+        process(&mut out);
+        out
+    }
+
+    /// Which node this is and which engine it runs on, as an info gauge.
+    fn render_node(&self, out: &mut String, node: &str) {
+        family(
+            out,
+            "resocket_hub_node_info",
+            "gauge",
+            "This node: its id and engine (memory or redis); always 1.",
+        );
+        let node = escape_label(node);
+        let engine = self.engine.label();
+        let _ = writeln!(
+            out,
+            "resocket_hub_node_info{{node=\"{node}\",engine=\"{engine}\"}} 1"
+        );
+    }
+
+    /// Connections, rooms and subscriptions.
+    fn render_connections(&self, out: &mut String, rooms: usize) {
+        gauge(
+            out,
             "resocket_hub_connections",
-            "gauge",
             "Open WebSocket connections.",
-            g(&self.connections),
+            load(&self.connections),
         );
-        one(
+        counter(
+            out,
             "resocket_hub_connections_total",
-            "counter",
             "WebSocket connections accepted.",
-            g(&self.connections_total),
+            load(&self.connections_total),
         );
-        one(
+        gauge(
+            out,
             "resocket_hub_rooms",
-            "gauge",
             "Rooms with subscribers or history.",
             rooms as u64,
         );
-        one(
+        gauge(
+            out,
             "resocket_hub_subscriptions",
-            "gauge",
             "Active subscriptions.",
-            g(&self.subscriptions),
+            load(&self.subscriptions),
         );
-        one(
-            "resocket_hub_write_batches_total",
-            "counter",
-            "Socket flushes; messages out divided by this is the mean batch.",
-            g(&self.write_batches),
-        );
-        one(
-            "resocket_hub_publishes_total",
-            "counter",
-            "Publishes applied.",
-            g(&self.publishes),
-        );
-        one(
-            "resocket_hub_acks_total",
-            "counter",
-            "Acks sent, repeats included.",
-            g(&self.acks),
-        );
-        one(
-            "resocket_hub_dedupe_hits_total",
-            "counter",
-            "Repeated publishes acknowledged but not applied.",
-            g(&self.dedupe_hits),
-        );
-        one(
-            "resocket_hub_auth_failures_total",
-            "counter",
-            "Rejected tokens and missing auth.",
-            g(&self.auth_failures),
-        );
-        one(
-            "resocket_hub_error_frames_total",
-            "counter",
-            "Error frames sent.",
-            g(&self.error_frames),
-        );
-        one(
-            "resocket_hub_history_messages",
-            "gauge",
-            "Messages held in room history.",
-            g(&self.history_messages),
-        );
-        one(
-            "resocket_hub_history_bytes",
-            "gauge",
-            "Bytes held in room history.",
-            g(&self.history_bytes),
-        );
-        one(
-            "resocket_hub_history_evicted_total",
-            "counter",
-            "Messages dropped from history to keep all rooms within the history budget.",
-            g(&self.history_evicted),
-        );
+    }
 
-        let _ = writeln!(out, "# HELP resocket_hub_messages_total WebSocket data frames by direction.\n# TYPE resocket_hub_messages_total counter");
-        let _ = writeln!(
+    /// Frames and bytes in and out, and how they were batched.
+    fn render_traffic(&self, out: &mut String) {
+        counter(
             out,
-            "resocket_hub_messages_total{{direction=\"in\"}} {}",
-            g(&self.messages_in)
+            "resocket_hub_write_batches_total",
+            "Socket flushes; messages out divided by this is the mean batch.",
+            load(&self.write_batches),
         );
-        let _ = writeln!(
+        family(
             out,
-            "resocket_hub_messages_total{{direction=\"out\"}} {}",
-            g(&self.messages_out)
+            "resocket_hub_messages_total",
+            "counter",
+            "WebSocket data frames by direction.",
         );
-        let _ = writeln!(out, "# HELP resocket_hub_bytes_total WebSocket payload bytes by direction.\n# TYPE resocket_hub_bytes_total counter");
-        let _ = writeln!(
+        sample(
             out,
-            "resocket_hub_bytes_total{{direction=\"in\"}} {}",
-            g(&self.bytes_in)
+            "resocket_hub_messages_total",
+            "direction",
+            "in",
+            &self.messages_in,
         );
-        let _ = writeln!(
+        sample(
             out,
-            "resocket_hub_bytes_total{{direction=\"out\"}} {}",
-            g(&self.bytes_out)
+            "resocket_hub_messages_total",
+            "direction",
+            "out",
+            &self.messages_out,
         );
-        let _ = writeln!(out, "# HELP resocket_hub_recoveries_total Subscribes with `since`, by whether every missed message was replayed.\n# TYPE resocket_hub_recoveries_total counter");
-        let _ = writeln!(
+        family(
             out,
-            "resocket_hub_recoveries_total{{result=\"full\"}} {}",
-            g(&self.recoveries_full)
+            "resocket_hub_bytes_total",
+            "counter",
+            "WebSocket payload bytes by direction.",
         );
-        let _ = writeln!(
+        sample(
             out,
-            "resocket_hub_recoveries_total{{result=\"partial\"}} {}",
-            g(&self.recoveries_partial)
+            "resocket_hub_bytes_total",
+            "direction",
+            "in",
+            &self.bytes_in,
         );
-        let _ = writeln!(out, "# HELP resocket_hub_disconnects_total Connections the hub closed, by reason.\n# TYPE resocket_hub_disconnects_total counter");
+        sample(
+            out,
+            "resocket_hub_bytes_total",
+            "direction",
+            "out",
+            &self.bytes_out,
+        );
+    }
+
+    /// Publishes, acks, dedupe, recoveries, auth failures and error frames.
+    fn render_publishing(&self, out: &mut String) {
+        counter(
+            out,
+            "resocket_hub_publishes_total",
+            "Publishes applied.",
+            load(&self.publishes),
+        );
+        counter(
+            out,
+            "resocket_hub_acks_total",
+            "Acks sent, repeats included.",
+            load(&self.acks),
+        );
+        counter(
+            out,
+            "resocket_hub_dedupe_hits_total",
+            "Repeated publishes acknowledged but not applied.",
+            load(&self.dedupe_hits),
+        );
+        counter(
+            out,
+            "resocket_hub_auth_failures_total",
+            "Rejected tokens and missing auth.",
+            load(&self.auth_failures),
+        );
+        counter(
+            out,
+            "resocket_hub_error_frames_total",
+            "Error frames sent.",
+            load(&self.error_frames),
+        );
+        family(
+            out,
+            "resocket_hub_recoveries_total",
+            "counter",
+            "Subscribes with `since`, by whether every missed message was replayed.",
+        );
+        let name = "resocket_hub_recoveries_total";
+        sample(out, name, "result", "full", &self.recoveries_full);
+        sample(out, name, "result", "partial", &self.recoveries_partial);
+    }
+
+    /// What room history holds on this node, and what the budget evicted.
+    fn render_history(&self, out: &mut String) {
+        gauge(
+            out,
+            "resocket_hub_history_messages",
+            "Messages held in room history.",
+            load(&self.history_messages),
+        );
+        gauge(
+            out,
+            "resocket_hub_history_bytes",
+            "Bytes held in room history.",
+            load(&self.history_bytes),
+        );
+        counter(
+            out,
+            "resocket_hub_history_evicted_total",
+            "Messages dropped from history to keep all rooms within the history budget.",
+            load(&self.history_evicted),
+        );
+    }
+
+    /// Connections the hub closed, by reason.
+    fn render_disconnects(&self, out: &mut String) {
+        let name = "resocket_hub_disconnects_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Connections the hub closed, by reason.",
+        );
         for why in Disconnect::ALL {
-            let _ = writeln!(
+            sample(
                 out,
-                "resocket_hub_disconnects_total{{reason=\"{}\"}} {}",
+                name,
+                "reason",
                 why.label(),
-                self.disconnects(why)
+                &self.disconnects[why as usize],
             );
         }
-        let _ = writeln!(out, "# HELP resocket_hub_rejected_upgrades_total Upgrade requests refused, by reason.\n# TYPE resocket_hub_rejected_upgrades_total counter");
-        for (i, why) in [
+    }
+
+    /// Upgrades refused, by reason.
+    fn render_rejections(&self, out: &mut String) {
+        let name = "resocket_hub_rejected_upgrades_total";
+        family(out, name, "counter", "Upgrade requests refused, by reason.");
+        let reasons = [
             "origin",
             "auth",
             "capacity",
             "shutting_down",
             "pending_cap",
             "timeout",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let _ = writeln!(
-                out,
-                "resocket_hub_rejected_upgrades_total{{reason=\"{why}\"}} {}",
-                g(&self.rejected[i])
-            );
+        ];
+        for (why, count) in reasons.iter().zip(&self.rejected) {
+            sample(out, name, "reason", why, count);
         }
-        process(&mut out);
-        out
     }
+
+    /// Redis round trips, errors and reconnects; nothing on the memory engine.
+    fn render_redis(&self, out: &mut String) {
+        if self.engine != EngineKind::Redis {
+            return;
+        }
+        let r = &self.redis;
+        r.round_trips.render(
+            out,
+            "resocket_hub_redis_round_trip_seconds",
+            "Round trips of this node's Redis calls (append, history reads, revocations, pings).",
+        );
+        gauge_f64(
+            out,
+            "resocket_hub_redis_last_round_trip_seconds",
+            "The latest Redis round trip.",
+            r.round_trips.totals().last_us as f64 / 1e6,
+        );
+        counter(
+            out,
+            "resocket_hub_redis_errors_total",
+            "Redis calls that failed or timed out.",
+            load(&r.errors),
+        );
+        counter(
+            out,
+            "resocket_hub_redis_reconnects_total",
+            "Times this node lost its connection to Redis and made it again.",
+            r.reconnects(),
+        );
+    }
+}
+
+/// Which engine a node runs on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum EngineKind {
+    /// Rooms in this process.
+    #[default]
+    Memory,
+    /// Rooms in Redis, shared by every node on it.
+    Redis,
+}
+
+impl EngineKind {
+    /// The name in metrics and stats: `memory` or `redis`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            EngineKind::Memory => "memory",
+            EngineKind::Redis => "redis",
+        }
+    }
+}
+
+/// How this node's Redis calls go. Relaxed atomics only: every publish records a round trip.
+#[derive(Debug, Default)]
+pub(crate) struct RedisFigures {
+    /// Round trips of every engine call.
+    pub(crate) round_trips: Histogram,
+    /// Calls that failed or timed out.
+    errors: AtomicU64,
+    /// Pub/sub connections made again after a loss.
+    reconnects: AtomicU64,
+}
+
+impl RedisFigures {
+    /// Counts a failed or timed-out call.
+    pub(crate) fn failed(&self) {
+        self.errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counts the pub/sub connection made again after a loss. The node holds that connection
+    /// all the time, so every loss of Redis shows here once; the command connection's manager
+    /// reconnects on its own, often without a call seeing it.
+    pub(crate) fn reconnected(&self) {
+        self.reconnects.fetch_add(1, Relaxed);
+    }
+
+    /// Calls that failed or timed out.
+    pub(crate) fn errors(&self) -> u64 {
+        load(&self.errors)
+    }
+
+    /// Reconnects so far.
+    pub(crate) fn reconnects(&self) -> u64 {
+        load(&self.reconnects)
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Relaxed)
+}
+
+/// Appends a metric family's `HELP` and `TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Appends one labelled sample of a family.
+fn sample(out: &mut String, name: &str, label: &str, value: &str, count: &AtomicU64) {
+    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {}", load(count));
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn gauge_f64(out: &mut String, name: &str, help: &str, value: f64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A label value with `\\`, `"` and newlines escaped, as the text format asks.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Appends process figures from `/proc` (Linux only; elsewhere they are left out).

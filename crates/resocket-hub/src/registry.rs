@@ -61,6 +61,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Rooms the hub itself feeds; whoever touches one first is not charged for it.
 pub(crate) fn is_hub_room(name: &str) -> bool {
+    is_node_room(name) || name == crate::nodes::NODES_ROOM
+}
+
+/// Hub rooms each node keeps to itself, even on a shared engine: `$stats` and `$healthz` speak
+/// of the node a client is connected to. (`$nodes` is shared: it lists every node.)
+pub(crate) fn is_node_room(name: &str) -> bool {
     name == crate::stats::STATS_ROOM || name == crate::health::HEALTH_ROOM
 }
 

@@ -13,9 +13,10 @@ pub const STATS_ROOM: &str = "$stats";
 
 #[derive(serde::Serialize)]
 struct Snapshot {
-    connections: u64,
+    /// Node id, engine, connections, subscriptions and Redis figures, as in `$nodes`.
+    #[serde(flatten)]
+    node: crate::nodes::NodeFigures,
     rooms: usize,
-    subscriptions: u64,
     in_per_s: f64,
     out_per_s: f64,
     publishes: u64,
@@ -26,12 +27,13 @@ struct Snapshot {
 
 /// Publishes a snapshot every interval until shutdown, and retires idle rooms on the way.
 pub(crate) async fn run(hub: Hub) {
-    let shared = hub.shared;
+    let shared = hub.shared.clone();
     let mut shutdown = shared.shutdown_rx();
     let mut tick = tokio::time::interval(shared.config.stats_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let m = &shared.metrics;
     let (mut last_in, mut last_out, mut last_at) = (0, 0, Instant::now());
+    let mut sampler = crate::nodes::Sampler::default();
     // The first tick is immediate; a snapshot of a hub that just started says nothing.
     tick.tick().await;
     loop {
@@ -48,9 +50,8 @@ pub(crate) async fn run(hub: Hub) {
         );
         let secs = now.duration_since(last_at).as_secs_f64().max(1e-3);
         let snap = Snapshot {
-            connections: m.connections.load(Relaxed),
+            node: sampler.take(&hub),
             rooms: shared.room_count(),
-            subscriptions: m.subscriptions.load(Relaxed),
             in_per_s: ((now_in - last_in) as f64 / secs).round(),
             out_per_s: ((now_out - last_out) as f64 / secs).round(),
             publishes: m.publishes.load(Relaxed),

@@ -1,6 +1,6 @@
 //! The dashboard in a real headless Chromium, driven over the DevTools protocol: the page loads,
-//! connects to the hub and shows a connection count that follows a test client. A screenshot is
-//! saved as a test artifact.
+//! connects to the hub and shows a connection count that follows a test client, and on a
+//! cluster it lists every node. Screenshots are saved as test artifacts.
 //!
 //! Chromium comes from Debian's `chromium` package (`scripts/test` installs it); set `CHROMIUM`
 //! to use another binary. Without it this test fails: it never passes silently.
@@ -15,6 +15,7 @@ use base64::Engine as _;
 use common::{guard, TestHub};
 use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
+use resocket_testkit::RedisServer;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
@@ -94,18 +95,24 @@ impl Cdp {
     }
 }
 
-#[tokio::test]
-async fn the_dashboard_shows_live_connection_counts_in_chromium() {
-    let chromium = chromium();
-    guard(60, async {
-        let hub = TestHub::start(
-            Hub::builder()
-                .allow_anonymous(true)
-                .stats_interval(Duration::from_millis(200)),
-        )
-        .await;
+/// A headless Chromium with one page open on a DevTools session.
+struct Browser {
+    child: tokio::process::Child,
+    profile: PathBuf,
+    cdp: Cdp,
+}
+
+impl Browser {
+    /// Starts Chromium, loads `url` and waits for the page's load event.
+    async fn open(url: &str) -> Browser {
+        let chromium = chromium();
         let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let profile = tmp.join(format!("chromium-profile-{}", std::process::id()));
+        // One profile per test: tests of this file run in parallel.
+        let profile = tmp.join(format!(
+            "chromium-profile-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         let _ = std::fs::remove_dir_all(&profile);
         let mut child = tokio::process::Command::new(&chromium)
             .args([
@@ -118,7 +125,7 @@ async fn the_dashboard_shows_live_connection_counts_in_chromium() {
                 "--disable-component-update",
                 "--disable-sync",
                 "--remote-debugging-port=0",
-                "--window-size=900,660",
+                "--window-size=900,760",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
@@ -154,36 +161,112 @@ async fn the_dashboard_shows_live_connection_counts_in_chromium() {
                 .await
                 .unwrap();
         let mut cdp = Cdp { ws, next_id: 0 };
-
         cdp.call("Page.enable", json!({})).await;
-        cdp.call("Page.navigate", json!({"url": hub.http("/")}))
-            .await;
+        cdp.call("Page.navigate", json!({ "url": url })).await;
         cdp.event("Page.loadEventFired").await;
+        Browser {
+            child,
+            profile,
+            cdp,
+        }
+    }
 
-        // The dashboard's own WebSocket is the hub's only connection.
-        cdp.text_becomes("status", "live").await;
-        cdp.text_becomes("connections", "1").await;
-        assert_eq!(hub.hub.connections(), 1);
-
-        let client = hub.raw_anon().await;
-        cdp.text_becomes("connections", "2").await;
-
-        let shot = cdp
+    /// Saves a screenshot of the page as the test artifact `name`.
+    async fn screenshot(&mut self, name: &str) {
+        let shot = self
+            .cdp
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap())
             .unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let artifacts = tmp.parent().unwrap().join("test-artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
-        std::fs::write(artifacts.join("dashboard.png"), &png).unwrap();
+        std::fs::write(artifacts.join(name), &png).unwrap();
+    }
+
+    async fn close(mut self) {
+        self.child.kill().await.unwrap();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_live_connection_counts_in_chromium() {
+    chromium();
+    guard(60, async {
+        let hub = TestHub::start(
+            Hub::builder()
+                .allow_anonymous(true)
+                .stats_interval(Duration::from_millis(200)),
+        )
+        .await;
+        let mut browser = Browser::open(&hub.http("/")).await;
+        let cdp = &mut browser.cdp;
+
+        // The dashboard's own WebSocket is the hub's only connection.
+        cdp.text_becomes("status", "live").await;
+        cdp.text_becomes("connections", "1").await;
+        assert_eq!(hub.hub.connections(), 1);
+        cdp.text_becomes("engine", "memory").await;
+        cdp.text_becomes("node-count", "1").await;
+
+        let client = hub.raw_anon().await;
+        cdp.text_becomes("connections", "2").await;
+        browser.screenshot("dashboard.png").await;
 
         drop(client);
-        cdp.text_becomes("connections", "1").await;
+        browser.cdp.text_becomes("connections", "1").await;
+        browser.close().await;
+    })
+    .await;
+}
 
-        child.kill().await.unwrap();
-        let _ = std::fs::remove_dir_all(&profile);
+#[tokio::test]
+async fn the_dashboard_lists_every_node_on_one_redis_in_chromium() {
+    chromium();
+    let server = RedisServer::start().expect("redis-server (scripts/deps/redis.sh)");
+    guard(60, async {
+        let node = |id: &'static str| {
+            TestHub::start(
+                Hub::builder()
+                    .allow_anonymous(true)
+                    .node_id(id)
+                    .stats_interval(Duration::from_millis(200))
+                    .redis(server.url()),
+            )
+        };
+        let (a, _b) = (node("node-a").await, node("node-b").await);
+        let mut browser = Browser::open(&a.http("/")).await;
+        let cdp = &mut browser.cdp;
+        cdp.text_becomes("status", "live").await;
+        cdp.text_becomes("node", "node-a").await;
+        cdp.text_becomes("engine", "redis").await;
+        cdp.text_becomes("node-count", "2").await;
+
+        let rows = cdp
+            .eval(
+                r##"[...document.querySelectorAll("#nodes tbody tr")].map(tr =>
+                    [...tr.cells].map(td => td.textContent))"##,
+            )
+            .await;
+        let rows = rows.as_array().expect("rows");
+        let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str().unwrap()).collect();
+        assert_eq!(ids, ["node-a", "node-b"], "{rows:?}");
+        for row in rows {
+            assert_eq!(row[1], "redis", "{row}");
+            // The Redis round trip is shown in µs or ms once the node has timed a call.
+            let rtt = row[3].as_str().unwrap();
+            assert!(
+                rtt == "–" || rtt.ends_with("µs") || rtt.ends_with("ms"),
+                "{row}"
+            );
+            assert!(row[5].as_str().unwrap().ends_with("s ago"), "{row}");
+        }
+        browser.screenshot("dashboard-nodes.png").await;
+        browser.close().await;
     })
     .await;
 }

@@ -195,7 +195,13 @@ fn redis_node_at(url: &str) -> (RedisEngine, mpsc::UnboundedReceiver<Heard>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let servers = super::redis::client(url).unwrap();
     (
-        RedisEngine::start(servers, settings, Arc::new(Channel(tx))).unwrap(),
+        RedisEngine::start(
+            servers,
+            settings,
+            Arc::new(Channel(tx)),
+            Arc::new(Metrics::default()),
+        )
+        .unwrap(),
         rx,
     )
 }

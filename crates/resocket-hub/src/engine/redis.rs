@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::redis_conn::{Conn, Servers, MAX_PAUSE, MIN_PAUSE};
 use super::{frame_prefix, new_epoch, Appended, Engine, History, Listener, Unavailable};
+use crate::metrics::Metrics;
 
 pub(crate) use super::redis_conn::client;
 
@@ -85,6 +86,32 @@ fn redis_unavailable(e: redis::RedisError) -> Unavailable {
     unavailable(e)
 }
 
+/// Runs one Redis call within `timeout`, timing it into `metrics`: a success records its round
+/// trip, a failure counts as an error.
+async fn timed<T>(
+    metrics: &Metrics,
+    timeout: Duration,
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Unavailable> {
+    let started = std::time::Instant::now();
+    let res = tokio::time::timeout(timeout, op).await;
+    let figures = &metrics.redis;
+    match res {
+        Ok(Ok(value)) => {
+            figures.round_trips.record(started.elapsed());
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            figures.failed();
+            Err(redis_unavailable(e))
+        }
+        Err(_) => {
+            figures.failed();
+            Err(Unavailable("redis timed out".into()))
+        }
+    }
+}
+
 /// Storage and broker in Redis.
 pub(crate) struct RedisEngine {
     conn: Conn,
@@ -96,6 +123,8 @@ pub(crate) struct RedisEngine {
     settings: RedisSettings,
     /// To the pub/sub task; it ends when this sender is dropped with the engine.
     commands: mpsc::UnboundedSender<Command>,
+    /// Where round trips, errors and reconnects are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for RedisEngine {
@@ -115,13 +144,15 @@ pub(super) enum Command {
 
 impl RedisEngine {
     /// Makes the engine and starts its pub/sub task, which hands other nodes' appends and
-    /// revocations to `listener`. Connections are made lazily and remade after a failure.
+    /// revocations to `listener`. Connections are made lazily and remade after a failure;
+    /// round trips, errors and reconnects are counted in `metrics`.
     ///
     /// Must be called within a Tokio runtime.
     pub(crate) fn start(
         servers: Servers,
         settings: RedisSettings,
         listener: Arc<dyn Listener>,
+        metrics: Arc<Metrics>,
     ) -> Result<RedisEngine, String> {
         let conn = Conn::new(&servers, settings.timeout)?;
         let (commands, rx) = mpsc::unbounded_channel();
@@ -136,6 +167,7 @@ impl RedisEngine {
             },
             settings,
             commands,
+            metrics,
         };
         let watched = Watched::new(engine.reader(), listener);
         match servers {
@@ -160,6 +192,7 @@ impl RedisEngine {
             conn: self.conn.clone(),
             since: self.since.clone(),
             settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -211,15 +244,12 @@ impl RedisEngine {
         Ok(())
     }
 
-    /// Bounds an operation by the engine's timeout.
+    /// Bounds an operation by the engine's timeout, and times it.
     async fn bounded<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(self.settings.timeout, op).await {
-            Ok(res) => res.map_err(redis_unavailable),
-            Err(_) => Err(Unavailable("redis timed out".into())),
-        }
+        timed(&self.metrics, self.settings.timeout, op).await
     }
 }
 
@@ -229,6 +259,7 @@ pub(super) struct Reader {
     conn: Conn,
     since: redis::Script,
     pub(super) settings: RedisSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl Reader {
@@ -242,10 +273,7 @@ impl Reader {
             .arg(s.room_ttl.as_millis() as u64)
             .arg(s.history_age.as_millis() as u64);
         let read = inv.invoke_async::<(String, u64, Vec<(String, Vec<String>)>)>(&mut conn);
-        let (epoch, last, raw) = match tokio::time::timeout(s.timeout, read).await {
-            Ok(res) => res.map_err(redis_unavailable)?,
-            Err(_) => return Err(Unavailable("redis timed out".into())),
-        };
+        let (epoch, last, raw) = timed(&self.metrics, s.timeout, read).await?;
         let epoch = epoch.parse().map_err(unavailable)?;
         let mut entries: Vec<(u64, Utf8Bytes)> = raw
             .into_iter()
@@ -350,6 +378,8 @@ pub(super) struct Watched {
     reader: Reader,
     listener: Arc<dyn Listener>,
     rooms: HashMap<String, Option<Seen>>,
+    /// Set once a subscribed connection is lost, so the next one counts as a reconnect.
+    reconnecting: bool,
 }
 
 impl Watched {
@@ -358,6 +388,19 @@ impl Watched {
             reader,
             listener,
             rooms: HashMap::new(),
+            reconnecting: false,
+        }
+    }
+
+    /// The connection was lost: the next [`resync`](Self::resync) counts as a reconnect.
+    pub(super) fn lost(&mut self) {
+        self.reconnecting = true;
+    }
+
+    /// A connection is subscribed again: counted as a reconnect if one was lost.
+    pub(super) fn connected(&mut self) {
+        if std::mem::take(&mut self.reconnecting) {
+            self.reader.metrics.redis.reconnected();
         }
     }
 
@@ -393,6 +436,7 @@ impl Watched {
     /// Reads back whatever happened while the connection was down: the whole deny-list and
     /// every watched room's missed appends.
     pub(super) async fn resync(&mut self) {
+        self.connected();
         self.read_revoked().await;
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
@@ -503,6 +547,8 @@ struct PubSub {
 impl PubSub {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut pause = MIN_PAUSE;
+        // Watch requests that cut a pause short; the next connection answers them.
+        let mut waiting: Vec<(String, WatchReply)> = Vec::new();
         loop {
             let connected =
                 tokio::time::timeout(self.watched.timeout(), self.client.get_async_pubsub()).await;
@@ -514,7 +560,10 @@ impl PubSub {
                         _ => "connect timed out".to_string(),
                     };
                     tracing::warn!(%error, "redis pub/sub unavailable");
-                    if !pause_answering(&mut self.watched, &mut commands, pause, &error).await {
+                    answer_all(&mut waiting, &error);
+                    if !pause_until_asked(&mut self.watched, &mut commands, pause, &mut waiting)
+                        .await
+                    {
                         return;
                     }
                     pause = (pause * 2).min(MAX_PAUSE);
@@ -526,6 +575,7 @@ impl PubSub {
             channels.push(REVOKED.to_string());
             if let Err(error) = sink.subscribe(&channels).await {
                 tracing::warn!(%error, "redis pub/sub subscribe failed");
+                answer_all(&mut waiting, &error.to_string());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
                 continue;
@@ -533,6 +583,9 @@ impl PubSub {
             pause = MIN_PAUSE;
             // Whatever happened while the connection was down is read back from storage.
             self.watched.resync().await;
+            for (room, reply) in waiting.drain(..) {
+                let _ = reply.send(self.watch(&mut sink, room).await);
+            }
             loop {
                 tokio::select! {
                     cmd = commands.recv() => match cmd {
@@ -555,6 +608,7 @@ impl PubSub {
                         }
                         None => {
                             tracing::warn!("redis pub/sub connection lost");
+                            self.watched.lost();
                             break;
                         }
                     },
@@ -579,13 +633,35 @@ impl PubSub {
     }
 }
 
-/// Waits `pause` while the pub/sub connection is down, answering watch requests with `error`
-/// so that a subscribe is told at once. False once the engine is gone.
-async fn pause_answering(
+/// How a watch request is answered.
+type WatchReply = oneshot::Sender<Result<(), Unavailable>>;
+
+/// Tells every waiting watch request that the connection could not be made.
+fn answer_all(waiting: &mut Vec<(String, WatchReply)>, error: &str) {
+    for (_, reply) in waiting.drain(..) {
+        let _ = reply.send(Err(Unavailable(error.to_string())));
+    }
+}
+
+/// A request that came while the connection is down: a watch waits for the next attempt.
+fn take(cmd: Command, watched: &mut Watched, waiting: &mut Vec<(String, WatchReply)>) {
+    match cmd {
+        Command::Watch(room, reply) => waiting.push((room, reply)),
+        Command::Unwatch(room) => {
+            watched.remove(&room);
+        }
+    }
+}
+
+/// Waits `pause` while the pub/sub connection is down. A watch request cuts the wait short:
+/// Redis may be back, and a subscribe should hear what Redis says now, not the last failure.
+/// Every request already queued joins `waiting`, so a burst of subscribes costs one attempt.
+/// False once the engine is gone.
+async fn pause_until_asked(
     watched: &mut Watched,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     pause: Duration,
-    error: &str,
+    waiting: &mut Vec<(String, WatchReply)>,
 ) -> bool {
     let sleep = tokio::time::sleep(pause);
     tokio::pin!(sleep);
@@ -594,11 +670,14 @@ async fn pause_answering(
             () = &mut sleep => return true,
             cmd = commands.recv() => match cmd {
                 None => return false,
-                Some(Command::Watch(_, reply)) => {
-                    let _ = reply.send(Err(Unavailable(error.to_string())));
-                }
-                Some(Command::Unwatch(room)) => {
-                    watched.remove(&room);
+                Some(cmd) => {
+                    take(cmd, watched, waiting);
+                    while let Ok(cmd) = commands.try_recv() {
+                        take(cmd, watched, waiting);
+                    }
+                    if !waiting.is_empty() {
+                        return true;
+                    }
                 }
             },
         }

@@ -153,6 +153,7 @@ impl ShardedPubSub {
                     return;
                 };
                 if channel == REVOKED {
+                    self.watched.connected();
                     self.watched.read_revoked().await;
                 } else if let Some(room) = channel_room(channel).map(str::to_string) {
                     self.watched.fill(&room, None).await;
@@ -176,6 +177,7 @@ impl ShardedPubSub {
             // Channels of that node may be unsubscribed now, and stay so until subscribed again.
             PushKind::Disconnection => {
                 tracing::warn!("a redis cluster pub/sub connection was lost");
+                self.watched.lost();
                 if self.resubscribe_at.is_none() {
                     self.resubscribe_at = Some(Instant::now() + MIN_PAUSE);
                 }
