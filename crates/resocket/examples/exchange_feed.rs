@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .extension(AppPong)
         .configure(|c| c.backoff = ExponentialBackoff::fast())
-        .connect()?;
+        .spawn()?;
 
     let mut events = client.events();
     tokio::spawn(async move {

@@ -16,7 +16,7 @@
 //! let (client, mut messages) = Client::builder("wss://stream.example.com/ws")
 //!     .config(ClientConfig::fast_reconnect())
 //!     .header("authorization", "Bearer s3cret")
-//!     .connect()?;
+//!     .spawn()?;
 //!
 //! // Queued while connecting; written in order once the client is Ready.
 //! client.send(Message::text(r#"{"op":"subscribe","args":["trades"]}"#)).await?;
@@ -106,13 +106,14 @@
 //!     )
 //!     .proxy("http://proxy.corp.example:3128")
 //!     .proxy_credentials("alice", "s3cret")
-//!     .connect()?;
+//!     .spawn()?;
 //! # Ok(()) }
 //! ```
 //!
 //! [tokio-tungstenite]: https://docs.rs/tokio-tungstenite
 
 mod client;
+mod close_code;
 mod codec;
 mod config;
 mod connection;
@@ -121,6 +122,7 @@ pub mod error;
 pub mod extension;
 pub mod handshake;
 mod inbound;
+mod observe;
 mod queue;
 pub mod retry;
 mod state;
@@ -131,17 +133,16 @@ mod transport;
 pub mod hub;
 
 pub use client::{Client, ClientBuilder};
+pub use close_code::CloseCode;
 pub use config::{ClientConfig, QueuePolicy};
 pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
-pub use inbound::Messages;
+pub use inbound::{Ended, Messages};
+pub use observe::{Events, FanOut, RecvError, StatusWatch, TryRecvError};
 pub use resocket_proto::deflate::{ClientDeflateConfig, Negotiated, NegotiationError, WindowBits};
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
 pub use supervisor::Supervisor;
-pub use tokio_tungstenite::tungstenite::{
-    protocol::{frame::coding::CloseCode, CloseFrame},
-    Bytes, Message, Utf8Bytes,
-};
+pub use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Bytes, Message, Utf8Bytes};
 pub use transport::TlsBackend;
 
 /// The rustls version the builder's [`ClientBuilder::rustls_config`] takes, re-exported so a
