@@ -23,10 +23,7 @@ fn hub_client(hub: &TestHub, retry: Duration) -> (Client, resocket::Messages) {
 }
 
 /// Waits for the next disconnect and returns the Close code the hub sent.
-async fn close_code(
-    client: &Client,
-    events: &mut resocket::Events,
-) -> u16 {
+async fn close_code(client: &Client, events: &mut resocket::Events) -> u16 {
     loop {
         if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.expect("events") {
             let frame = reason
@@ -94,10 +91,7 @@ async fn room_permissions_refuse_subscribe_and_publish_separately() {
             .subscribe("news.*")
             .publish("chat.*")
             .sign(SECRET.as_bytes());
-        let client = HubClient::builder(&hub.url())
-            .token(token)
-            .spawn()
-            .unwrap();
+        let client = HubClient::builder(&hub.url()).token(token).spawn().unwrap();
         let refused = client.subscribe("chat.lobby").await.unwrap_err();
         assert!(
             matches!(

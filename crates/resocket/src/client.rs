@@ -155,7 +155,7 @@ impl Client {
     /// [`SendError::Unsupported`] for a Ping, Pong, Close or raw `Frame` (close with
     /// [`Client::close_with`]; Pings are sent by the heartbeat and Pongs by the client itself).
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
-        self.queue.try_send(msg.into())
+        self.queue.try_send(self.unless_closing(msg.into())?)
     }
 
     /// Queues a Text or Binary message, waiting for room.
@@ -170,7 +170,7 @@ impl Client {
     /// If the future is dropped before it completes, the message was not queued and is dropped
     /// with it. Use [`Client::send_timeout`] or [`Client::try_send`] to keep it.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
-        self.queue.send(msg.into()).await
+        self.queue.send(self.unless_closing(msg.into())?).await
     }
 
     /// Queues a message, waiting at most `timeout` for room.
@@ -182,7 +182,18 @@ impl Client {
         msg: impl Into<Message>,
         timeout: Duration,
     ) -> Result<(), SendError<Message>> {
-        self.queue.send_timeout(msg.into(), timeout).await
+        self.queue
+            .send_timeout(self.unless_closing(msg.into())?, timeout)
+            .await
+    }
+
+    /// Refuses a message once a close was asked for, before the supervisor has closed the
+    /// queue: what was sent before the close is written, nothing after it.
+    fn unless_closing(&self, msg: Message) -> Result<Message, SendError<Message>> {
+        if self.stats.is_close_requested() {
+            return Err(SendError::Closed(msg));
+        }
+        Ok(msg)
     }
 
     /// The current state.
@@ -575,8 +586,7 @@ impl ClientBuilder {
         self.config.validate()?;
         let endpoints = check_endpoints(self.endpoints)?;
         let headers = parse_headers(&self.headers)?;
-        let connector =
-            connector_for(&self.transport, endpoints.tls, self.factory.is_some())?;
+        let connector = connector_for(&self.transport, endpoints.tls, self.factory.is_some())?;
         let config = self.config;
 
         let stats = Arc::new(Stats::default());

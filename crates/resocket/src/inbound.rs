@@ -258,7 +258,12 @@ impl Received {
     /// Takes a sealed batch read from the socket, of `bytes` payload bytes. While `closing`,
     /// it is held within the second inbound bound (the connection reads on to reach the
     /// server's Close); returns how many messages were discarded past it.
-    pub(crate) fn take_batch(&mut self, mut batch: Vec<Message>, bytes: usize, closing: bool) -> u64 {
+    pub(crate) fn take_batch(
+        &mut self,
+        mut batch: Vec<Message>,
+        bytes: usize,
+        closing: bool,
+    ) -> u64 {
         if !self.extensions.is_empty() {
             let extensions = &self.extensions;
             batch = batch

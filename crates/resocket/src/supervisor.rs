@@ -292,7 +292,9 @@ impl<D: Dial> Lifecycle<D> {
         );
         match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
             None => Err(Attempt::Closed),
-            Some(Err(_elapsed)) => Err(self.failed(Error::ConnectTimeout(connect_timeout), 0, false)),
+            Some(Err(_elapsed)) => {
+                Err(self.failed(Error::ConnectTimeout(connect_timeout), 0, false))
+            }
             Some(Ok(Err(error))) => Err(self.failed(error, 0, false)),
             Some(Ok(Ok(upgraded))) => Ok(upgraded),
         }

@@ -13,7 +13,10 @@ async fn close_with_sends_exactly_that_frame() {
         let mut server = TestServer::start(Behavior::Silent).await;
         let (client, _messages) = Client::builder(server.url()).spawn().unwrap();
         client.ready().await.unwrap();
-        client.close_with(CloseCode::private(4000).unwrap(), "bye").await.unwrap();
+        client
+            .close_with(CloseCode::private(4000).unwrap(), "bye")
+            .await
+            .unwrap();
         let (_, frame) = server.wait_closed().await;
         let frame = frame.expect("a Close frame");
         assert_eq!(u16::from(frame.code), 4000);
@@ -227,7 +230,10 @@ async fn replies_that_arrive_while_closing_with_a_code_are_delivered() {
         for msg in numbered(1000) {
             client.send(msg).await.unwrap();
         }
-        client.close_with(CloseCode::private(4000).unwrap(), "done").await.unwrap();
+        client
+            .close_with(CloseCode::private(4000).unwrap(), "done")
+            .await
+            .unwrap();
         assert_numbered(&drain(&mut messages).await, 1000);
     })
     .await;

@@ -81,7 +81,10 @@ async fn fan_out_receivers_see_every_message_or_are_told_they_lagged() {
             seen
         });
         for i in 0..1000 {
-            assert_eq!(messages.recv().await.unwrap().to_text().unwrap(), i.to_string());
+            assert_eq!(
+                messages.recv().await.unwrap().to_text().unwrap(),
+                i.to_string()
+            );
         }
         let seen = fast_task.await.expect("the fast receiver's checks hold");
         assert!(seen > 0, "the fast receiver got messages");

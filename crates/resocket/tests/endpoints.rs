@@ -5,13 +5,13 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
+use resocket::Events;
 use resocket::{
     error::ConfigError,
     retry::{ExponentialBackoff, Jitter},
     Client, ConnectionEvent, Error, Message,
 };
 use resocket_testkit::{closed_port, within, Behavior, ServerEvent, TestServer};
-use resocket::Events;
 
 /// A backoff without jitter, so the delays in events can be asserted exactly.
 fn steady(base_ms: u64) -> ExponentialBackoff {

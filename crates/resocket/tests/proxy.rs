@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use resocket::Events;
 use resocket::{
     error::{ProxyError, SocksReply},
     retry::ExponentialBackoff,
     Client, ClientBuilder, ConnectionEvent, Error, Message,
 };
 use resocket_testkit::{closed_port, within, Behavior, TestServer};
-use resocket::Events;
 
 const DEPS: &str = "scripts/deps/proxies.sh";
 

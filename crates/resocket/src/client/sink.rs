@@ -34,7 +34,11 @@ impl Client {
         if !self.sink.parked {
             return Poll::Ready(Ok(()));
         }
-        let waiting = self.sink.waiting.as_mut().expect("a parked message has its future");
+        let waiting = self
+            .sink
+            .waiting
+            .as_mut()
+            .expect("a parked message has its future");
         let result = std::task::ready!(waiting.poll(cx));
         self.sink.parked = false;
         Poll::Ready(result)
@@ -62,7 +66,7 @@ impl Sink<Message> for Client {
     fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), Self::Error> {
         let this = self.get_mut();
         debug_assert!(!this.sink.parked, "start_send without poll_ready");
-        match this.queue.try_send(msg) {
+        match this.queue.try_send(this.unless_closing(msg)?) {
             Ok(()) => Ok(()),
             Err(SendError::Full(msg)) => {
                 this.park(msg);

@@ -12,11 +12,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::{
-    io::DuplexStream,
-    sync::mpsc,
-    time::Instant,
-};
+use tokio::{io::DuplexStream, sync::mpsc, time::Instant};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{Dial, Lifecycle};
@@ -117,9 +113,7 @@ fn backing_off(event: ConnectionEvent) -> Option<Duration> {
 }
 
 /// The next announced delay, and the time from its announcement to the next attempt.
-async fn backing_off_once(
-    events: &mut Events,
-) -> (Duration, Duration) {
+async fn backing_off_once(events: &mut Events) -> (Duration, Duration) {
     let (delay, at) = next_event(events, backing_off).await;
     let (_, next) = next_event(events, connecting).await;
     (delay, next - at)

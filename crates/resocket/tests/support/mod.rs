@@ -3,8 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use resocket::{ConnectionEvent, Error};
 use resocket::Events;
+use resocket::{ConnectionEvent, Error};
 use tokio::{io::AsyncReadExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
