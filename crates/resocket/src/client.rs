@@ -67,7 +67,10 @@ type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 /// A permanent failure that ended the client is not a `Sink` error: [`Client::closed`] and
 /// [`Messages::end_reason`] report it.
 ///
-/// Each clone is a sink of its own: a clone starts with nothing in flight.
+/// Each clone is a sink of its own: a clone starts with nothing in flight. The inherent
+/// [`Client::send`] and [`Client::close`] mean the same as `SinkExt::send` and
+/// `SinkExt::close` and take precedence in method syntax; `feed`, `flush` and `send_all`
+/// are the `Sink`'s only.
 ///
 /// ```no_run
 /// # async fn demo(client: resocket::Client) -> Result<(), resocket::SendError<resocket::Message>> {
