@@ -166,7 +166,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         let drain_on_close = self.config.drain_on_close;
         while let Poll::Ready(ask) = self.pipes.requests.poll_next(cx, drain_on_close) {
             match ask {
-                Ask::Close { frame, drain } => self.start_close(frame, drain),
+                Ask::Close { frame, drain } => {
+                    self.start_close(frame, drain);
+                    if self.pipes.requests.handles_gone() {
+                        // Nothing else can come: asking again would only repeat the close.
+                        return;
+                    }
+                }
                 Ask::Send(now) => self.pipes.outbox.push_back(now),
             }
         }

@@ -103,6 +103,7 @@ async fn sink_close_writes_the_queue_then_closes_with_1000() {
         sink.feed(Message::text("b")).await.unwrap();
         SinkExt::close(&mut sink).await.unwrap();
         assert!(client.is_closed());
+        SinkExt::close(&mut sink).await.unwrap();
         assert_eq!(server.next_message().await.1, Message::text("a"));
         assert_eq!(server.next_message().await.1, Message::text("b"));
         let (_, frame) = server.wait_closed().await;

@@ -26,6 +26,8 @@ pub(super) struct SinkState {
     parked: bool,
     /// The close started by `poll_close`.
     closing: Option<ReusableBoxFuture<'static, ()>>,
+    /// Set once that close has finished, so a later `poll_close` does not poll it again.
+    closed: bool,
 }
 
 impl Client {
@@ -82,6 +84,9 @@ impl Sink<Message> for Client {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = self.get_mut();
+        if this.sink.closed {
+            return Poll::Ready(Ok(()));
+        }
         std::task::ready!(this.poll_parked(cx))?;
         let closing = this.sink.closing.get_or_insert_with(|| {
             let stats = this.stats.clone();
@@ -98,6 +103,8 @@ impl Sink<Message> for Client {
                 let _ = request_close(&stats, commands, status, frame, drain).await;
             })
         });
-        closing.poll(cx).map(Ok)
+        std::task::ready!(closing.poll(cx));
+        this.sink.closed = true;
+        Poll::Ready(Ok(()))
     }
 }

@@ -26,7 +26,7 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) enum Ask {
     /// Close with this frame, draining the queue first when `drain` is set. Also what the
-    /// drop of the last handle asks, once.
+    /// drop of the last handle asks.
     Close { frame: CloseFrame, drain: bool },
     /// The channel set changed: these messages say so on the wire, when connected (the next
     /// connection replays the whole set anyway).
@@ -36,7 +36,7 @@ pub(crate) enum Ask {
 /// The supervisor's end of the command channel, and the state the commands change.
 pub(crate) struct Requests {
     commands: mpsc::Receiver<Command>,
-    /// Set once every handle is gone and that was answered with a close.
+    /// Set once every handle is gone.
     handles_gone: bool,
     channels: Channels,
     /// A draining close asked for while not `Ready`: the next connection writes the backlog,
@@ -57,26 +57,30 @@ impl Requests {
         }
     }
 
-    /// The next request. The drop of the last handle is a close (with `drain_on_close`),
-    /// asked once; after it nothing more can come, and this stays `Pending`.
+    /// The next request. Once every handle is gone, that is a close (with `drain_on_close`),
+    /// and it stays so: like a closed channel, it is ready every time it is asked.
     ///
     /// # Cancel safety
     /// Cancel safe: a request is only taken when it is returned.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, drain_on_close: bool) -> Poll<Ask> {
-        if self.handles_gone {
-            return Poll::Pending;
-        }
-        match std::task::ready!(self.commands.poll_recv(cx)) {
-            Some(Command::Close { frame, drain }) => Poll::Ready(Ask::Close { frame, drain }),
-            Some(other) => Poll::Ready(Ask::Send(self.channels.apply(&other))),
-            None => {
-                self.handles_gone = true;
-                Poll::Ready(Ask::Close {
-                    frame: normal_close(),
-                    drain: drain_on_close,
-                })
+        if !self.handles_gone {
+            match std::task::ready!(self.commands.poll_recv(cx)) {
+                Some(Command::Close { frame, drain }) => {
+                    return Poll::Ready(Ask::Close { frame, drain })
+                }
+                Some(other) => return Poll::Ready(Ask::Send(self.channels.apply(&other))),
+                None => self.handles_gone = true,
             }
         }
+        Poll::Ready(Ask::Close {
+            frame: normal_close(),
+            drain: drain_on_close,
+        })
+    }
+
+    /// Whether every handle is gone: nothing but that close can come any more.
+    pub(crate) fn handles_gone(&self) -> bool {
+        self.handles_gone
     }
 
     /// Waits for the next request; as [`Requests::poll_next`].
