@@ -1,11 +1,12 @@
 //! The handle's API as a tokio user meets it: `connect().await` waits for `Ready`, `Client` is a
 //! `Sink<Message>`, `Messages` says why it ended, and `is_closing`/`is_closed` follow a close.
 
-use std::{future::Future, pin::pin, task::Poll, time::Duration};
+use std::{future::Future, pin::pin, sync::Arc, task::Poll, time::Duration};
 
-use futures_util::{stream, SinkExt};
+use futures_util::{stream, SinkExt, StreamExt};
 use resocket::{retry::FixedDelay, Client, Ended, Message, SendError};
 use resocket_testkit::{within, Behavior, TestServer};
+use tokio::sync::{mpsc, Notify};
 
 fn numbered(n: usize) -> Vec<Message> {
     (0..n).map(|i| Message::text(i.to_string())).collect()
@@ -217,6 +218,50 @@ async fn is_closing_holds_while_the_close_runs_then_is_closed() {
             .try_send(Message::text("late"))
             .unwrap_err()
             .is_closed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn is_closed_stays_false_while_the_server_has_not_answered_the_close() {
+    within(20, "is_closed during the close handshake", async {
+        // The server takes the client's Close, tells the test, and answers only when released.
+        let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let server_release = release.clone();
+        let server = TestServer::start(Behavior::custom(move |mut conn| {
+            let seen_tx = seen_tx.clone();
+            let release = server_release.clone();
+            async move {
+                while let Some(Ok(msg)) = conn.ws.next().await {
+                    if msg.is_close() {
+                        let _ = seen_tx.send(());
+                        release.notified().await;
+                        // Reading on flushes tungstenite's Close reply.
+                        while conn.ws.next().await.is_some() {}
+                        return;
+                    }
+                }
+            }
+        }))
+        .await;
+        let (client, _messages) = Client::builder(server.url())
+            .configure(|c| c.close_timeout = Duration::from_secs(60))
+            .connect()
+            .await
+            .unwrap();
+        let closer = tokio::spawn({
+            let client = client.clone();
+            async move { client.close().await }
+        });
+        seen_rx.recv().await.unwrap();
+        // The queue is closed and our Close is out: closing, not closed.
+        assert!(client.is_closing());
+        assert!(!client.is_closed(), "the server has not answered yet");
+        release.notify_one();
+        closer.await.unwrap().unwrap();
+        assert!(!client.is_closing());
+        assert!(client.is_closed());
     })
     .await;
 }
