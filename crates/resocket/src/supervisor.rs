@@ -2,8 +2,9 @@
 //!
 //! The supervisor is the only owner of mutable state. Handles reach it through channels and
 //! read what it publishes (a `watch` of [`Status`], a `broadcast` of events, atomic counters),
-//! so no lock is ever shared. Every wait races the command channel, so a `close()` is honoured
-//! while connecting, handshaking or backing off, not only while `Ready`.
+//! so no lock is ever shared. Every wait races the handles' requests ([`Requests`],
+//! `requests.rs`), so a `close()` is honoured while connecting, handshaking or backing off, not
+//! only while `Ready`.
 //!
 //! The byte stream under every attempt comes from a [`Dial`] (`dial.rs`): the real network
 //! for [`Supervisor`], an in-memory pipe in the unit tests (`tests.rs`), which run the same
