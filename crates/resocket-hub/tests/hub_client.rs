@@ -454,3 +454,36 @@ async fn a_dropped_subscription_is_not_subscribed_again_after_a_reconnect() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn connect_returns_once_the_hub_client_is_ready() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let subscriber = HubClient::builder(&hub.url()).connect().await.unwrap();
+        assert!(subscriber.client().is_connected());
+        let mut room = subscriber.subscribe("r").await.unwrap();
+        subscriber.publish("r", &json!("hello")).await.unwrap();
+        assert_eq!(next_message(&mut room).await.raw(), r#""hello""#);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_returns_the_error_when_the_hub_refuses_for_good() {
+    guard(20, async {
+        let hub = TestHub::with_tokens().await;
+        let expired = Token::new("old")
+            .subscribe("*")
+            .expires_at(1_000)
+            .sign(SECRET.as_bytes());
+        // The hub answers the upgrade with 401, which is not retried.
+        let error = HubClient::builder(&hub.url())
+            .token(expired)
+            .connect()
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(error.http_status().map(|s| s.as_u16()), Some(401));
+    })
+    .await;
+}
