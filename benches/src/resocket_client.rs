@@ -15,7 +15,7 @@ use crate::{server::Tally, BoxFut, Payload, Recover, RoundTrip, Throughput};
 /// never part of a measurement.
 pub async fn connect(addr: SocketAddr) -> (Client, Messages) {
     let (client, messages) = Client::builder(format!("ws://{addr}/"))
-        .connect()
+        .spawn()
         .expect("valid client settings");
     client.ready().await.expect("resocket connects");
     (client, messages)
@@ -187,7 +187,7 @@ impl Recovering {
     pub async fn connect(addr: SocketAddr) -> Recovering {
         let (client, mut messages) = Client::builder(format!("ws://{addr}/"))
             .config(ClientConfig::fast_reconnect())
-            .connect()
+            .spawn()
             .expect("valid client settings");
         client.ready().await.expect("resocket connects");
         let greeting = messages.recv().await.expect("stream open");

@@ -46,7 +46,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     for _ in 0..args.connections {
         let (client, mut messages) = Client::builder(args.url.as_str())
             .configure(|c| c.exit_on_first_failure = true)
-            .connect()?;
+            .spawn()?;
         client.ready().await?;
         let counters = counters.clone();
         receivers.push(tokio::spawn(async move {

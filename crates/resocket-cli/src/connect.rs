@@ -82,7 +82,7 @@ pub(crate) async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         builder = builder.proxy_from_env(false);
     }
     // Unspawned until the narrator listens, so the first attempt's events are told too.
-    let (client, mut messages, supervisor) = builder.pair()?;
+    let (client, mut messages, supervisor) = builder.build()?;
     let mut events = client.events();
     tokio::spawn(supervisor.run());
     let narrator = tokio::spawn(async move {

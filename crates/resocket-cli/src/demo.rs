@@ -72,7 +72,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     )
                 })
             })
-            .connect()
+            .spawn()
     };
     let mut subscribers = Vec::new();
     let mut clients = Vec::new();

@@ -87,7 +87,7 @@ async fn chaos_starts_before_its_upstream_and_forwards_once_it_is_up() {
                     Duration::from_millis(50),
                 )
             })
-            .connect()
+            .spawn()
             .unwrap();
         client
             .send(resocket::Message::text("upstream is up"))
@@ -464,7 +464,7 @@ async fn serve_takes_its_settings_from_flags_and_environment_and_serves_wss() {
         let connect = || {
             resocket::hub::HubClient::builder(&url)
                 .configure(|b| b.add_root_certificate_pem(pki.ca_pem()))
-                .connect()
+                .spawn()
                 .unwrap()
         };
         let (subscriber, publisher) = (connect(), connect());
@@ -507,7 +507,7 @@ async fn chaos_proxies_and_cuts_connections() {
                     Duration::from_millis(50),
                 )
             })
-            .connect()
+            .spawn()
             .unwrap();
         client
             .send(resocket::Message::text("through chaos"))
@@ -558,7 +558,7 @@ async fn serve_closes_a_connection_whose_token_its_revocation_file_names() {
         let (client, mut messages) = resocket::Client::builder(format!("ws://127.0.0.1:{port}/ws"))
             .subprotocol("resocket.v1")
             .header("authorization", format!("Bearer {token}"))
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
 
@@ -598,7 +598,7 @@ async fn serve_with_redis_shares_rooms_between_processes() {
         }
         let connect = |port: u16| {
             resocket::hub::HubClient::builder(&format!("ws://127.0.0.1:{port}/ws"))
-                .connect()
+                .spawn()
                 .unwrap()
         };
         let (subscriber, publisher) = (connect(ports[0]), connect(ports[1]));

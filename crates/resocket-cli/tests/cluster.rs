@@ -21,7 +21,7 @@ fn fast_client(urls: &[String]) -> HubClient {
                     ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(200))
             })
         })
-        .connect()
+        .spawn()
         .unwrap()
 }
 

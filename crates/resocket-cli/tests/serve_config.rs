@@ -354,7 +354,7 @@ async fn serve_runs_a_hub_with_the_settings_of_its_config_file() {
         let (mut child, port) =
             serve_on_free_port(["--config".as_ref(), file.as_os_str()], &[]).await;
         let client = resocket::hub::HubClient::builder(&format!("ws://127.0.0.1:{port}/ws"))
-            .connect()
+            .spawn()
             .unwrap();
         // The file's room list is in force: its rooms are open to anonymous clients, others not.
         client.subscribe("cfg.news").await.unwrap();

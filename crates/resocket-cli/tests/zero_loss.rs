@@ -32,7 +32,7 @@ fn client(url: &str) -> HubClient {
                     ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(200))
             })
         })
-        .connect()
+        .spawn()
         .unwrap()
 }
 

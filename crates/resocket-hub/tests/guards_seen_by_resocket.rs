@@ -18,15 +18,12 @@ fn hub_client(hub: &TestHub, retry: Duration) -> (Client, resocket::Messages) {
     Client::builder(hub.url())
         .subprotocol("resocket.v1")
         .backoff(FixedDelay::new(retry))
-        .connect()
+        .spawn()
         .unwrap()
 }
 
 /// Waits for the next disconnect and returns the Close code the hub sent.
-async fn close_code(
-    client: &Client,
-    events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>,
-) -> u16 {
+async fn close_code(client: &Client, events: &mut resocket::Events) -> u16 {
     loop {
         if let ConnectionEvent::Disconnected { reason, .. } = events.recv().await.expect("events") {
             let frame = reason
@@ -50,7 +47,7 @@ async fn an_expired_token_is_a_permanent_401() {
             .subprotocol("resocket.v1")
             .header("authorization", format!("Bearer {expired}"))
             .backoff(FixedDelay::new(Duration::from_millis(1)))
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -74,7 +71,7 @@ async fn a_foreign_origin_is_a_permanent_403() {
         .await;
         let (client, _messages) = Client::builder(hub.url())
             .header("origin", "https://evil.example")
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -94,10 +91,7 @@ async fn room_permissions_refuse_subscribe_and_publish_separately() {
             .subscribe("news.*")
             .publish("chat.*")
             .sign(SECRET.as_bytes());
-        let client = HubClient::builder(&hub.url())
-            .token(token)
-            .connect()
-            .unwrap();
+        let client = HubClient::builder(&hub.url()).token(token).spawn().unwrap();
         let refused = client.subscribe("chat.lobby").await.unwrap_err();
         assert!(
             matches!(

@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 fn client(url: &str, room_capacity: usize) -> HubClient {
     HubClient::builder(url)
         .room_capacity(room_capacity)
-        .connect()
+        .spawn()
         .unwrap()
 }
 
@@ -79,7 +79,7 @@ async fn a_hub_client_with_two_endpoints_passes_over_a_dead_one() {
         let dead = format!("ws://{}/ws", closed_port().await);
         let c = HubClient::builder_with_endpoints([dead.as_str(), hub.url().as_str()])
             .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(10))))
-            .connect()
+            .spawn()
             .unwrap();
         let mut room = c.subscribe("r").await.unwrap();
         assert_eq!(c.publish("r", &"hi").await.unwrap(), 1);
@@ -333,7 +333,7 @@ async fn a_token_source_keeps_the_client_connected_across_exp() {
         let c = HubClient::builder(&hub.url())
             .token_source(source)
             .refresh_margin(Duration::from_secs(1))
-            .connect()
+            .spawn()
             .unwrap();
         let mut room = c.subscribe("r").await.unwrap();
         // Past the first token's expiry (and then some): the connection must still be the
@@ -379,7 +379,7 @@ async fn after_a_token_expired_close_the_client_reconnects_with_a_fresh_token() 
         let c = HubClient::builder(&hub.url())
             .token_source(source)
             .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(50))))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = c.client().events();
         let mut room = c.subscribe("r").await.unwrap();
@@ -420,7 +420,7 @@ async fn a_dropped_subscription_is_not_subscribed_again_after_a_reconnect() {
         let proxy = FaultProxy::start(hub.addr).await;
         let c = HubClient::builder(&format!("ws://{}/ws", proxy.addr()))
             .configure(|b| b.backoff(FixedDelay::new(Duration::from_millis(10))))
-            .connect()
+            .spawn()
             .unwrap();
         let mut kept = c.subscribe("kept").await.unwrap();
         drop(c.subscribe("dropped").await.unwrap());
@@ -451,6 +451,39 @@ async fn a_dropped_subscription_is_not_subscribed_again_after_a_reconnect() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(subscriptions_gauge(&hub).await, 1.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_returns_once_the_hub_client_is_ready() {
+    guard(20, async {
+        let hub = TestHub::anonymous().await;
+        let subscriber = HubClient::builder(&hub.url()).connect().await.unwrap();
+        assert!(subscriber.client().is_connected());
+        let mut room = subscriber.subscribe("r").await.unwrap();
+        subscriber.publish("r", &json!("hello")).await.unwrap();
+        assert_eq!(next_message(&mut room).await.raw(), r#""hello""#);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_returns_the_error_when_the_hub_refuses_for_good() {
+    guard(20, async {
+        let hub = TestHub::with_tokens().await;
+        let expired = Token::new("old")
+            .subscribe("*")
+            .expires_at(1_000)
+            .sign(SECRET.as_bytes());
+        // The hub answers the upgrade with 401, which is not retried.
+        let error = HubClient::builder(&hub.url())
+            .token(expired)
+            .connect()
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(error.http_status().map(|s| s.as_u16()), Some(401));
     })
     .await;
 }

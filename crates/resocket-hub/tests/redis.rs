@@ -197,7 +197,7 @@ async fn a_hub_client_publish_during_an_outage_is_sent_again_and_acked_once_redi
     guard(60, async {
         let client = resocket::hub::HubClient::builder(&hub.url())
             .token(token("p"))
-            .connect()
+            .spawn()
             .unwrap();
         assert!(client.publish("outage", &1).await.is_ok());
         server.kill();

@@ -33,7 +33,7 @@ async fn publish_and_subscribe_over_wss() {
         let connect = |url: &str| {
             HubClient::builder(url)
                 .configure(|b| b.add_root_certificate_pem(pki.ca_pem()))
-                .connect()
+                .spawn()
                 .unwrap()
         };
         let (subscriber, publisher) = (connect(&url), connect(&url));

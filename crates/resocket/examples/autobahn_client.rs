@@ -18,7 +18,7 @@ async fn run(url: &str) -> Result<(), Error> {
             // Case 9.1.6 echoes a 16 MiB message; the queue must take it whole.
             config.queue_max_bytes = 64 << 20;
         })
-        .connect()?;
+        .spawn()?;
     while let Some(msg) = messages.recv().await {
         if client.send(msg).await.is_err() {
             break;
@@ -33,7 +33,7 @@ async fn run(url: &str) -> Result<(), Error> {
 async fn case_count(base: &str) -> Result<u32, Error> {
     let (client, mut messages) = Client::builder(format!("{base}/getCaseCount"))
         .no_reconnect()
-        .connect()?;
+        .spawn()?;
     let count = messages
         .recv()
         .await

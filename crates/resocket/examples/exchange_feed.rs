@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proxy = FaultProxy::start(server.addr()).await;
 
     let subscribed = Matcher::json_field("type", "subscribed");
-    let (client, mut messages) = Client::builder(proxy.url())
+    // `build()` hands the task back unstarted, so the event printer below sees every event
+    // from the first attempt; `connect().await` or `spawn()` start it in one call.
+    let (client, mut messages, supervisor) = Client::builder(proxy.url())
         .handshake(chain_handshakers!(
             Auth::json_token("demo-token")
                 .success(Matcher::json_field("type", "auth_ok"))
@@ -47,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .extension(AppPong)
         .configure(|c| c.backoff = ExponentialBackoff::fast())
-        .connect()?;
+        .build()?;
 
     let mut events = client.events();
     tokio::spawn(async move {
@@ -55,6 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("[event] {event:?}");
         }
     });
+    tokio::spawn(supervisor.run());
+    client.ready().await?;
 
     let run_for = tokio::time::sleep(Duration::from_secs(4));
     tokio::pin!(run_for);
@@ -81,5 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ticks, snapshot.reconnects, snapshot.counters.rtt
     );
     client.close().await?;
+    while messages.recv().await.is_some() {}
+    eprintln!("[demo] stream ended: {:?}", messages.end_reason());
     Ok(())
 }

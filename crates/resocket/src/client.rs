@@ -15,14 +15,19 @@ use crate::{
     error::{CloseFrameError, ConfigError},
     extension::{Extension, Extensions},
     handshake::{ChannelFormat, Handshaker, NoHandshake},
-    inbound::{self, Messages},
+    inbound::{self, Messages, Received},
+    observe::{Events, FanOut, StatusWatch},
     queue::{self, QueueTx},
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, Snapshot, Stats, Status},
-    supervisor::{Channels, Command, Lifecycle, Network, Pipes, Publisher, Supervisor},
+    supervisor::{Command, Lifecycle, Network, Pipes, Publisher, Requests, Supervisor},
     transport::{Connector, Target, TransportOptions},
-    CloseFrame, Error, Message, SendError,
+    CloseCode, CloseFrame, Error, Message, SendError,
 };
+
+mod sink;
+
+use sink::SinkState;
 
 type RequestFactory =
     Arc<dyn Fn(RequestContext<'_>) -> Result<http::Request<()>, Error> + Send + Sync>;
@@ -35,18 +40,48 @@ type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 /// reconnects, re-runs the handshake, and keeps the outbound queue across connections. When the
 /// last handle is dropped the task closes the connection cleanly (Close 1000) and ends.
 ///
+/// Besides [`Client::send`] and [`Client::try_send`], a `Client` is a
+/// [`Sink<Message>`](futures_util::Sink) (see [the `Sink` section](#sink)).
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use resocket::{Client, Message};
 ///
-/// let (client, mut messages) = Client::builder("wss://feed.example.com/ws").connect()?;
+/// let (client, mut messages) = Client::builder("wss://feed.example.com/ws").connect().await?;
 /// client.send(Message::text(r#"{"op":"subscribe","channel":"trades"}"#)).await?;
 /// while let Some(msg) = messages.recv().await {
 ///     println!("{msg}");
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+///
+/// # Sink
+/// `poll_ready` waits while a message this handle started to send is still waiting for room in
+/// the outbound queue; `start_send` queues the message at once when the queue has room, and
+/// otherwise keeps it (one message, as a pending [`Client::send`] would) until it fits. So the
+/// queue's bounds hold, and a fast producer is slowed down to the pace of the socket.
+/// `poll_flush` returns once every message given to this handle is in the queue; the queue is
+/// then written in order as [`Client::send`]'s messages are (it does not wait for the socket).
+/// `poll_close` is [`Client::close`]: the queue is written, the close handshake runs, the task
+/// ends. Errors are [`SendError`]s carrying the message back: the same as [`Client::try_send`].
+/// A permanent failure that ended the client is not a `Sink` error: [`Client::closed`] and
+/// [`Messages::end_reason`] report it.
+///
+/// Each clone is a sink of its own: a clone starts with nothing in flight. The inherent
+/// [`Client::send`] and [`Client::close`] mean the same as `SinkExt::send` and
+/// `SinkExt::close` and take precedence in method syntax; `feed`, `flush` and `send_all`
+/// are the `Sink`'s only.
+///
+/// ```no_run
+/// # async fn demo(client: resocket::Client) -> Result<(), resocket::SendError<resocket::Message>> {
+/// use futures_util::{stream, SinkExt};
+/// use resocket::Message;
+///
+/// let mut sink = client.clone();
+/// let mut batch = stream::iter((0..100).map(|i| Ok(Message::text(i.to_string()))));
+/// sink.send_all(&mut batch).await?;
+/// # Ok(()) }
+/// ```
 pub struct Client {
     queue: QueueTx,
     commands: mpsc::Sender<Command>,
@@ -56,6 +91,24 @@ pub struct Client {
     stats: Arc<Stats>,
     has_channel_format: bool,
     drain_on_close: bool,
+    /// This handle's `Sink` work in progress; never shared with a clone.
+    sink: SinkState,
+}
+
+impl Clone for Client {
+    fn clone(&self) -> Self {
+        Client {
+            queue: self.queue.clone(),
+            commands: self.commands.clone(),
+            status: self.status.clone(),
+            events: self.events.clone(),
+            fan_out: self.fan_out.clone(),
+            stats: self.stats.clone(),
+            has_channel_format: self.has_channel_format,
+            drain_on_close: self.drain_on_close,
+            sink: SinkState::default(),
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -69,8 +122,8 @@ impl fmt::Debug for Client {
 impl Client {
     /// Starts building a client for a `ws://` or `wss://` URL, or a full `http::Request`.
     ///
-    /// Nothing is checked here; [`ClientBuilder::connect`] reports a bad URL as
-    /// [`Error::Config`].
+    /// Nothing is checked here; [`ClientBuilder::build`] (and `spawn`, `connect`) report a bad
+    /// URL as [`Error::Config`].
     pub fn builder<R: IntoClientRequest>(request: R) -> ClientBuilder {
         ClientBuilder::new(vec![request.into_client_request().map_err(Error::from_ws)])
     }
@@ -81,8 +134,8 @@ impl Client {
     /// (HTTP 401/403/404, a bad certificate) skips its endpoint and is final only once every
     /// endpoint has failed permanently since the client was last `Ready`.
     ///
-    /// Nothing is checked here; [`ClientBuilder::connect`] reports a bad URL, or an empty list,
-    /// as [`Error::Config`]. See also [`ClientBuilder::endpoint`].
+    /// Nothing is checked here; [`ClientBuilder::build`] (and `spawn`, `connect`) report a bad
+    /// URL, or an empty list, as [`Error::Config`]. See also [`ClientBuilder::endpoint`].
     pub fn builder_with_endpoints<I>(endpoints: I) -> ClientBuilder
     where
         I: IntoIterator,
@@ -101,25 +154,26 @@ impl Client {
     /// # Errors
     /// The message comes back inside the error: [`SendError::Full`] when the queue is at its
     /// bound, [`SendError::NotConnected`] under the `Reject` policy while not `Ready`,
-    /// [`SendError::Closed`] once the client is closed, and [`SendError::Unsupported`] for a
-    /// Ping, Pong, Close or raw `Frame` (close with [`Client::close_with`]; Pings are sent by
-    /// the heartbeat and Pongs by the client itself).
+    /// [`SendError::Closed`] once the client is closing or closed, and
+    /// [`SendError::Unsupported`] for a Ping, Pong, Close or raw `Frame` (close with
+    /// [`Client::close_with`]; Pings are sent by the heartbeat and Pongs by the client itself).
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
-        self.queue.try_send(msg.into())
+        self.queue.try_send(self.unless_closing(msg.into())?)
     }
 
     /// Queues a Text or Binary message, waiting for room.
     ///
     /// # Errors
     /// [`SendError::NotConnected`] under the `Reject` policy while not `Ready`,
-    /// [`SendError::Closed`] once the client is closed, and [`SendError::Unsupported`] for a
-    /// control or raw frame, as with [`Client::try_send`]; the message comes back inside.
+    /// [`SendError::Closed`] once the client is closing or closed, and
+    /// [`SendError::Unsupported`] for a control or raw frame, as with [`Client::try_send`]; the
+    /// message comes back inside.
     ///
     /// # Cancel safety
     /// If the future is dropped before it completes, the message was not queued and is dropped
     /// with it. Use [`Client::send_timeout`] or [`Client::try_send`] to keep it.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<(), SendError<Message>> {
-        self.queue.send(msg.into()).await
+        self.queue.send(self.unless_closing(msg.into())?).await
     }
 
     /// Queues a message, waiting at most `timeout` for room.
@@ -131,7 +185,18 @@ impl Client {
         msg: impl Into<Message>,
         timeout: Duration,
     ) -> Result<(), SendError<Message>> {
-        self.queue.send_timeout(msg.into(), timeout).await
+        self.queue
+            .send_timeout(self.unless_closing(msg.into())?, timeout)
+            .await
+    }
+
+    /// Refuses a message once a close was asked for, before the supervisor has closed the
+    /// queue: what was sent before the close is written, nothing after it.
+    fn unless_closing(&self, msg: Message) -> Result<Message, SendError<Message>> {
+        if self.stats.is_close_requested() {
+            return Err(SendError::Closed(msg));
+        }
+        Ok(msg)
     }
 
     /// The current state.
@@ -144,15 +209,15 @@ impl Client {
         self.stats.is_ready()
     }
 
-    /// A `watch` of the latest [`Status`], for waiting on transitions.
-    pub fn status(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+    /// The latest [`Status`], for reading it and waiting on its transitions.
+    pub fn status(&self) -> StatusWatch {
+        StatusWatch::new(self.status.clone())
     }
 
-    /// A receiver of every lifecycle event from now on. A receiver that falls more than 256
-    /// events behind is told how many it missed (`RecvError::Lagged`).
-    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.events.subscribe()
+    /// Every lifecycle event from now on. A receiver that falls more than 256 events behind is
+    /// told how many it missed ([`RecvError::Lagged`](crate::RecvError::Lagged)).
+    pub fn events(&self) -> Events {
+        Events::new(self.events.subscribe())
     }
 
     /// Status and counters at this instant.
@@ -160,17 +225,23 @@ impl Client {
         Snapshot::new(&self.status.borrow(), &self.stats)
     }
 
-    /// A further receiver of every data message, when `fan_out_capacity` is set. Unlike the
-    /// main [`Messages`] stream it does not slow the socket: a receiver that falls behind is
-    /// told how many messages it missed (`RecvError::Lagged`), never silently skipped.
-    pub fn subscribe(&self) -> Option<broadcast::Receiver<Message>> {
-        self.fan_out.as_ref().map(|f| f.subscribe())
+    /// A further receiver of every data message, when
+    /// [`ClientConfig::fan_out_capacity`] is set (`None` otherwise). Unlike the main
+    /// [`Messages`] stream it does not slow the socket: a receiver that falls behind is told
+    /// how many messages it missed ([`RecvError::Lagged`](crate::RecvError::Lagged)), never
+    /// silently skipped. It has nothing to do with channel subscriptions
+    /// ([`Client::subscribe_channel`]).
+    pub fn fan_out(&self) -> Option<FanOut> {
+        self.fan_out.as_ref().map(|f| FanOut::new(f.subscribe()))
     }
 
     /// Waits until the client is `Ready`.
     ///
     /// # Errors
     /// The client closed first: the permanent failure, or [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
     pub async fn ready(&self) -> Result<(), Error> {
         let mut status = self.status.clone();
         let outcome = status
@@ -190,17 +261,11 @@ impl Client {
     ///
     /// # Errors
     /// The permanent failure that ended it, if that is why it closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
     pub async fn closed(&self) -> Result<(), Error> {
-        let mut status = self.status.clone();
-        let outcome = status
-            .wait_for(|s| s.state.is_closed())
-            .await
-            .map(|s| s.error.clone());
-        match outcome {
-            Ok(Some(error)) => Err(error),
-            // A vanished supervisor has nothing more to say: it is closed.
-            Ok(None) | Err(_) => Ok(()),
-        }
+        wait_closed(self.status.clone()).await
     }
 
     /// Closes with code 1000: writes what is queued (unless `drain_on_close` is off), sends
@@ -210,34 +275,31 @@ impl Client {
     /// # Errors
     /// The permanent failure, if the client had already failed.
     pub async fn close(&self) -> Result<(), Error> {
-        self.close_with(1000, "").await
+        self.close_with(CloseCode::NORMAL, "").await
     }
 
     /// Like [`Client::close`], with a chosen close code and reason.
     ///
-    /// The code must be one an endpoint may send (RFC 6455, 7.4): 1000–1003, 1007–1014, or
-    /// 3000–4999 (registered and private codes). 1004, 1005, 1006 and 1015 are reserved for
-    /// reporting and never sent. The reason must fit a control frame: at most 123 bytes of
-    /// UTF-8.
+    /// The reason must fit a control frame: at most 123 bytes of UTF-8. The code is always one
+    /// an endpoint may send: [`CloseCode`] holds no other.
     ///
     /// # Errors
-    /// [`Error::InvalidCloseFrame`] for a code or reason that may not be sent, before anything
-    /// is done (the client stays open); otherwise as [`Client::close`].
-    pub async fn close_with(&self, code: u16, reason: &str) -> Result<(), Error> {
-        check_close(code, reason).map_err(Error::InvalidCloseFrame)?;
+    /// [`Error::InvalidCloseFrame`] for a reason too long to send, before anything is done
+    /// (the client stays open); otherwise as [`Client::close`].
+    pub async fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        check_reason(reason).map_err(Error::InvalidCloseFrame)?;
         let frame = CloseFrame {
             code: code.into(),
             reason: reason.to_owned().into(),
         };
-        // A send error means the supervisor is already gone, which is what we want.
-        let _ = self
-            .commands
-            .send(Command::Close {
-                frame,
-                drain: self.drain_on_close,
-            })
-            .await;
-        self.closed().await
+        request_close(
+            &self.stats,
+            self.commands.clone(),
+            self.status.clone(),
+            frame,
+            self.drain_on_close,
+        )
+        .await
     }
 
     /// Adds `channel` to the runtime subscription set: subscribed now when `Ready`, and
@@ -268,28 +330,73 @@ impl Client {
         self.commands.send(command).await.map_err(|_| Error::Closed)
     }
 
-    /// Whether the client has closed for good.
+    /// Whether the client is on its way to closed: a close was asked for (by
+    /// [`Client::close`], [`Client::close_with`] or the `Sink`'s close, from any handle) or
+    /// the queue stopped taking messages, and the task has not ended yet. Sends fail with
+    /// [`SendError::Closed`] from here on, while what was queued is still written (when
+    /// `drain_on_close` is on) and received messages still arrive.
+    pub fn is_closing(&self) -> bool {
+        (self.stats.is_close_requested() || self.queue.is_closed()) && !self.is_closed()
+    }
+
+    /// Whether the client has closed for good: its task has ended (after a close, the last
+    /// handle's drop, or a permanent failure), and nothing more will be sent or received.
+    /// While the client is still draining and closing, this is `false` and
+    /// [`Client::is_closing`] is `true`.
     pub fn is_closed(&self) -> bool {
-        self.queue.is_closed() || self.status.borrow().state.is_closed()
+        // A task that vanished without publishing `Closed` (its runtime went away) is closed too.
+        self.status.borrow().state.is_closed() || self.status.has_changed().is_err()
+    }
+}
+
+/// Marks the close as asked for, tells the supervisor, and waits for the task to end.
+async fn request_close(
+    stats: &Stats,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+    frame: CloseFrame,
+    drain: bool,
+) -> Result<(), Error> {
+    stats.request_close();
+    // A send error means the supervisor is already gone, which is what we want.
+    let _ = commands.send(Command::Close { frame, drain }).await;
+    wait_closed(status).await
+}
+
+/// Waits until the status says `Closed`; `Err` with the permanent failure that ended it.
+async fn wait_closed(mut status: watch::Receiver<Status>) -> Result<(), Error> {
+    let outcome = status
+        .wait_for(|s| s.state.is_closed())
+        .await
+        .map(|s| s.error.clone());
+    match outcome {
+        Ok(Some(error)) => Err(error),
+        // A vanished supervisor has nothing more to say: it is closed.
+        Ok(None) | Err(_) => Ok(()),
     }
 }
 
 /// The longest Close reason: a control frame's 125 payload bytes, less the 2-byte code.
 const MAX_CLOSE_REASON: usize = 123;
 
-/// Whether a Close frame with `code` and `reason` may be sent.
-fn check_close(code: u16, reason: &str) -> Result<(), CloseFrameError> {
-    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
-        return Err(CloseFrameError::Code(code));
-    }
+/// Whether a Close frame may carry `reason`.
+fn check_reason(reason: &str) -> Result<(), CloseFrameError> {
     if reason.len() > MAX_CLOSE_REASON {
         return Err(CloseFrameError::ReasonTooLong(reason.len()));
     }
     Ok(())
 }
 
-/// Builds a [`Client`]; every setting is checked in [`ClientBuilder::connect`] or
-/// [`ClientBuilder::pair`], which return an error instead of panicking.
+/// Builds a [`Client`]; every setting is checked in [`ClientBuilder::build`] (which
+/// [`ClientBuilder::spawn`] and [`ClientBuilder::connect`] call), which returns an error
+/// instead of panicking.
+///
+/// Three ways to finish, after reqwest's and tokio's naming:
+/// - [`connect`](ClientBuilder::connect)`.await`: start the client and wait until it is
+///   `Ready` the first time (or failed for good);
+/// - [`spawn`](ClientBuilder::spawn): start it in the background and return at once;
+/// - [`build`](ClientBuilder::build): return it unstarted, with its [`Supervisor`] task to
+///   await or spawn yourself.
 pub struct ClientBuilder {
     endpoints: Vec<Result<Request, Error>>,
     factory: Option<RequestFactory>,
@@ -378,7 +485,7 @@ impl ClientBuilder {
     ///     request.headers_mut().insert("authorization", token.parse().unwrap());
     ///     Ok(request)
     /// })
-    /// .connect()?;
+    /// .spawn()?;
     /// # Ok(()) }
     /// ```
     pub fn request_factory<F>(mut self, factory: F) -> Self
@@ -428,50 +535,61 @@ impl ClientBuilder {
         self
     }
 
-    /// Validates the settings and spawns the client on the current tokio runtime.
+    /// Validates the settings, starts the client on the current tokio runtime, and waits
+    /// until it is `Ready` for the first time.
     ///
-    /// Returns at once; the first connection is made in the background (use
-    /// [`Client::ready`] to wait for it). Messages sent before then wait in the queue.
+    /// This is [`ClientBuilder::spawn`] followed by [`Client::ready`]. Retryable failures on
+    /// the way are retried as configured; the wait ends with the first `Ready` or with the end
+    /// of the client. Bound it with `tokio::time::timeout` to give up earlier (dropping the
+    /// future drops the handle, which closes the client).
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad URL in any endpoint (`http://`, no host), an empty endpoint
-    /// list, a zero capacity, or a `wss://` URL in a build without TLS.
+    /// As [`ClientBuilder::build`]; then what ended the client before it was ever `Ready`:
+    /// a permanent failure, [`Error::RetriesExhausted`], the first failure under
+    /// `exit_on_first_failure` or without reconnecting, or [`Error::Closed`].
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn connect(self) -> Result<(Client, Messages), Error> {
-        let (client, messages, supervisor) = self.pair()?;
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the client started here is closed when the future is dropped.
+    pub async fn connect(self) -> Result<(Client, Messages), Error> {
+        let (client, messages) = self.spawn()?;
+        client.ready().await?;
+        Ok((client, messages))
+    }
+
+    /// Validates the settings and starts the client on the current tokio runtime, without
+    /// waiting for it to connect.
+    ///
+    /// Returns at once; the first connection is made in the background (use
+    /// [`Client::ready`] to wait for it, or [`ClientBuilder::connect`] for both in one call).
+    /// Messages sent before then wait in the queue.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::build`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn(self) -> Result<(Client, Messages), Error> {
+        let (client, messages, supervisor) = self.build()?;
         tokio::spawn(supervisor.run());
         Ok((client, messages))
     }
 
-    /// Like [`ClientBuilder::connect`], but hands back the supervisor unspawned: await it (or
-    /// spawn it) yourself. Events are published from the first transition, so a receiver made
-    /// with [`Client::events`] before the supervisor starts sees every one.
+    /// Validates the settings and builds the client without starting it: the handle, the
+    /// message stream, and the [`Supervisor`] task, which does nothing until it is awaited (or
+    /// spawned). Events are published from the first transition, so a receiver made with
+    /// [`Client::events`] before the supervisor starts sees every one.
     ///
     /// # Errors
-    /// As [`ClientBuilder::connect`].
-    pub fn pair(self) -> Result<(Client, Messages, Supervisor), Error> {
+    /// [`Error::Config`] for a bad URL in any endpoint (`http://`, no host), an empty endpoint
+    /// list, an invalid header, a zero capacity, or a `wss://` URL in a build without TLS.
+    pub fn build(self) -> Result<(Client, Messages, Supervisor), Error> {
         self.config.validate()?;
-        if self.endpoints.is_empty() {
-            return Err(Error::Config(ConfigError::Missing("endpoints")));
-        }
-        let mut endpoints = Vec::with_capacity(self.endpoints.len());
-        let mut tls = false;
-        for request in self.endpoints {
-            let request = request?;
-            tls |= Target::from_uri(request.uri())?.tls;
-            endpoints.push(Endpoint::new(request));
-        }
+        let endpoints = check_endpoints(self.endpoints)?;
         let headers = parse_headers(&self.headers)?;
-        let connector =
-            Connector::build(&self.transport, tls || self.factory.is_some()).or_else(|e| {
-                if tls {
-                    Err(e)
-                } else {
-                    Connector::build(&self.transport, false)
-                }
-            })?;
+        let connector = connector_for(&self.transport, endpoints.tls, self.factory.is_some())?;
         let config = self.config;
 
         let stats = Arc::new(Stats::default());
@@ -496,12 +614,13 @@ impl ClientBuilder {
         let client = Client {
             queue: queue_tx,
             commands: commands_tx,
-            status: status_rx,
+            status: status_rx.clone(),
             events: events_tx.clone(),
             fan_out,
             stats: stats.clone(),
             has_channel_format: self.channel_format.is_some(),
             drain_on_close: config.drain_on_close,
+            sink: SinkState::default(),
         };
         let extensions = Extensions::new(self.extensions, client.queue.clone(), stats.clone());
         let link = Link {
@@ -513,18 +632,13 @@ impl ClientBuilder {
             classifier: self.classifier,
             config,
         };
-        let pipes = Pipes {
-            commands: commands_rx,
-            outbox: queue::Outbox::new(queue_rx),
-            inbound: inbound_tx,
-            stats: stats.clone(),
-            close_request: None,
-            channels: Channels {
-                format: self.channel_format,
-                active: Vec::new(),
-            },
-            extensions: extensions.clone(),
-        };
+        let pipes = Pipes::new(
+            Requests::new(commands_rx, self.channel_format),
+            queue::Outbox::new(queue_rx),
+            Received::new(inbound_tx, stats.clone(), extensions.clone()),
+            stats.clone(),
+            extensions.clone(),
+        );
         let publish = Publisher {
             status: status_tx,
             events: events_tx,
@@ -533,17 +647,56 @@ impl ClientBuilder {
         };
         Ok((
             client,
-            messages,
+            messages.watching(status_rx),
             Supervisor(Lifecycle {
                 link,
                 pipes,
                 publish,
                 backoff,
-                endpoints: Endpoints::new(endpoints),
+                endpoints: Endpoints::new(endpoints.list),
                 dial: Network,
             }),
         ))
     }
+}
+
+/// The checked endpoints, and whether any of them needs TLS.
+struct CheckedEndpoints {
+    list: Vec<Endpoint>,
+    tls: bool,
+}
+
+/// Checks every endpoint's URL; an empty list is an error.
+fn check_endpoints(requests: Vec<Result<Request, Error>>) -> Result<CheckedEndpoints, Error> {
+    if requests.is_empty() {
+        return Err(Error::Config(ConfigError::Missing("endpoints")));
+    }
+    let mut list = Vec::with_capacity(requests.len());
+    let mut tls = false;
+    for request in requests {
+        let request = request?;
+        tls |= Target::from_uri(request.uri())?.tls;
+        list.push(Endpoint::new(request));
+    }
+    Ok(CheckedEndpoints { list, tls })
+}
+
+/// The connector for these endpoints. A request factory may return `wss://` URLs that no
+/// endpoint has, so TLS is set up for it too, where the build has TLS; a plain `ws://` client
+/// still builds without it.
+fn connector_for(
+    transport: &TransportOptions,
+    tls: bool,
+    has_factory: bool,
+) -> Result<Connector, Error> {
+    let connector = Connector::build(transport, tls || has_factory).or_else(|e| {
+        if tls {
+            Err(e)
+        } else {
+            Connector::build(transport, false)
+        }
+    })?;
+    Ok(connector)
 }
 
 fn parse_headers(raw: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
@@ -628,27 +781,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_close_codes_an_endpoint_may_send_are_accepted() {
-        for code in [
-            1000, 1001, 1002, 1003, 1007, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999,
-        ] {
-            assert_eq!(check_close(code, "bye"), Ok(()), "{code}");
-        }
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, u16::MAX] {
-            assert_eq!(
-                check_close(code, ""),
-                Err(CloseFrameError::Code(code)),
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
     fn close_reasons_longer_than_123_bytes_are_refused() {
-        assert_eq!(check_close(1000, &"a".repeat(123)), Ok(()));
+        assert_eq!(check_reason(&"a".repeat(123)), Ok(()));
         // 62 two-byte characters: 124 bytes in 62 chars.
         assert_eq!(
-            check_close(1000, &"é".repeat(62)),
+            check_reason(&"é".repeat(62)),
             Err(CloseFrameError::ReasonTooLong(124))
         );
     }

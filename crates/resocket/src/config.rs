@@ -86,7 +86,7 @@ pub struct ClientConfig {
     /// user, and holds up to this bound and `inbound_capacity` once more; what arrives past it is
     /// counted ([`ConnectionEvent::Discarded`](crate::ConnectionEvent::Discarded)).
     pub inbound_max_bytes: usize,
-    /// Capacity of the optional fan-out to several receivers ([`Client::subscribe`](crate::Client::subscribe));
+    /// Capacity of the optional fan-out to several receivers ([`Client::fan_out`](crate::Client::fan_out));
     /// a receiver that falls this far behind is told how many it missed. Default `None` (off).
     pub fan_out_capacity: Option<usize>,
     /// A connection must stay `Ready` this long before the backoff starts over. Default 10 s.

@@ -29,7 +29,7 @@ use crate::{
     config::ClientConfig,
     queue::payload_len,
     state::Stats,
-    supervisor::{Command, Pipes},
+    supervisor::{Ask, Pipes},
     CloseFrame, Error, Message,
 };
 
@@ -146,10 +146,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
     }
 
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<Exit> {
-        // Commands first: a close request must win over a busy socket.
-        if let Some(exit) = self.poll_commands(cx) {
-            return Poll::Ready(exit);
-        }
+        // Requests first: a close must win over a busy socket.
+        self.poll_requests(cx);
         if let Some(exit) = self.poll_timer(cx) {
             return Poll::Ready(exit);
         }
@@ -162,24 +160,20 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
         Poll::Pending
     }
 
-    fn poll_commands(&mut self, cx: &mut Context<'_>) -> Option<Exit> {
-        loop {
-            match self.pipes.commands.poll_recv(cx) {
-                Poll::Ready(Some(Command::Close { frame, drain })) => {
-                    self.start_close(frame, drain)
-                }
-                Poll::Ready(Some(other)) => {
-                    let now = self.pipes.channels.apply(&other);
-                    self.pipes.outbox.push_back(now);
-                }
-                Poll::Ready(None) => {
-                    // Every handle is gone: close as `close()` would, once.
-                    if matches!(self.closing, Closing::No) {
-                        self.start_close(normal_close(), self.config.drain_on_close);
+    /// Serves the handles' requests: a close starts closing, a change to the channel set goes
+    /// out after what is queued.
+    fn poll_requests(&mut self, cx: &mut Context<'_>) {
+        let drain_on_close = self.config.drain_on_close;
+        while let Poll::Ready(ask) = self.pipes.requests.poll_next(cx, drain_on_close) {
+            match ask {
+                Ask::Close { frame, drain } => {
+                    self.start_close(frame, drain);
+                    if self.pipes.requests.handles_gone() {
+                        // Nothing else can come: asking again would only repeat the close.
+                        return;
                     }
-                    return None;
                 }
-                Poll::Pending => return None,
+                Ask::Send(now) => self.pipes.outbox.push_back(now),
             }
         }
     }
@@ -239,7 +233,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             }
             // While the user's buffer is full we are not reading, so silence proves nothing
             // about the peer: count the time as alive.
-            let blocked_on_user = self.pipes.inbound.is_blocked();
+            let blocked_on_user = self.pipes.received.is_blocked();
             if blocked_on_user {
                 self.last_rx = now;
                 self.awaiting_since = None;
@@ -297,10 +291,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             // Not while closing: the server may send data until its Close (RFC 6455, 5.5.1), and
             // only reading on reaches that Close; what comes until then is held, within a bound.
             let closing = !matches!(self.closing, Closing::No);
-            if self.pipes.inbound.poll_deliver_held(cx).is_pending() && !closing {
+            if self.pipes.received.poll_deliver_held(cx).is_pending() && !closing {
                 return Poll::Pending;
             }
-            let limits = self.pipes.inbound.limits;
+            let limits = self.pipes.received.limits();
             let mut batch: Vec<Message> = Vec::new();
             let mut bytes = 0usize;
             let mut saw_frame = false;
@@ -340,26 +334,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
             }
             if !batch.is_empty() {
                 self.ws.seal(&mut batch);
-                let extensions = &self.pipes.extensions;
-                if !extensions.is_empty() {
-                    batch = batch
-                        .into_iter()
-                        .filter_map(|msg| extensions.inbound(msg))
-                        .collect();
-                }
-            }
-            if !batch.is_empty() {
-                self.pipes.inbound.fan_out(&batch);
-                let stats = &self.pipes.stats;
-                Stats::add(&stats.messages_in, batch.len() as u64);
-                Stats::add(&stats.bytes_in, bytes as u64);
-                if closing {
-                    let discarded = self.pipes.inbound.hold_within_bound(batch, bytes);
-                    Stats::add(&self.pipes.stats.discarded, discarded);
-                    self.discarded += discarded;
-                } else {
-                    self.pipes.inbound.hold(batch, bytes);
-                }
+                self.discarded += self.pipes.received.take_batch(batch, bytes, closing);
             }
             match read {
                 Read::End(Ok(())) => return Poll::Ready(self.ended()),
@@ -367,7 +342,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Connection<'a, S> {
                 Read::More => continue,
                 Read::Idle => {
                     // Offers what was just held (registering the waker if the channel is full).
-                    let _ = self.pipes.inbound.poll_deliver_held(cx);
+                    let _ = self.pipes.received.poll_deliver_held(cx);
                     return Poll::Pending;
                 }
             }
@@ -529,9 +504,9 @@ mod tests {
     use crate::{
         config::QueuePolicy,
         extension::Extensions,
-        inbound::{self, Messages},
+        inbound::{self, Messages, Received},
         queue::{self, Outbox},
-        supervisor::Channels,
+        supervisor::{Command, Requests},
     };
 
     /// The handle's ends of the channels, kept alive for as long as a test runs.
@@ -550,15 +525,13 @@ mod tests {
             inbound::channel(config.inbound_capacity, config.inbound_max_bytes, None);
         let (commands_tx, commands_rx) = mpsc::channel(8);
         let extensions = Extensions::new(Vec::new(), queue_tx.clone(), stats.clone());
-        let pipes = Pipes {
-            commands: commands_rx,
-            outbox: Outbox::new(queue_rx),
-            inbound: inbound_tx,
+        let pipes = Pipes::new(
+            Requests::new(commands_rx, None),
+            Outbox::new(queue_rx),
+            Received::new(inbound_tx, stats.clone(), extensions.clone()),
             stats,
-            close_request: None,
-            channels: Channels::default(),
             extensions,
-        };
+        );
         (pipes, messages, (commands_tx, queue_tx))
     }
 

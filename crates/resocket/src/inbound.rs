@@ -17,13 +17,14 @@ use std::{
     collections::VecDeque,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use futures_core::Stream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::Message;
+use crate::{extension::Extensions, state::Stats, Error, Message, Status};
 
 /// The most messages one batch carries; smaller inbound bounds use smaller batches.
 const MAX_BATCH: usize = 256;
@@ -220,6 +221,103 @@ impl InboundTx {
     }
 }
 
+/// Received data messages on their way to the user: through the extensions' inbound hooks,
+/// to the fan-out, into the counters, then held for the inbound channel. The one owner of the
+/// connection-independent inbound state; the connection and the supervisor hand it what they
+/// read.
+pub(crate) struct Received {
+    inbound: InboundTx,
+    stats: Arc<Stats>,
+    extensions: Extensions,
+}
+
+impl Received {
+    pub(crate) fn new(inbound: InboundTx, stats: Arc<Stats>, extensions: Extensions) -> Self {
+        Received {
+            inbound,
+            stats,
+            extensions,
+        }
+    }
+
+    /// How the connection sizes the batches it reads.
+    pub(crate) fn limits(&self) -> BatchLimits {
+        self.inbound.limits
+    }
+
+    /// Whether a received batch waits for the user: the connection then stops reading.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.inbound.is_blocked()
+    }
+
+    /// As [`InboundTx::poll_deliver_held`].
+    pub(crate) fn poll_deliver_held(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.inbound.poll_deliver_held(cx)
+    }
+
+    /// Takes a sealed batch read from the socket, of `bytes` payload bytes. While `closing`,
+    /// it is held within the second inbound bound (the connection reads on to reach the
+    /// server's Close); returns how many messages were discarded past it.
+    pub(crate) fn take_batch(
+        &mut self,
+        mut batch: Vec<Message>,
+        bytes: usize,
+        closing: bool,
+    ) -> u64 {
+        if !self.extensions.is_empty() {
+            let extensions = &self.extensions;
+            batch = batch
+                .into_iter()
+                .filter_map(|msg| extensions.inbound(msg))
+                .collect();
+        }
+        if batch.is_empty() {
+            return 0;
+        }
+        self.inbound.fan_out(&batch);
+        Stats::add(&self.stats.messages_in, batch.len() as u64);
+        Stats::add(&self.stats.bytes_in, bytes as u64);
+        if !closing {
+            self.inbound.hold(batch, bytes);
+            return 0;
+        }
+        let discarded = self.inbound.hold_within_bound(batch, bytes);
+        Stats::add(&self.stats.discarded, discarded);
+        discarded
+    }
+
+    /// Takes the frames a handshake read and left for the user; returns how many messages were
+    /// discarded because too much is held already.
+    pub(crate) fn take_leftovers(&mut self, later: Vec<Message>) -> u64 {
+        if later.is_empty() {
+            return 0;
+        }
+        let bytes: usize = later.iter().map(crate::queue::payload_len).sum();
+        Stats::add(&self.stats.messages_in, later.len() as u64);
+        Stats::add(&self.stats.bytes_in, bytes as u64);
+        let extensions = &self.extensions;
+        let later: Vec<Message> = if extensions.is_empty() {
+            later
+        } else {
+            later
+                .into_iter()
+                .filter_map(|m| extensions.inbound(m))
+                .collect()
+        };
+        self.inbound.fan_out(&later);
+        // Bounded, not blocking: a user who never reads must not make every reconnect's
+        // leftovers pile up.
+        let discarded = self.inbound.hold_unless_over_bound(later, bytes);
+        Stats::add(&self.stats.discarded, discarded);
+        discarded
+    }
+
+    /// As [`InboundTx::hand_over_rest`]: at the end of the client.
+    pub(crate) fn hand_over_rest(&mut self) {
+        self.inbound.hand_over_rest();
+    }
+}
+
 /// Creates the inbound channel and the optional fan-out.
 pub(crate) fn channel(
     capacity: usize,
@@ -245,6 +343,8 @@ pub(crate) fn channel(
             rx,
             current: Vec::new().into_iter(),
             tail: Some(tail_rx),
+            status: None,
+            ended: None,
         },
         fan_out,
     )
@@ -259,15 +359,94 @@ pub(crate) fn channel(
 /// instead of a message being dropped. (While closing, the client reads on to reach the
 /// server's Close and holds up to a second inbound bound; anything past it is counted in a
 /// [`ConnectionEvent::Discarded`](crate::ConnectionEvent::Discarded).)
+///
+/// Once it has ended, [`Messages::end_reason`] says why.
 #[derive(Debug)]
 pub struct Messages {
     rx: mpsc::Receiver<Vec<Message>>,
     current: std::vec::IntoIter<Message>,
     /// What the client still held when it ended; read once the channel has ended.
     tail: Option<oneshot::Receiver<Vec<Message>>>,
+    /// The client's status, read once when the stream ends: the supervisor publishes `Closed`
+    /// (with its error) before it drops the channel's sender, so it is final by then.
+    status: Option<watch::Receiver<Status>>,
+    ended: Option<Ended>,
+}
+
+/// Why a [`Messages`] stream ended; from [`Messages::end_reason`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Ended {
+    /// The client closed cleanly: by [`Client::close`](crate::Client::close) or
+    /// [`Client::close_with`](crate::Client::close_with), by dropping every handle, or, for a
+    /// client that does not reconnect, by the server's Close 1000.
+    Closed,
+    /// Reconnecting gave up: the backoff allowed no further attempt.
+    RetriesExhausted {
+        /// How many attempts were made in the last retry cycle.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: Error,
+    },
+    /// A failure that is not retried ended the client: a permanent error (see
+    /// [`Error::is_retryable`] and [`ClientBuilder::retry_if`](crate::ClientBuilder::retry_if)),
+    /// the first failure under `exit_on_first_failure`, or any disconnect of a client that does
+    /// not reconnect.
+    Failed(Error),
+    /// The client's task was dropped before it finished: its runtime shut down, or a
+    /// [`Supervisor`](crate::Supervisor) from [`ClientBuilder::build`](crate::ClientBuilder::build)
+    /// was dropped without being run.
+    Aborted,
+}
+
+impl Ended {
+    fn from_status(status: Option<&watch::Receiver<Status>>) -> Ended {
+        let Some(status) = status else {
+            return Ended::Aborted;
+        };
+        let status = status.borrow();
+        if !status.state.is_closed() {
+            return Ended::Aborted;
+        }
+        match &status.error {
+            None => Ended::Closed,
+            Some(Error::RetriesExhausted { attempts, last }) => Ended::RetriesExhausted {
+                attempts: *attempts,
+                last: (**last).clone(),
+            },
+            Some(error) => Ended::Failed(error.clone()),
+        }
+    }
+
+    /// The error that ended the client, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Ended::RetriesExhausted { last, .. } => Some(last),
+            Ended::Failed(error) => Some(error),
+            Ended::Closed | Ended::Aborted => None,
+        }
+    }
 }
 
 impl Messages {
+    /// Lets the stream read the client's final status when it ends.
+    pub(crate) fn watching(mut self, status: watch::Receiver<Status>) -> Messages {
+        self.status = Some(status);
+        self
+    }
+
+    /// Why the stream ended: `None` while it has not (until `recv` returned `None`).
+    pub fn end_reason(&self) -> Option<&Ended> {
+        self.ended.as_ref()
+    }
+
+    fn end(&mut self) -> Poll<Option<Message>> {
+        if self.ended.is_none() {
+            self.ended = Some(Ended::from_status(self.status.as_ref()));
+        }
+        Poll::Ready(None)
+    }
+
     /// Waits for the next message; `None` once the client is closed and drained.
     ///
     /// # Cancel safety
@@ -291,7 +470,7 @@ impl Messages {
                         self.tail = None;
                         self.current = rest.unwrap_or_default().into_iter();
                     }
-                    None => return Poll::Ready(None),
+                    None => return self.end(),
                 },
                 Poll::Pending => {
                     // Idle: give back the spent batch's buffer (up to 10 KiB) instead of
@@ -316,7 +495,11 @@ impl Messages {
                     self.tail = None;
                     self.current = rest.unwrap_or_default().into_iter();
                 }
-                Err(_) => {
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    let _ = self.end();
+                    return None;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
                     self.current = Vec::new().into_iter();
                     return None;
                 }

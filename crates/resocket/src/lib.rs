@@ -16,21 +16,39 @@
 //! let (client, mut messages) = Client::builder("wss://stream.example.com/ws")
 //!     .config(ClientConfig::fast_reconnect())
 //!     .header("authorization", "Bearer s3cret")
-//!     .connect()?;
+//!     .connect()
+//!     .await?;
 //!
-//! // Queued while connecting; written in order once the client is Ready.
+//! // Written at once while Ready; queued and written in order after a reconnect otherwise.
 //! client.send(Message::text(r#"{"op":"subscribe","args":["trades"]}"#)).await?;
 //!
 //! while let Some(msg) = messages.recv().await {
 //!     println!("{msg}");
 //! }
+//! println!("ended: {:?}", messages.end_reason());
 //! # Ok(()) }
 //! ```
 //!
+//! # Starting a client
+//! [`ClientBuilder`] finishes in one of three ways, named as reqwest and tokio name them:
+//! - [`ClientBuilder::connect`]`.await` starts the client and waits until it is `Ready` for
+//!   the first time, retrying as configured; it fails with what ended the client if it never
+//!   gets there (a permanent failure, [`Error::RetriesExhausted`]). The usual choice.
+//! - [`ClientBuilder::spawn`] starts it in the background and returns at once: messages sent
+//!   before `Ready` wait in the queue, and [`Client::ready`]`.await` waits later.
+//! - [`ClientBuilder::build`] returns it unstarted, with the [`Supervisor`] task to await or
+//!   spawn yourself (a custom runtime, or events observed from the very first transition).
+//!
+//! `connect` is `spawn` plus `ready`: waiting is a separate, explicit step, so a client that
+//! must start without its server (queueing meanwhile) is not forced to wait.
+//!
 //! # Contracts
 //! - **Lifecycle**: `Idle → Connecting → Handshaking → Ready → (Disconnected → BackingOff →
-//!   Connecting …) → Closed`, published on a `watch` ([`Client::status`]), as events
-//!   ([`Client::events`]) and in [`Client::snapshot`].
+//!   Connecting …) → Closed`, published as the latest [`Status`] ([`Client::status`], a
+//!   [`StatusWatch`]), as events ([`Client::events`]) and in [`Client::snapshot`].
+//!   [`Client::is_closing`] is true from the moment a close is asked for until the task ends;
+//!   [`Client::is_closed`] from then on. [`Messages::end_reason`] says why the stream ended
+//!   ([`Ended`]).
 //! - **Retry**: one backoff per client, reset only after a connection stayed `Ready` for
 //!   `stable_after`; typed errors decide ([`Error::is_retryable`]), a classifier can override.
 //!   [`ClientBuilder::no_reconnect`] makes a one-shot client: the first disconnect ends it, with
@@ -38,7 +56,8 @@
 //! - **Outbound**: one queue for the client's life, bounded by messages and bytes; messages
 //!   wait while disconnected and go out in order after the handshake, batched with one flush.
 //!   Only Text and Binary messages are queued; control and raw frames come back as
-//!   [`SendError::Unsupported`], and [`Client::close_with`] closes.
+//!   [`SendError::Unsupported`], and [`Client::close_with`] closes, with a [`CloseCode`].
+//!   [`Client`] is also a `futures::Sink<Message>` that waits for room the same way.
 //! - **Inbound**: a bounded stream ([`Messages`]) whose backpressure reaches the socket. A
 //!   server's Pings are answered, at most 16 Pongs between two flushes and then only the
 //!   latest, so a Ping flood cannot grow memory.
@@ -54,7 +73,7 @@
 //! | `metrics` | no | `extension::MetricsExtension`, through the `metrics` facade |
 //!
 //! Without a TLS feature the crate serves `ws://` only, and a `wss://` URL is refused by
-//! `connect()` with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing),
+//! [`ClientBuilder::build`] with [`ConfigError::TlsFeatureMissing`](error::ConfigError::TlsFeatureMissing),
 //! whose message names the features to enable. Proxy support needs no feature.
 //!
 //! # TLS and proxies
@@ -106,13 +125,14 @@
 //!     )
 //!     .proxy("http://proxy.corp.example:3128")
 //!     .proxy_credentials("alice", "s3cret")
-//!     .connect()?;
+//!     .spawn()?;
 //! # Ok(()) }
 //! ```
 //!
 //! [tokio-tungstenite]: https://docs.rs/tokio-tungstenite
 
 mod client;
+mod close_code;
 mod codec;
 mod config;
 mod connection;
@@ -121,6 +141,7 @@ pub mod error;
 pub mod extension;
 pub mod handshake;
 mod inbound;
+mod observe;
 mod queue;
 pub mod retry;
 mod state;
@@ -131,17 +152,16 @@ mod transport;
 pub mod hub;
 
 pub use client::{Client, ClientBuilder};
+pub use close_code::CloseCode;
 pub use config::{ClientConfig, QueuePolicy};
 pub use endpoints::RequestContext;
 pub use error::{Error, Result, SendError};
-pub use inbound::Messages;
+pub use inbound::{Ended, Messages};
+pub use observe::{Events, FanOut, RecvError, StatusWatch, TryRecvError};
 pub use resocket_proto::deflate::{ClientDeflateConfig, Negotiated, NegotiationError, WindowBits};
 pub use state::{ConnectionEvent, ConnectionState, Counters, DropReason, Snapshot, Status};
 pub use supervisor::Supervisor;
-pub use tokio_tungstenite::tungstenite::{
-    protocol::{frame::coding::CloseCode, CloseFrame},
-    Bytes, Message, Utf8Bytes,
-};
+pub use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Bytes, Message, Utf8Bytes};
 pub use transport::TlsBackend;
 
 /// The rustls version the builder's [`ClientBuilder::rustls_config`] takes, re-exported so a
@@ -160,8 +180,8 @@ pub mod prelude {
         extension::{Extension, ExtensionContext, Verdict},
         handshake::{Auth, Chain, ChannelFormat, HandshakeError, Handshaker, Matcher, Subscribe},
         retry::{Backoff, ExponentialBackoff},
-        Client, ClientConfig, ConnectionEvent, ConnectionState, Error, Message, Messages,
-        QueuePolicy, SendError,
+        Client, ClientConfig, CloseCode, ConnectionEvent, ConnectionState, Ended, Error, Message,
+        Messages, QueuePolicy, SendError,
     };
 }
 

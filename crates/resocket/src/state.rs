@@ -7,7 +7,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed},
         Arc,
     },
     time::{Duration, Instant},
@@ -140,8 +140,9 @@ pub enum DropReason {
     Shutdown,
 }
 
-/// The latest lifecycle facts, published on a `watch`.
+/// The latest lifecycle facts, from [`Client::status`](crate::Client::status).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Status {
     /// The current state.
     pub state: ConnectionState,
@@ -188,6 +189,8 @@ impl Default for Status {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     state: AtomicU8,
+    /// Set by the first handle that asks to close; never cleared.
+    close_requested: AtomicBool,
     pub(crate) messages_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
@@ -206,6 +209,16 @@ impl Stats {
 
     pub(crate) fn is_ready(&self) -> bool {
         self.state.load(Relaxed) == 3
+    }
+
+    /// Records that a handle asked to close.
+    pub(crate) fn request_close(&self) {
+        self.close_requested.store(true, Relaxed);
+    }
+
+    /// Whether a handle asked to close.
+    pub(crate) fn is_close_requested(&self) -> bool {
+        self.close_requested.load(Relaxed)
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

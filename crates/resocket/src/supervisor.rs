@@ -2,8 +2,9 @@
 //!
 //! The supervisor is the only owner of mutable state. Handles reach it through channels and
 //! read what it publishes (a `watch` of [`Status`], a `broadcast` of events, atomic counters),
-//! so no lock is ever shared. Every wait races the command channel, so a `close()` is honoured
-//! while connecting, handshaking or backing off, not only while `Ready`.
+//! so no lock is ever shared. Every wait races the handles' requests ([`Requests`],
+//! `requests.rs`), so a `close()` is honoured while connecting, handshaking or backing off, not
+//! only while `Ready`.
 //!
 //! The byte stream under every attempt comes from a [`Dial`] (`dial.rs`): the real network
 //! for [`Supervisor`], an in-memory pipe in the unit tests (`tests.rs`), which run the same
@@ -16,7 +17,7 @@ use std::{
 };
 
 use tokio::{
-    sync::{broadcast, mpsc, watch},
+    sync::{broadcast, watch},
     time::Instant,
 };
 use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
@@ -26,80 +27,55 @@ use crate::{
     client::Link,
     codec::WsStream,
     config::{ClientConfig, QueuePolicy},
-    connection::{normal_close, Connection, Exit},
+    connection::{Connection, Exit},
     endpoints::{Endpoint, Endpoints},
     extension::Extensions,
-    handshake::{with_timeout, ChannelFormat, HandshakeContext, HandshakeError, HandshakeIo},
-    inbound::InboundTx,
-    queue::{payload_len, Outbox},
+    handshake::{with_timeout, HandshakeContext, HandshakeError, HandshakeIo},
+    inbound::Received,
+    queue::Outbox,
     retry::Backoff,
     state::{ConnectionEvent, ConnectionState, DropReason, Stats, Status},
     transport::{HeadFence, Target},
-    CloseFrame, Error, Message,
+    Error, Message,
 };
 
 mod dial;
+mod requests;
 
 pub(crate) use dial::{Dial, Network};
+pub(crate) use requests::{Ask, Command, Requests};
 
-/// What handles ask of the supervisor.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Close with this frame, writing what is queued first when `drain` is set.
-    Close { frame: CloseFrame, drain: bool },
-    /// Add a channel to the runtime set (and subscribe now, when `Ready`).
-    Subscribe(String),
-    /// Remove a channel from the runtime set (and unsubscribe now, when `Ready`).
-    Unsubscribe(String),
-}
-
-/// The runtime subscription set, replayed after every reconnect.
-#[derive(Default)]
-pub(crate) struct Channels {
-    pub(crate) format: Option<ChannelFormat>,
-    pub(crate) active: Vec<String>,
-}
-
-impl Channels {
-    /// Applies a command to the set; returns the message to send now, if any.
-    pub(crate) fn apply(&mut self, command: &Command) -> Vec<Message> {
-        let Some(format) = &self.format else {
-            return Vec::new();
-        };
-        match command {
-            Command::Subscribe(channel) if !self.active.contains(channel) => {
-                self.active.push(channel.clone());
-                format.subscribe_messages(std::slice::from_ref(channel))
-            }
-            Command::Unsubscribe(channel) if self.active.contains(channel) => {
-                self.active.retain(|c| c != channel);
-                format.unsubscribe_message(channel).into_iter().collect()
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// The channels and buffers that outlive any one connection.
+/// The owners of what outlives any one connection, lent together to each [`Connection`].
 ///
-/// The supervisor lends them to each [`Connection`] in turn. Each buffer changes only through
-/// its own type's methods ([`Outbox`], [`InboundTx`], [`Channels`]); the close request is the
-/// supervisor's, handed to the next connection with [`Connection::closing_by`].
+/// Each changes only through its own type's methods: [`Requests`] (commands, the channel set,
+/// a deferred close), [`Outbox`] (the outbound queue and what was taken from it),
+/// [`Received`] (received messages on their way to the user). The counters are atomics
+/// shared with the handles, and the extensions are fixed at build time.
 pub(crate) struct Pipes {
-    /// What handles ask: read here while not `Ready`, by the connection while `Ready`.
-    pub(crate) commands: mpsc::Receiver<Command>,
-    /// The outbound queue and what was taken from it but not yet written.
+    pub(crate) requests: Requests,
     pub(crate) outbox: Outbox,
-    /// The inbound channel, with the received batches the user has not taken yet.
-    pub(crate) inbound: InboundTx,
+    pub(crate) received: Received,
     /// Counters, shared with the handles; atomics only.
     pub(crate) stats: Arc<Stats>,
-    /// A draining close asked for while not `Ready`: the next connection writes the backlog,
-    /// then closes with this frame, unless the deadline passes first.
-    pub(crate) close_request: Option<(CloseFrame, Instant)>,
-    /// The runtime subscription set.
-    pub(crate) channels: Channels,
     pub(crate) extensions: Extensions,
+}
+
+impl Pipes {
+    pub(crate) fn new(
+        requests: Requests,
+        outbox: Outbox,
+        received: Received,
+        stats: Arc<Stats>,
+        extensions: Extensions,
+    ) -> Self {
+        Pipes {
+            requests,
+            outbox,
+            received,
+            stats,
+            extensions,
+        }
+    }
 }
 
 /// Publishes state to every handle.
@@ -127,7 +103,7 @@ impl Publisher {
 }
 
 /// The client's background task, handed back unspawned by
-/// [`ClientBuilder::pair`](crate::ClientBuilder::pair). Await it (or spawn it) to run the client.
+/// [`ClientBuilder::build`](crate::ClientBuilder::build). Await it (or spawn it) to run the client.
 #[must_use = "the client does nothing unless its supervisor is awaited or spawned"]
 pub struct Supervisor(pub(crate) Lifecycle<Network>);
 
@@ -275,8 +251,21 @@ impl<D: Dial> Lifecycle<D> {
 
     /// One attempt: connect, handshake, run until the connection ends.
     async fn attempt(&mut self, attempt: u32, ever_ready: &mut bool) -> Attempt {
-        let (index, endpoint) = self.endpoints.current();
-        let name = endpoint.name.clone();
+        self.announce_connecting(attempt);
+        let (mut ws, response) = match self.connect(attempt).await {
+            Ok(upgraded) => upgraded,
+            Err(end) => return end,
+        };
+        if let Err(end) = self.handshake(&mut ws, response, attempt).await {
+            return end;
+        }
+        let reconnect = std::mem::replace(ever_ready, true);
+        let ready_at = self.become_ready(&ws, reconnect);
+        self.serve(&mut ws, ready_at).await
+    }
+
+    fn announce_connecting(&self, attempt: u32) {
+        let name = self.endpoints.current().1.name.clone();
         self.publish
             .state(ConnectionState::Connecting { attempt }, |s| {
                 s.attempt = attempt;
@@ -286,7 +275,14 @@ impl<D: Dial> Lifecycle<D> {
             attempt,
             endpoint: name,
         });
+    }
 
+    /// Opens the stream and upgrades it, within `connect_timeout`.
+    async fn connect(
+        &mut self,
+        attempt: u32,
+    ) -> Result<(WsStream<D::Io>, crate::handshake::Response), Attempt> {
+        let (index, endpoint) = self.endpoints.current();
         let connect_timeout = self.link.config.connect_timeout;
         // Boxed, like the handshake below: these futures are large and live only until
         // `Ready`, and inline they would size the task for its whole life (measured: the
@@ -295,16 +291,24 @@ impl<D: Dial> Lifecycle<D> {
             connect_timeout,
             Box::pin(open(&self.link, &self.dial, attempt, index, endpoint)),
         );
-        let (mut ws, response) =
-            match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
-                None => return Attempt::Closed,
-                Some(Err(_elapsed)) => {
-                    return self.failed(Error::ConnectTimeout(connect_timeout), 0, false)
-                }
-                Some(Ok(Err(error))) => return self.failed(error, 0, false),
-                Some(Ok(Ok(pair))) => pair,
-            };
+        match wait(&mut self.pipes, &self.publish, &self.link.config, connect).await {
+            None => Err(Attempt::Closed),
+            Some(Err(_elapsed)) => {
+                Err(self.failed(Error::ConnectTimeout(connect_timeout), 0, false))
+            }
+            Some(Ok(Err(error))) => Err(self.failed(error, 0, false)),
+            Some(Ok(Ok(upgraded))) => Ok(upgraded),
+        }
+    }
 
+    /// Runs the user's handshake (auth, static subscriptions), then replays the runtime
+    /// channel set, all before `Ready`: queued user messages only flow after both.
+    async fn handshake(
+        &mut self,
+        ws: &mut WsStream<D::Io>,
+        response: crate::handshake::Response,
+        attempt: u32,
+    ) -> Result<(), Attempt> {
         self.publish.state(ConnectionState::Handshaking, |_| {});
         self.publish.event(ConnectionEvent::Handshaking);
         let context = HandshakeContext {
@@ -317,16 +321,17 @@ impl<D: Dial> Lifecycle<D> {
         let limit = handshaker
             .timeout()
             .unwrap_or(self.link.config.handshake_timeout);
-        // The user's handshake (auth, static subscriptions), then the runtime channel set,
-        // all before Ready: queued user messages only flow after both.
-        let replay_format = self.pipes.channels.format.clone();
-        let replayed = self.pipes.channels.active.clone();
+        let replay = self.pipes.requests.replay();
+        let replayed: Vec<String> = replay
+            .as_ref()
+            .map(|(_, channels)| channels.clone())
+            .unwrap_or_default();
         let handshake = Box::pin(async {
-            let mut io = HandshakeIo::new(&mut ws, &mut later, &context);
+            let mut io = HandshakeIo::new(ws, &mut later, &context);
             with_timeout(limit, handshaker.name(), handshaker.handshake(&mut io)).await?;
-            if let Some(format) = replay_format.filter(|_| !replayed.is_empty()) {
+            if let Some((format, channels)) = replay {
                 let limit = format.step_timeout().unwrap_or(limit);
-                with_timeout(limit, "channels", format.run(&mut io, &replayed))
+                with_timeout(limit, "channels", format.run(&mut io, &channels))
                     .await
                     .map_err(|e| e.with_step("replaying channel subscriptions"))?;
             }
@@ -335,30 +340,21 @@ impl<D: Dial> Lifecycle<D> {
         let handshake = wait(&mut self.pipes, &self.publish, &self.link.config, handshake).await;
         // Frames the handshake read but did not consume are the user's, however it ended, and
         // come after anything received before (a batch the last connection left).
-        self.receive_later(later);
-        let handshake = match handshake {
-            None => return Attempt::Closed,
-            Some(result) => result,
-        };
-        if let Err(error) = handshake {
-            return self.failed(Error::Handshake(Arc::new(error)), 0, false);
+        self.receive_leftovers(later);
+        match handshake {
+            None => Err(Attempt::Closed),
+            Some(Err(error)) => Err(self.failed(Error::Handshake(Arc::new(error)), 0, false)),
+            Some(Ok(())) => {
+                // Channels added while the handshake ran were recorded but not yet sent.
+                let missed = self.pipes.requests.missed_since(&replayed);
+                self.pipes.outbox.push_front(missed);
+                Ok(())
+            }
         }
-        // Channels added while the handshake ran were recorded but not yet sent.
-        if let Some(format) = &self.pipes.channels.format {
-            let missed: Vec<String> = self
-                .pipes
-                .channels
-                .active
-                .iter()
-                .filter(|c| !replayed.contains(c))
-                .cloned()
-                .collect();
-            self.pipes
-                .outbox
-                .push_front(format.subscribe_messages(&missed));
-        }
-        let reconnect = *ever_ready;
-        *ever_ready = true;
+    }
+
+    /// Publishes `Ready`; returns when it began.
+    fn become_ready(&mut self, ws: &WsStream<D::Io>, reconnect: bool) -> Instant {
         self.endpoints.connected();
         let ready_at = Instant::now();
         self.publish.state(ConnectionState::Ready, |s| {
@@ -373,9 +369,13 @@ impl<D: Dial> Lifecycle<D> {
             .extensions
             .each(|ext, ctx| ext.on_connect(reconnect, ctx));
         tracing::debug!(reconnect, "ready");
+        ready_at
+    }
 
-        let close = self.pipes.close_request.take();
-        let exit = Connection::new(&mut ws, &mut self.pipes, &self.link.config)
+    /// Runs the live connection until it ends; `ready_at` decides whether it was stable.
+    async fn serve(&mut self, ws: &mut WsStream<D::Io>, ready_at: Instant) -> Attempt {
+        let close = self.pipes.requests.take_deferred_close();
+        let exit = Connection::new(ws, &mut self.pipes, &self.link.config)
             .closing_by(close)
             .run()
             .await;
@@ -396,29 +396,9 @@ impl<D: Dial> Lifecycle<D> {
     }
 
     /// Takes in frames the handshake read and left for the user.
-    fn receive_later(&mut self, later: Vec<Message>) {
-        if later.is_empty() {
-            return;
-        }
-        let stats = &self.pipes.stats;
-        let bytes: usize = later.iter().map(payload_len).sum();
-        Stats::add(&stats.messages_in, later.len() as u64);
-        Stats::add(&stats.bytes_in, bytes as u64);
-        let extensions = &self.pipes.extensions;
-        let later: Vec<Message> = if extensions.is_empty() {
-            later
-        } else {
-            later
-                .into_iter()
-                .filter_map(|m| extensions.inbound(m))
-                .collect()
-        };
-        self.pipes.inbound.fan_out(&later);
-        // Bounded, not blocking: a user who never reads must not make every reconnect's
-        // leftovers pile up.
-        let discarded = self.pipes.inbound.hold_unless_over_bound(later, bytes);
+    fn receive_leftovers(&mut self, later: Vec<Message>) {
+        let discarded = self.pipes.received.take_leftovers(later);
         if discarded > 0 {
-            Stats::add(&self.pipes.stats.discarded, discarded);
             tracing::warn!(discarded, "left by the handshake, past the inbound bound");
             self.publish
                 .event(ConnectionEvent::Discarded { count: discarded });
@@ -463,7 +443,7 @@ impl<D: Dial> Lifecycle<D> {
         }
         // What the user has not taken yet goes to the stream's tail, read after the channel:
         // `close().await` returns without waiting for a user who reads only after it.
-        pipes.inbound.hand_over_rest();
+        pipes.received.hand_over_rest();
         let error = result.err();
         if let Some(error) = &error {
             self.publish
@@ -488,36 +468,31 @@ async fn wait<F: Future>(
     work: F,
 ) -> Option<F::Output> {
     let Pipes {
-        commands,
+        requests,
         outbox,
         stats,
-        close_request,
-        channels,
         ..
     } = pipes;
     // Off for good once every sender is gone: nothing more can arrive to drop.
     let mut drop_oldest = config.queue_policy == QueuePolicy::DropOldest;
     tokio::pin!(work);
     loop {
-        let close_deadline = close_request.as_ref().map(|(_, deadline)| *deadline);
+        let close_deadline = requests.deferred_close_deadline();
+        let accepting = !requests.has_deferred_close();
         tokio::select! {
             biased;
-            command = commands.recv(), if close_request.is_none() => {
-                let (frame, drain) = match command {
-                    Some(Command::Close { frame, drain }) => (frame, drain),
-                    Some(other) => {
-                        // Not connected: the set changes now, the wire on the next connect.
-                        channels.apply(&other);
-                        continue;
-                    }
-                    None => (normal_close(), config.drain_on_close),
+            ask = requests.next(config.drain_on_close), if accepting => {
+                let (frame, drain) = match ask {
+                    Ask::Close { frame, drain } => (frame, drain),
+                    // Not connected: the set changed now, the wire on the next connect.
+                    Ask::Send(_) => continue,
                 };
                 if !drain || outbox.is_drained() {
                     return None;
                 }
                 // Keep connecting so the backlog can go out, but only until close_timeout.
                 outbox.close();
-                *close_request = Some((frame, Instant::now() + config.close_timeout));
+                requests.defer_close(frame, Instant::now() + config.close_timeout);
             }
             () = sleep_until_or_never(close_deadline) => return None,
             out = &mut work => return Some(out),

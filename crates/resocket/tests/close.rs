@@ -4,16 +4,19 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{Client, ConnectionEvent, ConnectionState, Error, Message, Messages};
+use resocket::{Client, CloseCode, ConnectionEvent, ConnectionState, Error, Message, Messages};
 use resocket_testkit::{within, Behavior, TestServer};
 
 #[tokio::test]
 async fn close_with_sends_exactly_that_frame() {
     within(20, "close_with", async {
         let mut server = TestServer::start(Behavior::Silent).await;
-        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, _messages) = Client::builder(server.url()).spawn().unwrap();
         client.ready().await.unwrap();
-        client.close_with(4000, "bye").await.unwrap();
+        client
+            .close_with(CloseCode::private(4000).unwrap(), "bye")
+            .await
+            .unwrap();
         let (_, frame) = server.wait_closed().await;
         let frame = frame.expect("a Close frame");
         assert_eq!(u16::from(frame.code), 4000);
@@ -32,7 +35,7 @@ async fn close_with_sends_exactly_that_frame() {
 async fn close_drains_the_queue_before_the_close_frame() {
     within(20, "drain on close", async {
         let mut server = TestServer::start(Behavior::Silent).await;
-        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, _messages) = Client::builder(server.url()).spawn().unwrap();
         for i in 0..50 {
             client.send(Message::text(i.to_string())).await.unwrap();
         }
@@ -57,7 +60,7 @@ async fn server_close_shows_in_the_event_and_the_snapshot() {
                     Duration::from_secs(30),
                 )
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();
@@ -89,7 +92,7 @@ async fn policy_violation_close_is_permanent() {
             reason: "banned".into(),
         })
         .await;
-        let (client, _messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, _messages) = Client::builder(server.url()).spawn().unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(u16::from(error.close_frame().unwrap().code), 1008);
         assert_eq!(server.connections(), 1, "no retry after 1008");
@@ -101,7 +104,7 @@ async fn policy_violation_close_is_permanent() {
 async fn dropping_the_last_handle_closes_cleanly() {
     within(20, "drop handle", async {
         let mut server = TestServer::start(Behavior::Silent).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         client.ready().await.unwrap();
         let second = client.clone();
         drop(client);
@@ -132,7 +135,7 @@ async fn close_while_backing_off_ends_at_once() {
                     Duration::from_secs(3600),
                 )
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut status = client.status();
         status
@@ -157,7 +160,7 @@ async fn close_without_drain_reports_what_it_dropped() {
                     Duration::from_secs(60),
                 );
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         for i in 0..3 {
@@ -207,7 +210,7 @@ async fn drain(messages: &mut Messages) -> Vec<Message> {
 async fn replies_that_arrive_while_closing_are_delivered() {
     within(30, "replies while closing", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         for msg in numbered(1000) {
             client.send(msg).await.unwrap();
         }
@@ -223,11 +226,14 @@ async fn replies_that_arrive_while_closing_are_delivered() {
 async fn replies_that_arrive_while_closing_with_a_code_are_delivered() {
     within(30, "replies while closing with a code", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         for msg in numbered(1000) {
             client.send(msg).await.unwrap();
         }
-        client.close_with(4000, "done").await.unwrap();
+        client
+            .close_with(CloseCode::private(4000).unwrap(), "done")
+            .await
+            .unwrap();
         assert_numbered(&drain(&mut messages).await, 1000);
     })
     .await;
@@ -237,7 +243,7 @@ async fn replies_that_arrive_while_closing_with_a_code_are_delivered() {
 async fn replies_that_arrive_after_the_last_handle_is_dropped_are_delivered() {
     within(30, "replies after the last handle", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         let mut status = client.status();
         for msg in numbered(1000) {
             client.send(msg).await.unwrap();
@@ -257,7 +263,7 @@ async fn a_flood_while_closing_is_bounded_and_the_rest_counted() {
         let server = TestServer::start(Behavior::Burst { count: SENT }).await;
         let (client, mut messages) = Client::builder(server.url())
             .configure(|c| c.inbound_capacity = CAPACITY)
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();

@@ -38,7 +38,7 @@ async fn compression_is_negotiated_with_both_peers_and_messages_round_trip() {
     for peer in Peer::ALL {
         let server = PeerServer::start(peer);
         within(60, &format!("{peer:?} compressed echo"), async {
-            let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+            let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
             client.ready().await.unwrap();
             let negotiated = client.snapshot().compression;
             assert!(negotiated.is_some(), "{peer:?} takes the default offer");
@@ -75,7 +75,7 @@ async fn compression_turned_off_sends_no_offer_and_peers_go_uncompressed() {
         within(60, &format!("{peer:?} uncompressed"), async {
             let (client, mut messages) = Client::builder(server.url())
                 .configure(|c| c.compression.enabled = false)
-                .connect()
+                .spawn()
                 .unwrap();
             client.ready().await.unwrap();
             assert_eq!(client.snapshot().compression, None, "{peer:?}");
@@ -92,7 +92,7 @@ async fn compression_turned_off_sends_no_offer_and_peers_go_uncompressed() {
 async fn a_server_that_answers_without_the_extension_gives_an_uncompressed_connection() {
     within(30, "no extension in the answer", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         client.ready().await.unwrap();
         assert_eq!(client.snapshot().compression, None);
         for payload in payloads(70_000) {
@@ -130,7 +130,7 @@ async fn an_answer_the_offer_does_not_allow_fails_the_upgrade_without_retrying()
                 });
             }
         });
-        let (client, _messages) = Client::builder(url).connect().unwrap();
+        let (client, _messages) = Client::builder(url).spawn().unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(
             matches!(

@@ -74,7 +74,7 @@ async fn a_decompression_bomb_fails_the_connection_with_memory_bounded() {
         let (client, _messages) = Client::builder(url)
             .configure(|c| c.max_message_size = Some(LIMIT))
             .backoff(FixedDelay::new(Duration::from_secs(60)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();

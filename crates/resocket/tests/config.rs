@@ -17,7 +17,7 @@ fn config_error(result: Result<(resocket::Client, resocket::Messages), Error>) -
 #[tokio::test]
 async fn http_scheme_is_refused() {
     assert!(matches!(
-        config_error(Client::builder("http://example.com/").connect()),
+        config_error(Client::builder("http://example.com/").spawn()),
         ConfigError::UnsupportedScheme(s) if s == "http"
     ));
 }
@@ -25,7 +25,7 @@ async fn http_scheme_is_refused() {
 #[tokio::test]
 async fn missing_host_is_refused() {
     assert!(matches!(
-        config_error(Client::builder("ws://:9000/path").connect()),
+        config_error(Client::builder("ws://:9000/path").spawn()),
         ConfigError::MissingHost
     ));
 }
@@ -33,7 +33,7 @@ async fn missing_host_is_refused() {
 #[tokio::test]
 async fn unparsable_url_is_refused() {
     assert!(matches!(
-        config_error(Client::builder("not a url").connect()),
+        config_error(Client::builder("not a url").spawn()),
         ConfigError::InvalidUrl(_)
     ));
 }
@@ -41,7 +41,7 @@ async fn unparsable_url_is_refused() {
 /// Every config error that another library caused keeps that library's error, typed.
 #[tokio::test]
 async fn url_proxy_and_tls_errors_keep_their_typed_source() {
-    let error = config_error(Client::builder("not a url").connect());
+    let error = config_error(Client::builder("not a url").spawn());
     let ConfigError::InvalidUrl(parser) = &error else {
         panic!("{error:?}")
     };
@@ -58,7 +58,7 @@ async fn url_proxy_and_tls_errors_keep_their_typed_source() {
         Client::builder("ws://127.0.0.1:1/")
             .proxy("socks4://proxy:1080")
             .proxy_from_env(false)
-            .connect(),
+            .spawn(),
     );
     assert!(
         matches!(
@@ -74,7 +74,7 @@ async fn url_proxy_and_tls_errors_keep_their_typed_source() {
         Client::builder("ws://127.0.0.1:1/")
             .proxy("http://pro xy:8080")
             .proxy_from_env(false)
-            .connect(),
+            .spawn(),
     );
     assert!(
         matches!(
@@ -91,7 +91,7 @@ async fn url_proxy_and_tls_errors_keep_their_typed_source() {
     let error = config_error(
         Client::builder("wss://127.0.0.1:1/")
             .add_root_certificate_pem(broken.to_vec())
-            .connect(),
+            .spawn(),
     );
     assert!(
         matches!(
@@ -111,7 +111,7 @@ async fn zero_capacities_are_refused() {
         config_error(
             Client::builder("ws://127.0.0.1:1/")
                 .configure(|c| c.queue_capacity = 0)
-                .connect()
+                .spawn()
         ),
         ConfigError::Zero("queue_capacity")
     ));
@@ -119,7 +119,7 @@ async fn zero_capacities_are_refused() {
         config_error(
             Client::builder("ws://127.0.0.1:1/")
                 .configure(|c| c.inbound_capacity = 0)
-                .connect()
+                .spawn()
         ),
         ConfigError::Zero("inbound_capacity")
     ));
@@ -131,7 +131,7 @@ async fn invalid_header_is_refused() {
         config_error(
             Client::builder("ws://127.0.0.1:1/")
                 .header("bad header", "x")
-                .connect()
+                .spawn()
         ),
         ConfigError::InvalidHeader(_)
     ));
@@ -155,7 +155,7 @@ async fn a_control_frame_as_heartbeat_message_is_refused() {
     ] {
         let built = Client::builder("ws://127.0.0.1:9/")
             .configure(|c| c.heartbeat_message = Some(message.clone()))
-            .connect();
+            .spawn();
         assert!(
             matches!(
                 config_error(built),
@@ -166,6 +166,6 @@ async fn a_control_frame_as_heartbeat_message_is_refused() {
     }
     let text = Client::builder("ws://127.0.0.1:9/")
         .configure(|c| c.heartbeat_message = Some(Message::text(r#"{"op":"ping"}"#)))
-        .connect();
+        .spawn();
     assert!(text.is_ok(), "a text heartbeat is fine");
 }

@@ -14,7 +14,7 @@ async fn burst_of_200k_reaches_a_slow_consumer_complete_and_in_order() {
         let server = TestServer::start(Behavior::Burst { count: COUNT }).await;
         let (client, mut messages) = Client::builder(server.url())
             .configure(|c| c.inbound_capacity = 1024)
-            .connect()
+            .spawn()
             .unwrap();
         let mut batch = Vec::new();
         let mut next = 0usize;
@@ -53,10 +53,10 @@ async fn fan_out_receivers_see_every_message_or_are_told_they_lagged() {
         let server = TestServer::start(Behavior::Burst { count: 1000 }).await;
         let (client, mut messages) = Client::builder(server.url())
             .configure(|c| c.fan_out_capacity = Some(16))
-            .pair()
+            .build()
             .map(|(client, messages, supervisor)| {
-                let fast = client.subscribe().unwrap();
-                let slow = client.subscribe().unwrap();
+                let fast = client.fan_out().unwrap();
+                let slow = client.fan_out().unwrap();
                 tokio::spawn(supervisor.run());
                 ((client, fast, slow), messages)
             })
@@ -73,7 +73,7 @@ async fn fan_out_receivers_see_every_message_or_are_told_they_lagged() {
                         next += 1;
                         seen += 1;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => next += n,
+                    Err(resocket::RecvError::Lagged(n)) => next += n,
                     Err(closed) => panic!("fan-out ended early: {closed}"),
                 }
             }
@@ -81,12 +81,15 @@ async fn fan_out_receivers_see_every_message_or_are_told_they_lagged() {
             seen
         });
         for i in 0..1000 {
-            assert_eq!(messages.recv().await.unwrap().to_text().unwrap(), i.to_string());
+            assert_eq!(
+                messages.recv().await.unwrap().to_text().unwrap(),
+                i.to_string()
+            );
         }
         let seen = fast_task.await.expect("the fast receiver's checks hold");
         assert!(seen > 0, "the fast receiver got messages");
         // The slow receiver never read: it must learn that it lagged, not see a silent gap.
-        assert!(matches!(slow.recv().await, Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) if n > 0));
+        assert!(matches!(slow.recv().await, Err(resocket::RecvError::Lagged(n)) if n > 0));
     })
     .await;
 }
@@ -105,7 +108,7 @@ fn unreachable_client(
                 Duration::from_secs(60),
             );
         })
-        .connect()
+        .spawn()
         .unwrap()
 }
 
@@ -154,7 +157,7 @@ async fn reject_policy_sends_once_ready() {
         let mut server = TestServer::start(Behavior::Silent).await;
         let (client, _messages) = Client::builder(server.url())
             .configure(|c| c.queue_policy = QueuePolicy::Reject)
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         client.send(Message::text("ok")).await.unwrap();
@@ -200,7 +203,7 @@ async fn drop_oldest_survivors_are_written_in_order_after_connecting() {
                     Duration::from_millis(100),
                 );
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         for i in 0..10 {
@@ -224,7 +227,7 @@ async fn drop_oldest_survivors_are_written_in_order_after_connecting() {
 async fn echo_round_trip() {
     within(20, "echo", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         client.send(Message::text("hello")).await.unwrap();
         client.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
         assert_eq!(messages.recv().await.unwrap(), Message::text("hello"));
@@ -248,7 +251,7 @@ async fn oversized_frame_is_a_typed_retryable_error() {
                 c.max_message_size = Some(1024);
                 c.max_frame_size = Some(1024);
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.send(Message::binary(vec![0u8; 4096])).await.unwrap();

@@ -5,13 +5,13 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
+use resocket::Events;
 use resocket::{
     error::ConfigError,
     retry::{ExponentialBackoff, Jitter},
     Client, ConnectionEvent, Error, Message,
 };
 use resocket_testkit::{closed_port, within, Behavior, ServerEvent, TestServer};
-use tokio::sync::broadcast;
 
 /// A backoff without jitter, so the delays in events can be asserted exactly.
 fn steady(base_ms: u64) -> ExponentialBackoff {
@@ -20,7 +20,7 @@ fn steady(base_ms: u64) -> ExponentialBackoff {
 }
 
 /// The next `Connecting` event's attempt and endpoint.
-async fn next_attempt(events: &mut broadcast::Receiver<ConnectionEvent>) -> (u32, Arc<str>) {
+async fn next_attempt(events: &mut Events) -> (u32, Arc<str>) {
     match support::wait_event(events, |e| matches!(e, ConnectionEvent::Connecting { .. })).await {
         ConnectionEvent::Connecting {
             attempt, endpoint, ..
@@ -38,7 +38,7 @@ async fn fails_over_past_a_dead_endpoint_and_back_when_the_live_one_dies() {
         let (client, _messages, supervisor) =
             Client::builder_with_endpoints([first_url.clone(), second.url()])
                 .configure(|c| c.backoff = steady(20))
-                .pair()
+                .build()
                 .unwrap();
         let mut events = client.events();
         tokio::spawn(supervisor.run());
@@ -89,7 +89,7 @@ async fn the_backoff_keeps_growing_across_endpoints() {
         ];
         let (client, _messages, supervisor) = Client::builder_with_endpoints(urls.clone())
             .configure(|c| c.backoff = steady(5))
-            .pair()
+            .build()
             .unwrap();
         let mut events = client.events();
         tokio::spawn(supervisor.run());
@@ -135,7 +135,7 @@ async fn a_permanent_failure_on_one_endpoint_moves_on_to_the_next() {
         let (client, _messages) =
             Client::builder_with_endpoints([misconfigured.url(), healthy.url()])
                 .configure(|c| c.backoff = steady(10))
-                .connect()
+                .spawn()
                 .unwrap();
         client.ready().await.unwrap();
         assert_eq!(client.snapshot().endpoint.as_deref(), Some(&*healthy.url()));
@@ -157,7 +157,7 @@ async fn a_permanent_failure_on_every_endpoint_ends_the_client_after_one_attempt
         let b = TestServer::start(reject()).await;
         let (client, _messages) = Client::builder_with_endpoints([a.url(), b.url()])
             .configure(|c| c.backoff = steady(10))
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -181,7 +181,7 @@ async fn exit_on_first_failure_tries_every_endpoint_once() {
                 c.exit_on_first_failure = true;
                 c.backoff = steady(10);
             })
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         client.close().await.unwrap();
@@ -191,7 +191,7 @@ async fn exit_on_first_failure_tries_every_endpoint_once() {
                 c.exit_on_first_failure = true;
                 c.backoff = steady(10);
             })
-            .pair()
+            .build()
             .unwrap();
         let mut events = client.events();
         let error = supervisor.run().await.unwrap_err();
@@ -223,7 +223,7 @@ async fn the_request_factory_builds_on_each_attempts_endpoint() {
                     .insert("x-attempt", value.parse().unwrap());
                 Ok(request)
             })
-            .connect()
+            .spawn()
             .unwrap();
         let request = loop {
             if let ServerEvent::Connected { request, .. } = live.next_event().await {
@@ -241,7 +241,7 @@ async fn the_request_factory_builds_on_each_attempts_endpoint() {
 async fn every_endpoint_is_validated_before_anything_starts() {
     within(10, "validation", async {
         let error = Client::builder_with_endpoints(["ws://127.0.0.1:1/", "http://example.com/"])
-            .connect()
+            .spawn()
             .unwrap_err();
         assert!(
             matches!(&error, Error::Config(ConfigError::UnsupportedScheme(s)) if s == "http"),
@@ -249,11 +249,11 @@ async fn every_endpoint_is_validated_before_anything_starts() {
         );
         let error = Client::builder("ws://127.0.0.1:1/")
             .endpoint("wss://")
-            .connect()
+            .spawn()
             .unwrap_err();
         assert!(matches!(error, Error::Config(_)), "{error:?}");
         let error = Client::builder_with_endpoints(Vec::<String>::new())
-            .connect()
+            .spawn()
             .unwrap_err();
         assert!(
             matches!(error, Error::Config(ConfigError::Missing("endpoints"))),

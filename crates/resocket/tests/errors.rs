@@ -23,7 +23,7 @@ async fn with_retries_off_the_servers_close_is_in_the_error_message() {
         let server = TestServer::start(close_after_upgrade(1000, "done for today")).await;
         let (client, _messages) = Client::builder(server.url())
             .backoff(NoRetry)
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(
@@ -54,7 +54,7 @@ async fn no_reconnect_ends_cleanly_on_a_normal_server_close() {
         let server = TestServer::start(close_after_upgrade(1000, "bye")).await;
         let (client, _messages) = Client::builder(server.url())
             .no_reconnect()
-            .connect()
+            .spawn()
             .unwrap();
         client.closed().await.unwrap();
         assert!(client.is_closed());
@@ -74,7 +74,7 @@ async fn no_reconnect_ends_with_the_reason_on_any_other_end() {
         let server = TestServer::start(close_after_upgrade(1011, "oops")).await;
         let (client, _messages) = Client::builder(server.url())
             .no_reconnect()
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -88,7 +88,7 @@ async fn no_reconnect_ends_with_the_reason_on_any_other_end() {
         let server = TestServer::start(Behavior::DropAfterUpgrade).await;
         let (client, _messages) = Client::builder(server.url())
             .no_reconnect()
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(
@@ -99,7 +99,7 @@ async fn no_reconnect_ends_with_the_reason_on_any_other_end() {
 
         let (client, _messages) = Client::builder(format!("ws://{}/", closed_port().await))
             .no_reconnect()
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -120,7 +120,7 @@ async fn a_handshake_timeout_answers_is_timeout() {
             .handshake(Auth::text("login").success(Matcher::text("ok")))
             .configure(|c| c.handshake_timeout = Duration::from_millis(200))
             .no_reconnect()
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(matches!(error, Error::Handshake(_)), "{error:?}");

@@ -23,7 +23,7 @@ async fn logging_extension_survives_cjk_and_emoji() {
         assert_eq!(logging.render(&Message::text("価格🚀データ")), "価…");
         let (client, mut messages) = Client::builder(server.url())
             .extension(logging)
-            .connect()
+            .spawn()
             .unwrap();
         for text in ["価格🚀データ", "🚀🚀🚀", "ascii only", "é"] {
             client.send(Message::text(text)).await.unwrap();
@@ -51,7 +51,7 @@ async fn inbound_filter_drops_and_replaces() {
         let server = TestServer::start(Behavior::Echo).await;
         let (client, mut messages) = Client::builder(server.url())
             .extension(DropNoise)
-            .connect()
+            .spawn()
             .unwrap();
         for text in ["noise 1", "keep", "noise 2", "shout", "end"] {
             client.send(Message::text(text)).await.unwrap();
@@ -82,7 +82,7 @@ async fn an_extension_can_answer_through_its_context() {
         let mut server = TestServer::start(Behavior::Silent).await;
         let (client, _messages) = Client::builder(server.url())
             .extension(AppPong)
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         server.wait_connected().await;
@@ -105,7 +105,7 @@ async fn status_viewers_keep_reporting_after_registration() {
                 c.backoff =
                     ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(50))
             })
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         assert!(viewer.is_connected());

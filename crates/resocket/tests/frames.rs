@@ -98,7 +98,7 @@ async fn frames_in_the_upgrade_packet_fragments_pings_and_close_all_work() {
         .await;
         let (client, mut messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_secs(60)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         assert_eq!(
@@ -148,7 +148,7 @@ async fn malformed_frames_are_typed_errors_and_the_client_reconnects() {
             .await;
             let (client, mut messages) = Client::builder(url)
                 .backoff(FixedDelay::new(Duration::from_millis(10)))
-                .connect()
+                .spawn()
                 .unwrap();
             let mut events = client.events();
             let reason = support::disconnect_reason(&mut events).await;
@@ -177,7 +177,7 @@ async fn a_server_that_closes_but_keeps_tcp_open_is_left_after_close_timeout() {
         let (client, _messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_secs(60)))
             .configure(|c| c.close_timeout = Duration::from_millis(200))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         assert_eq!(
@@ -201,7 +201,7 @@ async fn a_message_sent_after_the_servers_close_goes_out_on_the_next_connection(
         let (client, _messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_millis(10)))
             .configure(|c| c.close_timeout = Duration::from_millis(300))
-            .connect()
+            .spawn()
             .unwrap();
         // The echoed Close proves the client has taken the server's Close in.
         assert_eq!(frames.recv().await.unwrap(), (0, (0x8, vec![0x03, 0xE9])));
@@ -245,7 +245,7 @@ async fn a_batch_left_by_a_dead_connection_comes_before_the_next_handshakes_fram
         let (client, mut messages) = Client::builder(url)
             .handshake(leftover)
             .backoff(FixedDelay::new(Duration::from_millis(10)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         support::wait_event(&mut events, |e| {
@@ -277,7 +277,7 @@ async fn a_burst_before_the_servers_close_is_delivered_after_the_reconnect() {
         .await;
         let (client, mut messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_millis(10)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         // The application reads only after the reconnect.
@@ -305,7 +305,7 @@ async fn a_message_before_a_final_close_is_delivered_before_the_stream_ends() {
                 script
             })
             .await;
-            let (client, mut messages) = Client::builder(url).connect().unwrap();
+            let (client, mut messages) = Client::builder(url).spawn().unwrap();
             assert_eq!(
                 messages.recv().await,
                 Some(Message::text(r#"{"type":"error","code":"revoked"}"#)),

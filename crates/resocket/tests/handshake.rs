@@ -35,7 +35,7 @@ async fn wrong_token_is_permanent_after_one_attempt() {
         let (client, _messages) = Client::builder(server.url())
             .handshake(auth("wrong"))
             .backoff(FixedDelay::new(Duration::from_millis(1)))
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         let Error::Handshake(failure) = &error else {
@@ -61,7 +61,7 @@ async fn ready_only_after_the_auth_reply() {
         let mut server = TestServer::start(exchange.behavior()).await;
         let (client, _messages) = Client::builder(server.url())
             .handshake(auth("right"))
-            .connect()
+            .spawn()
             .unwrap();
         assert_eq!(next_json(&mut server).await["type"], "auth");
         assert!(!client.is_connected());
@@ -87,7 +87,7 @@ async fn ping_and_unrelated_frames_do_not_count_as_auth_success() {
         let mut server = TestServer::start(exchange.behavior()).await;
         let (client, mut messages) = Client::builder(server.url())
             .handshake(auth("right"))
-            .connect()
+            .spawn()
             .unwrap();
         assert_eq!(next_json(&mut server).await["type"], "auth");
         // The client answered the server's Ping, so it has read both the news and the Ping.
@@ -115,7 +115,7 @@ async fn token_with_quotes_and_backslashes_arrives_exact() {
         let mut server = TestServer::start(Exchange::new(token).behavior()).await;
         let (client, _messages) = Client::builder(server.url())
             .handshake(auth(token))
-            .connect()
+            .spawn()
             .unwrap();
         let request = next_json(&mut server).await;
         assert_eq!(request["token"], token);
@@ -124,7 +124,7 @@ async fn token_with_quotes_and_backslashes_arrives_exact() {
         let mut server = TestServer::start(Exchange::new(token).behavior()).await;
         let (client, _messages) = Client::builder(server.url())
             .handshake(templated.success(Matcher::json_field("type", "auth_ok")))
-            .connect()
+            .spawn()
             .unwrap();
         assert_eq!(next_json(&mut server).await["token"], token);
         client.ready().await.unwrap();
@@ -140,7 +140,7 @@ async fn subscribe_waits_for_its_confirmation() {
             .confirm(Matcher::json_field("type", "subscribed"));
         let (client, mut messages) = Client::builder(server.url())
             .handshake(chain_handshakers!(auth("t"), subscribe))
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         let order: Vec<Value> = vec![
@@ -178,7 +178,7 @@ async fn missing_confirmation_times_out_and_is_retried_with_backoff() {
                 c.backoff =
                     ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(100))
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         let reason = support::disconnect_reason(&mut events).await;
@@ -217,7 +217,7 @@ async fn restart_replays_auth_then_static_then_runtime_subscriptions_then_queued
                 c.backoff =
                     ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(100))
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();
@@ -278,7 +278,7 @@ async fn unsubscribed_channels_are_not_replayed() {
         let (client, _messages) = Client::builder(server.url())
             .handshake(auth("t"))
             .channel_format(ChannelFormat::json_type())
-            .connect()
+            .spawn()
             .unwrap();
         client.subscribe_channel("a").await.unwrap();
         client.subscribe_channel("b").await.unwrap();
@@ -292,7 +292,7 @@ async fn unsubscribed_channels_are_not_replayed() {
             (msg["type"].as_str(), msg["channel"].as_str()),
             (Some("unsubscribe"), Some("a"))
         );
-        let no_format = Client::builder(server.url()).connect().unwrap().0;
+        let no_format = Client::builder(server.url()).spawn().unwrap().0;
         assert!(matches!(
             no_format.subscribe_channel("x").await,
             Err(Error::Config(_))
@@ -310,7 +310,7 @@ async fn chain_runs_in_order_and_names_the_failing_step() {
                 SendMessage::new(Message::text(r#"{"type":"hello"}"#)),
                 auth("wrong")
             ))
-            .connect()
+            .spawn()
             .unwrap();
         assert_eq!(next_json(&mut server).await["type"], "hello");
         assert_eq!(next_json(&mut server).await["type"], "auth");
@@ -345,7 +345,7 @@ async fn closure_handshake_can_fail_permanently() {
         });
         let (client, _messages) = Client::builder(server.url())
             .handshake(refuse)
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(error.to_string().contains("handshake"), "{error}");
@@ -361,7 +361,7 @@ async fn server_events_show_no_user_message_before_auth() {
         let mut server = TestServer::start(Exchange::new("t").behavior()).await;
         let (client, _messages) = Client::builder(server.url())
             .handshake(auth("t"))
-            .connect()
+            .spawn()
             .unwrap();
         client
             .send(Message::text(r#"{"type":"early"}"#))
@@ -394,7 +394,7 @@ async fn frames_left_by_failing_handshakes_are_kept_within_the_bound_and_the_res
             .handshake(flaky)
             .backoff(FixedDelay::new(Duration::from_millis(1)))
             .configure(|c| c.inbound_capacity = CAPACITY)
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         support::wait_event(&mut events, |e| {

@@ -24,7 +24,7 @@ async fn silent_peer_is_detected_and_the_client_reconnects() {
                     Duration::from_millis(50),
                 );
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();
@@ -51,7 +51,7 @@ async fn idle_timeout_reconnects_when_nothing_arrives() {
                 c.ping_interval = None;
                 c.idle_timeout = Some(Duration::from_millis(200));
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         let reason = support::disconnect_reason(&mut events).await;
@@ -82,7 +82,7 @@ async fn messages_received_before_a_heartbeat_timeout_are_delivered() {
                 c.pong_timeout = Duration::from_millis(200);
             })
             .backoff(resocket::retry::NoRetry)
-            .connect()
+            .spawn()
             .unwrap();
         // The application reads only once the client has given up on the peer.
         let error = client.closed().await.unwrap_err();

@@ -57,7 +57,7 @@ async fn ping_flood_keeps_memory_bounded() {
         });
         let (client, _messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_secs(60)))
-            .connect()
+            .spawn()
             .unwrap();
         upgraded_rx.await.unwrap();
         client.ready().await.unwrap();

@@ -22,7 +22,7 @@ async fn http_403_on_upgrade_is_not_retried() {
         let server = TestServer::start(reject(403, &[])).await;
         let (client, _messages) = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_millis(1)))
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(error.http_status().map(|s| s.as_u16()), Some(403));
@@ -43,7 +43,7 @@ async fn http_401_and_404_are_not_retried_either() {
             let server = TestServer::start(reject(status, &[])).await;
             let (client, _messages) = Client::builder(server.url())
                 .backoff(FixedDelay::new(Duration::from_millis(1)))
-                .connect()
+                .spawn()
                 .unwrap();
             let error = client.closed().await.unwrap_err();
             assert_eq!(error.http_status().map(|s| s.as_u16()), Some(status));
@@ -59,7 +59,7 @@ async fn http_503_with_retry_after_is_retried_no_sooner() {
         let mut server = TestServer::start(reject(503, &[("Retry-After", "1")])).await;
         let (client, _messages) = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_millis(1)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         let (_, first) = server.wait_connected().await;
@@ -91,7 +91,7 @@ async fn a_custom_classifier_overrides_the_policy() {
         let (client, _messages) = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_millis(1)))
             .retry_if(|e| e.http_status().is_some_and(|s| s == 403))
-            .connect()
+            .spawn()
             .unwrap();
         server.wait_connected().await;
         server.set_behavior(Behavior::Silent);

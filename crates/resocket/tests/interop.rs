@@ -29,7 +29,7 @@ async fn payloads_of_every_length_encoding_round_trip_through_both_peers() {
 async fn payloads_round_trip(peer: Peer) {
     let server = PeerServer::start(peer);
     within(60, &format!("{peer:?} echo"), async {
-        let (client, mut messages) = Client::builder(server.url()).connect().unwrap();
+        let (client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         for size in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
             let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let reply = ask(&client, &mut messages, Message::binary(payload.clone())).await;
@@ -63,7 +63,7 @@ async fn fragments_pings_and_close(peer: Peer) {
     within(60, &format!("{peer:?} protocol"), async {
         let (client, mut messages) = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_secs(60)))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         let whole: String = (0..50)

@@ -61,7 +61,7 @@ async fn traffic_and_lifecycle_reach_the_recorder() {
         let server = TestServer::start(Behavior::Echo).await;
         let (client, mut messages) = Client::builder(server.url())
             .extension(extension)
-            .connect()
+            .spawn()
             .unwrap();
         for i in 0..3 {
             client.send(Message::text(i.to_string())).await.unwrap();

@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use resocket::Events;
 use resocket::{
     error::{ProxyError, SocksReply},
     retry::ExponentialBackoff,
     Client, ClientBuilder, ConnectionEvent, Error, Message,
 };
 use resocket_testkit::{closed_port, within, Behavior, TestServer};
-use tokio::sync::broadcast;
 
 const DEPS: &str = "scripts/deps/proxies.sh";
 
@@ -275,7 +275,7 @@ async fn echo(client: &Client, messages: &mut resocket::Messages, text: &str) {
     assert_eq!(messages.recv().await.unwrap(), Message::text(text));
 }
 
-async fn first_failure(events: &mut broadcast::Receiver<ConnectionEvent>) -> Error {
+async fn first_failure(events: &mut Events) -> Error {
     loop {
         match events.recv().await.expect("event stream ended") {
             ConnectionEvent::Disconnected { reason, .. } => return reason,
@@ -297,7 +297,7 @@ async fn http_connect_through_tinyproxy_with_credentials() {
                 .proxy(proxy.url("http"))
                 .proxy_credentials("alice", "s3cret"),
         ] {
-            let (client, mut messages) = builder.connect().unwrap();
+            let (client, mut messages) = builder.spawn().unwrap();
             echo(&client, &mut messages, "through tinyproxy").await;
             client.close().await.ok();
         }
@@ -316,7 +316,7 @@ async fn wss_through_tinyproxy_keeps_end_to_end_tls() {
         let (client, mut messages) = builder(server.url())
             .proxy(proxy.url("http"))
             .add_root_certificate_pem(pki.ca_pem())
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "tls inside the tunnel").await;
         assert_eq!(tinyproxy_connections(&proxy), 1);
@@ -334,7 +334,7 @@ async fn wrong_proxy_credentials_are_a_typed_error_that_is_not_retried() {
             if let Some((user, pass)) = credentials {
                 builder = builder.proxy_credentials(user, pass);
             }
-            let (client, _messages) = builder.connect().unwrap();
+            let (client, _messages) = builder.spawn().unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(
                 matches!(
@@ -367,7 +367,7 @@ async fn no_proxy_match_bypasses_the_proxy() {
         let (client, mut messages) = builder(url.clone())
             .proxy(proxy.url("http"))
             .no_proxy("example.com, 127.0.0.0/8")
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "direct").await;
         client.close().await.ok();
@@ -377,7 +377,7 @@ async fn no_proxy_match_bypasses_the_proxy() {
         let (client, mut messages) = builder(url.clone())
             .proxy(proxy.url("http"))
             .no_proxy("example.com")
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "proxied").await;
         assert_eq!(tinyproxy_connections(&proxy), 1);
@@ -387,7 +387,7 @@ async fn no_proxy_match_bypasses_the_proxy() {
         let (client, mut messages) = builder(url)
             .proxy(format!("http://{dead}"))
             .no_proxy("127.0.0.1")
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "still direct").await;
     })
@@ -401,7 +401,7 @@ async fn unreachable_proxy_is_typed_and_retried() {
         let dead = closed_port().await;
         let (client, _messages) = builder(server.url())
             .proxy(format!("socks5h://{dead}"))
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         let error = first_failure(&mut events).await;
@@ -426,7 +426,7 @@ async fn socks5_through_microsocks_without_auth() {
         for scheme in ["socks5", "socks5h"] {
             let (client, mut messages) = builder(server.url())
                 .proxy(proxy.url(scheme))
-                .connect()
+                .spawn()
                 .unwrap();
             echo(&client, &mut messages, scheme).await;
             client.close().await.ok();
@@ -442,7 +442,7 @@ async fn socks5_through_microsocks_with_username_and_password() {
         let server = TestServer::start(Behavior::Echo).await;
         let (client, mut messages) = builder(server.url())
             .proxy(format!("socks5h://bob:hunter2@127.0.0.1:{}", proxy.port))
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "authenticated").await;
         client.close().await.ok();
@@ -453,7 +453,7 @@ async fn socks5_through_microsocks_with_username_and_password() {
                 .proxy_credentials("bob", "wrong"),
             builder(server.url()).proxy(proxy.url("socks5h")),
         ] {
-            let (client, _messages) = builder.connect().unwrap();
+            let (client, _messages) = builder.spawn().unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(
                 matches!(
@@ -482,13 +482,13 @@ async fn socks5h_resolves_the_name_on_the_proxy_side() {
         // ...so socks5h works only because the proxy resolved it.
         let (client, mut messages) = builder(url.clone())
             .proxy(proxy.url("socks5h"))
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "resolved by the proxy").await;
         client.close().await.ok();
 
         // socks5 resolves locally, and fails on the name before talking to the proxy.
-        let (client, _messages) = builder(url).proxy(proxy.url("socks5")).connect().unwrap();
+        let (client, _messages) = builder(url).proxy(proxy.url("socks5")).spawn().unwrap();
         let error = first_failure(&mut client.events()).await;
         assert!(matches!(error, Error::Dns { .. }), "{error:?}");
     })
@@ -502,7 +502,7 @@ async fn socks_refusal_carries_the_reply_code() {
         let dead = closed_port().await;
         let (client, _messages) = builder(format!("ws://{dead}/"))
             .proxy(proxy.url("socks5"))
-            .connect()
+            .spawn()
             .unwrap();
         let error = first_failure(&mut client.events()).await;
         // microsocks answers a refused connect with a general failure or "connection refused".
@@ -532,7 +532,7 @@ async fn https_proxy_carries_connect_over_tls() {
             .proxy(format!("https://alice:s3cret@localhost:{}", tls_front.port))
             .add_root_certificate_pem(proxy_ca)
             .add_root_certificate_pem(pki.ca_pem())
-            .connect()
+            .spawn()
             .unwrap();
         echo(&client, &mut messages, "tls in tls").await;
         assert_eq!(tinyproxy_connections(&proxy), 1);
@@ -548,7 +548,7 @@ async fn reconnects_through_the_proxy_after_the_proxy_restarts() {
         let (client, mut messages) = builder(server.url())
             .proxy(proxy.url("http"))
             .proxy_credentials("alice", "s3cret")
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         echo(&client, &mut messages, "before").await;
@@ -596,7 +596,7 @@ async fn the_environment_convention_is_followed_and_can_be_ignored() {
         std::env::remove_var("NO_PROXY");
         std::env::remove_var("no_proxy");
 
-        let (client, mut messages) = env_builder().connect().unwrap();
+        let (client, mut messages) = env_builder().spawn().unwrap();
         echo(&client, &mut messages, "via HTTP_PROXY").await;
         client.close().await.ok();
         assert_eq!(tinyproxy_connections(&proxy), 1);
@@ -604,13 +604,13 @@ async fn the_environment_convention_is_followed_and_can_be_ignored() {
         // NO_PROXY bypasses even a proxy that does not exist.
         std::env::set_var("HTTP_PROXY", format!("http://{dead}"));
         std::env::set_var("NO_PROXY", "127.0.0.1");
-        let (client, mut messages) = env_builder().connect().unwrap();
+        let (client, mut messages) = env_builder().spawn().unwrap();
         echo(&client, &mut messages, "bypassed by NO_PROXY").await;
         client.close().await.ok();
 
         // And the whole environment can be ignored.
         std::env::remove_var("NO_PROXY");
-        let (client, mut messages) = env_builder().proxy_from_env(false).connect().unwrap();
+        let (client, mut messages) = env_builder().proxy_from_env(false).spawn().unwrap();
         echo(&client, &mut messages, "environment ignored").await;
         client.close().await.ok();
 

@@ -18,7 +18,7 @@ async fn reconnects_after_server_restart_and_delivers_the_outage_backlog_in_orde
                 c.backoff =
                     ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.ready().await.unwrap();
@@ -61,7 +61,7 @@ async fn refused_port_is_retried_and_exit_on_first_failure_stops() {
         let addr = closed_port().await;
         let (client, _messages) = Client::builder(format!("ws://{addr}/"))
             .configure(|c| c.exit_on_first_failure = true)
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert_eq!(
@@ -83,7 +83,7 @@ async fn unreachable_then_reachable_server_is_joined_without_losing_queued_messa
                 c.backoff =
                     ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(100))
             })
-            .connect()
+            .spawn()
             .unwrap();
         let mut events = client.events();
         client.send(Message::text("queued early")).await.unwrap();
@@ -111,7 +111,7 @@ async fn max_attempts_ends_the_client_with_retries_exhausted() {
             .backoff(
                 resocket::retry::FixedDelay::new(Duration::from_millis(10)).with_max_attempts(3),
             )
-            .connect()
+            .spawn()
             .unwrap();
         let error = client.closed().await.unwrap_err();
         assert!(
@@ -142,7 +142,7 @@ async fn request_factory_runs_per_attempt() {
                     .unwrap())
             })
             .header("x-static", "yes")
-            .connect()
+            .spawn()
             .unwrap();
         for expected in 1..=3 {
             let request = loop {

@@ -24,7 +24,7 @@ fn builder(url: String, backend: TlsBackend) -> ClientBuilder {
 }
 
 async fn round_trip(builder: ClientBuilder, what: &str) {
-    let (client, mut messages) = builder.connect().unwrap();
+    let (client, mut messages) = builder.spawn().unwrap();
     client.send(Message::text(what)).await.unwrap();
     assert_eq!(messages.recv().await.unwrap(), Message::text(what));
     client.close().await.ok();
@@ -49,7 +49,7 @@ async fn unknown_ca_is_a_certificate_error_that_is_not_retried() {
         let pki = TestPki::new();
         let server = TestServer::start_tls(Behavior::Echo, pki.server_config()).await;
         for backend in backends() {
-            let (client, _messages) = builder(server.url(), backend).connect().unwrap();
+            let (client, _messages) = builder(server.url(), backend).spawn().unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(error.is_certificate(), "{backend:?}: {error:?}");
             assert!(!error.is_retryable(), "{backend:?}");
@@ -100,7 +100,7 @@ async fn mtls_server_refuses_a_client_without_identity() {
         for backend in backends() {
             let (client, _messages) = builder(server.url(), backend)
                 .add_root_certificate_pem(pki.ca_pem())
-                .connect()
+                .spawn()
                 .unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(error.is_certificate(), "{backend:?}: {error:?}");
@@ -123,7 +123,7 @@ async fn an_identity_signed_by_another_ca_is_refused() {
             let (client, _messages) = builder(server.url(), backend)
                 .add_root_certificate_pem(pki.ca_pem())
                 .client_identity_pem(cert.clone(), key.clone())
-                .connect()
+                .spawn()
                 .unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(error.is_certificate(), "{backend:?}: {error:?}");
@@ -146,7 +146,7 @@ async fn the_server_name_override_is_what_gets_checked() {
             round_trip(builder, "named").await;
             // ...and to a name the leaf lacks fails, although the URL's IP is in the leaf.
             let (client, _messages) = builder_for_wrong_name(&by_ip, backend, &pki)
-                .connect()
+                .spawn()
                 .unwrap();
             let error = client.closed().await.unwrap_err();
             assert!(error.is_certificate(), "{backend:?}: {error:?}");
@@ -169,7 +169,7 @@ async fn two_identities_are_refused_by_connect() {
         let result = Client::builder("wss://localhost:1/")
             .client_identity_pem(cert.clone(), key.clone())
             .client_identity_pem(cert, key)
-            .connect();
+            .spawn();
         let error = result.expect_err("two identities must be refused");
         assert!(
             error.to_string().contains("invalid configuration"),
@@ -207,7 +207,7 @@ async fn a_custom_rustls_config_is_used_as_given() {
         let refused = Client::builder(server.url())
             .rustls_config(config)
             .add_root_certificate_pem(pki.ca_pem())
-            .connect();
+            .spawn();
         assert!(refused.is_err());
     })
     .await;
@@ -237,7 +237,7 @@ async fn a_custom_native_tls_connector_is_used_as_given() {
 #[tokio::test]
 async fn wss_without_a_tls_feature_is_refused_naming_the_feature() {
     let error = Client::builder("wss://localhost:1/")
-        .connect()
+        .spawn()
         .expect_err("no tls compiled in");
     let text = error.to_string();
     assert!(text.contains("rustls-tls-webpki-roots"), "{text}");

@@ -59,7 +59,7 @@ async fn a_flood_the_application_does_not_read_keeps_memory_bounded_and_loses_no
         let (client, mut messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_secs(60)))
             .configure(|c| c.ping_interval = None)
-            .connect()
+            .spawn()
             .unwrap();
         client.ready().await.unwrap();
         go_tx.send(rss()).unwrap();

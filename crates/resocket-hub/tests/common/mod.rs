@@ -279,7 +279,7 @@ impl HubClient {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let (client, messages) = b.connect().expect("valid client settings");
+        let (client, messages) = b.spawn().expect("valid client settings");
         client.ready().await.expect("client connects");
         HubClient { client, messages }
     }

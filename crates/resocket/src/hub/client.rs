@@ -291,11 +291,29 @@ impl HubClientBuilder {
         self
     }
 
-    /// Starts the client and its session task.
+    /// Starts the client and its session task, and waits until the client is `Ready` for the
+    /// first time: [`HubClientBuilder::spawn`] followed by [`Client::ready`].
     ///
     /// # Errors
     /// As [`ClientBuilder::connect`].
-    pub fn connect(self) -> Result<HubClient, Error> {
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub async fn connect(self) -> Result<HubClient, Error> {
+        let hub = self.spawn()?;
+        hub.client.ready().await?;
+        Ok(hub)
+    }
+
+    /// Starts the client and its session task without waiting for it to connect; requests
+    /// made before it is `Ready` wait for it.
+    ///
+    /// # Errors
+    /// As [`ClientBuilder::spawn`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn(self) -> Result<HubClient, Error> {
         let (session_tx, session_rx) = mpsc::channel(1024);
         let mut builder = self.builder.subprotocol(SUBPROTOCOL);
         let anonymous_id = match (&self.tokens, &self.token) {
@@ -318,7 +336,7 @@ impl HubClientBuilder {
             anonymous_id,
             tokens: self.tokens.clone(),
         };
-        let (client, messages) = builder.handshake(resync).connect()?;
+        let (client, messages) = builder.handshake(resync).spawn()?;
         let session = Session::new(
             client.clone(),
             messages,

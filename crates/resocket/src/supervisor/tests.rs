@@ -12,11 +12,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::{
-    io::DuplexStream,
-    sync::{broadcast, mpsc},
-    time::Instant,
-};
+use tokio::{io::DuplexStream, sync::mpsc, time::Instant};
 use tokio_tungstenite::WebSocketStream;
 
 use super::{Dial, Lifecycle};
@@ -25,7 +21,7 @@ use crate::{
     config::ClientConfig,
     retry::{ExponentialBackoff, Jitter},
     transport::Target,
-    Client, ConnectionEvent, Error, Message, Messages,
+    Client, ConnectionEvent, Error, Events, Message, Messages,
 };
 
 /// A transport whose every attempt is a fresh `duplex` pipe; the test holds the other ends.
@@ -84,7 +80,7 @@ impl Server {
 fn client(configure: impl FnOnce(&mut ClientConfig)) -> (Client, Messages, Server) {
     let (client, messages, supervisor) = Client::builder("ws://memory.test/")
         .configure(configure)
-        .pair()
+        .build()
         .expect("valid settings");
     let (servers, streams) = mpsc::unbounded_channel();
     let refuse = Arc::new(AtomicUsize::new(0));
@@ -98,7 +94,7 @@ fn client(configure: impl FnOnce(&mut ClientConfig)) -> (Client, Messages, Serve
 
 /// The next event `pick` accepts, and the (paused) instant it arrived.
 async fn next_event<T>(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
+    events: &mut Events,
     mut pick: impl FnMut(ConnectionEvent) -> Option<T>,
 ) -> (T, Instant) {
     loop {
@@ -117,9 +113,7 @@ fn backing_off(event: ConnectionEvent) -> Option<Duration> {
 }
 
 /// The next announced delay, and the time from its announcement to the next attempt.
-async fn backing_off_once(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
-) -> (Duration, Duration) {
+async fn backing_off_once(events: &mut Events) -> (Duration, Duration) {
     let (delay, at) = next_event(events, backing_off).await;
     let (_, next) = next_event(events, connecting).await;
     (delay, next - at)

@@ -3,13 +3,14 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use resocket::Events;
 use resocket::{ConnectionEvent, Error};
-use tokio::{io::AsyncReadExt, net::TcpStream, sync::broadcast};
+use tokio::{io::AsyncReadExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Waits for the first event that `pred` accepts.
 pub async fn wait_event(
-    events: &mut broadcast::Receiver<ConnectionEvent>,
+    events: &mut Events,
     mut pred: impl FnMut(&ConnectionEvent) -> bool,
 ) -> ConnectionEvent {
     loop {
@@ -21,7 +22,7 @@ pub async fn wait_event(
 }
 
 /// Waits for the next `Disconnected` event and returns its reason.
-pub async fn disconnect_reason(events: &mut broadcast::Receiver<ConnectionEvent>) -> Error {
+pub async fn disconnect_reason(events: &mut Events) -> Error {
     match wait_event(events, |e| {
         matches!(e, ConnectionEvent::Disconnected { .. })
     })
@@ -34,7 +35,7 @@ pub async fn disconnect_reason(events: &mut broadcast::Receiver<ConnectionEvent>
 
 /// Waits for the next `Disconnected` event, whose reason must be the server's Close frame, and
 /// returns its code and reason.
-pub async fn server_close(events: &mut broadcast::Receiver<ConnectionEvent>) -> (u16, String) {
+pub async fn server_close(events: &mut Events) -> (u16, String) {
     let reason = disconnect_reason(events).await;
     let close = reason
         .close_frame()
