@@ -164,6 +164,46 @@ async fn an_error_code_the_client_does_not_know_still_refuses_the_publish() {
     .await;
 }
 
+#[tokio::test]
+async fn a_live_room_the_hub_cannot_read_for_now_is_subscribed_again_not_ended() {
+    guard(20, async {
+        // The hub's storage goes down under a live room (as when a re-subscribe after a
+        // reconnect meets a Redis outage): `unavailable` for the room, then, asked again from
+        // the last offset, the rest.
+        let url = scripted_hub_replying(|frame| {
+            if frame["type"] != "subscribe" {
+                return Vec::new();
+            }
+            match frame["since"].as_u64() {
+                None => vec![
+                    json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 0,
+                        "recovered": true})
+                    .to_string(),
+                    message_frame(1, "1"),
+                    json!({"type": "error", "code": "unavailable",
+                        "message": "the hub's storage is unavailable; subscribe again", "ref": "r"})
+                    .to_string(),
+                ],
+                Some(since) => {
+                    assert_eq!(since, 1, "subscribed again from the last offset delivered");
+                    vec![
+                        json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 2,
+                            "recovered": true, "first": 2})
+                        .to_string(),
+                        message_frame(2, "2"),
+                    ]
+                }
+            }
+        })
+        .await;
+        let c = client(&url, 16);
+        let mut room = c.subscribe("r").await.unwrap();
+        assert_eq!(next_message(&mut room).await.offset, 1);
+        assert_eq!(next_message(&mut room).await.raw(), "2");
+    })
+    .await;
+}
+
 /// Selects `resocket.v1` in the upgrade response, as the hub does.
 // The error type is tungstenite's `Callback` signature, not ours to shrink.
 #[allow(clippy::result_large_err)]

@@ -13,6 +13,9 @@
 //!
 //! A publish the hub answers with `unavailable` (its storage, Redis, is down) stays pending and
 //! is sent again, with the same id, after a growing delay: the hub's dedupe applies it once.
+//! So is the re-subscribe of a live room (after a reconnect, or a resume): the room stays
+//! subscribed in the session, and its stream goes on from its last offset once the hub can
+//! read the room again.
 
 use std::{
     borrow::Cow,
@@ -107,6 +110,9 @@ struct Room {
     /// Epoch and last offset delivered to the reader; `None` until the first `subscribed`.
     position: Option<(u64, u64)>,
     flow: Flow,
+    /// How often in a row the hub answered this room's subscribe with `unavailable`; the
+    /// retry timer whose count no longer matches is stale.
+    refusals: u32,
 }
 
 /// What became of an event offered to a room's reader.
@@ -156,6 +162,9 @@ pub(super) struct Session {
     unavailable: HashMap<String, u32>,
     /// One timer per such publish, resolving to its id when it is due again.
     resends: JoinSet<String>,
+    /// One timer per room whose re-subscribe met `unavailable`: (room, subscription id,
+    /// refusals when it was set).
+    resubscribes: JoinSet<(String, u64, u32)>,
     /// How many free places in a reader's buffer count as "caught up".
     resume_at: usize,
     refresher: Option<Refresher>,
@@ -178,6 +187,7 @@ impl Session {
             waiters: JoinSet::new(),
             unavailable: HashMap::new(),
             resends: JoinSet::new(),
+            resubscribes: JoinSet::new(),
             resume_at: (room_capacity / 2).max(1),
             refresher: tokens.map(Tokens::refresher),
         }
@@ -190,6 +200,7 @@ impl Session {
             let controlling = !self.control.is_empty();
             let waiting = !self.waiters.is_empty();
             let resending = !self.resends.is_empty();
+            let resubscribing = !self.resubscribes.is_empty();
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -201,6 +212,9 @@ impl Session {
                     self.caught_up(&room, id);
                 }
                 Some(Ok(id)) = self.resends.join_next(), if resending => self.resend(&id),
+                Some(Ok((room, id, refusals))) = self.resubscribes.join_next(), if resubscribing => {
+                    self.resubscribe(&room, id, refusals);
+                }
                 token = next_token(&mut self.refresher), if refreshing => {
                     // While disconnected the next handshake authenticates with this token
                     // anyway; a queued `refresh` could outlive its token in a long outage.
@@ -251,6 +265,7 @@ impl Session {
                         confirmed: Some(confirmed),
                         position: None,
                         flow: Flow::Live,
+                        refusals: 0,
                     },
                 );
             }
@@ -492,6 +507,7 @@ impl Session {
         if let Some(confirmed) = room.confirmed.take() {
             let _ = confirmed.send(Ok(()));
         }
+        room.refusals = 0;
         // A subscription the session dropped meanwhile; the resume will subscribe again.
         if room.flow == Flow::Stalled {
             return;
@@ -558,6 +574,21 @@ impl Session {
         }
     }
 
+    /// Subscribes `name` again after its subscribe met `unavailable`, unless the room has
+    /// moved on since (subscribed, stalled, ended, or refused again with a newer timer).
+    fn resubscribe(&mut self, name: &str, id: u64, refusals: u32) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if room.id != id || room.refusals != refusals || room.flow == Flow::Stalled {
+            return;
+        }
+        // Whatever arrives before the `subscribed` is covered by the replay from `position`.
+        room.flow = Flow::Resuming;
+        let frame = Room::subscribe_frame(name, room.position);
+        self.send_control(frame);
+    }
+
     /// An `error` frame, with its code as sent: one this client does not know still refuses
     /// what `reference` names.
     fn error(&mut self, raw_code: String, message: String, reference: Option<&str>) {
@@ -566,6 +597,25 @@ impl Session {
             tracing::warn!(code = %raw_code, %message, "hub error");
             return;
         };
+        if code == ErrorCode::Unavailable {
+            // A live room the hub could not read (its storage is down) is not refused: it is
+            // subscribed again later. A first subscribe still fails, so its caller hears.
+            if let Some(room) = self
+                .rooms
+                .get_mut(reference)
+                .filter(|r| r.confirmed.is_none() && r.flow != Flow::Stalled)
+            {
+                room.refusals += 1;
+                let delay = resend_delay(room.refusals);
+                let timer = (reference.to_owned(), room.id, room.refusals);
+                tracing::debug!(room = %reference, ?delay, "hub storage unavailable; subscribing again");
+                self.resubscribes.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    timer
+                });
+                return;
+            }
+        }
         if code == ErrorCode::Unavailable && self.acks.contains_key(reference) {
             // Not stored: the same publish goes again later, and the ack waits for it.
             let refusals = self.unavailable.entry(reference.to_owned()).or_insert(0);
