@@ -478,6 +478,11 @@ pub struct DemoArgs {
     /// Seed for the proxy's cuts (random if not given).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run three hub nodes on a local Redis instead of one hub, killing and restarting a node
+    /// every few seconds and Redis once; needs `redis-server` on PATH. The subscribers and
+    /// one publisher per node are spread over the nodes, each behind a chaos proxy.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// `resocket completions`.
