@@ -75,7 +75,7 @@ async fn survive_losing_a_node(stop: Stop) {
         let (url_a, url_b) = (doomed.url(), survivor.url());
         // The subscriber starts on the node that dies and knows the other one.
         let subscriber = fast_client(&[url_a.clone(), url_b.clone()]);
-        let publisher = fast_client(&[url_b.clone()]);
+        let publisher = fast_client(std::slice::from_ref(&url_b));
         let mut room = subscriber.subscribe("feed").await.unwrap();
         let reader = tokio::spawn(async move {
             let mut next = 1;

@@ -217,13 +217,12 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
                 Seen::Message { epoch, offset, n } => {
                     *delivered.entry(*n).or_default() += 1;
                     match position {
-                        Some((e, last)) if e == *epoch => {
-                            if *offset != last + 1 {
-                                failures.push(format!(
-                                    "subscriber {s}: offset {offset} after {last} in epoch {e} with no gap"
-                                ));
-                            }
+                        Some((e, last)) if e == *epoch && *offset != last + 1 => {
+                            failures.push(format!(
+                                "subscriber {s}: offset {offset} after {last} in epoch {e} with no gap"
+                            ));
                         }
+                        Some((e, _)) if e == *epoch => {}
                         Some((e, _)) => {
                             if !new_epoch_pending {
                                 failures.push(format!(
