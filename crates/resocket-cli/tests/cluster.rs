@@ -4,8 +4,8 @@
 
 mod support;
 
-use resocket::hub::RoomEvent;
-use resocket_testkit::{within, RedisServer};
+use resocket::hub::{Gap, RoomEvent};
+use resocket_testkit::{within, FaultProxy, RedisServer};
 use support::cluster::{fast_client, Node};
 
 /// The nodes' stderr is closed once their banner is read: the warnings a Redis outage logs
@@ -42,6 +42,79 @@ async fn a_node_whose_stderr_is_gone_keeps_fanning_out_after_a_redis_restart() {
         }
         listening.kill().await;
         publishing.kill().await;
+        drop(redis);
+    })
+    .await;
+}
+
+/// Redis restarts empty, so the room starts a new epoch; a subscriber that was away meanwhile
+/// comes back naming the old epoch. Its old epoch's tail is gone (a gap), but the new epoch is
+/// all still held and all new to it: it is replayed from its start, not skipped.
+#[tokio::test]
+async fn after_a_redis_restart_a_returning_subscriber_gets_the_new_epoch_from_its_start() {
+    within(60, "new epoch replayed", async {
+        let mut redis = RedisServer::start().expect("redis-server (scripts/deps/redis.sh)");
+        let mut node = Node::start(&redis.url(), 1000).await;
+        let proxy = FaultProxy::start(node.addr()).await;
+        let subscriber = fast_client(&[format!("ws://{}/ws", proxy.addr())]);
+        let publisher = fast_client(&[node.url()]);
+        let mut room = subscriber.subscribe("feed").await.unwrap();
+        for n in 1..=3u64 {
+            publisher.publish("feed", &n).await.unwrap();
+        }
+        let mut old_epoch = 0;
+        for n in 1..=3u64 {
+            let Some(RoomEvent::Message(msg)) = room.recv().await else {
+                panic!("expected message {n}")
+            };
+            assert_eq!(msg.decode::<u64>().unwrap(), n);
+            old_epoch = msg.epoch;
+        }
+
+        proxy.set_refuse(true);
+        proxy.cut_all();
+        let mut status = subscriber.client().status();
+        status.wait_for(|s| !s.state.is_ready()).await.unwrap();
+        let redis = tokio::task::spawn_blocking(move || redis.restart().map(|()| redis))
+            .await
+            .unwrap()
+            .expect("redis comes back");
+        for n in 4..=6u64 {
+            assert_eq!(
+                publisher.publish("feed", &n).await.unwrap(),
+                n - 3,
+                "a new epoch"
+            );
+        }
+        proxy.set_refuse(false);
+        status.wait_for(|s| s.state.is_ready()).await.unwrap();
+        // Published after the return, so a subscriber that skipped 4..=6 still gets something.
+        publisher.publish("feed", &7u64).await.unwrap();
+
+        let Some(RoomEvent::Gap(gap)) = room.recv().await else {
+            panic!("expected the gap of the lost epoch first")
+        };
+        assert_eq!(
+            gap,
+            Gap {
+                room: "feed".into(),
+                from: 4,
+                resumes_at: None,
+                epoch_changed: true
+            }
+        );
+        for n in 4..=7u64 {
+            let Some(RoomEvent::Message(msg)) = room.recv().await else {
+                panic!("expected message {n}")
+            };
+            assert_ne!(msg.epoch, old_epoch);
+            assert_eq!(
+                (msg.offset, msg.decode::<u64>().unwrap()),
+                (n - 3, n),
+                "the new epoch from its start"
+            );
+        }
+        node.kill().await;
         drop(redis);
     })
     .await;
