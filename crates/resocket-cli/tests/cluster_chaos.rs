@@ -4,13 +4,14 @@
 //! mid-run. Every acknowledged publish reaches every subscriber exactly once and in offset
 //! order, or falls inside a `Gap` the subscriber was told about: nothing is lost silently.
 //!
-//! The Redis part is a [`SharedRedis`], so the same run works on any Redis set-up.
+//! The Redis part is a `SharedRedis` (`support/cluster.rs`): the same run works on any Redis
+//! set-up that can give the nodes a URL and restart, empty.
 
 mod support;
 
 use std::{collections::HashMap, time::Duration};
 
-use resocket::hub::{Gap, RoomEvent};
+use resocket::hub::{Gap, PendingAck, RoomEvent};
 use resocket_testkit::{within, FaultProxy, RedisServer};
 use support::cluster::{fast_client, Node, SharedRedis};
 use tokio::sync::watch;
@@ -101,11 +102,10 @@ async fn chaos<R: SharedRedis + 'static>(redis: R) {
     let faults = tokio::spawn(inject_faults(redis, nodes, acked_rx));
 
     let publisher = fast_client(&endpoints(0));
-    let (pending_tx, mut pending_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (pending_tx, mut pending_rx) = tokio::sync::mpsc::unbounded_channel::<PendingAck>();
     let collector = tokio::spawn(async move {
         let mut offsets = Vec::with_capacity(COUNT as usize);
         while let Some(pending) = pending_rx.recv().await {
-            let pending: resocket::hub::PendingAck = pending;
             offsets.push(pending.await.expect("every publish is acknowledged"));
             acked_tx.send_replace(offsets.len() as u64);
         }
