@@ -140,7 +140,10 @@ async fn chaos<R: SharedRedis + 'static>(redis: R) {
         .flatten()
         .filter(|s| matches!(s, Seen::Gap(_)))
         .count();
-    println!("{cuts} connection cuts, {gaps} gaps reported");
+    println!(
+        "{cuts} connection cuts, {gaps} gaps reported\n{}",
+        story(&streams)
+    );
     assert!(cuts > 30, "only {cuts} cuts: too few reconnects to tell");
     let failures = check(&acks, &streams);
     assert!(

@@ -204,6 +204,33 @@ async fn a_live_room_the_hub_cannot_read_for_now_is_subscribed_again_not_ended()
     .await;
 }
 
+#[tokio::test]
+async fn a_replay_that_starts_before_the_last_offset_delivered_repeats_nothing() {
+    guard(20, async {
+        // A second `subscribed` for the room (a repeated subscribe that named an older
+        // position) replays from before what was delivered: nothing is missing, nothing comes
+        // twice, and no gap is made up.
+        let url = scripted_hub(vec![
+            message_frame(1, "1"),
+            message_frame(2, "2"),
+            json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 2,
+                "recovered": false, "first": 1})
+            .to_string(),
+            message_frame(1, "1"),
+            message_frame(2, "2"),
+            message_frame(3, "3"),
+        ])
+        .await;
+        let c = client(&url, 16);
+        let mut room = c.subscribe("r").await.unwrap();
+        for n in 1..=3 {
+            let msg = next_message(&mut room).await;
+            assert_eq!((msg.offset, msg.raw()), (n, n.to_string().as_str()));
+        }
+    })
+    .await;
+}
+
 /// Selects `resocket.v1` in the upgrade response, as the hub does.
 // The error type is tungstenite's `Callback` signature, not ours to shrink.
 #[allow(clippy::result_large_err)]

@@ -110,9 +110,11 @@ struct Room {
     /// Epoch and last offset delivered to the reader; `None` until the first `subscribed`.
     position: Option<(u64, u64)>,
     flow: Flow,
-    /// How often in a row the hub answered this room's subscribe with `unavailable`; the
-    /// retry timer whose count no longer matches is stale.
+    /// How often in a row the hub answered this room's subscribe with `unavailable`.
     refusals: u32,
+    /// Subscribes sent for the room by the session (reconnects, resumes, retries): a retry
+    /// timer set before the latest of them is stale, so one position is never asked twice.
+    subscribes: u64,
 }
 
 /// What became of an event offered to a room's reader.
@@ -163,8 +165,8 @@ pub(super) struct Session {
     /// One timer per such publish, resolving to its id when it is due again.
     resends: JoinSet<String>,
     /// One timer per room whose re-subscribe met `unavailable`: (room, subscription id,
-    /// refusals when it was set).
-    resubscribes: JoinSet<(String, u64, u32)>,
+    /// its subscribe count when it was set).
+    resubscribes: JoinSet<(String, u64, u64)>,
     /// How many free places in a reader's buffer count as "caught up".
     resume_at: usize,
     refresher: Option<Refresher>,
@@ -212,8 +214,8 @@ impl Session {
                     self.caught_up(&room, id);
                 }
                 Some(Ok(id)) = self.resends.join_next(), if resending => self.resend(&id),
-                Some(Ok((room, id, refusals))) = self.resubscribes.join_next(), if resubscribing => {
-                    self.resubscribe(&room, id, refusals);
+                Some(Ok((room, id, subscribes))) = self.resubscribes.join_next(), if resubscribing => {
+                    self.resubscribe(&room, id, subscribes);
                 }
                 token = next_token(&mut self.refresher), if refreshing => {
                     // While disconnected the next handshake authenticates with this token
@@ -266,6 +268,7 @@ impl Session {
                         position: None,
                         flow: Flow::Live,
                         refusals: 0,
+                        subscribes: 0,
                     },
                 );
             }
@@ -299,8 +302,9 @@ impl Session {
     fn snapshot(&mut self) -> Vec<Message> {
         self.rooms.retain(|_, room| !room.tx.is_closed());
         let mut frames = Vec::with_capacity(self.rooms.len() + self.pending.len());
-        for (name, room) in &self.rooms {
+        for (name, room) in &mut self.rooms {
             if room.flow != Flow::Stalled {
+                room.subscribes += 1;
                 frames.push(Room::subscribe_frame(name, room.position));
             }
         }
@@ -372,6 +376,7 @@ impl Session {
             return;
         }
         room.flow = Flow::Resuming;
+        room.subscribes += 1;
         let frame = Room::subscribe_frame(name, room.position);
         self.send_control(frame);
     }
@@ -519,6 +524,7 @@ impl Session {
         if let Some((known, last)) = room.position {
             if known == epoch && first.is_none() && offset > last {
                 room.flow = Flow::Resuming;
+                room.subscribes += 1;
                 let frame = Room::subscribe_frame(name, room.position);
                 self.send_control(frame);
                 return;
@@ -533,7 +539,10 @@ impl Session {
                 resumes_at: None,
                 epoch_changed: true,
             }),
-            Some((_, last)) if !recovered => Some(Gap {
+            // A replay from at or before the next offset wanted misses nothing, whatever the hub
+            // thought of the `since` it was given (a repeated subscribe may have named an older
+            // position): what it repeats is dropped as already delivered.
+            Some((_, last)) if !recovered && first.is_none_or(|f| f > last + 1) => Some(Gap {
                 room: name.to_owned(),
                 from: last + 1,
                 resumes_at: first,
@@ -575,16 +584,17 @@ impl Session {
     }
 
     /// Subscribes `name` again after its subscribe met `unavailable`, unless the room has
-    /// moved on since (subscribed, stalled, ended, or refused again with a newer timer).
-    fn resubscribe(&mut self, name: &str, id: u64, refusals: u32) {
+    /// moved on since (ended, stalled, or subscribed again by a reconnect or a resume).
+    fn resubscribe(&mut self, name: &str, id: u64, subscribes: u64) {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        if room.id != id || room.refusals != refusals || room.flow == Flow::Stalled {
+        if room.id != id || room.subscribes != subscribes || room.flow == Flow::Stalled {
             return;
         }
         // Whatever arrives before the `subscribed` is covered by the replay from `position`.
         room.flow = Flow::Resuming;
+        room.subscribes += 1;
         let frame = Room::subscribe_frame(name, room.position);
         self.send_control(frame);
     }
@@ -607,7 +617,7 @@ impl Session {
             {
                 room.refusals += 1;
                 let delay = resend_delay(room.refusals);
-                let timer = (reference.to_owned(), room.id, room.refusals);
+                let timer = (reference.to_owned(), room.id, room.subscribes);
                 tracing::debug!(room = %reference, ?delay, "hub storage unavailable; subscribing again");
                 self.resubscribes.spawn(async move {
                     tokio::time::sleep(delay).await;
