@@ -44,7 +44,8 @@ pub enum Command {
     #[command(after_help = exit::BENCH_HELP)]
     Bench(BenchArgs),
     /// Show that nothing is lost: a hub, a proxy that keeps cutting connections, a publisher
-    /// and subscribers, all in this process.
+    /// and subscribers, all in this process (--cluster: three hub nodes on a local Redis,
+    /// restarted under traffic).
     #[command(after_help = exit::DEMO_HELP)]
     Demo(DemoArgs),
     /// Print the shell completion script for this command on stdout.
@@ -478,12 +479,17 @@ pub struct DemoArgs {
     /// Subscribers.
     #[arg(short, long, default_value_t = 3)]
     pub subscribers: usize,
-    /// Messages per second the publisher sends.
+    /// Messages per second the publishers send, all together.
     #[arg(short, long, default_value_t = 500)]
     pub rate: u64,
     /// Seed for the proxy's cuts (random if not given).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run three hub nodes on a local Redis instead of one hub, killing and restarting a node
+    /// every few seconds and Redis once; needs `redis-server` on PATH. The subscribers and
+    /// one publisher per node are spread over the nodes, each behind a chaos proxy.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// `resocket completions`.

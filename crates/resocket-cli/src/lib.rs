@@ -106,5 +106,10 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr closed: a log collector gone, a parent
+        // that stopped reading) is dropped. Reporting it would `eprintln!`, which panics on
+        // the same broken stderr and takes down whichever task logged, such as the hub's Redis
+        // pub/sub task.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -281,27 +281,75 @@ async fn connect_exits_non_zero_on_a_permanent_failure() {
     .await;
 }
 
+/// The demo's `summary:` line, and a reader of its `name=value` fields.
+fn demo_summary(stdout: &str, stderr: &str) -> (String, impl Fn(&str) -> u64) {
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary: {stdout} {stderr}"))
+        .to_owned();
+    println!("{summary}");
+    let fields = summary.clone();
+    let field = move |name: &str| -> u64 {
+        fields
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {fields}"))
+            .parse()
+            .unwrap()
+    };
+    (summary, field)
+}
+
 #[tokio::test]
 async fn demo_loses_nothing_and_duplicates_nothing() {
     within(120, "demo", async {
         let (code, stdout, stderr) = output(&["demo", "--duration", "10", "--seed", "7"]).await;
-        let summary = stdout
-            .lines()
-            .find(|l| l.starts_with("summary:"))
-            .unwrap_or_else(|| panic!("no summary: {stdout} {stderr}"));
-        println!("{summary}");
-        let field = |name: &str| -> u64 {
-            summary
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+        let (summary, field) = demo_summary(&stdout, &stderr);
         assert_eq!(field("lost"), 0, "{summary}");
         assert_eq!(field("duplicated"), 0, "{summary}");
         assert!(field("reconnects") > 10, "{summary}");
         assert_eq!(code, 0, "{stdout}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn demo_cluster_loses_nothing_across_node_and_redis_restarts() {
+    within(180, "demo --cluster", async {
+        let (code, stdout, stderr) =
+            output(&["demo", "--cluster", "--duration", "7", "--seed", "7"]).await;
+        let (summary, field) = demo_summary(&stdout, &stderr);
+        assert_eq!(field("lost"), 0, "{summary}");
+        assert_eq!(field("duplicated"), 0, "{summary}");
+        assert_eq!(field("nodes"), 3, "{summary}");
+        assert!(field("node_restarts") >= 2, "{summary}");
+        assert_eq!(field("redis_restarts"), 1, "{summary}");
+        assert!(field("reconnects") > 10, "{summary}");
+        assert!(
+            stdout.contains("result: nothing lost, nothing duplicated"),
+            "{stdout}"
+        );
+        assert_eq!(code, 0, "{stdout}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn demo_cluster_without_redis_server_says_what_is_missing() {
+    within(60, "demo --cluster without redis", async {
+        let empty = support::TempDir::new("no-redis");
+        let out = resocket()
+            .args(["demo", "--cluster", "--duration", "1"])
+            .env("PATH", empty.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_one_line_error(1, &stderr);
+        assert!(stderr.contains("redis-server is not installed"), "{stderr}");
     })
     .await;
 }

@@ -736,7 +736,16 @@ impl Session {
             let mut joining = Joining::begin(&room);
             let read = async {
                 engine.watch(&name).await?;
-                engine.since(&name, after).await
+                let h = engine.since(&name, after).await?;
+                // A `since` from another epoch (Redis lost the room and started over) matches
+                // nothing in this history: all of it is new to the client, so all of it is
+                // replayed, as the memory engine does, not only what follows `since`.
+                let foreign =
+                    epoch.is_some_and(|e| e != h.epoch) || since.is_some_and(|s| s > h.last);
+                match after {
+                    Some(after) if foreign && after > 0 => engine.since(&name, Some(0)).await,
+                    _ => Ok(h),
+                }
             };
             let history = match read.await {
                 Ok(h) => h,

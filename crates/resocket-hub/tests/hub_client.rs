@@ -164,6 +164,73 @@ async fn an_error_code_the_client_does_not_know_still_refuses_the_publish() {
     .await;
 }
 
+#[tokio::test]
+async fn a_live_room_the_hub_cannot_read_for_now_is_subscribed_again_not_ended() {
+    guard(20, async {
+        // The hub's storage goes down under a live room (as when a re-subscribe after a
+        // reconnect meets a Redis outage): `unavailable` for the room, then, asked again from
+        // the last offset, the rest.
+        let url = scripted_hub_replying(|frame| {
+            if frame["type"] != "subscribe" {
+                return Vec::new();
+            }
+            match frame["since"].as_u64() {
+                None => vec![
+                    json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 0,
+                        "recovered": true})
+                    .to_string(),
+                    message_frame(1, "1"),
+                    json!({"type": "error", "code": "unavailable",
+                        "message": "the hub's storage is unavailable; subscribe again", "ref": "r"})
+                    .to_string(),
+                ],
+                Some(since) => {
+                    assert_eq!(since, 1, "subscribed again from the last offset delivered");
+                    vec![
+                        json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 2,
+                            "recovered": true, "first": 2})
+                        .to_string(),
+                        message_frame(2, "2"),
+                    ]
+                }
+            }
+        })
+        .await;
+        let c = client(&url, 16);
+        let mut room = c.subscribe("r").await.unwrap();
+        assert_eq!(next_message(&mut room).await.offset, 1);
+        assert_eq!(next_message(&mut room).await.raw(), "2");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replay_that_starts_before_the_last_offset_delivered_repeats_nothing() {
+    guard(20, async {
+        // A second `subscribed` for the room (a repeated subscribe that named an older
+        // position) replays from before what was delivered: nothing is missing, nothing comes
+        // twice, and no gap is made up.
+        let url = scripted_hub(vec![
+            message_frame(1, "1"),
+            message_frame(2, "2"),
+            json!({"type": "subscribed", "room": "r", "epoch": 1, "offset": 2,
+                "recovered": false, "first": 1})
+            .to_string(),
+            message_frame(1, "1"),
+            message_frame(2, "2"),
+            message_frame(3, "3"),
+        ])
+        .await;
+        let c = client(&url, 16);
+        let mut room = c.subscribe("r").await.unwrap();
+        for n in 1..=3 {
+            let msg = next_message(&mut room).await;
+            assert_eq!((msg.offset, msg.raw()), (n, n.to_string().as_str()));
+        }
+    })
+    .await;
+}
+
 /// Selects `resocket.v1` in the upgrade response, as the hub does.
 // The error type is tungstenite's `Callback` signature, not ours to shrink.
 #[allow(clippy::result_large_err)]

@@ -33,8 +33,18 @@ pub async fn output(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Starts `resocket serve --listen 127.0.0.1:0 ARGS` with `env` and no other `RESOCKET_*`
-/// variable; returns it and the port its banner names.
+/// variable; returns it and the port its banner names. Its stderr is closed after the banner,
+/// so whatever it logs later meets a broken pipe, which it must survive.
 pub async fn serve_on_free_port<A: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = A>,
+    env: &[(&str, &str)],
+) -> (Child, u16) {
+    serve_on(0, args, env).await
+}
+
+/// As [`serve_on_free_port`], on `127.0.0.1:port` (a node restarted where it was).
+pub async fn serve_on<A: AsRef<OsStr>>(
+    port: u16,
     args: impl IntoIterator<Item = A>,
     env: &[(&str, &str)],
 ) -> (Child, u16) {
@@ -43,7 +53,7 @@ pub async fn serve_on_free_port<A: AsRef<OsStr>>(
         command.env_remove(name);
     }
     command
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())

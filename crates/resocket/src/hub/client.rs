@@ -416,8 +416,12 @@ impl HubClient {
     /// not connected yet).
     ///
     /// # Errors
-    /// [`HubError::Refused`] when the hub refuses (no permission), [`HubError::Closed`] once
-    /// the client is closed.
+    /// [`HubError::Refused`] when the hub refuses (no permission, or `unavailable`: its
+    /// storage is down), [`HubError::Closed`] once the client is closed.
+    ///
+    /// Once confirmed, a subscription outlives storage outages: a re-subscribe the hub answers
+    /// with `unavailable` is sent again, from the last offset, after a delay that doubles from
+    /// 100 ms up to 5 s.
     ///
     /// Subscribing again to a room replaces its earlier [`Subscription`], which then ends.
     pub async fn subscribe(&self, room: impl Into<String>) -> Result<Subscription, HubError> {

@@ -13,6 +13,9 @@
 //!
 //! A publish the hub answers with `unavailable` (its storage, Redis, is down) stays pending and
 //! is sent again, with the same id, after a growing delay: the hub's dedupe applies it once.
+//! So is the re-subscribe of a live room (after a reconnect, or a resume): the room stays
+//! subscribed in the session, and its stream goes on from its last offset once the hub can
+//! read the room again.
 
 use std::{
     borrow::Cow,
@@ -107,6 +110,11 @@ struct Room {
     /// Epoch and last offset delivered to the reader; `None` until the first `subscribed`.
     position: Option<(u64, u64)>,
     flow: Flow,
+    /// How often in a row the hub answered this room's subscribe with `unavailable`.
+    refusals: u32,
+    /// Subscribes sent for the room by the session (reconnects, resumes, retries): a retry
+    /// timer set before the latest of them is stale, so one position is never asked twice.
+    subscribes: u64,
 }
 
 /// What became of an event offered to a room's reader.
@@ -156,6 +164,9 @@ pub(super) struct Session {
     unavailable: HashMap<String, u32>,
     /// One timer per such publish, resolving to its id when it is due again.
     resends: JoinSet<String>,
+    /// One timer per room whose re-subscribe met `unavailable`: (room, subscription id,
+    /// its subscribe count when it was set).
+    resubscribes: JoinSet<(String, u64, u64)>,
     /// How many free places in a reader's buffer count as "caught up".
     resume_at: usize,
     refresher: Option<Refresher>,
@@ -178,6 +189,7 @@ impl Session {
             waiters: JoinSet::new(),
             unavailable: HashMap::new(),
             resends: JoinSet::new(),
+            resubscribes: JoinSet::new(),
             resume_at: (room_capacity / 2).max(1),
             refresher: tokens.map(Tokens::refresher),
         }
@@ -190,6 +202,7 @@ impl Session {
             let controlling = !self.control.is_empty();
             let waiting = !self.waiters.is_empty();
             let resending = !self.resends.is_empty();
+            let resubscribing = !self.resubscribes.is_empty();
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -201,6 +214,9 @@ impl Session {
                     self.caught_up(&room, id);
                 }
                 Some(Ok(id)) = self.resends.join_next(), if resending => self.resend(&id),
+                Some(Ok((room, id, subscribes))) = self.resubscribes.join_next(), if resubscribing => {
+                    self.resubscribe(&room, id, subscribes);
+                }
                 token = next_token(&mut self.refresher), if refreshing => {
                     // While disconnected the next handshake authenticates with this token
                     // anyway; a queued `refresh` could outlive its token in a long outage.
@@ -251,6 +267,8 @@ impl Session {
                         confirmed: Some(confirmed),
                         position: None,
                         flow: Flow::Live,
+                        refusals: 0,
+                        subscribes: 0,
                     },
                 );
             }
@@ -284,8 +302,9 @@ impl Session {
     fn snapshot(&mut self) -> Vec<Message> {
         self.rooms.retain(|_, room| !room.tx.is_closed());
         let mut frames = Vec::with_capacity(self.rooms.len() + self.pending.len());
-        for (name, room) in &self.rooms {
+        for (name, room) in &mut self.rooms {
             if room.flow != Flow::Stalled {
+                room.subscribes += 1;
                 frames.push(Room::subscribe_frame(name, room.position));
             }
         }
@@ -357,6 +376,7 @@ impl Session {
             return;
         }
         room.flow = Flow::Resuming;
+        room.subscribes += 1;
         let frame = Room::subscribe_frame(name, room.position);
         self.send_control(frame);
     }
@@ -492,6 +512,7 @@ impl Session {
         if let Some(confirmed) = room.confirmed.take() {
             let _ = confirmed.send(Ok(()));
         }
+        room.refusals = 0;
         // A subscription the session dropped meanwhile; the resume will subscribe again.
         if room.flow == Flow::Stalled {
             return;
@@ -503,6 +524,7 @@ impl Session {
         if let Some((known, last)) = room.position {
             if known == epoch && first.is_none() && offset > last {
                 room.flow = Flow::Resuming;
+                room.subscribes += 1;
                 let frame = Room::subscribe_frame(name, room.position);
                 self.send_control(frame);
                 return;
@@ -517,7 +539,10 @@ impl Session {
                 resumes_at: None,
                 epoch_changed: true,
             }),
-            Some((_, last)) if !recovered => Some(Gap {
+            // A replay from at or before the next offset wanted misses nothing, whatever the hub
+            // thought of the `since` it was given (a repeated subscribe may have named an older
+            // position): what it repeats is dropped as already delivered.
+            Some((_, last)) if !recovered && first.is_none_or(|f| f > last + 1) => Some(Gap {
                 room: name.to_owned(),
                 from: last + 1,
                 resumes_at: first,
@@ -558,6 +583,22 @@ impl Session {
         }
     }
 
+    /// Subscribes `name` again after its subscribe met `unavailable`, unless the room has
+    /// moved on since (ended, stalled, or subscribed again by a reconnect or a resume).
+    fn resubscribe(&mut self, name: &str, id: u64, subscribes: u64) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if room.id != id || room.subscribes != subscribes || room.flow == Flow::Stalled {
+            return;
+        }
+        // Whatever arrives before the `subscribed` is covered by the replay from `position`.
+        room.flow = Flow::Resuming;
+        room.subscribes += 1;
+        let frame = Room::subscribe_frame(name, room.position);
+        self.send_control(frame);
+    }
+
     /// An `error` frame, with its code as sent: one this client does not know still refuses
     /// what `reference` names.
     fn error(&mut self, raw_code: String, message: String, reference: Option<&str>) {
@@ -566,6 +607,25 @@ impl Session {
             tracing::warn!(code = %raw_code, %message, "hub error");
             return;
         };
+        if code == ErrorCode::Unavailable {
+            // A live room the hub could not read (its storage is down) is not refused: it is
+            // subscribed again later. A first subscribe still fails, so its caller hears.
+            if let Some(room) = self
+                .rooms
+                .get_mut(reference)
+                .filter(|r| r.confirmed.is_none() && r.flow != Flow::Stalled)
+            {
+                room.refusals += 1;
+                let delay = resend_delay(room.refusals);
+                let timer = (reference.to_owned(), room.id, room.subscribes);
+                tracing::debug!(room = %reference, ?delay, "hub storage unavailable; subscribing again");
+                self.resubscribes.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    timer
+                });
+                return;
+            }
+        }
         if code == ErrorCode::Unavailable && self.acks.contains_key(reference) {
             // Not stored: the same publish goes again later, and the ack waits for it.
             let refusals = self.unavailable.entry(reference.to_owned()).or_insert(0);
