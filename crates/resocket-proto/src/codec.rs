@@ -130,6 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             },
         };
         let role = config.role;
+        let vectored = io.is_write_vectored();
         let inflater = config
             .compression
             .map(|n| Inflater::new(role, &n, config.max_message_size));
@@ -139,7 +140,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         WsStream {
             io,
             reader: FrameReader::new(limits, already_read, inflater),
-            writer: FrameWriter::new(role, config.write_buffer_size, deflater),
+            writer: FrameWriter::new(
+                role,
+                config.write_buffer_size,
+                deflater,
+                vectored,
+            ),
             compression: config.compression,
             pong: None,
             pongs_unflushed: 0,
@@ -285,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             }
             (Message::Close(_), _) => Ok(()),
             (_, State::Active) => {
-                self.writer.encode(&msg);
+                self.writer.encode_owned(msg);
                 Ok(())
             }
             _ => Err(ProtocolError::SendAfterClosing.into()),
@@ -594,7 +600,7 @@ mod tests {
 
     #[test]
     fn server_role_ends_the_stream_once_its_close_reply_is_written() {
-        let mut client = FrameWriter::new(Role::Client, 1 << 10, None);
+        let mut client = FrameWriter::new(Role::Client, 1 << 10, None, false);
         client.encode(&Message::text("hi"));
         client.close(Some(&CloseFrame {
             code: CloseCode::Away,

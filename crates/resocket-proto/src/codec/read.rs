@@ -869,7 +869,7 @@ mod tests {
 
     /// What a client writes, masked, for a server to read.
     fn client_wire(messages: &[Message]) -> Vec<u8> {
-        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20, None);
+        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20, None, false);
         for msg in messages {
             writer.encode(msg);
         }
