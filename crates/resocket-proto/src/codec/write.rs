@@ -288,7 +288,7 @@ impl FrameWriter {
     ) -> Poll<io::Result<()>> {
         while self.pending() > 0 {
             let head = &self.buf[self.written..];
-            let mut io = Pin::new(&mut *io);
+            let io = Pin::new(&mut *io);
             let n = ready!(if self.tail.is_empty() {
                 io.poll_write(cx, head)
             } else if head.is_empty() {
