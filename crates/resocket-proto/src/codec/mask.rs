@@ -16,10 +16,21 @@ pub(super) fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// Appends `src` to `dst`, XOR-ed with the repeated 4-byte `key`: the payload is read once and
-/// its masked copy written once, eight bytes at a time.
+/// Below this many bytes a payload is copied, then masked where it landed: both passes stay in
+/// the first-level cache, and the fused loop's zeroing call cost more than it saved (callgrind,
+/// 64 B frames: 235 instructions per frame fused, 179 copied then masked).
+const FUSED_FROM: usize = 1024;
+
+/// Appends `src` to `dst`, XOR-ed with the repeated 4-byte `key`. From [`FUSED_FROM`] bytes on,
+/// the payload is read once and its masked copy written once, eight bytes at a time.
 #[inline]
 pub(super) fn copy_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
+    if src.len() < FUSED_FROM {
+        let start = dst.len();
+        dst.extend_from_slice(src);
+        apply_mask(&mut dst[start..], key);
+        return;
+    }
     let [a, b, c, d] = key;
     let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
     let start = dst.len();
@@ -50,7 +61,7 @@ mod tests {
     #[test]
     fn a_masked_copy_is_the_payload_masked_in_place() {
         let key = [0x12, 0x34, 0x56, 0x78];
-        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 1000, 16_387] {
+        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 1000, 1023, 1024, 1025, 1031, 16_387] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
             let mut expected = payload.clone();
             apply_mask(&mut expected, key);
