@@ -162,6 +162,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     ///
     /// A protocol violation by the peer, a limit crossed, invalid UTF-8, or an I/O error; the
     /// connection is then unusable.
+    #[inline]
     pub fn poll_step(
         &mut self,
         cx: &mut Context<'_>,
