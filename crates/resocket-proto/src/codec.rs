@@ -9,7 +9,8 @@
 //!   of it with one `split_to` and one reference count per message (`read.rs`), where
 //!   tungstenite moves each message through its own read buffer and tokio-tungstenite
 //!   re-registers the task's waker on every message (a fifth of the profile at 64 B);
-//! - frames are encoded and masked straight into one write buffer (`write.rs`).
+//! - frames are encoded and masked straight into one write buffer (`write.rs`); a large payload
+//!   goes out at once, behind its header in one vectored write when it can be masked in place.
 //!
 //! Messages, close frames and errors are tungstenite's types, so nothing above this layer
 //! changes with it. The close handshake follows RFC 6455, section 7: a received Close is
