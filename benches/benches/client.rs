@@ -419,21 +419,31 @@ struct Contender {
 async fn limits(plan: &Plan, report: &mut Report) {
     let only = std::env::var("RESOCKET_BENCH_ONLY").ok();
     let keep = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
-    let configs: Vec<resocket::ClientConfig> = match std::env::var("RESOCKET_BENCH_WRITE_BUFFER")
-    {
+    let configs: Vec<resocket::ClientConfig> = match std::env::var("RESOCKET_BENCH_WRITE_BUFFER") {
         Ok(sizes) => sizes
             .split(',')
             .map(|size| {
                 let mut config = resocket::ClientConfig::default();
-                config.write_buffer_size = size.parse().expect("RESOCKET_BENCH_WRITE_BUFFER: sizes");
+                config.write_buffer_size =
+                    size.parse().expect("RESOCKET_BENCH_WRITE_BUFFER: sizes");
                 config
             })
             .collect(),
         Err(_) => vec![resocket::ClientConfig::default()],
     };
     let sends = [
-        (64, LIMIT_SEND_64, raw::SendStyle::Batched(RAW_FEED_BATCH), 0.9),
-        (1024, LIMIT_SEND_1K, raw::SendStyle::Batched(RAW_FEED_BATCH), 0.9),
+        (
+            64,
+            LIMIT_SEND_64,
+            raw::SendStyle::Batched(RAW_FEED_BATCH),
+            0.9,
+        ),
+        (
+            1024,
+            LIMIT_SEND_1K,
+            raw::SendStyle::Batched(RAW_FEED_BATCH),
+            0.9,
+        ),
         (16384, LIMIT_SEND_16K, raw::SendStyle::PerMessage, 1.3),
     ];
     for (size, base, style, goal) in sends {
@@ -474,7 +484,10 @@ async fn limits(plan: &Plan, report: &mut Report) {
             let name = if configs.len() == 1 {
                 "resocket `send().await`".to_owned()
             } else {
-                format!("resocket `send().await`, write buffer {}", config.write_buffer_size)
+                format!(
+                    "resocket `send().await`, write buffer {}",
+                    config.write_buffer_size
+                )
             };
             contenders.push(Contender {
                 name: name.leak(),

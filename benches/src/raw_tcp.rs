@@ -88,7 +88,10 @@ impl Receiver {
 fn header(data: &[u8]) -> Option<(usize, usize)> {
     let b1 = *data.get(1)?;
     let (len, at) = match b1 & 0x7F {
-        126 => (usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?])), 4),
+        126 => (
+            usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?])),
+            4,
+        ),
         127 => (
             u64::from_be_bytes(data.get(2..10)?.try_into().ok()?) as usize,
             10,

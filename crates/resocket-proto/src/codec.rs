@@ -141,12 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         WsStream {
             io,
             reader: FrameReader::new(limits, already_read, inflater),
-            writer: FrameWriter::new(
-                role,
-                config.write_buffer_size,
-                deflater,
-                vectored,
-            ),
+            writer: FrameWriter::new(role, config.write_buffer_size, deflater, vectored),
             compression: config.compression,
             pong: None,
             pongs_unflushed: 0,

@@ -61,7 +61,9 @@ mod tests {
     #[test]
     fn a_masked_copy_is_the_payload_masked_in_place() {
         let key = [0x12, 0x34, 0x56, 0x78];
-        for len in [0usize, 1, 3, 7, 8, 9, 15, 16, 17, 1000, 1023, 1024, 1025, 1031, 16_387] {
+        for len in [
+            0usize, 1, 3, 7, 8, 9, 15, 16, 17, 1000, 1023, 1024, 1025, 1031, 16_387,
+        ] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
             let mut expected = payload.clone();
             apply_mask(&mut expected, key);
