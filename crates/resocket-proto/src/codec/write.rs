@@ -104,11 +104,10 @@ impl FrameWriter {
 
     /// Encodes one message as a single frame, taking its payload when it goes out as it is.
     ///
-    /// Call only after [`FrameWriter::poll_ready`]: a large payload waiting from the frame
-    /// before must be written first.
+    /// Meant to follow [`FrameWriter::poll_ready`], which writes out a large payload still
+    /// waiting; without it, that payload is copied into the buffer first (see `header`).
     #[inline]
     pub(crate) fn encode_owned(&mut self, msg: Message) {
-        debug_assert!(self.tail.is_empty(), "encode after poll_ready");
         if self.vectored && self.deflate.is_none() {
             let (opcode, payload) = match msg {
                 Message::Binary(data) if data.len() >= LARGE => (0x2, data),
