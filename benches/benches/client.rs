@@ -27,13 +27,20 @@
 //! Quick check: `RESOCKET_BENCH_SCALE=0.05 cargo bench -p resocket-benches --bench client`
 //! Only some cases: `cargo bench -p resocket-benches --bench client -- recv echo` (substrings
 //! of the case names: `recv 64`, `recv 1024`, `recv 16384`, `recv+read 1024`, `send 64`, `send 1024`,
-//! `send 16384`, `echo 64`, `recover`).
+//! `send 16384`, `echo 64`, `recover`, and the `limit …` cases below).
+//!
+//! The `limit …` cases hold resocket against the best its reference can do at each figure:
+//! `limit send 16384` against raw per-message `send`, `limit send 64` against raw `feed` + one
+//! `flush` per batch, `limit recv 64` against a bare TCP reader ([`raw_tcp`]).
+//! `RESOCKET_BENCH_ONLY=<substring>` runs only the contenders of those cases whose name holds
+//! it (for a profiler), and `RESOCKET_BENCH_WRITE_BUFFER=<bytes>` sets resocket's
+//! `write_buffer_size` there.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use resocket_benches::{
-    measure, peer_stream_tungstenite, peer_tokio_websockets, raw,
+    measure, peer_stream_tungstenite, peer_tokio_websockets, raw, raw_tcp,
     report::{Report, Target},
     resocket_client,
     server::{Mode, RestartableServer, Server, Tally},
@@ -51,6 +58,10 @@ const RECV_READ_1K: u64 = 100_000;
 const SEND_64: u64 = 500_000;
 const SEND_1K: u64 = 200_000;
 const SEND_16K: u64 = 40_000;
+const LIMIT_SEND_64: u64 = 1_000_000;
+const LIMIT_SEND_1K: u64 = 200_000;
+const LIMIT_SEND_16K: u64 = 40_000;
+const LIMIT_RECV_64: u64 = 1_000_000;
 const ECHO: u64 = 20_000;
 /// Measured server restarts, after one warm-up restart (not scaled).
 const RESTARTS: usize = 20;
@@ -134,6 +145,7 @@ async fn run(plan: &Plan) -> Report {
     if plan.wants("recover") {
         recover(&mut report, "recover", RESTARTS).await;
     }
+    limits(plan, &mut report).await;
     report
 }
 
@@ -393,4 +405,158 @@ async fn recover(report: &mut Report, case: &str, restarts: usize) {
 
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// One contender of a `limit …` case.
+struct Contender {
+    name: &'static str,
+    case: Box<dyn Throughput>,
+    _server: Server,
+}
+
+/// The `limit …` cases: resocket against the best its reference can do at that figure, each
+/// with a goal of its own. Every contender is on its own server.
+async fn limits(plan: &Plan, report: &mut Report) {
+    let only = std::env::var("RESOCKET_BENCH_ONLY").ok();
+    let keep = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let configs: Vec<resocket::ClientConfig> = match std::env::var("RESOCKET_BENCH_WRITE_BUFFER") {
+        Ok(sizes) => sizes
+            .split(',')
+            .map(|size| {
+                let mut config = resocket::ClientConfig::default();
+                config.write_buffer_size =
+                    size.parse().expect("RESOCKET_BENCH_WRITE_BUFFER: sizes");
+                config
+            })
+            .collect(),
+        Err(_) => vec![resocket::ClientConfig::default()],
+    };
+    let sends = [
+        (
+            64,
+            LIMIT_SEND_64,
+            raw::SendStyle::Batched(RAW_FEED_BATCH),
+            0.9,
+        ),
+        (
+            1024,
+            LIMIT_SEND_1K,
+            raw::SendStyle::Batched(RAW_FEED_BATCH),
+            0.9,
+        ),
+        (16384, LIMIT_SEND_16K, raw::SendStyle::PerMessage, 1.3),
+    ];
+    for (size, base, style, goal) in sends {
+        let case = format!("limit send {size}");
+        if !plan.wants(&case) {
+            continue;
+        }
+        let n = plan.n(base);
+        eprintln!("{case}: {n} messages per round");
+        let raw_name = match style {
+            raw::SendStyle::PerMessage => "raw `send().await` per message",
+            raw::SendStyle::Batched(_) => "raw `feed` + one `flush` per 256",
+        };
+        let mut contenders = Vec::new();
+        if keep(raw_name) {
+            let tally = std::sync::Arc::new(Tally::default());
+            let server = Server::start(Mode::Sink(tally.clone())).await;
+            let sender = raw::Sender::connect(server.addr(), payload(size), tally, style).await;
+            contenders.push(Contender {
+                name: raw_name,
+                case: Box::new(sender),
+                _server: server,
+            });
+        }
+        for config in &configs {
+            if !keep("resocket `send().await`") {
+                continue;
+            }
+            let tally = std::sync::Arc::new(Tally::default());
+            let server = Server::start(Mode::Sink(tally.clone())).await;
+            let sender = resocket_client::Sender::connect_with(
+                server.addr(),
+                payload(size),
+                tally,
+                config.clone(),
+            )
+            .await;
+            let name = if configs.len() == 1 {
+                "resocket `send().await`".to_owned()
+            } else {
+                format!(
+                    "resocket `send().await`, write buffer {}",
+                    config.write_buffer_size
+                )
+            };
+            contenders.push(Contender {
+                name: name.leak(),
+                case: Box::new(sender),
+                _server: server,
+            });
+        }
+        limit_report(report, &case, size, n, contenders, goal).await;
+    }
+    let case = "limit recv 64";
+    if plan.wants(case) {
+        let n = plan.n(LIMIT_RECV_64);
+        eprintln!("{case}: {n} messages per round");
+        let expect = Payload {
+            size: 64,
+            consumer: Consumer::LengthOnly,
+        };
+        let mut contenders = Vec::new();
+        let name = "raw TCP reader (headers only)";
+        if keep(name) {
+            let server = Server::start(Mode::Burst(payload(64))).await;
+            let receiver = raw_tcp::Receiver::connect(server.addr(), expect).await;
+            contenders.push(Contender {
+                name,
+                case: Box::new(receiver),
+                _server: server,
+            });
+        }
+        let name = "resocket `recv()`";
+        if keep(name) {
+            let server = Server::start(Mode::Burst(payload(64))).await;
+            let style = resocket_client::RecvStyle::One;
+            let receiver = resocket_client::Receiver::connect(server.addr(), expect, style).await;
+            contenders.push(Contender {
+                name,
+                case: Box::new(receiver),
+                _server: server,
+            });
+        }
+        limit_report(report, case, 64, n, contenders, 0.95).await;
+    }
+}
+
+/// Runs a `limit …` case's contenders interleaved and reports them; the ratio of the last to
+/// the first, with its goal, when both ran.
+async fn limit_report(
+    report: &mut Report,
+    case: &str,
+    size: usize,
+    n: u64,
+    contenders: Vec<Contender>,
+    goal: f64,
+) {
+    let (names, mut cases): (Vec<_>, Vec<_>) = contenders
+        .into_iter()
+        .map(|c| ((c.name, c._server), c.case))
+        .unzip();
+    let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
+    let case = format!("{case} B");
+    let medians: Vec<f64> = names
+        .iter()
+        .zip(&rates)
+        .map(|((name, _), rates)| report.throughput(&case, name, size, rates).median)
+        .collect();
+    if let [reference, .., ours] = medians[..] {
+        report.ratio(
+            &format!("{case}: {} / {}", names[names.len() - 1].0, names[0].0),
+            ours / reference,
+            Target::AtLeast(goal),
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod measure;
 pub mod peer_stream_tungstenite;
 pub mod peer_tokio_websockets;
 pub mod raw;
+pub mod raw_tcp;
 pub mod report;
 pub mod resocket_client;
 pub mod server;

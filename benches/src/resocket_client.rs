@@ -14,7 +14,13 @@ use crate::{server::Tally, BoxFut, Payload, Recover, RoundTrip, Throughput};
 /// Builds a client with default settings and waits until it is `Ready`, so that connecting is
 /// never part of a measurement.
 pub async fn connect(addr: SocketAddr) -> (Client, Messages) {
+    connect_with(addr, ClientConfig::default()).await
+}
+
+/// Like [`connect`], with `config`.
+pub async fn connect_with(addr: SocketAddr, config: ClientConfig) -> (Client, Messages) {
     let (client, messages) = Client::builder(format!("ws://{addr}/"))
+        .config(config)
         .spawn()
         .expect("valid client settings");
     client.ready().await.expect("resocket connects");
@@ -108,7 +114,17 @@ pub struct Sender {
 impl Sender {
     /// Connects to the [`Mode::Sink`](crate::server::Mode::Sink) server that owns `tally`.
     pub async fn connect(addr: SocketAddr, payload: Bytes, tally: Arc<Tally>) -> Sender {
-        let (client, messages) = connect(addr).await;
+        Sender::connect_with(addr, payload, tally, ClientConfig::default()).await
+    }
+
+    /// Like [`Sender::connect`], with `config`.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        payload: Bytes,
+        tally: Arc<Tally>,
+        config: ClientConfig,
+    ) -> Sender {
+        let (client, messages) = connect_with(addr, config).await;
         Sender {
             client,
             _messages: messages,

@@ -56,6 +56,7 @@ pub struct ClientConfig {
     /// fills its buffer.
     pub read_buffer_size: usize,
     /// The write buffer: frames are coalesced up to this size before a write. Default 128 KiB.
+    /// A payload of 8 KiB or more is written out at once, with what is buffered before it.
     pub write_buffer_size: usize,
     /// permessage-deflate (RFC 7692): what the upgrade request offers. Default: on
     /// (`enabled: true`), offering `permessage-deflate; client_max_window_bits` at zlib level 6,

@@ -37,6 +37,7 @@ pub struct Config {
     /// fills it). Default: 128 KiB.
     pub read_buffer_size: usize,
     /// Frames are coalesced up to this many bytes before they are written. Default: 128 KiB.
+    /// A payload of 8 KiB or more is written out at once, with what is buffered before it.
     pub write_buffer_size: usize,
     /// permessage-deflate (RFC 7692) as the upgrade negotiated it (see
     /// [`deflate`](crate::deflate)): data messages are then compressed as they are written, and

@@ -245,134 +245,160 @@ impl FrameReader {
         let Some(frame) = ready!(self.poll_frame(io, cx, batch))? else {
             return Poll::Ready(Ok(Step::Eof));
         };
-        let len = frame.end - frame.start;
         if batch.capacity() == 0 && frame.fin && frame.opcode < 0x3 {
             batch.reserve_exact(capacity);
         }
-        match frame.opcode {
-            opcode::TEXT | opcode::BINARY => {
-                let text = frame.opcode == opcode::TEXT;
-                if self.partial.is_some() {
-                    let data = if text { Data::Text } else { Data::Binary };
-                    return Poll::Ready(Err(ProtocolError::ExpectedFragment(data).into()));
-                }
-                self.check_message_size(len)?;
-                if frame.compressed {
-                    return Poll::Ready(self.inflate(&frame, text, batch));
-                }
-                let ahead = if text {
-                    std::mem::take(&mut self.ahead)
-                } else {
-                    Ahead::default()
-                };
-                if !frame.fin {
-                    let data = self.buf[frame.start..frame.end].to_vec();
-                    let mut utf8 = ahead.utf8;
-                    if text {
-                        utf8.feed(&data[ahead.done..])?;
-                    }
-                    self.partial = Some(Partial {
-                        data,
-                        text,
-                        utf8,
-                        compressed: false,
-                    });
-                    return Poll::Ready(Ok(Step::Data(0)));
-                } else {
-                    if ahead.done > 0 {
-                        let mut utf8 = ahead.utf8;
-                        utf8.feed(&self.buf[frame.start + ahead.done..frame.end])?;
-                        utf8.finish()?;
-                    } else if text {
-                        check_utf8(&self.buf[frame.start..frame.end])?;
-                    }
-                    self.placed.push(Placed {
-                        index: batch.len(),
-                        start: frame.start,
-                        end: frame.end,
-                        text,
-                    });
-                    // Neither placeholder allocates.
-                    batch.push(if text {
-                        Message::Text(Utf8Bytes::from_static(""))
-                    } else {
-                        Message::Binary(Bytes::new())
-                    });
-                }
-                Poll::Ready(Ok(Step::Data(len)))
-            }
-            opcode::CONTINUATION => {
-                let Some(partial) = self.partial.as_mut() else {
-                    return Poll::Ready(Err(ProtocolError::UnexpectedContinueFrame.into()));
-                };
-                // RSV1 marks the first frame of a compressed message only (RFC 7692, 6.1).
-                if frame.compressed {
-                    return Poll::Ready(Err(ProtocolError::NonZeroReservedBits.into()));
-                }
-                if partial.compressed {
-                    let text = partial.text;
-                    return Poll::Ready(self.inflate(&frame, text, batch));
-                }
-                let total = partial.data.len() + len;
-                if let Some(max) = self.limits.max_message {
-                    if total > max {
-                        return Poll::Ready(Err(too_long(total, max)));
-                    }
-                }
-                // A text message fails on the fragment that breaks its UTF-8, not at its end
-                // (RFC 6455, 8.1): the peer may never send the end.
-                if partial.text {
-                    let ahead = std::mem::take(&mut self.ahead);
-                    if ahead.done > 0 {
-                        partial.utf8 = ahead.utf8;
-                    }
-                    let rest = &self.buf[frame.start + ahead.done..frame.end];
-                    partial.utf8.feed(rest)?;
-                    if frame.fin {
-                        partial.utf8.finish()?;
-                    }
-                }
-                partial
-                    .data
-                    .extend_from_slice(&self.buf[frame.start..frame.end]);
-                if !frame.fin {
-                    return Poll::Ready(Ok(Step::Data(0)));
-                }
-                let Partial { data, text, .. } = self.partial.take().expect("checked above");
-                let data = Bytes::from(data);
-                batch.push(if text {
-                    Message::Text(
-                        Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?,
-                    )
-                } else {
-                    Message::Binary(data)
-                });
-                Poll::Ready(Ok(Step::Data(total)))
-            }
-            opcode::CLOSE | opcode::PING | opcode::PONG => {
-                // All control frames MUST have a payload of 125 bytes or less and MUST NOT be
-                // fragmented (RFC 6455, 5.5).
-                if !frame.fin {
-                    return Poll::Ready(Err(ProtocolError::FragmentedControlFrame.into()));
-                }
-                // Control frames are never compressed (RFC 7692, 6.1).
-                if frame.compressed {
-                    return Poll::Ready(Err(ProtocolError::NonZeroReservedBits.into()));
-                }
-                if len > 125 {
-                    return Poll::Ready(Err(ProtocolError::ControlFrameTooBig.into()));
-                }
-                let payload = Bytes::copy_from_slice(&self.buf[frame.start..frame.end]);
-                let control = match frame.opcode {
-                    opcode::PING => Control::Ping(payload),
-                    opcode::PONG => Control::Pong(payload),
-                    _ => Control::Close(parse_close(payload)?),
-                };
-                Poll::Ready(Ok(Step::Control(control)))
-            }
-            op @ 0x3..=0x7 => Poll::Ready(Err(ProtocolError::UnknownDataFrameType(op).into())),
-            op => Poll::Ready(Err(ProtocolError::UnknownControlFrameType(op).into())),
+        Poll::Ready(match frame.opcode {
+            opcode::TEXT | opcode::BINARY => self.data_frame(&frame, batch),
+            opcode::CONTINUATION => self.continuation(&frame, batch),
+            opcode::CLOSE | opcode::PING | opcode::PONG => self.control(&frame).map(Step::Control),
+            op @ 0x3..=0x7 => Err(ProtocolError::UnknownDataFrameType(op).into()),
+            op => Err(ProtocolError::UnknownControlFrameType(op).into()),
+        })
+    }
+
+    /// The first frame of a Text or Binary message: the whole message, placed in the batch where
+    /// it lies, or the first fragment of one, or a compressed one to inflate.
+    #[inline]
+    fn data_frame(&mut self, frame: &Frame, batch: &mut Vec<Message>) -> Result<Step, WsError> {
+        let text = frame.opcode == opcode::TEXT;
+        if self.partial.is_some() {
+            let data = if text { Data::Text } else { Data::Binary };
+            return Err(ProtocolError::ExpectedFragment(data).into());
         }
+        self.check_message_size(frame.end - frame.start)?;
+        if frame.compressed {
+            return self.inflate(frame, text, batch);
+        }
+        let ahead = if text {
+            std::mem::take(&mut self.ahead)
+        } else {
+            Ahead::default()
+        };
+        if frame.fin {
+            self.place(frame, text, ahead, batch)
+        } else {
+            self.first_fragment(frame, text, ahead)
+        }
+    }
+
+    /// A whole uncompressed message: checked (Text), then held in the batch by a placeholder
+    /// until [`FrameReader::seal`] slices its payload out of the buffer.
+    #[inline]
+    fn place(
+        &mut self,
+        frame: &Frame,
+        text: bool,
+        ahead: Ahead,
+        batch: &mut Vec<Message>,
+    ) -> Result<Step, WsError> {
+        if ahead.done > 0 {
+            let mut utf8 = ahead.utf8;
+            utf8.feed(&self.buf[frame.start + ahead.done..frame.end])?;
+            utf8.finish()?;
+        } else if text {
+            check_utf8(&self.buf[frame.start..frame.end])?;
+        }
+        self.placed.push(Placed {
+            index: batch.len(),
+            start: frame.start,
+            end: frame.end,
+            text,
+        });
+        // Neither placeholder allocates.
+        batch.push(if text {
+            Message::Text(Utf8Bytes::from_static(""))
+        } else {
+            Message::Binary(Bytes::new())
+        });
+        Ok(Step::Data(frame.end - frame.start))
+    }
+
+    /// The first fragment of an uncompressed message: copied out, to be joined by the rest.
+    fn first_fragment(&mut self, frame: &Frame, text: bool, ahead: Ahead) -> Result<Step, WsError> {
+        let data = self.buf[frame.start..frame.end].to_vec();
+        let mut utf8 = ahead.utf8;
+        if text {
+            utf8.feed(&data[ahead.done..])?;
+        }
+        self.partial = Some(Partial {
+            data,
+            text,
+            utf8,
+            compressed: false,
+        });
+        Ok(Step::Data(0))
+    }
+
+    /// A continuation frame: joined to the message so far, which goes into the batch when this
+    /// frame is its last.
+    fn continuation(&mut self, frame: &Frame, batch: &mut Vec<Message>) -> Result<Step, WsError> {
+        let Some(partial) = self.partial.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinueFrame.into());
+        };
+        // RSV1 marks the first frame of a compressed message only (RFC 7692, 6.1).
+        if frame.compressed {
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        }
+        if partial.compressed {
+            let text = partial.text;
+            return self.inflate(frame, text, batch);
+        }
+        let total = partial.data.len() + frame.end - frame.start;
+        if let Some(max) = self.limits.max_message {
+            if total > max {
+                return Err(too_long(total, max));
+            }
+        }
+        // A text message fails on the fragment that breaks its UTF-8, not at its end
+        // (RFC 6455, 8.1): the peer may never send the end.
+        if partial.text {
+            let ahead = std::mem::take(&mut self.ahead);
+            if ahead.done > 0 {
+                partial.utf8 = ahead.utf8;
+            }
+            let rest = &self.buf[frame.start + ahead.done..frame.end];
+            partial.utf8.feed(rest)?;
+            if frame.fin {
+                partial.utf8.finish()?;
+            }
+        }
+        partial
+            .data
+            .extend_from_slice(&self.buf[frame.start..frame.end]);
+        if !frame.fin {
+            return Ok(Step::Data(0));
+        }
+        let Partial { data, text, .. } = self.partial.take().expect("checked above");
+        let data = Bytes::from(data);
+        batch.push(if text {
+            Message::Text(Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?)
+        } else {
+            Message::Binary(data)
+        });
+        Ok(Step::Data(total))
+    }
+
+    /// A Close, Ping or Pong frame, after the checks RFC 6455 asks of control frames.
+    fn control(&mut self, frame: &Frame) -> Result<Control, WsError> {
+        // All control frames MUST have a payload of 125 bytes or less and MUST NOT be
+        // fragmented (RFC 6455, 5.5).
+        if !frame.fin {
+            return Err(ProtocolError::FragmentedControlFrame.into());
+        }
+        // Control frames are never compressed (RFC 7692, 6.1).
+        if frame.compressed {
+            return Err(ProtocolError::NonZeroReservedBits.into());
+        }
+        if frame.end - frame.start > 125 {
+            return Err(ProtocolError::ControlFrameTooBig.into());
+        }
+        let payload = Bytes::copy_from_slice(&self.buf[frame.start..frame.end]);
+        Ok(match frame.opcode {
+            opcode::PING => Control::Ping(payload),
+            opcode::PONG => Control::Pong(payload),
+            _ => Control::Close(parse_close(payload)?),
+        })
     }
 
     /// Inflates a frame of a compressed message (the first, with `text` from its opcode, or a
@@ -869,7 +895,7 @@ mod tests {
 
     /// What a client writes, masked, for a server to read.
     fn client_wire(messages: &[Message]) -> Vec<u8> {
-        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20, None);
+        let mut writer = super::super::write::FrameWriter::new(Role::Client, 1 << 20, None, false);
         for msg in messages {
             writer.encode(msg);
         }

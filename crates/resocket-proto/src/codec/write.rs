@@ -1,25 +1,43 @@
 //! The write half of the frame codec: frames (masked in the client role) coalesced into one
 //! buffer that goes out in as few `write` calls as the socket allows.
 //!
-//! Every frame is encoded straight into the buffer (header, then in the client role the masking
-//! key, payload XOR-ed with the key while it is still in cache), so a batch of messages becomes one contiguous write.
-//! The buffer is written out when it reaches `write_buffer_size` or on flush.
+//! A small frame is encoded straight into the buffer (header, then in the client role the
+//! masking key, and the payload masked as it is copied), so a batch of messages becomes one
+//! contiguous write. The buffer is written out when it reaches `write_buffer_size` or on flush.
+//!
+//! A large payload ([`LARGE`] bytes and up) is written out at once, after whatever the buffer
+//! holds, with the buffer: on loopback a profile of 16 KiB messages put 32 % of the writing
+//! thread in the kernel's transmit path with 128 KiB writes and 19 % with 16 KiB writes, and
+//! the throughput followed (about 0.72× raw tokio-tungstenite against 1.0×). When the socket
+//! writes vectors and the payload can be had mutably without a copy (a `Bytes` no one else
+//! holds, as `Message::binary(vec)` makes), it is masked in place and goes out as the second
+//! half of one vectored write, never copied; otherwise it is masked while it is copied into
+//! the buffer, once.
 //!
 //! With permessage-deflate, each Text and Binary message is compressed whole into a scratch
 //! buffer kept for the connection, then goes out as one frame with RSV1 set; control frames are
 //! never compressed (RFC 7692, section 6.1).
 
 use std::{
-    io,
+    io::{self, IoSlice},
     pin::Pin,
     task::{ready, Context, Poll},
 };
 
+use bytes::{Buf, Bytes};
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::io::AsyncWrite;
 use tungstenite::{protocol::CloseFrame, Message};
 
-use super::{deflate::Deflater, mask::apply_mask, Role};
+use super::{
+    deflate::Deflater,
+    mask::{apply_mask, copy_masked},
+    Role,
+};
+
+/// Payloads of this many bytes and more are written out at once (see the module docs), from
+/// their own buffer when that needs no copy.
+pub(crate) const LARGE: usize = 8 << 10;
 
 /// The first header byte's bit that marks a compressed message (RFC 7692, section 6).
 const RSV1: u8 = 0x40;
@@ -30,6 +48,13 @@ pub(crate) struct FrameWriter {
     buf: Vec<u8>,
     /// `buf[..written]` is already on the socket.
     written: usize,
+    /// A large payload, masked, that goes out right behind `buf` (its frame header ends
+    /// `buf`); what is left of it to write. Empty when none.
+    tail: Bytes,
+    /// A large frame was encoded: the buffer goes out before the next frame.
+    out_now: bool,
+    /// The socket takes vectored writes, so a large payload need not join the buffer.
+    vectored: bool,
     /// Frames are coalesced up to this many bytes before a write.
     write_buffer_size: usize,
     /// Masking keys must be unpredictable (RFC 6455, 5.3): a ChaCha generator seeded by the OS.
@@ -57,17 +82,62 @@ impl Compress {
 }
 
 impl FrameWriter {
+    /// A writer for `role`; `vectored` when the socket writes vectors
+    /// ([`AsyncWrite::is_write_vectored`]).
     pub(crate) fn new(
         role: Role,
         write_buffer_size: usize,
         deflater: Option<Deflater>,
+        vectored: bool,
     ) -> FrameWriter {
         FrameWriter {
             buf: Vec::new(),
             written: 0,
+            tail: Bytes::new(),
+            out_now: false,
+            vectored,
             write_buffer_size: write_buffer_size.max(1),
             rng: (role == Role::Client).then(StdRng::from_os_rng),
             deflate: deflater.map(|d| Box::new(Compress::new(d))),
+        }
+    }
+
+    /// Encodes one message as a single frame, taking its payload when it goes out as it is.
+    ///
+    /// Meant to follow [`FrameWriter::poll_ready`], which writes out a large payload still
+    /// waiting; without it, that payload is copied into the buffer first (see `header`).
+    #[inline]
+    pub(crate) fn encode_owned(&mut self, msg: Message) {
+        if self.vectored && self.deflate.is_none() {
+            let (opcode, payload) = match msg {
+                Message::Binary(data) if data.len() >= LARGE => (0x2, data),
+                Message::Text(text) if text.len() >= LARGE => (0x1, Bytes::from(text)),
+                other => return self.encode(&other),
+            };
+            return self.large(opcode, payload);
+        }
+        self.encode(&msg);
+    }
+
+    /// A large data frame: its header into the buffer, its payload masked in place behind it
+    /// when no one else holds it (or as it is, unmasked, in the server role), copied into the
+    /// buffer otherwise.
+    fn large(&mut self, opcode: u8, payload: Bytes) {
+        self.out_now = true;
+        let Some(rng) = &mut self.rng else {
+            self.header(true, opcode, payload.len());
+            self.tail = payload;
+            return;
+        };
+        match payload.try_into_mut() {
+            Ok(mut owned) => {
+                let key = rng.next_u32().to_ne_bytes();
+                self.header(true, opcode, owned.len());
+                self.buf.extend_from_slice(&key);
+                apply_mask(&mut owned, key);
+                self.tail = owned.freeze();
+            }
+            Err(shared) => self.frame(true, opcode, &shared),
         }
     }
 
@@ -130,7 +200,30 @@ impl FrameWriter {
     #[inline]
     fn frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
         let len = payload.len();
+        if len >= LARGE {
+            self.out_now = true;
+        }
         self.buf.reserve(14 + len);
+        self.header(fin, opcode, len);
+        match &mut self.rng {
+            Some(rng) => {
+                let key = rng.next_u32().to_ne_bytes();
+                self.buf.extend_from_slice(&key);
+                copy_masked(&mut self.buf, payload, key);
+            }
+            None => self.buf.extend_from_slice(payload),
+        }
+    }
+
+    /// The frame header up to the masking key (which the caller adds in the client role).
+    #[inline]
+    fn header(&mut self, fin: bool, opcode: u8, len: usize) {
+        if !self.tail.is_empty() {
+            // A frame behind a large payload that is not written yet (a Pong or a Close reply
+            // the reader owes): the payload joins the buffer first, so the bytes stay in order.
+            self.buf.extend_from_slice(&self.tail);
+            self.tail.clear();
+        }
         self.buf.push((u8::from(fin) << 7) | opcode);
         let mask_bit = if self.rng.is_some() { 0x80 } else { 0 };
         if len < 126 {
@@ -142,22 +235,14 @@ impl FrameWriter {
             self.buf.push(mask_bit | 127);
             self.buf.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        match &mut self.rng {
-            Some(rng) => {
-                let key = rng.next_u32().to_ne_bytes();
-                self.buf.extend_from_slice(&key);
-                let start = self.buf.len();
-                self.buf.extend_from_slice(payload);
-                apply_mask(&mut self.buf[start..], key);
-            }
-            None => self.buf.extend_from_slice(payload),
-        }
     }
 
     /// Drops whatever is not written yet: the peer is gone.
     pub(crate) fn discard(&mut self) {
         self.buf.clear();
         self.written = 0;
+        self.tail.clear();
+        self.out_now = false;
     }
 
     /// Everything encoded and not yet written.
@@ -169,17 +254,17 @@ impl FrameWriter {
     /// Bytes encoded but not yet written to the socket.
     #[inline]
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len() - self.written
+        self.buf.len() - self.written + self.tail.len()
     }
 
-    /// Whether another frame may be encoded now: the buffer is below `write_buffer_size`, or
-    /// was written out to below it.
+    /// Whether another frame may be encoded now: the buffer is below `write_buffer_size` and
+    /// holds no large frame, or was written out.
     pub(crate) fn poll_ready<S: AsyncWrite + Unpin>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.pending() >= self.write_buffer_size {
+        if self.out_now || self.pending() >= self.write_buffer_size {
             ready!(self.poll_write_out(io, cx))?;
         }
         Poll::Ready(Ok(()))
@@ -200,15 +285,26 @@ impl FrameWriter {
         io: &mut S,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while self.written < self.buf.len() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.written..]))?;
+        while self.pending() > 0 {
+            let head = &self.buf[self.written..];
+            let io = Pin::new(&mut *io);
+            let n = ready!(if self.tail.is_empty() {
+                io.poll_write(cx, head)
+            } else if head.is_empty() {
+                io.poll_write(cx, &self.tail)
+            } else {
+                io.poll_write_vectored(cx, &[IoSlice::new(head), IoSlice::new(&self.tail)])
+            })?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.written += n;
+            let from_head = n.min(head.len());
+            self.written += from_head;
+            self.tail.advance(n - from_head);
         }
         self.buf.clear();
         self.written = 0;
+        self.out_now = false;
         // One huge message must not keep its buffer for the connection's life.
         if self.buf.capacity() > 4 * self.write_buffer_size {
             self.buf.shrink_to(self.write_buffer_size);
@@ -246,7 +342,7 @@ mod tests {
     fn frames_of_every_length_encoding_decode_back() {
         for len in [0usize, 1, 7, 8, 9, 125, 126, 65_535, 65_536, 100_003] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut writer = FrameWriter::new(Role::Client, 1 << 20, None);
+            let mut writer = FrameWriter::new(Role::Client, 1 << 20, None, false);
             writer.encode(&Message::binary(payload.clone()));
             let (fin, opcode, got, total) = decode(&writer.buf);
             assert!(fin);
@@ -256,11 +352,152 @@ mod tests {
         }
     }
 
+    /// A socket that takes vectored writes, at most `chunk` bytes per call.
+    struct Vectored {
+        written: Vec<u8>,
+        chunk: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Vectored {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.calls += 1;
+            let mut left = self.chunk;
+            for buf in bufs {
+                let take = buf.len().min(left);
+                self.written.extend_from_slice(&buf[..take]);
+                left -= take;
+            }
+            Poll::Ready(Ok(self.chunk - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn flush(writer: &mut FrameWriter, io: &mut Vectored) {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(writer.poll_flush(io, &mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_large_payload_no_one_else_holds_is_masked_in_place_and_never_copied() {
+        let payload: Vec<u8> = (0..100_003usize).map(|i| (i * 13) as u8).collect();
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None, true);
+        writer.encode_owned(Message::text("small first"));
+        let before = writer.buf.len();
+        let msg = Message::binary(payload.clone());
+        let Message::Binary(data) = &msg else {
+            unreachable!()
+        };
+        let at = data.as_ptr();
+        writer.encode_owned(msg);
+        // Only the header and the key joined the buffer; the payload is the caller's own
+        // allocation, masked.
+        assert_eq!(writer.buf.len() - before, 2 + 8 + 4);
+        assert_eq!(writer.tail.as_ptr(), at, "masked where it lay, not copied");
+        let mut io = Vectored {
+            written: Vec::new(),
+            chunk: 4000,
+            calls: 0,
+        };
+        flush(&mut writer, &mut io);
+        let (_, _, small, first) = decode(&io.written);
+        assert_eq!(small, b"small first");
+        let (fin, opcode, got, total) = decode(&io.written[first..]);
+        assert!(fin);
+        assert_eq!(opcode, 0x2);
+        assert_eq!(first + total, io.written.len());
+        assert!(got == payload, "the payload arrives intact, masked once");
+        assert_eq!(writer.pending(), 0);
+    }
+
+    #[test]
+    fn a_shared_large_payload_is_masked_as_it_is_copied_and_goes_out_before_the_next_frame() {
+        let payload = Bytes::from(vec![0x5A; 20_000]);
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None, true);
+        writer.encode_owned(Message::Binary(payload.clone()));
+        assert!(writer.tail.is_empty(), "held elsewhere: copied");
+        assert_eq!(writer.buf.len(), 4 + 4 + 20_000);
+        let mut io = Vectored {
+            written: Vec::new(),
+            chunk: usize::MAX,
+            calls: 0,
+        };
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Far below the write buffer's size, yet written out before the next frame.
+        assert!(writer.poll_ready(&mut io, &mut cx).is_ready());
+        assert_eq!(io.calls, 1);
+        let (_, _, got, total) = decode(&io.written);
+        assert_eq!(total, io.written.len());
+        assert_eq!(got, payload);
+    }
+
+    #[test]
+    fn a_frame_encoded_while_a_large_payload_waits_goes_out_after_it() {
+        let payload: Vec<u8> = vec![7; LARGE];
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None, true);
+        writer.encode_owned(Message::binary(payload.clone()));
+        assert!(!writer.tail.is_empty());
+        // As the reader does when it answers a Ping.
+        writer.encode(&Message::Pong(Bytes::from_static(b"p")));
+        let mut io = Vectored {
+            written: Vec::new(),
+            chunk: 1000,
+            calls: 0,
+        };
+        flush(&mut writer, &mut io);
+        let (_, opcode, got, first) = decode(&io.written);
+        assert_eq!((opcode, got), (0x2, payload));
+        let (_, opcode, got, _) = decode(&io.written[first..]);
+        assert_eq!((opcode, got), (0xA, b"p".to_vec()));
+    }
+
+    #[test]
+    fn a_server_writes_a_large_payload_as_it_is_even_when_shared() {
+        let payload = Bytes::from(vec![3u8; 70_000]);
+        let mut writer = FrameWriter::new(Role::Server, 1 << 20, None, true);
+        writer.encode_owned(Message::Binary(payload.clone()));
+        assert_eq!(writer.buf, [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(writer.tail.as_ptr(), payload.as_ptr());
+        let mut io = Vectored {
+            written: Vec::new(),
+            chunk: usize::MAX,
+            calls: 0,
+        };
+        flush(&mut writer, &mut io);
+        assert_eq!(io.calls, 1, "header and payload in one vectored write");
+        assert_eq!(io.written[10..], payload[..]);
+    }
+
     #[test]
     fn server_frames_are_not_masked() {
         for len in [0usize, 125, 126, 65_536] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let mut writer = FrameWriter::new(Role::Server, 1 << 20, None);
+            let mut writer = FrameWriter::new(Role::Server, 1 << 20, None, false);
             writer.encode(&Message::binary(payload.clone()));
             let header = match len {
                 0..=125 => 2,
@@ -275,7 +512,7 @@ mod tests {
 
     #[test]
     fn close_frames_carry_code_and_reason_and_keys_differ() {
-        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None);
+        let mut writer = FrameWriter::new(Role::Client, 1 << 20, None, false);
         writer.encode(&Message::Close(Some(CloseFrame {
             code: 4000.into(),
             reason: "bye".into(),

@@ -99,7 +99,7 @@ fn text_of(size: usize) -> String {
 fn written_data_messages_are_compressed_with_rsv1_and_read_back_in_both_roles() {
     for role in ROLES {
         let deflater = Deflater::new(role, &Negotiated::default(), 6);
-        let mut writer = FrameWriter::new(role, 1 << 20, Some(deflater));
+        let mut writer = FrameWriter::new(role, 1 << 20, Some(deflater), false);
         let messages: Vec<Message> = [0usize, 1, 100, 5_000, 70_000]
             .into_iter()
             .flat_map(|size| {
@@ -127,7 +127,7 @@ fn written_data_messages_are_compressed_with_rsv1_and_read_back_in_both_roles() 
 fn control_frames_are_never_compressed() {
     for role in ROLES {
         let deflater = Deflater::new(role, &Negotiated::default(), 6);
-        let mut writer = FrameWriter::new(role, 1 << 20, Some(deflater));
+        let mut writer = FrameWriter::new(role, 1 << 20, Some(deflater), false);
         writer.encode(&Message::Ping(vec![b'p'; 50].into()));
         assert_eq!(writer.written_for_test()[0], 0x89, "{role:?}: a plain Ping");
         writer.discard();
