@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod baseline;
+pub mod node;
+pub mod upgrade;
