@@ -272,6 +272,8 @@ fn server_config() -> ServerDeflateConfig {
 async fn serve(tcp: TcpStream, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
     let mut agreed = None;
+    // The signature is tungstenite's `Callback`, error type included.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| {
         let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
         if let Some((negotiated, value)) = deflate::answer(&server_config(), offers) {

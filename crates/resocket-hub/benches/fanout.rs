@@ -213,6 +213,19 @@ impl RawSub {
     }
 }
 
+/// `len` hex digits, a different run for each `seed`.
+fn padding(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).expect("a hex digit")
+        })
+        .collect()
+}
+
 /// The send time in the payload: `"t":<micros since start>`.
 fn sent_at(text: &str) -> Option<u64> {
     let i = text.find("\"t\":")? + 4;
@@ -307,10 +320,12 @@ async fn run(
         target.store(((sent + n) * subs) as u64, Relaxed);
         for _ in 0..n {
             let t = start.elapsed().as_micros();
-            // 128 bytes of data: the timestamp padded out.
+            // 128 bytes of data: the timestamp padded out with hex digits that differ from
+            // message to message, so that compression meets data with some entropy (about
+            // 2:1 on its own) rather than a run of one letter.
             let data = format!(
                 r#"{{"t":{t},"p":"{}"}}"#,
-                "x".repeat(128 - 12 - t.to_string().len())
+                padding(sent as u64, 128 - 12 - t.to_string().len())
             );
             let frame =
                 format!(r#"{{"type":"publish","room":"bench","id":"{sent}","data":{data}}}"#);
