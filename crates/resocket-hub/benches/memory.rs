@@ -2,8 +2,8 @@
 //! permessage-deflate negotiated, and of a Node `ws` 8 broadcast server, in one run.
 //!
 //! Run: `cargo bench -p resocket-hub --bench memory` (`MEMORY_CONNS`, default 10,000;
-//! `MEMORY_SERVERS`, default `hub,hub-deflate,node`; `MEMORY_PARALLEL` concurrent
-//! handshakes, default 20). Node needs `scripts/deps/node-ws.sh`; without it its row is n/a.
+//! `MEMORY_SERVERS`, default `hub,hub-deflate,node`, and `node-deflate` on request;
+//! `MEMORY_PARALLEL` concurrent handshakes, default 20). Node needs `scripts/deps/node-ws.sh`; without it its row is n/a.
 //!
 //! Every server runs in a child process (the hub in this same binary, re-executed), so that the
 //! clients' own memory is not counted, and only that process's RSS is measured. The servers are
@@ -237,7 +237,7 @@ async fn main() {
                 let (server, addr) = start_hub();
                 measure(name, server, addr, name == "hub-deflate", conns).await;
             }
-            "node" => match support::node::NodeServer::start(false) {
+            "node" | "node-deflate" => match support::node::NodeServer::start(name != "node") {
                 Ok(node) => {
                     let addr = node
                         .url
@@ -245,7 +245,8 @@ async fn main() {
                         .trim_end_matches("/ws")
                         .parse()
                         .unwrap();
-                    measure(name, Server::Node(node), addr, false, conns).await;
+                    let deflate = name != "node";
+                    measure(name, Server::Node(node), addr, deflate, conns).await;
                 }
                 Err(why) => println!("{name:<12} n/a ({why})"),
             },
