@@ -11,6 +11,10 @@
 //! - send throughput (msgs/s, 64 B, 1 KiB, 16 KiB): raw `send().await` per message (a flush
 //!   each), raw `feed` + one `flush` per batch, resocket `client.send().await` per message, and
 //!   the peers; the clock runs until the server has received all `n`;
+//! - compressed receive (`recv json deflate 1024`): a 1 KiB JSON market-data feed, with
+//!   permessage-deflate (`server_no_context_takeover`, frames compressed once by the server):
+//!   msgs/s and bytes on the wire for resocket with compression, resocket without it (the same
+//!   feed, uncompressed) and yawc with compression;
 //! - echo round trip p50/p99 (64 B), one message in flight;
 //! - time to recover after a server restart (p50/p99 over [`RESTARTS`] restarts): a connected
 //!   client's server is stopped (every connection dropped), stays down for a while, and is
@@ -27,7 +31,7 @@
 //! Quick check: `RESOCKET_BENCH_SCALE=0.05 cargo bench -p resocket-benches --bench client`
 //! Only some cases: `cargo bench -p resocket-benches --bench client -- recv echo` (substrings
 //! of the case names: `recv 64`, `recv 1024`, `recv 16384`, `recv+read 1024`, `send 64`, `send 1024`,
-//! `send 16384`, `echo 64`, `recover`, and the `limit …` cases below).
+//! `send 16384`, `recv json deflate 1024`, `echo 64`, `recover`, and the `limit …` cases below).
 //!
 //! The `limit …` cases hold resocket against the best its reference can do at each figure:
 //! `limit send 16384` against raw per-message `send`, `limit send 64` against raw `feed` + one
@@ -40,7 +44,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use resocket_benches::{
-    measure, peer_stream_tungstenite, peer_tokio_websockets, raw, raw_tcp,
+    feed::{FeedServer, FEED_SIZE},
+    measure, peer_stream_tungstenite, peer_tokio_websockets, peer_yawc, raw, raw_tcp,
     report::{Report, Target},
     resocket_client,
     server::{Mode, RestartableServer, Server, Tally},
@@ -62,6 +67,7 @@ const LIMIT_SEND_64: u64 = 1_000_000;
 const LIMIT_SEND_1K: u64 = 200_000;
 const LIMIT_SEND_16K: u64 = 40_000;
 const LIMIT_RECV_64: u64 = 1_000_000;
+const RECV_JSON_DEFLATE: u64 = 250_000;
 const ECHO: u64 = 20_000;
 /// Measured server restarts, after one warm-up restart (not scaled).
 const RESTARTS: usize = 20;
@@ -138,6 +144,14 @@ async fn run(plan: &Plan) -> Report {
         if plan.wants(&case) {
             send(&mut report, &case, size, plan.n(base)).await;
         }
+    }
+    if plan.wants("recv json deflate 1024") {
+        receive_compressed(
+            &mut report,
+            "recv json deflate 1024",
+            plan.n(RECV_JSON_DEFLATE),
+        )
+        .await;
     }
     if plan.wants("echo 64") {
         echo(&mut report, "echo 64", 64, plan.n(ECHO)).await;
@@ -300,6 +314,74 @@ async fn send(report: &mut Report, case: &str, size: usize, n: u64) {
     report.ratio(
         &format!("{case}: resocket / stream-tungstenite"),
         ours.median / stream.median,
+        Target::None,
+    );
+}
+
+/// The JSON feed, compressed and not: every contender has its own [`FeedServer`], which
+/// compresses when the client offers permessage-deflate and counts what it writes.
+async fn receive_compressed(report: &mut Report, case: &str, n: u64) {
+    eprintln!("{case}: {n} messages per round");
+    let expect = Payload {
+        size: FEED_SIZE,
+        consumer: Consumer::LengthOnly,
+    };
+    let servers = [
+        FeedServer::start().await,
+        FeedServer::start().await,
+        FeedServer::start().await,
+    ];
+    eprintln!(
+        "{case}: the feed compresses {:.2}× (wire bytes, frame headers included)",
+        servers[0].ratio()
+    );
+    let compressed = resocket_client::Receiver::connect_with(
+        servers[0].addr(),
+        expect,
+        resocket_client::RecvStyle::One,
+        resocket::ClientConfig::default(),
+    )
+    .await;
+    assert!(
+        compressed.compression().is_some(),
+        "resocket negotiated deflate"
+    );
+    let mut config = resocket::ClientConfig::default();
+    config.compression.enabled = false;
+    let plain = resocket_client::Receiver::connect_with(
+        servers[1].addr(),
+        expect,
+        resocket_client::RecvStyle::One,
+        config,
+    )
+    .await;
+    assert!(plain.compression().is_none(), "resocket offered nothing");
+    let mut cases: Vec<Box<dyn Throughput>> = vec![
+        Box::new(compressed),
+        Box::new(plain),
+        Box::new(peer_yawc::Receiver::connect(servers[2].addr(), expect).await),
+    ];
+    let rates = measure::throughput(&mut cases, n, n / 4, ROUNDS).await;
+    let case = format!("{case} B");
+    let contenders = [
+        "resocket `recv()`, deflate",
+        "resocket `recv()`, no compression",
+        "yawc 0.5 `next()`, deflate",
+    ];
+    let mut medians = Vec::new();
+    for ((contender, rates), server) in contenders.iter().zip(&rates).zip(&servers) {
+        medians.push(report.throughput(&case, contender, FEED_SIZE, rates).median);
+        let (messages, bytes) = server.wire().totals();
+        report.wire(&case, contender, bytes as f64 / messages as f64, FEED_SIZE);
+    }
+    report.ratio(
+        &format!("{case}: resocket deflate / yawc deflate"),
+        medians[0] / medians[2],
+        Target::AtLeast(1.0),
+    );
+    report.ratio(
+        &format!("{case}: resocket deflate / resocket uncompressed"),
+        medians[0] / medians[1],
         Target::None,
     );
 }

@@ -1,12 +1,15 @@
 //! Shared pieces of the `client` benchmark (`benches/client.rs`): loopback servers, the
-//! contenders (raw tokio-tungstenite, resocket, peer crates), timing and the printed report.
+//! contenders (raw tokio-tungstenite, resocket, peer crates), timing and the printed report;
+//! and the JSON feed and permessage-deflate server of the compressed receive case.
 //!
 //! Every contender talks to its own in-process tokio-tungstenite server on `127.0.0.1:0`, so
 //! the server side is identical for all of them and only the client code differs.
 
+pub mod feed;
 pub mod measure;
 pub mod peer_stream_tungstenite;
 pub mod peer_tokio_websockets;
+pub mod peer_yawc;
 pub mod raw;
 pub mod raw_tcp;
 pub mod report;

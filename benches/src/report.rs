@@ -20,6 +20,7 @@ pub enum Target {
 pub struct Report {
     throughput: String,
     latency: String,
+    wire: String,
     ratios: String,
 }
 
@@ -74,6 +75,16 @@ impl Report {
         figures
     }
 
+    /// Adds a row of bytes on the wire: what the server wrote per message (frame headers
+    /// included) against the payload size.
+    pub fn wire(&mut self, case: &str, contender: &str, bytes_per_message: f64, size: usize) {
+        let _ = writeln!(
+            self.wire,
+            "| {case} | {contender} | {bytes_per_message:.1} | {:.2}× |",
+            size as f64 / bytes_per_message,
+        );
+    }
+
     /// Adds a ratio line, marked against its target.
     pub fn ratio(&mut self, label: &str, value: f64, target: Target) {
         let verdict = match target {
@@ -96,6 +107,12 @@ impl Report {
         println!("| case | contender | p50 | p99 | samples |");
         println!("|---|---|---|---|---|");
         print!("{}", self.latency);
+        if !self.wire.is_empty() {
+            println!();
+            println!("| case | contender | wire bytes per message | payload / wire |");
+            println!("|---|---|---|---|");
+            print!("{}", self.wire);
+        }
         println!();
         println!("| ratio | value | target |");
         println!("|---|---|---|");

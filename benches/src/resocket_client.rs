@@ -46,9 +46,21 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server.
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) server with the default
+    /// config.
     pub async fn connect(addr: SocketAddr, expect: Payload, style: RecvStyle) -> Receiver {
-        let (client, messages) = connect(addr).await;
+        Receiver::connect_with(addr, expect, style, ClientConfig::default()).await
+    }
+
+    /// Connects to a [`Mode::Burst`](crate::server::Mode::Burst) or
+    /// [`FeedServer`](crate::feed::FeedServer) with `config`.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        expect: Payload,
+        style: RecvStyle,
+        config: ClientConfig,
+    ) -> Receiver {
+        let (client, messages) = connect_with(addr, config).await;
         Receiver {
             client,
             messages,
@@ -59,9 +71,17 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// What the upgrade agreed on for permessage-deflate.
+    pub fn compression(&self) -> Option<resocket::Negotiated> {
+        self.client.snapshot().compression
+    }
+}
+
 fn check(msg: &Message, expect: &Payload) {
     match msg {
         Message::Binary(data) => expect.take(data),
+        Message::Text(text) => expect.take(text.as_bytes()),
         other => panic!("resocket receive: unexpected {other:?}"),
     }
 }

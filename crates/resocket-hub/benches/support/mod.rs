@@ -3,3 +3,5 @@
 
 pub mod baseline;
 pub mod fanout;
+pub mod node;
+pub mod upgrade;
