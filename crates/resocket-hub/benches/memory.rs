@@ -1,6 +1,7 @@
 //! Memory bench: the hub's resident memory per idle, subscribed connection.
 //!
-//! Run: `cargo bench -p resocket-hub --bench memory` (`MEMORY_CONNS`, default 10,000).
+//! Run: `cargo bench -p resocket-hub --bench memory` (`MEMORY_CONNS`, default 10,000;
+//! `MEMORY_COMPRESSION=1` has every client offer permessage-deflate, which the hub accepts).
 //!
 //! The hub runs in a child process (this same binary, re-executed), so that the clients' own
 //! memory is not counted. The clients are bare TCP sockets that do the upgrade by hand, send
@@ -30,7 +31,7 @@ async fn serve_hub() {
     let mut builder = resocket_hub::Hub::builder()
         .allow_anonymous(true)
         .max_connections(100_000);
-    // For comparison: tungstenite's own defaults (128 KiB read and write buffers).
+    // For comparison: 128 KiB read and write buffers (tungstenite's defaults).
     if std::env::var_os("MEMORY_TUNGSTENITE_DEFAULTS").is_some() {
         builder = builder.socket_buffers(128 * 1024, 128 * 1024);
     }
@@ -43,10 +44,15 @@ async fn serve_hub() {
 async fn idle_subscriber(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
+    let offer = if std::env::var_os("MEMORY_COMPRESSION").is_some() {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Protocol: resocket.v1\r\n\r\n"
+         Sec-WebSocket-Protocol: resocket.v1\r\n{offer}\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
@@ -55,6 +61,13 @@ async fn idle_subscriber(addr: SocketAddr) -> TcpStream {
         let n = s.read(&mut chunk).await.unwrap();
         assert!(n > 0, "hub closed the connection");
         buf.extend_from_slice(&chunk[..n]);
+    }
+    if !offer.is_empty() {
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        assert!(
+            head.contains("permessage-deflate"),
+            "compression refused: {head}"
+        );
     }
     let sub = br#"{"type":"subscribe","room":"idle"}"#;
     let mut frame = vec![0x81, 0x80 | sub.len() as u8, 0, 0, 0, 0];
@@ -124,7 +137,15 @@ async fn main() {
         before / 1024,
         after / 1024
     );
-    println!("per connection: {:.1} KiB (target <= 40 KiB)", per / 1024.0);
+    println!(
+        "per connection: {:.1} KiB (compression {}; target <= 3 KiB)",
+        per / 1024.0,
+        if std::env::var_os("MEMORY_COMPRESSION").is_some() {
+            "negotiated"
+        } else {
+            "not offered"
+        }
+    );
     drop(clients);
     let _ = child.kill();
     let _ = child.wait();

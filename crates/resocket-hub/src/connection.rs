@@ -681,16 +681,7 @@ impl Session {
                 None
             }
             Inbound::Unsubscribe { room } => {
-                match self.subscriptions.remove(&room) {
-                    Some(r) => {
-                        r.unsubscribe(self.id, &self.shared.metrics);
-                    }
-                    None => self.error(
-                        ErrorCode::NotSubscribed,
-                        "not subscribed to this room",
-                        Some(room),
-                    ),
-                }
+                self.unsubscribe(room);
                 None
             }
             Inbound::Publish { room, id, data } => {
@@ -702,6 +693,17 @@ impl Session {
                 None
             }
             Inbound::Refresh { token } => self.refresh(&token),
+        }
+    }
+
+    fn unsubscribe(&mut self, room: String) {
+        match self.subscriptions.remove(&room) {
+            Some(r) => r.unsubscribe(self.id, &self.shared.metrics),
+            None => self.error(
+                ErrorCode::NotSubscribed,
+                "not subscribed to this room",
+                Some(room),
+            ),
         }
     }
 
