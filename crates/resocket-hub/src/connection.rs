@@ -698,7 +698,9 @@ impl Session {
 
     fn unsubscribe(&mut self, room: String) {
         match self.subscriptions.remove(&room) {
-            Some(r) => r.unsubscribe(self.id, &self.shared.metrics),
+            Some(r) => {
+                r.unsubscribe(self.id, &self.shared.metrics);
+            }
             None => self.error(
                 ErrorCode::NotSubscribed,
                 "not subscribed to this room",
