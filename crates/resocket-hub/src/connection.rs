@@ -308,22 +308,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         }
     }
 
-    /// Reads one frame; Pings are answered by the codec (the Pong leaves with the next flush).
+    /// Reads until a frame the session acts on; Pings are answered by the codec (the Pong
+    /// leaves with the next flush). Fragments of a message not yet complete are taken in
+    /// without an event.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        let step = ready!(self.ws.poll_step(cx, &mut self.inbox, READ_BATCH));
-        self.ws.seal(&mut self.inbox);
-        self.last_seen = Instant::now();
-        if self.ws.wants_flush() {
-            // A Pong or a Close reply waits in the buffer: the write step flushes it.
-            cx.waker().wake_by_ref();
+        loop {
+            let step = ready!(self.ws.poll_step(cx, &mut self.inbox, READ_BATCH));
+            self.ws.seal(&mut self.inbox);
+            self.last_seen = Instant::now();
+            if self.ws.wants_flush() {
+                // A Pong or a Close reply waits in the buffer: the write step flushes it.
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Ready(match step {
+                Ok(Some(Incoming::Data(_))) if self.inbox.is_empty() => continue,
+                Ok(Some(Incoming::Data(_))) => Event::Messages,
+                Ok(Some(Incoming::Ping | Incoming::Pong(_))) => Event::Control,
+                Ok(Some(Incoming::Close(_)) | None) => Event::PeerClosed,
+                Err(e) => Event::ReadFailed(e),
+            });
         }
-        Poll::Ready(match step {
-            Ok(Some(Incoming::Data(_))) if self.inbox.is_empty() => return self.poll_read(cx),
-            Ok(Some(Incoming::Data(_))) => Event::Messages,
-            Ok(Some(Incoming::Ping | Incoming::Pong(_))) => Event::Control,
-            Ok(Some(Incoming::Close(_)) | None) => Event::PeerClosed,
-            Err(e) => Event::ReadFailed(e),
-        })
     }
 
     /// The socket's last steps: the Close and a bounded wait for the peer's, or the flush of
@@ -435,9 +439,17 @@ impl Session {
         ));
         // Each timer fires once; a close it asked for then runs its course.
         let (mut auth_fired, mut expiry_fired) = (false, false);
-        // Once a close is asked for, the drain before it has `close_timeout`.
-        let mut closing_since: Option<tokio::time::Instant> = None;
+        // Once a close is asked for, the drain before it has `close_timeout`: a peer that does
+        // not read must not hold the connection open.
+        let mut drain_deadline = pin!(tokio::time::sleep(Duration::ZERO));
+        let mut draining = false;
         loop {
+            if !draining && self.outbox.is_closing() {
+                draining = true;
+                drain_deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + cfg.close_timeout);
+            }
             if self.expires != armed {
                 armed = self.expires;
                 expiry_fired = false;
@@ -458,6 +470,7 @@ impl Session {
                     self.close(self.token_expired());
                     continue;
                 }
+                () = &mut drain_deadline, if draining => return Ending::Gone,
                 event = poll_fn(|cx| socket.poll_event(cx, &shared, &outbox)) => event,
             };
             match event {
@@ -483,7 +496,7 @@ impl Session {
                         self.close(self.token_expired());
                     }
                     for msg in std::mem::take(&mut socket.inbox) {
-                        if self.outbox_closing() {
+                        if self.outbox.is_closing() {
                             break;
                         }
                         if let Some(c) = self.message(msg, &mut bucket).await {
@@ -492,21 +505,11 @@ impl Session {
                     }
                 }
             }
-            if self.outbox_closing() {
-                let since = *closing_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= cfg.close_timeout {
-                    return Ending::Gone;
-                }
-            }
         }
     }
 
     fn close(&self, closing: Closing) {
         self.outbox.close(closing);
-    }
-
-    fn outbox_closing(&self) -> bool {
-        self.outbox.is_closing()
     }
 
     fn auth_timed_out(&self) -> Closing {
