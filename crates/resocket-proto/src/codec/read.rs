@@ -910,6 +910,78 @@ mod tests {
         }
     }
 
+    /// Hands out its chunks one read each, then has nothing (`Pending`), never the end.
+    struct Trickle(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            match self.0.pop_front() {
+                Some(chunk) => {
+                    buf.put_slice(&chunk);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_reader_lets_its_buffer_go_and_reads_on_after() {
+        let limits = ReadLimits {
+            release_idle: true,
+            ..LIMITS
+        };
+        let whole = frame(true, 0x1, b"first");
+        let second = frame(true, 0x2, &[7u8; 300]);
+        let (head, tail) = second.split_at(5);
+        let mut io = Trickle(VecDeque::from([whole, head.to_vec()]));
+        let mut reader = FrameReader::new(limits, &[], None);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = Vec::new();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(5)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("first")]);
+        // Half a frame in: the buffer holds it.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert!(reader.buf.capacity() > 0, "a partial frame is kept");
+        io.0.push_back(tail.to_vec());
+        batch.clear();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(300)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(payloads(&batch), vec![vec![7u8; 300]]);
+        // Nothing left to parse and nothing arriving: no buffer.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert_eq!(reader.buf.capacity(), 0, "an idle reader holds no buffer");
+        // A wake-up that brings nothing allocates nothing either.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert_eq!(reader.buf.capacity(), 0);
+        io.0.push_back(frame(true, 0x1, b"again"));
+        batch.clear();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(5)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("again")]);
+    }
+
     fn payloads(messages: &[Message]) -> Vec<Vec<u8>> {
         messages
             .iter()
