@@ -252,8 +252,8 @@ impl HubBuilder {
         self
     }
 
-    /// The largest frame or message a client may send, in bytes. Default: 64 KiB. Over it, the
-    /// hub closes with 1009.
+    /// The largest frame or message a client may send, in bytes (a compressed message by its
+    /// inflated size). Default: 64 KiB. Over it, the hub closes with 1009.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self
