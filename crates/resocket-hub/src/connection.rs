@@ -115,7 +115,7 @@ enum Event {
 
 /// The socket's side of a connection: the codec, the batch being written, the ping timer.
 struct Socket<S> {
-    ws: WsStream<S>,
+    ws: Box<WsStream<S>>,
     /// The client negotiated permessage-deflate: it gets each frame's compressed form.
     compressed: bool,
     /// Frames taken from the outbox and not yet in the codec's buffer.
@@ -134,33 +134,48 @@ struct Socket<S> {
 }
 
 /// Runs a connection to its end.
-pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+///
+/// Every idle connection is one such future, so its size is the hub's memory per connection:
+/// the codec sits behind one `Box` (the future would otherwise hold it in several of its
+/// states), and the close handshake, run once, is boxed when it starts.
+pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    ws: WsStream<S>,
+    ws: Box<WsStream<S>>,
+    id: u64,
+    outbox: Arc<Outbox>,
+    auth: Auth,
+) -> impl std::future::Future<Output = ()> {
+    let span = tracing::debug_span!("conn", id, compressed = ws.compression().is_some());
+    serve_connection(shared, ws, id, outbox, auth).instrument(span)
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    ws: Box<WsStream<S>>,
     id: u64,
     outbox: Arc<Outbox>,
     auth: Auth,
 ) {
-    let span = tracing::debug_span!("conn", id, compressed = ws.compression().is_some());
-    async move {
-        let mut session = Session::start(shared.clone(), id, outbox, auth);
-        let mut socket = Socket::new(ws, &shared.config);
-        let ending = session.serve(&mut socket).await;
-        // Released before the close handshake, which may wait on a peer that does not read.
-        for (_, room) in session.subscriptions.drain() {
-            room.unsubscribe(id, &shared.metrics);
-        }
-        socket.finish(ending, shared.config.close_timeout).await;
-        shared.unregister(id);
-        tracing::debug!("closed");
+    let mut session = Session::start(shared, id, outbox, auth);
+    let mut socket = Socket::new(ws, &session.shared.config);
+    let ending = session.serve(&mut socket).await;
+    let shared = session.shared.clone();
+    // Released before the close handshake, which may wait on a peer that does not read.
+    for (_, room) in session.subscriptions.drain() {
+        room.unsubscribe(id, &shared.metrics);
     }
-    .instrument(span)
-    .await;
+    drop(session);
+    Box::pin(socket.finish(ending, shared.config.close_timeout)).await;
+    shared.unregister(id);
+    tracing::debug!("closed");
 }
 
 /// Answers an upgrade past the connection cap: the client gets a close code it can act on
 /// (1013, retry later), not an HTTP status that many clients report only as "handshake failed".
-pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(ws: WsStream<S>, timeout: Duration) {
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: Box<WsStream<S>>,
+    timeout: Duration,
+) {
     let mut socket = Socket {
         ws,
         compressed: false,
@@ -180,6 +195,25 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(ws: WsStream<S>, t
     socket.finish(Ending::Close(closing), timeout).await;
 }
 
+/// The session's deadlines, each `None` once it fired or stopped applying.
+struct Deadlines {
+    /// For the `auth` frame, while the connection has no identity.
+    auth: Option<tokio::time::Instant>,
+    /// The token's expiry.
+    expiry: Option<tokio::time::Instant>,
+    /// For the drain before a close.
+    drain: Option<tokio::time::Instant>,
+}
+
+impl Deadlines {
+    fn next(&self) -> Option<tokio::time::Instant> {
+        [self.auth, self.expiry, self.drain]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
 /// How the session ended, for the socket's last steps.
 enum Ending {
     /// Send this Close, then wait a little for the peer's.
@@ -191,7 +225,7 @@ enum Ending {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
-    fn new(ws: WsStream<S>, cfg: &crate::config::HubConfig) -> Self {
+    fn new(ws: Box<WsStream<S>>, cfg: &crate::config::HubConfig) -> Self {
         let mut ping = tokio::time::interval_at(
             tokio::time::Instant::now() + cfg.ping_interval,
             cfg.ping_interval,
@@ -430,47 +464,54 @@ impl Session {
         let outbox = self.outbox.clone();
         let cfg = &shared.config;
         let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
-        let mut auth_deadline = pin!(tokio::time::sleep(cfg.auth_timeout));
-        // One timer for the token's expiry, reset (not re-created) when `auth` or `refresh`
-        // changes it, so the per-frame path registers no timer.
-        let mut armed = self.expires;
-        let mut expiry = pin!(tokio::time::sleep_until(
-            armed.unwrap_or_else(tokio::time::Instant::now)
-        ));
-        // Each timer fires once; a close it asked for then runs its course.
-        let (mut auth_fired, mut expiry_fired) = (false, false);
-        // Once a close is asked for, the drain before it has `close_timeout`: a peer that does
-        // not read must not hold the connection open.
-        let mut drain_deadline = pin!(tokio::time::sleep(Duration::ZERO));
-        let mut draining = false;
+        // One timer for every deadline of the session (the `auth` frame's, the token's expiry,
+        // the drain before a close), set to the nearest and moved only when that changes, so
+        // the per-frame path registers no timer and an idle connection holds one.
+        let mut deadlines = Deadlines {
+            auth: Some(tokio::time::Instant::now() + cfg.auth_timeout),
+            expiry: self.expires,
+            drain: None,
+        };
+        let mut token = self.expires;
+        let mut armed = None;
+        let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
         loop {
-            if !draining && self.outbox.is_closing() {
-                draining = true;
-                drain_deadline
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + cfg.close_timeout);
+            if deadlines.drain.is_none() && self.outbox.is_closing() {
+                // A peer that does not read must not hold a closing connection open.
+                deadlines.drain = Some(tokio::time::Instant::now() + cfg.close_timeout);
             }
-            if self.expires != armed {
-                armed = self.expires;
-                expiry_fired = false;
-                if let Some(at) = armed {
-                    expiry.as_mut().reset(at);
+            if self.expires != token {
+                token = self.expires;
+                deadlines.expiry = token;
+            }
+            if !matches!(self.auth, Auth::Pending) {
+                deadlines.auth = None;
+            }
+            let next = deadlines.next();
+            if next != armed {
+                armed = next;
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
                 }
             }
-            let pending = matches!(self.auth, Auth::Pending) && !auth_fired;
             let event = tokio::select! {
                 biased;
-                () = &mut auth_deadline, if pending => {
-                    auth_fired = true;
-                    self.close(self.auth_timed_out());
+                () = &mut timer, if armed.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    if deadlines.drain.is_some_and(|at| at <= now) {
+                        return Ending::Gone;
+                    }
+                    // Each fires once; the close it asks for then runs its course.
+                    if deadlines.auth.is_some_and(|at| at <= now) {
+                        deadlines.auth = None;
+                        self.close(self.auth_timed_out());
+                    }
+                    if deadlines.expiry.is_some_and(|at| at <= now) {
+                        deadlines.expiry = None;
+                        self.close(self.token_expired());
+                    }
                     continue;
                 }
-                () = &mut expiry, if armed.is_some() && !expiry_fired => {
-                    expiry_fired = true;
-                    self.close(self.token_expired());
-                    continue;
-                }
-                () = &mut drain_deadline, if draining => return Ending::Gone,
                 event = poll_fn(|cx| socket.poll_event(cx, &shared, &outbox)) => event,
             };
             match event {
@@ -491,8 +532,11 @@ impl Session {
                 Event::Messages => {
                     // The timer fires on the driver's next tick; a frame read in between must
                     // not slip through on an expired token.
-                    if !expiry_fired && armed.is_some_and(|at| tokio::time::Instant::now() >= at) {
-                        expiry_fired = true;
+                    if deadlines
+                        .expiry
+                        .is_some_and(|at| tokio::time::Instant::now() >= at)
+                    {
+                        deadlines.expiry = None;
                         self.close(self.token_expired());
                     }
                     for msg in std::mem::take(&mut socket.inbox) {

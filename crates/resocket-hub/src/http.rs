@@ -178,7 +178,7 @@ async fn ws(
         let timeout = shared.config.close_timeout;
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
-                let ws = WsStream::new(TokioIo::new(upgraded), &[], config);
+                let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
                 connection::refuse(ws, timeout).await;
             }
         });
@@ -188,7 +188,7 @@ async fn ws(
         match on_upgrade.await {
             Ok(upgraded) => {
                 // hyper keeps any bytes read past the request inside `Upgraded`.
-                let ws = WsStream::new(TokioIo::new(upgraded), &[], config);
+                let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
                 connection::run(shared, ws, id, outbox, auth).await;
             }
             // The upgrade failed: the connection never runs, so release its slot.
