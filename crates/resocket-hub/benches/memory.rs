@@ -73,8 +73,11 @@ async fn idle_subscriber(addr: SocketAddr) -> TcpStream {
     let mut frame = vec![0x81, 0x80 | sub.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(sub);
     s.write_all(&frame).await.unwrap();
-    // Wait for the `subscribed` reply.
-    while !buf.windows(10).any(|w| w == b"subscribed") {
+    // Wait for the `subscribed` reply: the first frame (compressed, when negotiated).
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    buf.drain(..head_end);
+    let replied = |buf: &[u8]| buf.len() >= 2 && buf.len() >= 2 + usize::from(buf[1] & 0x7F);
+    while !replied(&buf) {
         let n = s.read(&mut chunk).await.unwrap();
         assert!(n > 0, "hub closed the connection");
         buf.extend_from_slice(&chunk[..n]);
