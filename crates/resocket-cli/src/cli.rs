@@ -368,6 +368,19 @@ pub struct LimitsSettings {
         default_value = "10"
     )]
     pub close_timeout: u64,
+    /// Answer permessage-deflate offers: each published message is compressed once and shared
+    /// by every subscriber that asked for it.
+    #[arg(
+        long,
+        env = "RESOCKET_COMPRESSION",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub compression: bool,
 }
 
 /// `[history]`: what rooms remember for clients that come back.

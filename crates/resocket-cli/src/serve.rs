@@ -76,6 +76,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .upgrade_timeout(secs(limits.upgrade_timeout))
         .max_pending_upgrades(limits.max_pending_upgrades)
         .close_timeout(secs(limits.close_timeout))
+        .compression(limits.compression)
         .history_len(history.len)
         .history_budget(history.budget);
     if let Some(url) = &engine.redis {

@@ -253,5 +253,5 @@ async fn main() {
             other => panic!("unknown server {other:?} in MEMORY_SERVERS"),
         }
     }
-    println!("target: hub ≤ 40 KiB per connection");
+    println!("target: hub ≤ 3 KiB per idle subscribed connection");
 }

@@ -58,6 +58,7 @@ pub(crate) struct HubConfig {
     pub(crate) upgrade_timeout: Duration,
     pub(crate) max_pending_upgrades: usize,
     pub(crate) close_timeout: Duration,
+    pub(crate) compression: bool,
     pub(crate) redis: Option<RedisConfig>,
     pub(crate) node_id: Option<String>,
 }
@@ -119,6 +120,7 @@ impl Default for HubConfig {
             upgrade_timeout: Duration::from_secs(10),
             max_pending_upgrades: 1024,
             close_timeout: Duration::from_secs(10),
+            compression: true,
             redis: None,
             node_id: None,
         }
@@ -252,8 +254,8 @@ impl HubBuilder {
         self
     }
 
-    /// The largest frame or message a client may send, in bytes. Default: 64 KiB. Over it, the
-    /// hub closes with 1009.
+    /// The largest frame or message a client may send, in bytes (a compressed message by its
+    /// inflated size). Default: 64 KiB. Over it, the hub closes with 1009.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self
@@ -360,14 +362,26 @@ impl HubBuilder {
         self
     }
 
-    /// tungstenite's per-connection read and write buffer sizes. Default: 4 KiB and 32 KiB
-    /// (tungstenite's own default is 128 KiB each). The read buffer is resident for every
-    /// connection, so it is small: idle connections dominate memory. The write buffer is the
+    /// The codec's per-connection read and write buffer sizes. Default: 4 KiB and 32 KiB. The
+    /// read buffer starts at 4 KiB, grows to `read` during a burst of input, and is let go
+    /// while the connection is idle: idle connections dominate memory. The write buffer is the
     /// size at which a batch is written out before its flush; it grows only on connections
     /// that receive traffic, and 32 KiB lets a typical batch go out in one syscall.
     pub fn socket_buffers(mut self, read: usize, write: usize) -> Self {
         self.config.read_buffer_size = read;
         self.config.write_buffer_size = write;
+        self
+    }
+
+    /// Answers clients that offer permessage-deflate (RFC 7692). Default: `true`. The hub
+    /// always answers with `server_no_context_takeover` and compresses with a 32 KiB window,
+    /// so each published message is compressed once, when the first such subscriber needs it,
+    /// and the same bytes go to every subscriber that negotiated compression (others get the
+    /// plain frame; payloads under 64 bytes go plain to everyone). An offer that asks for a
+    /// smaller server window gets no compression, never a refused connection. What a client
+    /// sends compressed is inflated up to `max_message_size` (over it: close 1009).
+    pub fn compression(mut self, enabled: bool) -> Self {
+        self.config.compression = enabled;
         self
     }
 

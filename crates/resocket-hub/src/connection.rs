@@ -1,16 +1,24 @@
-//! One WebSocket connection: a reader that handles client frames and a writer that drains the
-//! outbox in batches, polled together in one task.
+//! One WebSocket connection: the session (what the client's frames mean) over the socket (the
+//! outbox written in batches, frames read, pings), in one task.
+//!
+//! The socket runs on `resocket-proto`'s codec in the server role. Its steps are polled in one
+//! function ([`Socket::poll_event`]), so a write stuck on a peer that does not read never
+//! stops reading (a peer that reads only once its own writes are through would deadlock), and
+//! a close request reaches a stuck writer at once. Frames from the outbox were encoded once for
+//! every subscriber ([`Frame`]); the socket copies the plain or the compressed form into the
+//! codec's write buffer and flushes once per batch.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use resocket::hub::protocol::{close_code, ErrorCode, ServerFrame};
+use resocket_proto::{CloseFrame, Incoming, Message, WsError, WsStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 use crate::engine::Engine as _;
@@ -22,6 +30,7 @@ use crate::rate::TokenBucket;
 use crate::registry::Refused;
 use crate::room::{Published, Room};
 use crate::token::{expiry_deadline, Claims};
+use crate::wire::Frame;
 
 /// A subscribe announced to a room with [`Room::begin_join`]; unless it reaches
 /// [`Room::subscribe_from`] ([`finish`](Self::finish)), dropping it abandons the join.
@@ -52,6 +61,10 @@ const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// RFC 6455's close code for a protocol violation.
 const PROTOCOL_ERROR: u16 = 1002;
+
+/// Room for this many client messages when a read brings data; the session handles them one
+/// by one, so more would only sit unused.
+const READ_BATCH: usize = 4;
 
 /// Who is on the other end.
 #[derive(Debug)]
@@ -84,21 +97,339 @@ struct Session {
     expires: Option<tokio::time::Instant>,
 }
 
+/// What the socket brought up for the session to act on.
+enum Event {
+    /// Client messages, in `Socket::inbox`.
+    Messages,
+    /// A Ping or a Pong: no content, but each counts against the rate limit.
+    Control,
+    /// Everything queued before a close request is written: send this Close.
+    Close(Closing),
+    /// The peer sent its Close; the codec has answered it.
+    PeerClosed,
+    /// The peer broke the protocol, crossed a limit, or the socket failed.
+    ReadFailed(WsError),
+    /// Writing failed: the peer is gone.
+    WriteFailed,
+}
+
+/// The socket's side of a connection: the codec, the batch being written, the ping timer.
+struct Socket<S> {
+    ws: Box<WsStream<S>>,
+    /// The client negotiated permessage-deflate: it gets each frame's compressed form.
+    compressed: bool,
+    /// Frames taken from the outbox and not yet in the codec's buffer.
+    batch: VecDeque<Frame>,
+    /// Frames and payload bytes in the codec's buffer since the last flush.
+    unflushed: (u64, u64),
+    /// A close taken from the outbox, sent once the batch before it is written.
+    closing: Option<Closing>,
+    /// Client messages read and not yet handled.
+    inbox: Vec<Message>,
+    ping: tokio::time::Interval,
+    /// When the client last sent anything: a timestamp the ping tick reads, so liveness costs
+    /// one clock read per frame.
+    last_seen: Instant,
+    dead_after: Duration,
+}
+
 /// Runs a connection to its end.
-pub(crate) async fn run(
+///
+/// Every idle connection is one such future, so its size is the hub's memory per connection:
+/// the codec sits behind one `Box` (the future would otherwise hold it in several of its
+/// states), and the close handshake, run once, is boxed when it starts.
+pub(crate) fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    socket: WebSocket,
+    ws: Box<WsStream<S>>,
+    id: u64,
+    outbox: Arc<Outbox>,
+    auth: Auth,
+) -> impl std::future::Future<Output = ()> {
+    let span = tracing::debug_span!("conn", id, compressed = ws.compression().is_some());
+    serve_connection(shared, ws, id, outbox, auth).instrument(span)
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    ws: Box<WsStream<S>>,
     id: u64,
     outbox: Arc<Outbox>,
     auth: Auth,
 ) {
-    let span = tracing::debug_span!("conn", id);
-    async move {
-        let (sink, mut stream) = socket.split();
-        let start = Instant::now();
-        // Milliseconds since `start` of the last frame from the client: the reader stamps it and
-        // the writer's ping tick reads it, so liveness costs one relaxed store per frame.
-        let last_seen = AtomicU64::new(0);
+    let mut session = Session::start(shared, id, outbox, auth);
+    let mut socket = Socket::new(ws, &session.shared.config);
+    let ending = session.serve(&mut socket).await;
+    let shared = session.shared.clone();
+    // Released before the close handshake, which may wait on a peer that does not read.
+    for (_, room) in session.subscriptions.drain() {
+        room.unsubscribe(id, &shared.metrics);
+    }
+    drop(session);
+    Box::pin(socket.finish(ending, shared.config.close_timeout)).await;
+    shared.unregister(id);
+    tracing::debug!("closed");
+}
+
+/// Answers an upgrade past the connection cap: the client gets a close code it can act on
+/// (1013, retry later), not an HTTP status that many clients report only as "handshake failed".
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: Box<WsStream<S>>,
+    timeout: Duration,
+) {
+    let mut socket = Socket {
+        ws,
+        compressed: false,
+        batch: VecDeque::new(),
+        unflushed: (0, 0),
+        closing: None,
+        inbox: Vec::new(),
+        ping: tokio::time::interval(Duration::from_secs(3600)),
+        last_seen: Instant::now(),
+        dead_after: Duration::MAX,
+    };
+    let closing = Closing {
+        code: close_code::TRY_AGAIN_LATER,
+        reason: "at capacity",
+        drain: false,
+    };
+    socket.finish(Ending::Close(closing), timeout).await;
+}
+
+/// The session's deadlines, each `None` once it fired or stopped applying.
+struct Deadlines {
+    /// For the `auth` frame, while the connection has no identity.
+    auth: Option<tokio::time::Instant>,
+    /// The token's expiry.
+    expiry: Option<tokio::time::Instant>,
+    /// For the drain before a close.
+    drain: Option<tokio::time::Instant>,
+}
+
+impl Deadlines {
+    fn next(&self) -> Option<tokio::time::Instant> {
+        [self.auth, self.expiry, self.drain]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// How the session ended, for the socket's last steps.
+enum Ending {
+    /// Send this Close, then wait a little for the peer's.
+    Close(Closing),
+    /// The peer closed first: only the codec's answer is left to flush.
+    PeerClosed,
+    /// The socket is gone.
+    Gone,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
+    fn new(ws: Box<WsStream<S>>, cfg: &crate::config::HubConfig) -> Self {
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + cfg.ping_interval,
+            cfg.ping_interval,
+        );
+        // A writer stuck on a slow socket must not fire a burst of pings once it is free again.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Socket {
+            compressed: ws.compression().is_some(),
+            ws,
+            batch: VecDeque::new(),
+            unflushed: (0, 0),
+            closing: None,
+            inbox: Vec::new(),
+            ping,
+            last_seen: Instant::now(),
+            dead_after: cfg.ping_interval + cfg.ping_timeout,
+        }
+    }
+
+    /// The next thing the session must act on. Writing, pinging and reading are each given a
+    /// turn, in that order; none waits for another.
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        shared: &Shared,
+        outbox: &Outbox,
+    ) -> Poll<Event> {
+        if let Poll::Ready(event) = self.poll_write(cx, shared, outbox) {
+            return Poll::Ready(event);
+        }
+        self.poll_ping(cx, shared, outbox);
+        self.poll_read(cx)
+    }
+
+    /// Moves the outbox into the codec and flushes, a batch at a time; hands a close request
+    /// up once everything queued before it is written (at once when it does not drain).
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        shared: &Shared,
+        outbox: &Outbox,
+    ) -> Poll<Event> {
+        loop {
+            // A close that does not drain (slow consumer, drain time over) wins over a write
+            // stuck on a peer that stopped reading.
+            if let Some(c) = outbox.poll_closing(cx).filter(|c| !c.drain) {
+                self.batch.clear();
+                return Poll::Ready(Event::Close(c));
+            }
+            if let Err(event) = ready!(self.poll_feed(cx)) {
+                return Poll::Ready(event);
+            }
+            if self.unflushed.0 > 0 || self.ws.wants_flush() {
+                if ready!(self.ws.poll_flush(cx)).is_err() {
+                    return Poll::Ready(Event::WriteFailed);
+                }
+                self.count_flushed(shared);
+            }
+            if let Some(c) = self.closing.take() {
+                return Poll::Ready(Event::Close(c));
+            }
+            self.closing = ready!(outbox.poll_take(cx, &mut self.batch));
+        }
+    }
+
+    /// Feeds the batch into the codec's buffer, as far as the buffer takes it.
+    fn poll_feed(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Event>> {
+        while let Some(frame) = self.batch.front() {
+            if ready!(self.ws.poll_ready(cx)).is_err() {
+                return Poll::Ready(Err(Event::WriteFailed));
+            }
+            let bytes = if self.compressed {
+                frame.deflated()
+            } else {
+                frame.plain()
+            };
+            if self.ws.start_send_encoded(bytes).is_err() {
+                // The peer's Close went through already: what is left has no one to go to.
+                self.batch.clear();
+                break;
+            }
+            self.unflushed.0 += 1;
+            self.unflushed.1 += frame.len() as u64;
+            self.batch.pop_front();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn count_flushed(&mut self, shared: &Shared) {
+        let (frames, bytes) = std::mem::take(&mut self.unflushed);
+        if frames > 0 {
+            shared.metrics.messages_out.fetch_add(frames, Relaxed);
+            shared.metrics.write_batches.fetch_add(1, Relaxed);
+            shared.metrics.bytes_out.fetch_add(bytes, Relaxed);
+        }
+    }
+
+    /// Pings on schedule; a client silent past `ping_interval + ping_timeout` is closed with
+    /// 4000. The Ping goes out with the next flush.
+    fn poll_ping(&mut self, cx: &mut Context<'_>, shared: &Shared, outbox: &Outbox) {
+        while self.ping.poll_tick(cx).is_ready() {
+            if self.last_seen.elapsed() > self.dead_after {
+                shared.metrics.disconnect(Disconnect::PingTimeout);
+                outbox.close(Closing {
+                    code: close_code::PING_TIMEOUT,
+                    reason: "ping timeout",
+                    drain: false,
+                });
+            } else if self.ws.accepts_data() {
+                let _ = self.ws.start_send(Message::Ping(bytes::Bytes::new()));
+                // The flush that sends it happens on the next turn of the write step.
+                cx.waker().wake_by_ref();
+            }
+        }
+    }
+
+    /// Reads until a frame the session acts on; Pings are answered by the codec (the Pong
+    /// leaves with the next flush). Fragments of a message not yet complete are taken in
+    /// without an event.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        loop {
+            let step = ready!(self.ws.poll_step(cx, &mut self.inbox, READ_BATCH));
+            self.ws.seal(&mut self.inbox);
+            self.last_seen = Instant::now();
+            if self.ws.wants_flush() {
+                // A Pong or a Close reply waits in the buffer: the write step flushes it.
+                cx.waker().wake_by_ref();
+            }
+            return Poll::Ready(match step {
+                Ok(Some(Incoming::Data(_))) if self.inbox.is_empty() => continue,
+                Ok(Some(Incoming::Data(_))) => Event::Messages,
+                Ok(Some(Incoming::Ping | Incoming::Pong(_))) => Event::Control,
+                Ok(Some(Incoming::Close(_)) | None) => Event::PeerClosed,
+                Err(e) => Event::ReadFailed(e),
+            });
+        }
+    }
+
+    /// The socket's last steps: the Close and a bounded wait for the peer's, or the flush of
+    /// the codec's answer to the peer's Close. Then whatever has arrived is read and dropped:
+    /// Linux answers a socket closed with unread input by a reset, which throws away what the
+    /// peer has not read yet (the messages before our Close, and the Close itself).
+    async fn finish(&mut self, ending: Ending, timeout: Duration) {
+        let handshake = async {
+            match ending {
+                Ending::Gone => {}
+                Ending::PeerClosed => {
+                    let _ = poll_fn(|cx| self.poll_until_end(cx)).await;
+                }
+                Ending::Close(c) => {
+                    let frame = CloseFrame {
+                        code: c.code.into(),
+                        reason: c.reason.into(),
+                    };
+                    // Refused only after the peer's Close, which the codec answered already.
+                    let _ = self.ws.start_send(Message::Close(Some(frame)));
+                    if poll_fn(|cx| self.ws.poll_flush(cx)).await.is_err() {
+                        return;
+                    }
+                    // A peer declared dead for not answering pings will not answer this either.
+                    if c.code == close_code::PING_TIMEOUT {
+                        return;
+                    }
+                    // RFC 6455 7.1.1 has the server wait for the peer's Close; one that reads
+                    // answers within a round trip, one that does not is given up on soon.
+                    let reply = poll_fn(|cx| self.poll_until_end(cx));
+                    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, reply).await;
+                }
+            }
+        };
+        // One deadline for everything: a peer that neither reads nor answers holds its socket
+        // no longer than `close_timeout`. A slow consumer's socket is full when it is closed,
+        // so its Close can only go out behind what it has not read.
+        let _ = tokio::time::timeout(timeout, handshake).await;
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        while let Some(Ok(Some(_))) = self.poll_step_now(&mut cx) {}
+    }
+
+    /// Reads and drops frames until the close handshake is through or the socket fails.
+    fn poll_until_end(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            self.inbox.clear();
+            match ready!(self.ws.poll_step(cx, &mut self.inbox, 1)) {
+                Ok(Some(_)) => self.ws.seal(&mut self.inbox),
+                Ok(None) | Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
+
+    /// One read step that does not wait: `None` when nothing has arrived.
+    fn poll_step_now(&mut self, cx: &mut Context<'_>) -> Option<Result<Option<Incoming>, WsError>> {
+        self.inbox.clear();
+        let step = match self.ws.poll_step(cx, &mut self.inbox, 1) {
+            Poll::Ready(step) => step,
+            Poll::Pending => return None,
+        };
+        self.ws.seal(&mut self.inbox);
+        Some(step)
+    }
+}
+
+impl Session {
+    fn start(shared: Arc<Shared>, id: u64, outbox: Arc<Outbox>, auth: Auth) -> Session {
         if let Auth::FromRequest(Identity::Token(c)) = &auth {
             shared.hold(id, &c.sub, c.jti.as_deref());
             // A revocation that landed between the token check and `hold` is caught here.
@@ -116,245 +447,146 @@ pub(crate) async fn run(
             }
             _ => None,
         };
-        let mut session = Session {
+        Session {
             id,
-            shared: shared.clone(),
-            outbox: outbox.clone(),
+            shared,
+            outbox,
             auth,
             subscriptions: HashMap::new(),
             expires,
-        };
-        let close_timeout = shared.config.close_timeout;
-        let mut writer = pin!(write_loop(&shared, sink, &outbox, &last_seen, start));
-        let close = tokio::select! {
-            close = &mut writer => close,
-            end = read_loop(&mut session, &mut stream, &last_seen, start) => {
-                outbox.close(end.unwrap_or(Closing { code: 1000, reason: "", drain: false }));
-                tokio::time::timeout(close_timeout, writer).await.ok().flatten()
-            }
-        };
-        // Released before the close handshake, which may wait on a peer that does not read.
-        for (_, room) in session.subscriptions.drain() {
-            room.unsubscribe(id, &shared.metrics);
         }
-        if let Some((sink, frame)) = close {
-            close_handshake(sink, stream, frame, close_timeout).await;
-        }
-        shared.unregister(id);
-        tracing::debug!("closed");
     }
-    .instrument(span)
-    .await;
-}
 
-/// Drains the outbox into the socket in batches and pings on schedule, until a close is
-/// requested; then hands back the sink and the Close frame to send. `None` when the socket
-/// failed.
-async fn write_loop(
-    shared: &Shared,
-    mut sink: SplitSink<WebSocket, Message>,
-    outbox: &Outbox,
-    last_seen: &AtomicU64,
-    start: Instant,
-) -> Option<(SplitSink<WebSocket, Message>, CloseFrame)> {
-    let cfg = &shared.config;
-    let mut batch = VecDeque::new();
-    let mut ping = tokio::time::interval_at(
-        tokio::time::Instant::now() + cfg.ping_interval,
-        cfg.ping_interval,
-    );
-    // A writer stuck on a slow socket must not fire a burst of pings once it is free again.
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let dead_after = (cfg.ping_interval + cfg.ping_timeout).as_millis() as u64;
-    loop {
-        let mut send_ping = false;
-        tokio::select! {
-            biased;
-            () = outbox.ready() => {}
-            _ = ping.tick() => {
-                let silent = (start.elapsed().as_millis() as u64).saturating_sub(last_seen.load(Relaxed));
-                if silent > dead_after {
-                    shared.metrics.disconnect(Disconnect::PingTimeout);
-                    outbox.close(Closing { code: close_code::PING_TIMEOUT, reason: "ping timeout", drain: false });
-                } else {
-                    send_ping = true;
-                }
-            }
-        }
-        // Let the publishers that woke us finish their round first: one yield turns a burst
-        // of fan-outs into one batch and one flush instead of many.
-        tokio::task::yield_now().await;
-        let mut closing = outbox.take(&mut batch);
-        let (frames, bytes) = (
-            batch.len() as u64,
-            batch.iter().map(|f| f.len() as u64).sum::<u64>(),
-        );
-        // Every queued frame is fed, then the socket is flushed once: one syscall per batch.
-        let write = async {
-            if send_ping {
-                sink.feed(Message::Ping(bytes::Bytes::new())).await?;
-            }
-            for frame in batch.drain(..) {
-                sink.feed(Message::Text(frame)).await?;
-            }
-            sink.flush().await
+    /// Acts on the socket's events until the connection must end: the auth deadline, the
+    /// token's expiry, the client's frames, and the outbox's close request.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, socket: &mut Socket<S>) -> Ending {
+        let shared = self.shared.clone();
+        let outbox = self.outbox.clone();
+        let cfg = &shared.config;
+        let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
+        // One timer for every deadline of the session (the `auth` frame's, the token's expiry,
+        // the drain before a close), set to the nearest and moved only when that changes, so
+        // the per-frame path registers no timer and an idle connection holds one.
+        let mut deadlines = Deadlines {
+            auth: Some(tokio::time::Instant::now() + cfg.auth_timeout),
+            expiry: self.expires,
+            drain: None,
         };
-        tokio::select! {
-            biased;
-            // A peer that stopped reading leaves the write pending forever; an abort (slow
-            // consumer, drain time over) must win over it.
-            () = outbox.aborted() => {
-                batch.clear();
-                closing = outbox.take(&mut batch);
+        let mut token = self.expires;
+        let mut armed = None;
+        let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
+        loop {
+            if deadlines.drain.is_none() && self.outbox.is_closing() {
+                // A peer that does not read must not hold a closing connection open.
+                deadlines.drain = Some(tokio::time::Instant::now() + cfg.close_timeout);
             }
-            res = write => {
-                if res.is_err() {
-                    return None;
+            if self.expires != token {
+                token = self.expires;
+                deadlines.expiry = token;
+            }
+            if !matches!(self.auth, Auth::Pending) {
+                deadlines.auth = None;
+            }
+            let next = deadlines.next();
+            if next != armed {
+                armed = next;
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
                 }
-                shared.metrics.messages_out.fetch_add(frames, Relaxed);
-                shared.metrics.write_batches.fetch_add(1, Relaxed);
-                shared.metrics.bytes_out.fetch_add(bytes, Relaxed);
             }
-        }
-        // `take` hands over the queue and the close request atomically, and the outbox refuses
-        // frames once closing, so everything queued before the close has just been written.
-        if let Some(c) = closing {
-            let frame = CloseFrame {
-                code: c.code,
-                reason: Utf8Bytes::from_static(c.reason),
+            let event = tokio::select! {
+                biased;
+                () = &mut timer, if armed.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    if deadlines.drain.is_some_and(|at| at <= now) {
+                        return Ending::Gone;
+                    }
+                    // Each fires once; the close it asks for then runs its course.
+                    if deadlines.auth.is_some_and(|at| at <= now) {
+                        deadlines.auth = None;
+                        self.close(self.auth_timed_out());
+                    }
+                    if deadlines.expiry.is_some_and(|at| at <= now) {
+                        deadlines.expiry = None;
+                        self.close(self.token_expired());
+                    }
+                    continue;
+                }
+                event = poll_fn(|cx| socket.poll_event(cx, &shared, &outbox)) => event,
             };
-            return Some((sink, frame));
+            match event {
+                Event::Close(c) => return Ending::Close(c),
+                Event::PeerClosed => return Ending::PeerClosed,
+                Event::WriteFailed => return Ending::Gone,
+                Event::ReadFailed(e) => match self.read_error(e) {
+                    Some(c) => self.close(c),
+                    None => return Ending::Gone,
+                },
+                Event::Control => {
+                    // Pings count against the rate limit: the codec answers each with a Pong,
+                    // so a Ping flood would otherwise make the hub write without limit.
+                    if let Some(c) = self.rate_check(&mut bucket) {
+                        self.close(c);
+                    }
+                }
+                Event::Messages => {
+                    // The timer fires on the driver's next tick; a frame read in between must
+                    // not slip through on an expired token.
+                    if deadlines
+                        .expiry
+                        .is_some_and(|at| tokio::time::Instant::now() >= at)
+                    {
+                        deadlines.expiry = None;
+                        self.close(self.token_expired());
+                    }
+                    for msg in std::mem::take(&mut socket.inbox) {
+                        if self.outbox.is_closing() {
+                            break;
+                        }
+                        if let Some(c) = self.message(msg, &mut bucket).await {
+                            self.close(c);
+                        }
+                    }
+                }
+            }
         }
     }
-}
 
-/// Sends the Close frame, waiting at most `timeout` for the socket to take it, then drops the
-/// connection.
-///
-/// A slow consumer's socket is full when it is closed: the Close frame can only go out behind
-/// what the peer has not read yet, so the wait is bounded. Before the drop, the input that has
-/// arrived meanwhile (a heartbeat, the peer's own Close) is read and discarded: Linux answers a
-/// socket closed with unread input by a reset, which throws away the Close still queued for the
-/// peer.
-async fn close_handshake(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut stream: SplitStream<WebSocket>,
-    frame: CloseFrame,
-    timeout: Duration,
-) {
-    // A peer declared dead for not answering pings will not answer this either.
-    let awaits_reply = frame.code != close_code::PING_TIMEOUT;
-    let handshake = async {
-        // Refused when the peer closed first; tungstenite has then queued its reply, which the
-        // reads below flush.
-        let _ = sink.send(Message::Close(Some(frame))).await;
-        if !awaits_reply {
-            return;
-        }
-        // Then the peer's Close (or its hang-up), as RFC 6455 7.1.1 has the server wait for:
-        // a socket closed with the reply still unread is reset, and a reset can destroy what
-        // the peer has not read yet, the messages before our Close and the Close itself.
-        let reply = async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
-            }
-        };
-        // A peer that reads answers within a round trip; one that does not is given up on
-        // soon, so it holds neither its slot nor a graceful shutdown for long.
-        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, reply).await;
-    };
-    // One deadline for both halves: a peer that neither reads nor answers holds its socket
-    // no longer than `close_timeout`.
-    let _ = tokio::time::timeout(timeout, handshake).await;
-    while let Some(Some(Ok(_))) = stream.next().now_or_never() {}
-}
+    fn close(&self, closing: Closing) {
+        self.outbox.close(closing);
+    }
 
-async fn read_loop(
-    session: &mut Session,
-    stream: &mut SplitStream<WebSocket>,
-    last_seen: &AtomicU64,
-    start: Instant,
-) -> Option<Closing> {
-    let shared = session.shared.clone();
-    let cfg = &shared.config;
-    let mut bucket = TokenBucket::new(cfg.rate_per_sec, cfg.rate_burst);
-    let mut auth_deadline = pin!(tokio::time::sleep(cfg.auth_timeout));
-    // One timer for the token's expiry, reset (not re-created) when `auth` or `refresh` changes
-    // it, so the per-frame path registers no timer.
-    let mut armed = session.expires;
-    let mut expiry = pin!(tokio::time::sleep_until(
-        armed.unwrap_or_else(tokio::time::Instant::now)
-    ));
-    loop {
-        if session.expires != armed {
-            armed = session.expires;
-            if let Some(at) = armed {
-                expiry.as_mut().reset(at);
-            }
+    fn auth_timed_out(&self) -> Closing {
+        self.shared.metrics.auth_failures.fetch_add(1, Relaxed);
+        self.shared.metrics.disconnect(Disconnect::Auth);
+        self.error(ErrorCode::Unauthorized, "no auth frame in time", None);
+        Closing {
+            code: close_code::POLICY,
+            reason: "auth timeout",
+            drain: true,
         }
-        let pending = matches!(session.auth, Auth::Pending);
-        let msg = tokio::select! {
-            biased;
-            () = &mut auth_deadline, if pending => {
-                shared.metrics.auth_failures.fetch_add(1, Relaxed);
-                shared.metrics.disconnect(Disconnect::Auth);
-                session.error(ErrorCode::Unauthorized, "no auth frame in time", None);
-                return Some(Closing { code: close_code::POLICY, reason: "auth timeout", drain: true });
-            }
-            () = &mut expiry, if armed.is_some() => return Some(session.token_expired()),
-            msg = stream.next() => msg,
-        };
-        // The timer fires on the driver's next tick; a frame read in between must not slip
-        // through on an expired token.
-        if armed.is_some_and(|at| tokio::time::Instant::now() >= at) {
-            return Some(session.token_expired());
-        }
-        let msg = match msg {
-            None => return None,
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => return session.read_error(e),
-        };
-        last_seen.store(start.elapsed().as_millis() as u64, Relaxed);
-        let text = match msg {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                if let Some(c) = session.rate_check(&mut bucket) {
-                    return Some(c);
-                }
-                session.error(ErrorCode::BinaryUnsupported, "frames are JSON text", None);
-                continue;
-            }
-            Message::Close(_) => return None,
-            // Pings count against the rate limit too: tungstenite answers each with a pong, so
-            // a ping flood would otherwise make the hub write without limit.
-            Message::Ping(_) | Message::Pong(_) => {
-                if let Some(c) = session.rate_check(&mut bucket) {
-                    return Some(c);
-                }
-                continue;
-            }
-        };
-        if let Some(c) = session.rate_check(&mut bucket) {
+    }
+
+    /// One client message: the rate limit, then its meaning. `Some` when the connection must
+    /// close.
+    async fn message(&mut self, msg: Message, bucket: &mut TokenBucket) -> Option<Closing> {
+        if let Some(c) = self.rate_check(bucket) {
             return Some(c);
         }
-        shared.metrics.messages_in.fetch_add(1, Relaxed);
-        shared
+        let Message::Text(text) = msg else {
+            self.error(ErrorCode::BinaryUnsupported, "frames are JSON text", None);
+            return None;
+        };
+        self.shared.metrics.messages_in.fetch_add(1, Relaxed);
+        self.shared
             .metrics
             .bytes_in
             .fetch_add(text.len() as u64, Relaxed);
-        if let Some(c) = session.handle(text.as_str()).await {
-            return Some(c);
-        }
+        self.handle(text.as_str()).await
     }
-}
 
-impl Session {
     fn push(&self, frame: &ServerFrame<()>) {
-        // Serializing strings and numbers cannot fail.
-        let text = serde_json::to_string(frame).unwrap_or_default();
-        if self.outbox.push(text.into()) == crate::outbox::Push::Overflowed {
+        if self.outbox.push(Frame::json(frame)) == crate::outbox::Push::Overflowed {
             self.shared.metrics.disconnect(Disconnect::SlowConsumer);
         }
     }
@@ -381,10 +613,11 @@ impl Session {
         })
     }
 
-    fn read_error(&self, e: axum::Error) -> Option<Closing> {
-        let inner = e.into_inner();
-        match inner.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(_)) => {
+    /// The close for a read error: the class of the error picks the code.
+    fn read_error(&self, error: WsError) -> Option<Closing> {
+        match error {
+            // Also a compressed message that inflates past the limit: the inflater stops there.
+            WsError::Capacity(_) => {
                 self.shared.metrics.disconnect(Disconnect::TooBig);
                 let max = self.shared.config.max_message_size;
                 self.error(
@@ -398,27 +631,21 @@ impl Session {
                     drain: true,
                 })
             }
-            Some(tungstenite::Error::Utf8(_)) => {
-                // RFC 6455 §8.1: invalid UTF-8 in a text frame fails the connection (1007).
-                self.shared.metrics.disconnect(Disconnect::InvalidUtf8);
-                self.error(
-                    ErrorCode::InvalidUtf8,
-                    "text frame is not valid UTF-8",
-                    None,
-                );
-                Some(Closing {
-                    code: close_code::INVALID_PAYLOAD,
-                    reason: "invalid utf-8",
-                    drain: true,
-                })
+            // RFC 6455 §8.1: invalid UTF-8 in a text frame fails the connection (1007); so does
+            // a compressed message that is not DEFLATE (RFC 7692 §8.2.2: invalid payload data).
+            WsError::Utf8(_) => {
+                self.invalid_payload("text frame is not valid UTF-8", "invalid utf-8")
             }
+            WsError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => self.invalid_payload(
+                "compressed message is not valid DEFLATE data",
+                "invalid compressed data",
+            ),
             // A peer that vanished mid-stream gets no close frame: nobody is there to read it.
-            Some(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-            )) => None,
-            Some(tungstenite::Error::Protocol(error)) => {
+            WsError::Protocol(resocket_proto::ProtocolError::ResetWithoutClosingHandshake) => None,
+            WsError::Protocol(error) => {
                 // RFC 6455 §7.4.1: a protocol violation (reserved bits, unmasked or fragmented
-                // control frames, bad opcodes, a malformed close frame) closes with 1002.
+                // control frames, bad opcodes, a malformed close frame; RSV1 on a control or
+                // continuation frame) closes with 1002.
                 tracing::debug!(%error, "protocol violation");
                 Some(Closing {
                     code: PROTOCOL_ERROR,
@@ -426,11 +653,21 @@ impl Session {
                     drain: false,
                 })
             }
-            _ => {
-                tracing::debug!(error = %inner, "read failed");
+            error => {
+                tracing::debug!(%error, "read failed");
                 None
             }
         }
+    }
+
+    fn invalid_payload(&self, message: &str, reason: &'static str) -> Option<Closing> {
+        self.shared.metrics.disconnect(Disconnect::InvalidUtf8);
+        self.error(ErrorCode::InvalidUtf8, message, None);
+        Some(Closing {
+            code: close_code::INVALID_PAYLOAD,
+            reason,
+            drain: true,
+        })
     }
 
     fn auth_failed(&self, message: &str) -> Option<Closing> {
@@ -491,16 +728,7 @@ impl Session {
                 None
             }
             Inbound::Unsubscribe { room } => {
-                match self.subscriptions.remove(&room) {
-                    Some(r) => {
-                        r.unsubscribe(self.id, &self.shared.metrics);
-                    }
-                    None => self.error(
-                        ErrorCode::NotSubscribed,
-                        "not subscribed to this room",
-                        Some(room),
-                    ),
-                }
+                self.unsubscribe(room);
                 None
             }
             Inbound::Publish { room, id, data } => {
@@ -512,6 +740,19 @@ impl Session {
                 None
             }
             Inbound::Refresh { token } => self.refresh(&token),
+        }
+    }
+
+    fn unsubscribe(&mut self, room: String) {
+        match self.subscriptions.remove(&room) {
+            Some(r) => {
+                r.unsubscribe(self.id, &self.shared.metrics);
+            }
+            None => self.error(
+                ErrorCode::NotSubscribed,
+                "not subscribed to this room",
+                Some(room),
+            ),
         }
     }
 

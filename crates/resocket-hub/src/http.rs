@@ -3,14 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use resocket::hub::protocol::{close_code, SUBPROTOCOL};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use resocket::hub::protocol::SUBPROTOCOL;
+use resocket_proto::upgrade::Accepted;
+use resocket_proto::WsStream;
 
+use crate::config::HubConfig;
 use crate::config::OriginPolicy;
 use crate::connection::{self, Auth, Identity};
 use crate::error::TokenError;
@@ -99,17 +104,44 @@ impl Shared {
     }
 }
 
+/// `GET /ws`: the upgrade. The request must be a WebSocket upgrade; then the hub's own checks
+/// (shutdown, origin, token) answer with an HTTP status before any `101`. The `101` is written
+/// here (accept key, subprotocol, permessage-deflate on the hub's terms) and the socket, once
+/// hyper hands it over, runs on the codec in the server role.
 async fn ws(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
     Query(query): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let deflate = shared.config.compression.then(crate::wire::deflate_config);
+    let accepted = match resocket_proto::upgrade::accept(
+        request.method(),
+        request.headers(),
+        &[SUBPROTOCOL],
+        deflate.as_ref(),
+    ) {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            let status = refused.status();
+            let (parts, ()) = refused.response().into_parts();
+            return (parts, status.canonical_reason().unwrap_or_default()).into_response();
+        }
+    };
+    // Present under hyper with upgrades on (the hub's own server, `axum::serve`); absent when
+    // the router is driven without a connection (a test calling it as a service).
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "connection cannot be upgraded",
+        )
+            .into_response();
+    };
+    let headers = request.headers();
     if shared.is_shutting_down() {
         shared.metrics.reject(Rejection::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    if !shared.origin_allowed(&headers) {
+    if !shared.origin_allowed(headers) {
         shared.metrics.reject(Rejection::Origin);
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
@@ -137,32 +169,53 @@ async fn ws(
         }
         None => Auth::Pending,
     };
-    let cfg = &shared.config;
-    let ws = ws
-        .protocols([SUBPROTOCOL])
-        .read_buffer_size(cfg.read_buffer_size)
-        .write_buffer_size(cfg.write_buffer_size)
-        .max_message_size(cfg.max_message_size)
-        .max_frame_size(cfg.max_message_size);
+    let response = switching_protocols(&accepted);
+    let config = codec_config(&shared.config, &accepted);
     let Some((id, outbox)) = shared.register() else {
         shared.metrics.reject(Rejection::Capacity);
         // Upgrade first so the client gets a close code it can act on (retry later), instead
         // of an HTTP status that many WebSocket clients report only as "handshake failed".
-        return ws.on_upgrade(|mut socket| async move {
-            let frame = CloseFrame {
-                code: close_code::TRY_AGAIN_LATER,
-                reason: Utf8Bytes::from_static("at capacity"),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+        let timeout = shared.config.close_timeout;
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
+                connection::refuse(ws, timeout).await;
+            }
         });
+        return response;
     };
-    // If the upgrade fails, the connection never runs: release its slot.
-    let on_fail = {
-        let shared = shared.clone();
-        move |_| shared.unregister(id)
-    };
-    ws.on_failed_upgrade(on_fail)
-        .on_upgrade(move |socket| connection::run(shared, socket, id, outbox, auth))
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                // hyper keeps any bytes read past the request inside `Upgraded`.
+                let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
+                connection::run(shared, ws, id, outbox, auth).await;
+            }
+            // The upgrade failed: the connection never runs, so release its slot.
+            Err(_) => shared.unregister(id),
+        }
+    });
+    response
+}
+
+/// The `101 Switching Protocols` as axum's response.
+fn switching_protocols(accepted: &Accepted) -> Response {
+    let (parts, ()) = accepted.response().into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+/// The codec's settings for one connection: the hub's limits, and compression as agreed.
+fn codec_config(cfg: &HubConfig, accepted: &Accepted) -> resocket_proto::Config {
+    resocket_proto::Config {
+        max_message_size: Some(cfg.max_message_size),
+        max_frame_size: Some(cfg.max_message_size),
+        read_buffer_size: cfg.read_buffer_size,
+        write_buffer_size: cfg.write_buffer_size,
+        compression: accepted.compression(),
+        // Idle connections dominate the hub's memory: they hold no read buffer.
+        release_idle_buffer: true,
+        ..resocket_proto::Config::server()
+    }
 }
 
 /// Query parameters of `/healthz`.

@@ -442,7 +442,7 @@ impl Shared {
                 message: "token revoked".into(),
                 reference: None,
             };
-            outbox.push(serde_json::to_string(&frame).unwrap_or_default().into());
+            outbox.push(crate::wire::Frame::json(&frame));
             outbox.close(Closing {
                 code: close_code::POLICY,
                 reason: "token revoked",
@@ -517,7 +517,7 @@ struct HubListener {
 }
 
 impl Listener for HubListener {
-    fn message(&self, room: &str, epoch: u64, offset: u64, frame: axum::extract::ws::Utf8Bytes) {
+    fn message(&self, room: &str, epoch: u64, offset: u64, frame: crate::wire::Frame) {
         let Some(shared) = self.shared.get().and_then(std::sync::Weak::upgrade) else {
             return;
         };

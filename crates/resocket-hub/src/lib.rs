@@ -58,6 +58,7 @@ mod room;
 mod stats;
 mod tls;
 mod token;
+mod wire;
 
 pub use config::{HubBuilder, OriginPolicy};
 pub use error::{Error, Result, TokenError};

@@ -2,9 +2,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
-use axum::extract::ws::Utf8Bytes;
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
+
+use crate::wire::Frame;
 
 /// How a connection is to be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub(crate) enum Push {
 
 #[derive(Debug, Default)]
 struct Inner {
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<Frame>,
     bytes: usize,
     closing: Option<Closing>,
 }
@@ -43,10 +45,10 @@ struct Inner {
 pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     max_bytes: usize,
-    /// Wakes the writer when frames or a close are queued.
-    ready: Notify,
-    /// Wakes a writer stuck writing to a peer that stopped reading, so it can give up.
-    abort: Notify,
+    /// Wakes the connection's task when frames or a close are queued, also while its write
+    /// is stuck on a peer that stopped reading, so it can give up. Lock-free: a push costs
+    /// one atomic swap, and only the first frame after a take wakes anyone.
+    waker: AtomicWaker,
 }
 
 impl Outbox {
@@ -54,8 +56,7 @@ impl Outbox {
         Outbox {
             inner: Mutex::default(),
             max_bytes,
-            ready: Notify::new(),
-            abort: Notify::new(),
+            waker: AtomicWaker::new(),
         }
     }
 
@@ -67,7 +68,7 @@ impl Outbox {
 
     /// Queues a frame. Over the byte bound, the queue is dropped and the connection is closed
     /// as a slow consumer, so memory never grows with a client that does not read.
-    pub(crate) fn push(&self, frame: Utf8Bytes) -> Push {
+    pub(crate) fn push(&self, frame: Frame) -> Push {
         let mut inner = self.lock();
         if inner.closing.is_some() {
             return Push::Closed;
@@ -81,8 +82,7 @@ impl Outbox {
                 drain: false,
             });
             drop(inner);
-            self.ready.notify_one();
-            self.abort.notify_one();
+            self.waker.wake();
             return Push::Overflowed;
         }
         inner.bytes += frame.len();
@@ -92,7 +92,7 @@ impl Outbox {
         // The writer takes the whole queue at once, so only the first frame after a take needs
         // to wake it; later ones ride along in the same batch.
         if was_empty {
-            self.ready.notify_one();
+            self.waker.wake();
         }
         Push::Queued
     }
@@ -101,7 +101,7 @@ impl Outbox {
     /// own bytes (shared, not copied), so they cost no new memory, and a replay larger than the
     /// queue bound must not make a reconnecting client a slow consumer. They still count
     /// towards the bound, so live frames behind a replay that is not being read overflow.
-    pub(crate) fn push_replay(&self, frame: Utf8Bytes) {
+    pub(crate) fn push_replay(&self, frame: Frame) {
         let mut inner = self.lock();
         if inner.closing.is_some() {
             return;
@@ -111,7 +111,7 @@ impl Outbox {
         inner.queue.push_back(frame);
         drop(inner);
         if was_empty {
-            self.ready.notify_one();
+            self.waker.wake();
         }
     }
 
@@ -129,29 +129,46 @@ impl Outbox {
             inner.bytes = 0;
         }
         drop(inner);
-        self.ready.notify_one();
-        if !drain {
-            self.abort.notify_one();
-        }
+        self.waker.wake();
     }
 
     /// Moves every queued frame into `batch` and tells whether the writer should close after
     /// writing them.
-    pub(crate) fn take(&self, batch: &mut VecDeque<Utf8Bytes>) -> Option<Closing> {
+    pub(crate) fn take(&self, batch: &mut VecDeque<Frame>) -> Option<Closing> {
         let mut inner = self.lock();
         std::mem::swap(&mut inner.queue, batch);
         inner.bytes = 0;
         inner.closing
     }
 
-    /// Waits until something is queued.
-    pub(crate) async fn ready(&self) {
-        self.ready.notified().await;
+    /// [`take`](Self::take) once there is something to take: frames, or a close request.
+    /// `Ready(None)` brought frames only.
+    pub(crate) fn poll_take(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Frame>,
+    ) -> Poll<Option<Closing>> {
+        // Registered before the look, so a push right after it still wakes the task.
+        self.waker.register(cx.waker());
+        let mut inner = self.lock();
+        if inner.queue.is_empty() && inner.closing.is_none() {
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut inner.queue, batch);
+        inner.bytes = 0;
+        Poll::Ready(inner.closing)
     }
 
-    /// Waits until the connection must be dropped without draining.
-    pub(crate) async fn aborted(&self) {
-        self.abort.notified().await;
+    /// Whether a close was requested.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing.is_some()
+    }
+
+    /// The close requested so far, without taking anything: a writer busy with a batch checks
+    /// it to give up on a peer that stopped reading.
+    pub(crate) fn poll_closing(&self, cx: &mut Context<'_>) -> Option<Closing> {
+        self.waker.register(cx.waker());
+        self.lock().closing
     }
 }
 
@@ -162,10 +179,10 @@ mod tests {
     #[test]
     fn overflow_drops_the_queue_and_closes_as_slow_consumer() {
         let o = Outbox::new(10);
-        assert_eq!(o.push(Utf8Bytes::from("12345")), Push::Queued);
-        assert_eq!(o.push(Utf8Bytes::from("12345")), Push::Queued);
-        assert_eq!(o.push(Utf8Bytes::from("1")), Push::Overflowed);
-        assert_eq!(o.push(Utf8Bytes::from("1")), Push::Closed);
+        assert_eq!(o.push(Frame::text("12345")), Push::Queued);
+        assert_eq!(o.push(Frame::text("12345")), Push::Queued);
+        assert_eq!(o.push(Frame::text("1")), Push::Overflowed);
+        assert_eq!(o.push(Frame::text("1")), Push::Closed);
         let mut batch = VecDeque::new();
         let closing = o.take(&mut batch).unwrap();
         assert!(batch.is_empty());
@@ -176,7 +193,7 @@ mod tests {
     #[test]
     fn a_draining_close_keeps_the_queue_until_aborted() {
         let o = Outbox::new(100);
-        o.push(Utf8Bytes::from("a"));
+        o.push(Frame::text("a"));
         o.close(Closing {
             code: 1001,
             reason: "bye",

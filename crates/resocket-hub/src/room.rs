@@ -5,13 +5,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use resocket::hub::protocol::ServerFrame;
 use serde_json::value::RawValue;
 
 use crate::budget::HistoryBudget;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Push};
+use crate::wire::Frame;
 
 /// History and dedupe bounds, copied from the hub's settings.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +26,7 @@ pub(crate) struct Limits {
 struct Entry {
     offset: u64,
     at: Instant,
-    frame: Utf8Bytes,
+    frame: Frame,
 }
 
 #[derive(Debug)]
@@ -43,7 +43,7 @@ struct State {
     joining: usize,
     /// What other nodes appended while only such subscribes were waiting: it may be newer than
     /// their read, and the first of them to finish takes it (bounded by the history length).
-    held: Vec<(u64, u64, Utf8Bytes)>,
+    held: Vec<(u64, u64, Frame)>,
     /// Set when the hub dropped the room from its map; a publisher holding it looks again.
     removed: bool,
 }
@@ -143,14 +143,8 @@ impl Room {
             offset,
             data,
         };
-        // Serializing strings, numbers and a RawValue cannot fail.
-        let mut text = serde_json::to_string(&frame).unwrap_or_default();
-        // The string grew by doubling, and the bytes keep its whole allocation for as long as
-        // history holds them: up to twice what the history bounds count. Shrinking is in place.
-        if text.capacity() - text.len() > 64 {
-            text.shrink_to_fit();
-        }
-        let frame: Utf8Bytes = text.into();
+        // Encoded once, header and payload: every subscriber and history share these bytes.
+        let frame = Frame::json(&frame);
         st.last = offset;
         let now = Instant::now();
         for outbox in st.subscribers.values() {
@@ -218,7 +212,7 @@ impl Room {
             recovered: recovery != Recovery::Partial,
             first,
         };
-        outbox.push_replay(serde_json::to_string(&reply).unwrap_or_default().into());
+        outbox.push_replay(Frame::json(&reply));
         for entry in st.history.iter().filter(|e| e.offset >= from) {
             outbox.push_replay(entry.frame.clone());
         }
@@ -273,7 +267,7 @@ impl Room {
         &self,
         epoch: u64,
         offset: u64,
-        frame: Utf8Bytes,
+        frame: Frame,
         limits: &Limits,
         metrics: &Metrics,
     ) {
@@ -300,7 +294,7 @@ impl Room {
         st: &mut State,
         epoch: u64,
         offset: u64,
-        frame: Utf8Bytes,
+        frame: Frame,
         limits: &Limits,
         metrics: &Metrics,
     ) {
@@ -398,7 +392,7 @@ impl Room {
             recovered: recovery != Recovery::Partial,
             first,
         };
-        outbox.push_replay(serde_json::to_string(&reply).unwrap_or_default().into());
+        outbox.push_replay(Frame::json(&reply));
         if let Some(from) = first {
             for (_, frame) in h.entries.iter().filter(|(o, _)| *o >= from) {
                 outbox.push_replay(frame.clone());
@@ -474,7 +468,7 @@ impl Room {
 fn append_local(
     st: &mut State,
     offset: u64,
-    frame: Utf8Bytes,
+    frame: Frame,
     limits: &Limits,
     budget: &HistoryBudget,
     metrics: &Metrics,
@@ -519,7 +513,7 @@ fn lost(
         recovered: false,
         first: Some(next),
     };
-    let text: Utf8Bytes = serde_json::to_string(&reply).unwrap_or_default().into();
+    let text = Frame::json(&reply);
     for outbox in st.subscribers.values() {
         outbox.push(text.clone());
     }
@@ -683,8 +677,10 @@ mod tests {
         }
     }
 
-    fn frame(offset: u64) -> Utf8Bytes {
-        format!(r#"{{"type":"message","room":"r","epoch":7,"offset":{offset},"data":0}}"#).into()
+    fn frame(offset: u64) -> Frame {
+        Frame::text(&format!(
+            r#"{{"type":"message","room":"r","epoch":7,"offset":{offset},"data":0}}"#
+        ))
     }
 
     fn offsets(frames: &[String]) -> Vec<(String, u64)> {

@@ -130,3 +130,28 @@ async fn a_protocol_violation_closes_with_1002() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_in_a_flood_of_empty_fragments_is_still_read() {
+    guard(60, async {
+        let hub = TestHub::anonymous().await;
+        let mut raw = RawTcp::upgrade(hub.addr).await;
+        // One `subscribe` cut into 100,000 fragments, almost all of them empty, sent at once:
+        // the hub takes them in one after another, never one call deeper per fragment.
+        use tokio::io::AsyncWriteExt;
+        let mut wire = vec![0x01, 0x80 | 10, 0, 0, 0, 0];
+        wire.extend_from_slice(br#"{"type":"s"#);
+        for _ in 0..100_000 {
+            wire.extend_from_slice(&[0x00, 0x80, 0, 0, 0, 0]);
+        }
+        let rest = br#"ubscribe","room":"f"}"#;
+        wire.extend_from_slice(&[0x80, 0x80 | rest.len() as u8, 0, 0, 0, 0]);
+        wire.extend_from_slice(rest);
+        raw.stream.write_all(&wire).await.unwrap();
+        let (first, payload) = raw.next_frame().await;
+        assert_eq!(first, 0x81);
+        let reply: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(reply["type"], "subscribed", "{reply}");
+    })
+    .await;
+}

@@ -1,65 +1,53 @@
-//! An echo server on the server-role codec, for Autobahn|Testsuite's fuzzing client.
+//! An echo server on the server-role codec, with the hub's upgrade path, for
+//! Autobahn|Testsuite's fuzzing client.
 //!
 //! `scripts/autobahn` runs it (release build) against `wstest -m fuzzingclient`; by hand:
 //! `cargo run --release -p resocket-proto --example autobahn_server -- 127.0.0.1:9002`.
-//! The HTTP upgrade is the smallest that works (no subprotocols); it answers a
-//! permessage-deflate offer with the `deflate` module's `answer`: the codec is what is under
-//! test.
+//! The upgrade goes as in `resocket-hub`: hyper serves HTTP/1.1, [`upgrade::accept`] checks the
+//! request and settles permessage-deflate (here on the client's terms, so every parameter of
+//! RFC 7692 is exercised), the `101` is [`Accepted::response`], and the socket hyper hands over
+//! after it (`hyper::upgrade::on`) goes to the codec.
 
-use std::io;
+use std::{convert::Infallible, io};
 
 use futures_util::{SinkExt, StreamExt};
-use http::HeaderValue;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
+use hyper_util::rt::TokioIo;
 use resocket_proto::{
-    deflate::{self, Negotiated, ServerDeflateConfig},
+    deflate::{Negotiated, ServerDeflateConfig},
+    upgrade::{self, Accepted},
     CloseCode, CloseFrame, Config, Message, WsError, WsStream,
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
 };
-use tungstenite::handshake::derive_accept_key;
 
-/// Reads the upgrade request and answers it; returns the bytes that came after the request and
-/// the permessage-deflate parameters agreed on, if any.
-async fn upgrade(socket: &mut TcpStream) -> io::Result<(Vec<u8>, Option<Negotiated>)> {
-    let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
+/// Answers one request: a refusal, or the `101` with the echo loop spawned behind it.
+async fn answer(mut request: Request<Incoming>) -> Result<Response<String>, Infallible> {
+    let deflate = ServerDeflateConfig::default();
+    let accepted: Accepted =
+        match upgrade::accept(request.method(), request.headers(), &[], Some(&deflate)) {
+            Ok(accepted) => accepted,
+            Err(refused) => return Ok(refused.response().map(|()| refused.to_string())),
+        };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let compression = accepted.compression();
+    tokio::spawn(async move {
+        // hyper keeps any bytes read past the request inside `Upgraded`.
+        if let Ok(upgraded) = on_upgrade.await {
+            echo(TokioIo::new(upgraded), compression).await;
         }
-        if buf.len() > 16 << 10 || socket.read_buf(&mut buf).await? == 0 {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let key = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-key"))
-        .map(|(_, value)| value.trim().to_owned())
-        .ok_or(io::ErrorKind::InvalidData)?;
-    let offers: Vec<HeaderValue> = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
-        .filter_map(|(_, value)| HeaderValue::from_str(value.trim()).ok())
-        .collect();
-    let agreed = deflate::answer(&ServerDeflateConfig::default(), &offers);
-    let extensions = match &agreed {
-        Some((_, value)) => format!(
-            "Sec-WebSocket-Extensions: {}\r\n",
-            value.to_str().expect("the answer is ascii")
-        ),
-        None => String::new(),
-    };
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n{extensions}\r\n",
-        derive_accept_key(key.as_bytes())
-    );
-    socket.write_all(response.as_bytes()).await?;
-    Ok((buf.split_off(end), agreed.map(|(negotiated, _)| negotiated)))
+    });
+    Ok(accepted.response().map(|()| String::new()))
+}
+
+/// Serves HTTP/1.1 on one socket until it is upgraded or closed.
+async fn serve(socket: TcpStream) {
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(socket), service_fn(answer))
+        .with_upgrades()
+        .await;
 }
 
 /// The close code that fails the connection for this read error (RFC 6455, 7.4.1).
@@ -74,15 +62,14 @@ fn close_code(error: &WsError) -> CloseCode {
 }
 
 /// Echoes data messages until the close handshake, or fails the connection on a bad frame.
-async fn echo(mut socket: TcpStream) -> io::Result<()> {
-    let (rest, compression) = upgrade(&mut socket).await?;
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(socket: S, compression: Option<Negotiated>) {
     let config = Config {
         max_message_size: None,
         max_frame_size: None,
         compression,
         ..Config::server()
     };
-    let mut ws = WsStream::new(socket, &rest, config);
+    let mut ws = WsStream::new(socket, &[], config);
     while let Some(msg) = ws.next().await {
         let result = match msg {
             Ok(msg) if msg.is_text() || msg.is_binary() => ws.send(msg).await,
@@ -102,7 +89,6 @@ async fn echo(mut socket: TcpStream) -> io::Result<()> {
     }
     // The server closes TCP once the close handshake is over (RFC 6455, 7.1.1).
     let _ = ws.close().await;
-    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -115,6 +101,6 @@ async fn main() -> io::Result<()> {
     loop {
         let (socket, _) = listener.accept().await?;
         let _ = socket.set_nodelay(true);
-        tokio::spawn(echo(socket));
+        tokio::spawn(serve(socket));
     }
 }

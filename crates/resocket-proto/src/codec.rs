@@ -59,7 +59,7 @@ use tungstenite::{
     Bytes, Error as WsError, Message,
 };
 
-use deflate::{Deflater, Inflater, Negotiated};
+use deflate::Negotiated;
 use read::{Control, FrameReader, ReadLimits, Step, RESERVED, RESERVED_WITH_DEFLATE};
 use write::FrameWriter;
 
@@ -129,19 +129,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
             } else {
                 RESERVED
             },
+            release_idle: config.release_idle_buffer,
         };
         let role = config.role;
         let vectored = io.is_write_vectored();
-        let inflater = config
-            .compression
-            .map(|n| Inflater::new(role, &n, config.max_message_size));
-        let deflater = config
-            .compression
-            .map(|n| Deflater::new(role, &n, config.compression_level));
         WsStream {
             io,
-            reader: FrameReader::new(limits, already_read, inflater),
-            writer: FrameWriter::new(role, config.write_buffer_size, deflater, vectored),
+            // Both zlib states are built on first use: an idle connection holds neither.
+            reader: FrameReader::with_compression(limits, already_read, config.compression),
+            writer: FrameWriter::with_compression(
+                role,
+                config.write_buffer_size,
+                config.compression,
+                config.compression_level,
+                vectored,
+            ),
             compression: config.compression,
             pong: None,
             pongs_unflushed: 0,
@@ -231,6 +233,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// Slices the batch's messages out of the read buffer.
     pub fn seal(&mut self, batch: &mut [Message]) {
         self.reader.seal(batch);
+    }
+
+    /// Encodes a frame that was encoded already, for this role and this connection's
+    /// extensions (unmasked in the server role; RSV1 only where permessage-deflate was
+    /// negotiated), so one encoding serves many connections: its bytes are copied into the
+    /// write buffer as they are. Call [`WsStream::poll_ready`] first, as for
+    /// [`WsStream::start_send`].
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::SendAfterClosing`] after a Close either way.
+    pub fn start_send_encoded(&mut self, frame: &[u8]) -> Result<(), WsError> {
+        if self.state != State::Active {
+            return Err(ProtocolError::SendAfterClosing.into());
+        }
+        self.writer.encoded(frame);
+        Ok(())
     }
 
     /// Whether data messages may still be sent: no Close has gone either way.

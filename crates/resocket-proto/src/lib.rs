@@ -30,6 +30,7 @@
 //! [tungstenite]: https://docs.rs/tungstenite
 
 mod codec;
+pub mod upgrade;
 
 pub use codec::{deflate, Config, Incoming, Role, WsStream};
 pub use tungstenite::{

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::wire::Frame;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
@@ -160,14 +160,14 @@ fn memory() -> MemoryEngine {
 /// What a Redis engine's listener heard.
 #[derive(Debug)]
 enum Heard {
-    Message(String, u64, u64, Utf8Bytes),
+    Message(String, u64, u64, Frame),
     Revoked(HashSet<String>),
 }
 
 struct Channel(mpsc::UnboundedSender<Heard>);
 
 impl Listener for Channel {
-    fn message(&self, room: &str, epoch: u64, offset: u64, frame: Utf8Bytes) {
+    fn message(&self, room: &str, epoch: u64, offset: u64, frame: Frame) {
         let _ = self
             .0
             .send(Heard::Message(room.into(), epoch, offset, frame));

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::wire::Frame;
 use serde_json::value::RawValue;
 
 pub(crate) mod memory;
@@ -38,7 +38,7 @@ pub(crate) struct History {
     /// The newest offset.
     pub(crate) last: u64,
     /// `message` frames after the asked offset still held, oldest first, each with its offset.
-    pub(crate) entries: Vec<(u64, Utf8Bytes)>,
+    pub(crate) entries: Vec<(u64, Frame)>,
 }
 
 impl History {
@@ -128,7 +128,7 @@ pub(crate) trait Engine: Send + Sync {
 pub(crate) trait Listener: Send + Sync + 'static {
     /// A `message` frame appended to a watched room. Per room, calls come in offset order with
     /// no offset twice; a hole that could not be filled shows as a jump in offsets (or epoch).
-    fn message(&self, room: &str, epoch: u64, offset: u64, frame: Utf8Bytes);
+    fn message(&self, room: &str, epoch: u64, offset: u64, frame: Frame);
 
     /// Deny-list entries revoked on some node (on a reconnect, the whole shared list).
     fn revoked(&self, ids: HashSet<String>);

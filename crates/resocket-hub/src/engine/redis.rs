@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
+use crate::wire::Frame;
 use futures_util::StreamExt;
 use redis::AsyncCommands as _;
 use serde_json::value::RawValue;
@@ -275,7 +275,7 @@ impl Reader {
         let read = inv.invoke_async::<(String, u64, Vec<(String, Vec<String>)>)>(&mut conn);
         let (epoch, last, raw) = timed(&self.metrics, s.timeout, read).await?;
         let epoch = epoch.parse().map_err(unavailable)?;
-        let mut entries: Vec<(u64, Utf8Bytes)> = raw
+        let mut entries: Vec<(u64, Frame)> = raw
             .into_iter()
             .filter_map(|(_, fields)| entry(fields))
             .collect();
@@ -289,7 +289,7 @@ impl Reader {
 }
 
 /// A stream entry's offset and frame from its fields (`o`, offset, `f`, frame).
-fn entry(fields: Vec<String>) -> Option<(u64, Utf8Bytes)> {
+fn entry(fields: Vec<String>) -> Option<(u64, Frame)> {
     let mut it = fields.into_iter();
     let (mut offset, mut frame) = (None, None);
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -299,7 +299,7 @@ fn entry(fields: Vec<String>) -> Option<(u64, Utf8Bytes)> {
             _ => {}
         }
     }
-    Some((offset?, frame?.into()))
+    Some((offset?, Frame::text(&frame?)))
 }
 
 impl Engine for RedisEngine {
@@ -685,13 +685,13 @@ async fn pause_until_asked(
 }
 
 /// A channel message: `<epoch> <offset> <frame>`.
-fn parse_payload(payload: &[u8]) -> Option<(u64, u64, Utf8Bytes)> {
+fn parse_payload(payload: &[u8]) -> Option<(u64, u64, Frame)> {
     let text = std::str::from_utf8(payload).ok()?;
     let (epoch, rest) = text.split_once(' ')?;
     let (offset, frame) = rest.split_once(' ')?;
     Some((
         epoch.parse().ok()?,
         offset.parse().ok()?,
-        Utf8Bytes::from(frame.to_string()),
+        Frame::text(frame),
     ))
 }

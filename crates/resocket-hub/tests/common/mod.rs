@@ -350,12 +350,22 @@ pub struct RawTcp {
 impl RawTcp {
     /// Upgrades `GET /ws` with the subprotocol and no token.
     pub async fn upgrade(addr: SocketAddr) -> RawTcp {
+        RawTcp::upgrade_with(addr, &[]).await.0
+    }
+
+    /// Upgrades `GET /ws` with the subprotocol, no token and `headers`; returns the client
+    /// and the `101` response's head.
+    pub async fn upgrade_with(addr: SocketAddr, headers: &[(&str, &str)]) -> (RawTcp, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = TcpStream::connect(addr).await.unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let req = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Protocol: resocket.v1\r\n\r\n"
+             Sec-WebSocket-Protocol: resocket.v1\r\n{extra}\r\n"
         );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
@@ -368,15 +378,44 @@ impl RawTcp {
                 break i + 4;
             }
         };
-        assert!(
-            buf.starts_with(b"HTTP/1.1 101"),
-            "{}",
-            String::from_utf8_lossy(&buf)
-        );
-        RawTcp {
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let raw = RawTcp {
             stream,
             leftover: buf[end..].to_vec(),
+        };
+        (raw, head)
+    }
+
+    /// Reads the next server frame (unmasked): its first header byte and its payload.
+    pub async fn next_frame(&mut self) -> (u8, Vec<u8>) {
+        loop {
+            if let Some((first, payload, used)) = parse_server_frame(&self.leftover) {
+                self.leftover.drain(..used);
+                return (first, payload);
+            }
+            let have = self.leftover.len();
+            self.read_at_least(have + 1).await;
         }
+    }
+
+    /// Sends a frame as given (first header byte, masked with the zero key).
+    pub async fn send_frame(&mut self, first: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let len = payload.len();
+        let mut frame = vec![first];
+        if len < 126 {
+            frame.push(0x80 | len as u8);
+        } else if let Ok(short) = u16::try_from(len) {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&short.to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).await.unwrap();
     }
 
     /// Sends a masked text frame (mask key 0, which the protocol allows).
@@ -439,6 +478,21 @@ impl RawTcp {
                 .then(|| u16::from_be_bytes([tail[i + 2], tail[i + 3]]))
         })
     }
+}
+
+/// One unmasked frame at the start of `buf`: its first header byte, its payload, and the bytes
+/// it took; `None` until it is all there.
+pub fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let (len, at) = match *buf.get(1)? {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(at..at + len)?;
+    Some((buf[0], payload.to_vec(), at + len))
 }
 
 /// Opens a socket and sends the start of a request whose headers never finish (slowloris).

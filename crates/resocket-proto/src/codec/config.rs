@@ -48,6 +48,12 @@ pub struct Config {
     /// The zlib level of outgoing compressed messages, 0 (stored) to 9 (smallest, slowest);
     /// higher is taken as 9. Unused without `compression`. Default: 6.
     pub compression_level: u8,
+    /// Let the read buffer go whenever the socket has nothing more and every byte read was
+    /// parsed, outside bursts: an idle connection then holds no read buffer, and the first
+    /// read after a quiet spell goes through a small buffer on the stack and is copied into a
+    /// fresh one. For servers holding many mostly idle connections. Default: `false` (an idle
+    /// connection keeps 4 KiB).
+    pub release_idle_buffer: bool,
 }
 
 impl Config {
@@ -70,6 +76,7 @@ impl Config {
             write_buffer_size: 128 << 10,
             compression: None,
             compression_level: 6,
+            release_idle_buffer: false,
         }
     }
 }

@@ -45,7 +45,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{
-    deflate::{InflateError, Inflater},
+    deflate::{InflateError, Inflater, Negotiated},
     mask::apply_mask,
     utf8::Utf8Check,
     Role,
@@ -103,7 +103,13 @@ pub(crate) struct ReadLimits {
     pub(crate) burst_buffer: usize,
     /// The header bits a frame must leave clear: [`RESERVED`], or [`RESERVED_WITH_DEFLATE`].
     pub(crate) reserved: u8,
+    /// Drop the buffer while idle ([`Config::release_idle_buffer`](super::Config)).
+    pub(crate) release_idle: bool,
 }
+
+/// The stack buffer the first read after a quiet spell goes through, when the read buffer
+/// was let go.
+const PROBE: usize = 1024;
 
 /// A control frame, for the stream layer to act on.
 #[derive(Debug)]
@@ -195,8 +201,11 @@ pub(crate) struct FrameReader {
     size: usize,
     small_reads: u8,
     limits: ReadLimits,
-    /// With permessage-deflate.
+    /// With permessage-deflate: built on the first compressed message, so a connection that
+    /// never gets one holds no zlib state.
     inflate: Option<Box<Inflate>>,
+    /// What builds `inflate` when the first compressed message arrives.
+    lazy_inflater: Option<(Negotiated, Option<usize>)>,
 }
 
 impl FrameReader {
@@ -227,7 +236,20 @@ impl FrameReader {
                     out: BytesMut::new(),
                 })
             }),
+            lazy_inflater: None,
         }
+    }
+
+    /// A reader whose inflater, if `compression` is set, is built when the first compressed
+    /// message arrives, bounded by the message size limit.
+    pub(crate) fn with_compression(
+        limits: ReadLimits,
+        already_read: &[u8],
+        compression: Option<Negotiated>,
+    ) -> FrameReader {
+        let mut reader = FrameReader::new(limits, already_read, None);
+        reader.lazy_inflater = compression.map(|n| (n, limits.max_message));
+        reader
     }
 
     /// Reads the next frame and acts on it: a data message goes into `batch` (possibly as a
@@ -409,6 +431,14 @@ impl FrameReader {
         text: bool,
         batch: &mut Vec<Message>,
     ) -> Result<Step, WsError> {
+        if self.inflate.is_none() {
+            if let Some((negotiated, max)) = self.lazy_inflater {
+                self.inflate = Some(Box::new(Inflate {
+                    inflater: Inflater::new(self.limits.role, &negotiated, max),
+                    out: BytesMut::new(),
+                }));
+            }
+        }
         let Some(inflate) = self.inflate.as_deref_mut() else {
             // RSV1 passes the header check only with permessage-deflate.
             return Err(ProtocolError::NonZeroReservedBits.into());
@@ -544,18 +574,59 @@ impl FrameReader {
                     Err(ProtocolError::ResetWithoutClosingHandshake.into())
                 });
             }
+            if self.buf.capacity() == 0 {
+                ready!(self.poll_read_after_release(io, cx))?;
+                continue;
+            }
             self.make_room(batch, need);
             let spare = self.buf.capacity() - self.buf.len();
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut *io),
-                cx,
-                &mut self.buf
-            ))?;
+            let read = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut self.buf);
+            let Poll::Ready(read) = read else {
+                self.release_if_idle();
+                return Poll::Pending;
+            };
+            let n = read?;
             self.adapt(n, spare);
             if n == 0 {
                 self.eof = true;
             }
         }
+    }
+
+    /// Lets the buffer go when nothing in it is left to parse or slice, outside a burst
+    /// (buffers kept for reuse during a burst stay).
+    fn release_if_idle(&mut self) {
+        if self.limits.release_idle
+            && self.pos == self.buf.len()
+            && self.placed.is_empty()
+            && self.size == MIN_BUFFER
+            && self.retired.is_empty()
+        {
+            self.buf = BytesMut::new();
+            self.pos = 0;
+            self.standard = true;
+        }
+    }
+
+    /// The first read after the buffer was let go: into a small stack buffer, so a wake-up
+    /// that brings nothing allocates nothing; what arrives goes into a fresh buffer.
+    fn poll_read_after_release<S: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WsError>> {
+        let mut probe = [0u8; PROBE];
+        let mut read = ReadBuf::new(&mut probe);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        if n == 0 {
+            self.eof = true;
+        } else {
+            self.buf = BytesMut::with_capacity(self.size.max(n));
+            self.buf.extend_from_slice(read.filled());
+            self.adapt(n, PROBE.min(self.size));
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Unmasks and checks the UTF-8 of what has arrived of an incomplete text frame (`frame`'s
@@ -792,6 +863,7 @@ mod tests {
         max_message: Some(2 << 20),
         burst_buffer: 64 << 10,
         reserved: RESERVED,
+        release_idle: false,
     };
 
     const SERVER: ReadLimits = ReadLimits {
@@ -862,6 +934,78 @@ mod tests {
             self.at += n;
             Poll::Ready(Ok(()))
         }
+    }
+
+    /// Hands out its chunks one read each, then has nothing (`Pending`), never the end.
+    struct Trickle(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            match self.0.pop_front() {
+                Some(chunk) => {
+                    buf.put_slice(&chunk);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_reader_lets_its_buffer_go_and_reads_on_after() {
+        let limits = ReadLimits {
+            release_idle: true,
+            ..LIMITS
+        };
+        let whole = frame(true, 0x1, b"first");
+        let second = frame(true, 0x2, &[7u8; 300]);
+        let (head, tail) = second.split_at(5);
+        let mut io = Trickle(VecDeque::from([whole, head.to_vec()]));
+        let mut reader = FrameReader::new(limits, &[], None);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = Vec::new();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(5)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("first")]);
+        // Half a frame in: the buffer holds it.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert!(reader.buf.capacity() > 0, "a partial frame is kept");
+        io.0.push_back(tail.to_vec());
+        batch.clear();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(300)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(payloads(&batch), vec![vec![7u8; 300]]);
+        // Nothing left to parse and nothing arriving: no buffer.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert_eq!(reader.buf.capacity(), 0, "an idle reader holds no buffer");
+        // A wake-up that brings nothing allocates nothing either.
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert_eq!(reader.buf.capacity(), 0);
+        io.0.push_back(frame(true, 0x1, b"again"));
+        batch.clear();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(5)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("again")]);
     }
 
     fn payloads(messages: &[Message]) -> Vec<Vec<u8>> {

@@ -30,7 +30,7 @@ use tokio::io::AsyncWrite;
 use tungstenite::{protocol::CloseFrame, Message};
 
 use super::{
-    deflate::Deflater,
+    deflate::{Deflater, Negotiated},
     mask::{apply_mask, copy_masked},
     Role,
 };
@@ -61,7 +61,41 @@ pub(crate) struct FrameWriter {
     /// `None` in the server role, which does not mask.
     rng: Option<StdRng>,
     /// The compressor, when permessage-deflate was negotiated.
-    deflate: Option<Box<Compress>>,
+    deflate: Option<Lazy>,
+}
+
+/// A compressor built on the first message it compresses: zlib's state is a few hundred KiB,
+/// and a connection that never sends a data message through the codec (a server that writes
+/// frames it encoded once for many connections, or one that is idle) should not hold it.
+#[derive(Debug)]
+enum Lazy {
+    Built(Box<Compress>),
+    Later {
+        role: Role,
+        negotiated: Negotiated,
+        level: u8,
+    },
+}
+
+impl Lazy {
+    fn get(&mut self) -> &mut Compress {
+        if let Lazy::Later {
+            role,
+            negotiated,
+            level,
+        } = *self
+        {
+            *self = Lazy::Built(Box::new(Compress::new(Deflater::new(
+                role,
+                &negotiated,
+                level,
+            ))));
+        }
+        match self {
+            Lazy::Built(compress) => compress,
+            Lazy::Later { .. } => unreachable!("built above"),
+        }
+    }
 }
 
 /// A connection's compressor and the buffer each message is compressed into before it is
@@ -98,7 +132,7 @@ impl FrameWriter {
             vectored,
             write_buffer_size: write_buffer_size.max(1),
             rng: (role == Role::Client).then(StdRng::from_os_rng),
-            deflate: deflater.map(|d| Box::new(Compress::new(d))),
+            deflate: deflater.map(|d| Lazy::Built(Box::new(Compress::new(d)))),
         }
     }
 
@@ -141,6 +175,24 @@ impl FrameWriter {
         }
     }
 
+    /// A writer whose compressor, if `compression` is set, is built when the first data
+    /// message is encoded, at zlib `level`.
+    pub(crate) fn with_compression(
+        role: Role,
+        write_buffer_size: usize,
+        compression: Option<Negotiated>,
+        level: u8,
+        vectored: bool,
+    ) -> FrameWriter {
+        let mut writer = FrameWriter::new(role, write_buffer_size, None, vectored);
+        writer.deflate = compression.map(|negotiated| Lazy::Later {
+            role,
+            negotiated,
+            level,
+        });
+        writer
+    }
+
     /// Encodes one message as a single frame.
     #[inline]
     pub(crate) fn encode(&mut self, msg: &Message) {
@@ -160,9 +212,9 @@ impl FrameWriter {
     /// Encodes a data message as one frame, compressed when permessage-deflate is on.
     #[inline]
     fn data(&mut self, opcode: u8, payload: &[u8]) {
-        if let Some(mut compress) = self.deflate.take() {
-            self.compressed(&mut compress, opcode, payload);
-            self.deflate = Some(compress);
+        if let Some(mut lazy) = self.deflate.take() {
+            self.compressed(lazy.get(), opcode, payload);
+            self.deflate = Some(lazy);
         } else {
             self.frame(true, opcode, payload);
         }
@@ -235,6 +287,18 @@ impl FrameWriter {
             self.buf.push(mask_bit | 127);
             self.buf.extend_from_slice(&(len as u64).to_be_bytes());
         }
+    }
+
+    /// Appends a frame encoded already, as this role writes them (unmasked in the server
+    /// role), so one encoding can serve many connections.
+    #[inline]
+    pub(crate) fn encoded(&mut self, frame: &[u8]) {
+        if !self.tail.is_empty() {
+            // Behind a large payload not written yet: it joins the buffer first (see `header`).
+            self.buf.extend_from_slice(&self.tail);
+            self.tail.clear();
+        }
+        self.buf.extend_from_slice(frame);
     }
 
     /// Drops whatever is not written yet: the peer is gone.

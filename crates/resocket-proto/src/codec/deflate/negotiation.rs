@@ -81,6 +81,12 @@ pub struct ServerDeflateConfig {
     /// `client_max_window_bits`; one that did not compresses with up to 15 bits. Default:
     /// `None` (the client's choice).
     pub client_max_window_bits: Option<WindowBits>,
+    /// Compress with exactly `server_max_window_bits` (15 when `None`): an offer that asks for
+    /// a smaller window is skipped, like an offer with an unknown parameter, instead of being
+    /// answered with the smaller window. With `server_no_context_takeover`, every connection
+    /// then takes the server's messages the same way, so a message sent to many clients is
+    /// compressed once for all of them. Default: `false`.
+    pub fixed_server_window: bool,
     /// The zlib compression level of outgoing messages, 0 (stored) to 9 (smallest, slowest);
     /// higher values are taken as 9. Default: 6.
     pub level: u8,
@@ -94,6 +100,7 @@ impl Default for ServerDeflateConfig {
             client_no_context_takeover: false,
             server_max_window_bits: None,
             client_max_window_bits: None,
+            fixed_server_window: false,
             level: 6,
         }
     }
@@ -221,7 +228,8 @@ where
         .flat_map(header::elements)
         .filter_map(Result::ok)
         .filter(|element| element.name.eq_ignore_ascii_case(EXTENSION_NAME))
-        .find_map(|element| Params::parse(&element).ok())
+        .filter_map(|element| Params::parse(&element).ok())
+        .find(|offer| offer.fits(cfg))
         .map(|offer| offer.answer(cfg))
 }
 
@@ -337,6 +345,16 @@ impl Params {
             server_max_window_bits,
             client_max_window_bits,
         })
+    }
+
+    /// Whether the server can take this (valid) offer: with a fixed window, the offer must
+    /// allow that window.
+    fn fits(&self, cfg: &ServerDeflateConfig) -> bool {
+        let ours = cfg.server_max_window_bits.unwrap_or_default();
+        !cfg.fixed_server_window
+            || self
+                .server_max_window_bits
+                .is_none_or(|asked| asked >= ours)
     }
 
     /// The server's side: what it agrees to for this (valid) offer, and the response header.

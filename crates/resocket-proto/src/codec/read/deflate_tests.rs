@@ -29,6 +29,7 @@ fn limits(role: Role, compression: bool, max_message: usize) -> ReadLimits {
         } else {
             RESERVED
         },
+        release_idle: false,
     }
 }
 

@@ -405,3 +405,33 @@ fn server_answers_are_accepted_by_the_client_that_offered() {
         }
     }
 }
+
+#[test]
+fn a_fixed_server_window_skips_offers_that_ask_for_less() {
+    let cfg = ServerDeflateConfig {
+        server_no_context_takeover: true,
+        fixed_server_window: true,
+        ..ServerDeflateConfig::default()
+    };
+    assert_eq!(
+        server_answers(&cfg, &["permessage-deflate; server_max_window_bits=10"]),
+        None
+    );
+    // The next offer that allows the window is taken.
+    assert_eq!(
+        server_answers(
+            &cfg,
+            &["permessage-deflate; server_max_window_bits=10, permessage-deflate"]
+        ),
+        Some((
+            negotiated(true, false, 15, 15),
+            "permessage-deflate; server_no_context_takeover".into()
+        ))
+    );
+    assert_eq!(
+        server_answers(&cfg, &["permessage-deflate; server_max_window_bits=15"])
+            .unwrap()
+            .0,
+        negotiated(true, false, 15, 15)
+    );
+}
