@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{closed, guard, recv, send, subscribe, TestHub, SECRET};
-use resocket_hub::{Hub, JwtAlgorithm};
+use resocket_hub::{Hub, HubBuilder, JwtAlgorithm};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite;
 
@@ -61,9 +61,9 @@ fn claims(sub: &str) -> Value {
     })
 }
 
-/// Runs `tests/pyjwt/mint.py` on `job` (with `"dir"` set to `dir`) and returns the tokens; the
-/// keys it generated are in `dir`.
-async fn mint(dir: &Path, mut job: Value) -> Vec<String> {
+/// Runs `tests/pyjwt/mint.py`: generates the `(name, alg)` `keys` into `dir` and returns the
+/// `tokens` (jobs from [`token`]) it signed.
+async fn mint(dir: &TempDir, keys: &[(&str, &str)], tokens: Vec<Value>) -> Vec<String> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let deps = manifest.join("../../.deps/python");
     assert!(
@@ -71,7 +71,11 @@ async fn mint(dir: &Path, mut job: Value) -> Vec<String> {
         "PyJWT not found in {}: run scripts/deps/pyjwt.sh",
         deps.display()
     );
-    job["dir"] = json!(dir);
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(name, alg)| json!({"name": name, "alg": alg}))
+        .collect();
+    let job = json!({"dir": dir.0, "keys": keys, "tokens": tokens});
     let mut child = tokio::process::Command::new("python3")
         .arg(manifest.join("tests/pyjwt/mint.py"))
         .env("PYTHONPATH", &deps)
@@ -133,6 +137,29 @@ fn jwks(dir: &TempDir, names: &[&str]) -> String {
     json!({ "keys": keys }).to_string()
 }
 
+/// Writes the JWKS of `names` to `jwks.json` in `dir`; a hub builder that trusts that file,
+/// with the provider's issuer and audience.
+fn trusting_jwks(dir: &TempDir, names: &[&str]) -> HubBuilder {
+    let file = dir.file("jwks.json");
+    std::fs::write(&file, jwks(dir, names)).unwrap();
+    Hub::builder()
+        .jwks_file(file)
+        .jwt_issuer(ISSUER)
+        .jwt_audience(AUDIENCE)
+}
+
+/// A hub builder that trusts the test secret and the PEM keys `rsa`, `ec` and `ed` in `dir`,
+/// with the provider's issuer and audience.
+fn trusting_every_algorithm(dir: &TempDir) -> HubBuilder {
+    Hub::builder()
+        .jwt_secret(SECRET)
+        .jwt_public_key(dir.file("rsa.pub.pem"))
+        .jwt_public_key(dir.file("ec.pub.pem"))
+        .jwt_public_key(dir.file("ed.pub.pem"))
+        .jwt_issuer(ISSUER)
+        .jwt_audience(AUDIENCE)
+}
+
 /// Upgrades with `token` and subscribes to `feed.a`, which its rooms allow.
 async fn accepted(hub: &TestHub, token: &str) {
     let mut ws = hub.raw_with_token(token).await;
@@ -143,33 +170,15 @@ async fn accepted(hub: &TestHub, token: &str) {
 async fn pyjwt_tokens_of_every_algorithm_are_accepted() {
     guard(60, async {
         let dir = TempDir::new();
-        let tokens = mint(
-            &dir.0,
-            json!({
-                "keys": [
-                    {"name": "rsa", "alg": "RS256"},
-                    {"name": "ec", "alg": "ES256"},
-                    {"name": "ed", "alg": "EdDSA"},
-                ],
-                "tokens": [
-                    token("HS256", SECRET, claims("hs")),
-                    token("RS256", "rsa", claims("rs")),
-                    token("ES256", "ec", claims("es")),
-                    token("EdDSA", "ed", claims("ed")),
-                ],
-            }),
-        )
-        .await;
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwt_secret(SECRET)
-                .jwt_public_key(dir.file("rsa.pub.pem"))
-                .jwt_public_key(dir.file("ec.pub.pem"))
-                .jwt_public_key(dir.file("ed.pub.pem"))
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE),
-        )
-        .await;
+        let keys = [("rsa", "RS256"), ("ec", "ES256"), ("ed", "EdDSA")];
+        let tokens = vec![
+            token("HS256", SECRET, claims("hs")),
+            token("RS256", "rsa", claims("rs")),
+            token("ES256", "ec", claims("es")),
+            token("EdDSA", "ed", claims("ed")),
+        ];
+        let tokens = mint(&dir, &keys, tokens).await;
+        let hub = TestHub::start(trusting_every_algorithm(&dir)).await;
         for t in &tokens {
             accepted(&hub, t).await;
         }
@@ -179,15 +188,7 @@ async fn pyjwt_tokens_of_every_algorithm_are_accepted() {
         assert_eq!(recv(&mut ws).await["code"], "forbidden");
 
         // The same keys from a JWKS file, found by the header's `kid`.
-        let file = dir.file("jwks.json");
-        std::fs::write(&file, jwks(&dir, &["rsa", "ec", "ed"])).unwrap();
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwks_file(&file)
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE),
-        )
-        .await;
+        let hub = TestHub::start(trusting_jwks(&dir, &["rsa", "ec", "ed"])).await;
         for t in &tokens[1..] {
             accepted(&hub, t).await;
         }
@@ -201,107 +202,60 @@ async fn pyjwt_tokens_of_every_algorithm_are_accepted() {
 async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
     guard(60, async {
         let dir = TempDir::new();
-        let with = |f: &dyn Fn(&mut Value)| {
+        let set = |name: &str, value: Value| {
             let mut c = claims("mallory");
-            f(&mut c);
+            c[name] = value;
             c
         };
+        let without = |name: &str| {
+            let mut c = claims("mallory");
+            c.as_object_mut().unwrap().remove(name);
+            c
+        };
+        let other_secret = "another secret of at least 32 bytes";
+        let (past, future) = (json!(now() - 600), json!(now() + 600));
+        let (evil, other_aud) = (json!("https://evil.test/"), json!("another-service"));
         let cases = [
+            ("HS256", other_secret, claims("m"), "bad token signature"),
+            ("RS256", "rsa-other", claims("m"), "bad token signature"),
+            ("ES256", "ec-other", claims("m"), "bad token signature"),
+            ("EdDSA", "ed-other", claims("m"), "bad token signature"),
             (
-                token("HS256", "another secret of at least 32 bytes", claims("m")),
-                "bad token signature",
-            ),
-            (
-                token("RS256", "rsa-other", claims("m")),
-                "bad token signature",
-            ),
-            (
-                token("ES256", "ec-other", claims("m")),
-                "bad token signature",
-            ),
-            (
-                token("EdDSA", "ed-other", claims("m")),
-                "bad token signature",
-            ),
-            (
-                token(
-                    "RS256",
-                    "rsa",
-                    with(&|c| c["iss"] = json!("https://evil.test/")),
-                ),
+                "RS256",
+                "rsa",
+                set("iss", evil),
                 "token issuer not accepted",
             ),
+            ("RS256", "rsa", without("iss"), "token issuer not accepted"),
             (
-                token(
-                    "RS256",
-                    "rsa",
-                    with(&|c| {
-                        c.as_object_mut().unwrap().remove("iss");
-                    }),
-                ),
-                "token issuer not accepted",
-            ),
-            (
-                token(
-                    "ES256",
-                    "ec",
-                    with(&|c| c["aud"] = json!("another-service")),
-                ),
+                "ES256",
+                "ec",
+                set("aud", other_aud),
                 "token audience not accepted",
             ),
-            (
-                token(
-                    "ES256",
-                    "ec",
-                    with(&|c| {
-                        c.as_object_mut().unwrap().remove("aud");
-                    }),
-                ),
-                "token audience not accepted",
-            ),
-            (
-                token("EdDSA", "ed", with(&|c| c["nbf"] = json!(now() + 600))),
-                "token not valid yet",
-            ),
-            (
-                token("HS256", SECRET, with(&|c| c["exp"] = json!(now() - 600))),
-                "token expired",
-            ),
-            (
-                token("RS256", "rsa", with(&|c| c["exp"] = json!(now() - 600))),
-                "token expired",
-            ),
+            ("ES256", "ec", without("aud"), "token audience not accepted"),
+            ("EdDSA", "ed", set("nbf", future), "token not valid yet"),
+            ("HS256", SECRET, set("exp", past.clone()), "token expired"),
+            ("RS256", "rsa", set("exp", past), "token expired"),
         ];
-        let mut job = json!({
-            "keys": [
-                {"name": "rsa", "alg": "RS256"},
-                {"name": "ec", "alg": "ES256"},
-                {"name": "ed", "alg": "EdDSA"},
-                {"name": "rsa-other", "alg": "RS256"},
-                {"name": "ec-other", "alg": "ES256"},
-                {"name": "ed-other", "alg": "EdDSA"},
-            ],
-            "tokens": cases.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
-        });
+        let keys = [
+            ("rsa", "RS256"),
+            ("ec", "ES256"),
+            ("ed", "EdDSA"),
+            ("rsa-other", "RS256"),
+            ("ec-other", "ES256"),
+            ("ed-other", "EdDSA"),
+        ];
+        let mut jobs: Vec<Value> = cases
+            .iter()
+            .map(|(alg, key, claims, _)| token(alg, key, claims.clone()))
+            .collect();
         // A valid `nbf` within the leeway passes, so the check above is the rule, not the claim.
-        job["tokens"].as_array_mut().unwrap().push(token(
-            "EdDSA",
-            "ed",
-            with(&|c| c["nbf"] = json!(now() + 5)),
-        ));
-        let tokens = mint(&dir.0, job).await;
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwt_secret(SECRET)
-                .jwt_public_key(dir.file("rsa.pub.pem"))
-                .jwt_public_key(dir.file("ec.pub.pem"))
-                .jwt_public_key(dir.file("ed.pub.pem"))
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE)
-                .token_leeway(Duration::from_secs(30)),
-        )
-        .await;
-        for ((_, reason), t) in cases.iter().zip(&tokens) {
+        jobs.push(token("EdDSA", "ed", set("nbf", json!(now() + 5))));
+        let tokens = mint(&dir, &keys, jobs).await;
+        let builder = trusting_every_algorithm(&dir).token_leeway(Duration::from_secs(30));
+        let hub = TestHub::start(builder).await;
+        for ((.., reason), t) in cases.iter().zip(&tokens) {
             let (status, body) = refusal(&hub, t).await;
             assert_eq!((status, body.as_str()), (401, *reason));
         }
@@ -314,17 +268,11 @@ async fn a_wrong_key_issuer_audience_future_nbf_or_past_exp_gets_401() {
 async fn an_algorithm_outside_the_accepted_list_gets_401() {
     guard(60, async {
         let dir = TempDir::new();
-        let tokens = mint(
-            &dir.0,
-            json!({
-                "keys": [{"name": "rsa", "alg": "RS256"}],
-                "tokens": [
-                    token("RS256", "rsa", claims("a")),
-                    token("HS256", SECRET, claims("b")),
-                ],
-            }),
-        )
-        .await;
+        let jobs = vec![
+            token("RS256", "rsa", claims("a")),
+            token("HS256", SECRET, claims("b")),
+        ];
+        let tokens = mint(&dir, &[("rsa", "RS256")], jobs).await;
         let hub = TestHub::start(
             Hub::builder()
                 .jwt_secret(SECRET)
@@ -346,30 +294,14 @@ async fn an_algorithm_outside_the_accepted_list_gets_401() {
 async fn a_rotated_jwks_key_is_picked_up_without_a_restart() {
     guard(60, async {
         let dir = TempDir::new();
-        let tokens = mint(
-            &dir.0,
-            json!({
-                "keys": [
-                    {"name": "old", "alg": "RS256"},
-                    {"name": "new", "alg": "ES256"},
-                ],
-                "tokens": [
-                    token("RS256", "old", claims("a")),
-                    token("ES256", "new", claims("b")),
-                ],
-            }),
-        )
-        .await;
+        let keys = [("old", "RS256"), ("new", "ES256")];
+        let jobs = vec![
+            token("RS256", "old", claims("a")),
+            token("ES256", "new", claims("b")),
+        ];
+        let tokens = mint(&dir, &keys, jobs).await;
         let (old, new) = (&tokens[0], &tokens[1]);
-        let file = dir.file("jwks.json");
-        std::fs::write(&file, jwks(&dir, &["old"])).unwrap();
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwks_file(&file)
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE),
-        )
-        .await;
+        let hub = TestHub::start(trusting_jwks(&dir, &["old"])).await;
         accepted(&hub, old).await;
         assert_eq!(refusal(&hub, new).await.0, 401);
         // A live connection's token stays valid through the rotation: only its `exp` and the
@@ -377,7 +309,7 @@ async fn a_rotated_jwks_key_is_picked_up_without_a_restart() {
         let mut live = hub.raw_with_token(old).await;
         subscribe(&mut live, "feed.live", None).await;
 
-        std::fs::write(&file, jwks(&dir, &["new"])).unwrap();
+        std::fs::write(dir.file("jwks.json"), jwks(&dir, &["new"])).unwrap();
         // The file is polled about once a second: retry until the new key is in.
         loop {
             match hub
@@ -404,7 +336,7 @@ async fn a_rotated_jwks_key_is_picked_up_without_a_restart() {
 async fn an_unusable_key_file_or_algorithm_list_is_refused_at_build() {
     guard(60, async {
         let dir = TempDir::new();
-        mint(&dir.0, json!({"keys": [{"name": "rsa", "alg": "RS256"}]})).await;
+        mint(&dir, &[("rsa", "RS256")], vec![]).await;
         let missing = Hub::builder().jwks_file(dir.file("missing.json")).build();
         assert!(matches!(missing, Err(resocket_hub::Error::KeyFile { .. })));
         std::fs::write(dir.file("empty.json"), r#"{"keys":[]}"#).unwrap();
@@ -434,17 +366,9 @@ async fn an_unusable_key_file_or_algorithm_list_is_refused_at_build() {
 async fn deep_healthz_works_on_a_hub_that_trusts_only_a_jwks() {
     guard(60, async {
         let dir = TempDir::new();
-        mint(&dir.0, json!({"keys": [{"name": "ed", "alg": "EdDSA"}]})).await;
-        let file = dir.file("jwks.json");
-        std::fs::write(&file, jwks(&dir, &["ed"])).unwrap();
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwks_file(&file)
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE)
-                .jwt_algorithms(&[JwtAlgorithm::EdDSA]),
-        )
-        .await;
+        mint(&dir, &[("ed", "EdDSA")], vec![]).await;
+        let builder = trusting_jwks(&dir, &["ed"]).jwt_algorithms(&[JwtAlgorithm::EdDSA]);
+        let hub = TestHub::start(builder).await;
         assert_eq!(
             common::http_get(hub.addr, "/healthz?deep=1").await,
             (200, "ok (websocket round trip)\n".to_string())
@@ -466,28 +390,15 @@ async fn provider_tokens_expire_refresh_and_revoke_on_live_connections() {
             c["jti"] = json!(jti);
             c
         };
-        let tokens = mint(
-            &dir.0,
-            json!({
-                "keys": [{"name": "rsa", "alg": "RS256"}],
-                "tokens": [
-                    token("RS256", "rsa", with("alice", soon, "a-1")),
-                    token("RS256", "rsa", with("alice", later, "a-2")),
-                    token("RS256", "rsa", with("bob", soon, "b-1")),
-                    token("RS256", "rsa", with("carol", later, "c-1")),
-                ],
-            }),
-        )
-        .await;
-        let file = dir.file("jwks.json");
-        std::fs::write(&file, jwks(&dir, &["rsa"])).unwrap();
-        let hub = TestHub::start(
-            Hub::builder()
-                .jwks_file(&file)
-                .jwt_issuer(ISSUER)
-                .jwt_audience(AUDIENCE),
-        )
-        .await;
+        let jobs = [
+            ("alice", soon, "a-1"),
+            ("alice", later, "a-2"),
+            ("bob", soon, "b-1"),
+            ("carol", later, "c-1"),
+        ]
+        .map(|(sub, exp, jti)| token("RS256", "rsa", with(sub, exp, jti)));
+        let tokens = mint(&dir, &[("rsa", "RS256")], jobs.to_vec()).await;
+        let hub = TestHub::start(trusting_jwks(&dir, &["rsa"])).await;
 
         let mut alice = hub.raw_with_token(&tokens[0]).await;
         subscribe(&mut alice, "feed.a", None).await;
