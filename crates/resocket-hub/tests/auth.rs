@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{closed, guard, recv, send, subscribe, TestHub, SECRET};
+use common::{closed, expect_error, guard, recv, rooms_token, send, subscribe, TestHub, SECRET};
 use resocket_hub::{Hub, Token};
 use serde_json::json;
 use tokio_tungstenite::tungstenite;
@@ -103,18 +103,10 @@ async fn without_anonymous_access_the_first_frame_must_authenticate() {
 async fn subscribing_needs_the_rooms_subscribe_permission() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;
-        let token = Token::new("u")
-            .subscribe("news.*")
-            .publish("*")
-            .sign(SECRET.as_bytes());
+        let token = rooms_token("u", "news.*", "*");
         let mut ws = hub.raw_with_token(&token).await;
         send(&mut ws, json!({"type": "subscribe", "room": "chat"})).await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("forbidden"), Some("chat")),
-            "{err}"
-        );
+        expect_error(&mut ws, "forbidden", "chat").await;
         // The connection stays usable, and the publish permission does not imply subscribe.
         subscribe(&mut ws, "news.sport", None).await;
     })
@@ -125,10 +117,7 @@ async fn subscribing_needs_the_rooms_subscribe_permission() {
 async fn publishing_needs_the_rooms_publish_permission() {
     guard(10, async {
         let hub = TestHub::with_tokens().await;
-        let token = Token::new("u")
-            .subscribe("*")
-            .publish("news.*")
-            .sign(SECRET.as_bytes());
+        let token = rooms_token("u", "*", "news.*");
         let mut ws = hub.raw_with_token(&token).await;
         subscribe(&mut ws, "chat", None).await;
         send(
@@ -136,18 +125,10 @@ async fn publishing_needs_the_rooms_publish_permission() {
             json!({"type": "publish", "room": "chat", "id": "p1", "data": 1}),
         )
         .await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("forbidden"), Some("p1")),
-            "{err}"
-        );
+        expect_error(&mut ws, "forbidden", "p1").await;
         assert_eq!(common::publish(&mut ws, "news.x", "p2", json!(2)).await, 1);
         // Nobody publishes to system rooms.
-        let admin = Token::new("admin")
-            .subscribe("*")
-            .publish("*")
-            .sign(SECRET.as_bytes());
+        let admin = common::token("admin");
         let mut ws = hub.raw_with_token(&admin).await;
         send(
             &mut ws,
@@ -179,12 +160,7 @@ async fn a_revoked_token_is_refused() {
 #[tokio::test]
 async fn a_foreign_origin_is_refused() {
     guard(10, async {
-        let hub = TestHub::start(
-            Hub::builder()
-                .allow_anonymous(true)
-                .allow_origin("https://app.example"),
-        )
-        .await;
+        let hub = TestHub::allowing_origin("https://app.example").await;
         let err = hub
             .raw(&[("origin", "https://evil.example")])
             .await
@@ -226,12 +202,7 @@ async fn a_non_ascii_origin_is_refused_with_403() {
     guard(10, async {
         use tungstenite::client::IntoClientRequest;
         use tungstenite::http::HeaderValue;
-        let hub = TestHub::start(
-            Hub::builder()
-                .allow_anonymous(true)
-                .allow_origin("https://app.example"),
-        )
-        .await;
+        let hub = TestHub::allowing_origin("https://app.example").await;
         let mut req = hub.url().into_client_request().unwrap();
         req.headers_mut().insert(
             "origin",

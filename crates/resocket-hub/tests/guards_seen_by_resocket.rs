@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{guard, TestHub, SECRET};
+use common::{guard, rooms_token, TestHub, SECRET};
 use resocket::{
     hub::{protocol::ErrorCode, HubClient, HubError},
     retry::FixedDelay,
@@ -35,6 +35,26 @@ async fn close_code(client: &Client, events: &mut resocket::Events) -> u16 {
     }
 }
 
+/// Waits for `client` to give up, asserts the HTTP status that refused its upgrade, and returns
+/// its error.
+async fn refused_with(client: &Client, status: u16) -> Error {
+    let error = client.closed().await.unwrap_err();
+    assert_eq!(
+        error.http_status().map(|s| s.as_u16()),
+        Some(status),
+        "{error:?}"
+    );
+    error
+}
+
+/// Asserts that `err` is the hub's refusal with `code`.
+fn assert_refused(err: HubError, code: ErrorCode) {
+    assert!(
+        matches!(&err, HubError::Refused { code: c, .. } if *c == code),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_expired_token_is_a_permanent_401() {
     guard(20, async {
@@ -49,12 +69,7 @@ async fn an_expired_token_is_a_permanent_401() {
             .backoff(FixedDelay::new(Duration::from_millis(1)))
             .spawn()
             .unwrap();
-        let error = client.closed().await.unwrap_err();
-        assert_eq!(
-            error.http_status().map(|s| s.as_u16()),
-            Some(401),
-            "{error:?}"
-        );
+        let error = refused_with(&client, 401).await;
         assert!(!error.is_retryable());
     })
     .await;
@@ -63,22 +78,12 @@ async fn an_expired_token_is_a_permanent_401() {
 #[tokio::test]
 async fn a_foreign_origin_is_a_permanent_403() {
     guard(20, async {
-        let hub = TestHub::start(
-            Hub::builder()
-                .allow_anonymous(true)
-                .allow_origin("https://app.example"),
-        )
-        .await;
+        let hub = TestHub::allowing_origin("https://app.example").await;
         let (client, _messages) = Client::builder(hub.url())
             .header("origin", "https://evil.example")
             .spawn()
             .unwrap();
-        let error = client.closed().await.unwrap_err();
-        assert_eq!(
-            error.http_status().map(|s| s.as_u16()),
-            Some(403),
-            "{error:?}"
-        );
+        refused_with(&client, 403).await;
     })
     .await;
 }
@@ -87,33 +92,12 @@ async fn a_foreign_origin_is_a_permanent_403() {
 async fn room_permissions_refuse_subscribe_and_publish_separately() {
     guard(20, async {
         let hub = TestHub::with_tokens().await;
-        let token = Token::new("reader")
-            .subscribe("news.*")
-            .publish("chat.*")
-            .sign(SECRET.as_bytes());
+        let token = rooms_token("reader", "news.*", "chat.*");
         let client = HubClient::builder(&hub.url()).token(token).spawn().unwrap();
         let refused = client.subscribe("chat.lobby").await.unwrap_err();
-        assert!(
-            matches!(
-                refused,
-                HubError::Refused {
-                    code: ErrorCode::Forbidden,
-                    ..
-                }
-            ),
-            "{refused:?}"
-        );
+        assert_refused(refused, ErrorCode::Forbidden);
         let refused = client.publish("news.sport", &"hi").await.unwrap_err();
-        assert!(
-            matches!(
-                refused,
-                HubError::Refused {
-                    code: ErrorCode::Forbidden,
-                    ..
-                }
-            ),
-            "{refused:?}"
-        );
+        assert_refused(refused, ErrorCode::Forbidden);
         // What the token allows still works on the same connection.
         client.subscribe("news.sport").await.unwrap();
         client.publish("chat.lobby", &"hi").await.unwrap();

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{guard, recv, send, subscribe, TestHub};
-use futures_util::{SinkExt, StreamExt};
+use common::{guard, recv, send, subscribe, PublishWindow, TestHub};
 use resocket_hub::Hub;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,7 +25,7 @@ async fn history_across_many_rooms_stays_within_the_budget() {
                 .history_budget(BUDGET),
         )
         .await;
-        let (mut tx, mut rx) = hub.raw_anon().await.split();
+        let mut publisher = PublishWindow::new(hub.raw_anon().await, count);
         let payload = "x".repeat(MSG - 100);
         let frame = |i: usize| {
             Message::text(format!(
@@ -34,39 +33,20 @@ async fn history_across_many_rooms_stays_within_the_budget() {
                 i % ROOMS
             ))
         };
-        // At most 8 publishes in flight, so the hub's socket buffers stay small and steady.
-        let window = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
-        let acks = tokio::spawn({
-            let window = window.clone();
-            async move {
-                let mut n = 0;
-                while n < count {
-                    if let Some(Ok(Message::Text(t))) = rx.next().await {
-                        assert!(t.contains(r#""type":"ack""#), "{t}");
-                        window.add_permits(1);
-                        n += 1;
-                    }
-                }
-            }
-        });
         // A first round warms up the connection's buffers before the baseline is taken.
         for i in 0..16 {
-            window.acquire().await.unwrap().forget();
-            tx.send(frame(count + i)).await.unwrap();
+            publisher.send(frame(count + i)).await;
         }
-        while window.available_permits() < 8 {
-            tokio::task::yield_now().await;
-        }
+        publisher.settle().await;
         let before = resocket_hub::rss_bytes().expect("Linux /proc");
         let mut peak = before;
         for i in 0..count - 16 {
-            window.acquire().await.unwrap().forget();
-            tx.send(frame(i)).await.unwrap();
+            publisher.send(frame(i)).await;
             if i % 16 == 0 {
                 peak = peak.max(resocket_hub::rss_bytes().unwrap());
             }
         }
-        acks.await.unwrap();
+        publisher.finish().await;
         peak = peak.max(resocket_hub::rss_bytes().unwrap());
 
         let growth = peak.saturating_sub(before);

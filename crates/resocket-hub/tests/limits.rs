@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{closed, guard, recv, send, subscribe, RawTcp, TestHub};
+use common::{
+    closed, expect_error, guard, recv, send, subscribe, token, PublishWindow, RawTcp, TestHub,
+};
 use futures_util::{SinkExt, StreamExt};
 use resocket_hub::Hub;
 use serde_json::json;
@@ -35,11 +37,7 @@ async fn past_the_subscription_cap_a_connection_gets_too_many_subscriptions() {
             subscribe(&mut ws, room, None).await;
         }
         send(&mut ws, json!({"type": "subscribe", "room": "d"})).await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("too_many_subscriptions"), Some("d"))
-        );
+        expect_error(&mut ws, "too_many_subscriptions", "d").await;
         // Subscribing again to a room it holds is a restart, not one more; after an
         // unsubscribe there is room for another.
         subscribe(&mut ws, "a", None).await;
@@ -60,21 +58,13 @@ async fn past_the_room_cap_new_rooms_are_refused() {
         subscribe(&mut ws, "one", None).await;
         common::publish(&mut ws, "two", "1", json!(1)).await;
         send(&mut ws, json!({"type": "subscribe", "room": "three"})).await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("too_many_rooms"), Some("three"))
-        );
+        expect_error(&mut ws, "too_many_rooms", "three").await;
         send(
             &mut ws,
             json!({"type": "publish", "room": "four", "id": "p", "data": 1}),
         )
         .await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("too_many_rooms"), Some("p"))
-        );
+        expect_error(&mut ws, "too_many_rooms", "p").await;
         // System rooms count against the cap like any other.
         send(&mut ws, json!({"type": "subscribe", "room": "$five"})).await;
         assert_eq!(recv(&mut ws).await["code"], "too_many_rooms");
@@ -94,12 +84,6 @@ async fn one_client_at_its_room_quota_leaves_rooms_for_the_others() {
                 .max_rooms_per_client(3),
         )
         .await;
-        let token = |sub: &str| {
-            resocket_hub::Token::new(sub)
-                .subscribe("*")
-                .publish("*")
-                .sign(common::SECRET.as_bytes())
-        };
         let mut greedy = hub.raw_with_token(&token("greedy")).await;
         // `$` rooms count too: they used to escape the cap altogether.
         subscribe(&mut greedy, "$a", None).await;
@@ -113,11 +97,7 @@ async fn one_client_at_its_room_quota_leaves_rooms_for_the_others() {
             ),
         ] {
             send(&mut greedy, frame).await;
-            let err = recv(&mut greedy).await;
-            assert_eq!(
-                (err["code"].as_str(), err["ref"].as_str()),
-                (Some("room_quota"), Some(reference))
-            );
+            expect_error(&mut greedy, "room_quota", reference).await;
         }
         // A second connection of the same client shares its quota...
         let mut again = hub.raw_with_token(&token("greedy")).await;
@@ -318,35 +298,20 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_flat() {
 
         let before = resocket_hub::rss_bytes().expect("Linux /proc");
         let mut peak = before;
-        let (mut tx, mut rx) = hub.raw_anon().await.split();
         let payload = "x".repeat(MSG - 100);
         let count = TOTAL / MSG;
-        // At most 8 publishes in flight, so the fast consumer is never far behind and only the
+        // Few publishes in flight, so the fast consumer is never far behind and only the
         // consumer that stopped reading overflows its queue.
-        let window = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
-        let acks = tokio::spawn({
-            let window = window.clone();
-            async move {
-                let mut n = 0;
-                while n < count {
-                    if let Some(Ok(Message::Text(t))) = rx.next().await {
-                        assert!(t.contains(r#""type":"ack""#), "{t}");
-                        window.add_permits(1);
-                        n += 1;
-                    }
-                }
-            }
-        });
+        let mut publisher = PublishWindow::new(hub.raw_anon().await, count);
         for i in 0..count {
-            window.acquire().await.unwrap().forget();
             let f =
                 format!(r#"{{"type":"publish","room":"firehose","id":"{i}","data":"{payload}"}}"#);
-            tx.send(Message::text(f)).await.unwrap();
+            publisher.send(Message::text(f)).await;
             if i % 16 == 0 {
                 peak = peak.max(resocket_hub::rss_bytes().unwrap());
             }
         }
-        acks.await.unwrap();
+        publisher.finish().await;
         assert_eq!(
             fast_reader.await.unwrap(),
             count,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{closed, guard, recv, send, subscribe, RawTcp, TestHub, Ws};
+use common::{closed, expect_error, guard, recv, send, subscribe, RawTcp, TestHub, Ws};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -50,12 +50,7 @@ async fn a_missing_field_is_an_error_frame_with_a_ref() {
         let hub = TestHub::anonymous().await;
         let mut ws = hub.raw_anon().await;
         send(&mut ws, json!({"type": "publish", "room": "r", "id": "m1"})).await;
-        let err = recv(&mut ws).await;
-        assert_eq!(
-            (err["code"].as_str(), err["ref"].as_str()),
-            (Some("missing_field"), Some("m1")),
-            "{err}"
-        );
+        expect_error(&mut ws, "missing_field", "m1").await;
         expect_error_and_stay_usable(&mut ws, r#"{"room":"r"}"#, "missing_field").await;
     })
     .await;

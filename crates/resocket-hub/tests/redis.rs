@@ -14,13 +14,7 @@ fn redis() -> RedisServer {
 
 /// A node on `server` taking tokens signed with [`SECRET`].
 async fn node(server: &RedisServer) -> TestHub {
-    TestHub::start(
-        Hub::builder()
-            .jwt_secret(SECRET)
-            .rate_limit(10_000, 10_000)
-            .redis(server.url()),
-    )
-    .await
+    redis_node(server.url()).await
 }
 
 /// A node on `server` that gives up on Redis after half a second, for the outage tests.
@@ -32,13 +26,6 @@ async fn outage_node(server: &RedisServer) -> TestHub {
             .redis_timeout(std::time::Duration::from_millis(500)),
     )
     .await
-}
-
-fn token(sub: &str) -> String {
-    Token::new(sub)
-        .subscribe("*")
-        .publish("*")
-        .sign(SECRET.as_bytes())
 }
 
 /// Reads frames until the `ack` for `id`, keeping the `message`s read meanwhile.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use resocket_hub::{Hub, Token};
+use resocket_hub::Hub;
 use resocket_testkit::RedisCluster;
 use serde_json::{json, Value};
 
@@ -17,20 +17,7 @@ fn cluster() -> RedisCluster {
 
 /// A node on `cluster` (all its seed URLs) taking tokens signed with [`SECRET`].
 async fn node(cluster: &RedisCluster) -> TestHub {
-    TestHub::start(
-        Hub::builder()
-            .jwt_secret(SECRET)
-            .rate_limit(10_000, 10_000)
-            .redis(cluster.url()),
-    )
-    .await
-}
-
-fn token(sub: &str) -> String {
-    Token::new(sub)
-        .subscribe("*")
-        .publish("*")
-        .sign(SECRET.as_bytes())
+    redis_node(cluster.url()).await
 }
 
 /// Rooms held by shards 0, 1 and 2, in that order. A room's keys share the hash tag

@@ -7,12 +7,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use resocket_hub::{Hub, HubBuilder};
+use resocket_hub::{Hub, HubBuilder, Token};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -51,6 +54,11 @@ impl TestHub {
                 .serve_with_shutdown(listener, std::future::pending()),
         );
         TestHub { hub, addr, task }
+    }
+
+    /// An anonymous hub that takes upgrades from browsers on `origin` only.
+    pub async fn allowing_origin(origin: &str) -> TestHub {
+        TestHub::start(Hub::builder().allow_anonymous(true).allow_origin(origin)).await
     }
 
     /// A hub that takes tokens signed with [`SECRET`] and no anonymous clients.
@@ -167,6 +175,98 @@ pub async fn publish(ws: &mut Ws, room: &str, id: &str, data: Value) -> u64 {
     assert_eq!(ack["type"], "ack", "{ack}");
     assert_eq!(ack["id"], id);
     ack["offset"].as_u64().unwrap()
+}
+
+/// Reads the next frame, an `error`, asserts its `code` and `ref`, and returns it.
+pub async fn expect_error(ws: &mut Ws, code: &str, reference: &str) -> Value {
+    let err = recv(ws).await;
+    assert_eq!(
+        (
+            err["type"].as_str(),
+            err["code"].as_str(),
+            err["ref"].as_str()
+        ),
+        (Some("error"), Some(code), Some(reference)),
+        "{err}"
+    );
+    err
+}
+
+/// A token for `sub`, signed with [`SECRET`], that may subscribe to the rooms `subscribe` and
+/// publish to the rooms `publish` (patterns).
+pub fn rooms_token(sub: &str, subscribe: &str, publish: &str) -> String {
+    Token::new(sub)
+        .subscribe(subscribe)
+        .publish(publish)
+        .sign(SECRET.as_bytes())
+}
+
+/// A token for `sub`, signed with [`SECRET`], that may use every room.
+pub fn token(sub: &str) -> String {
+    rooms_token(sub, "*", "*")
+}
+
+/// A hub node on the Redis (or Redis Cluster) at `url`, taking tokens signed with [`SECRET`],
+/// with a rate limit no test reaches.
+pub async fn redis_node(url: String) -> TestHub {
+    TestHub::start(
+        Hub::builder()
+            .jwt_secret(SECRET)
+            .rate_limit(10_000, 10_000)
+            .redis(url),
+    )
+    .await
+}
+
+/// Publishes on one connection with at most [`PublishWindow::SIZE`] publishes in flight, so that
+/// the hub's socket buffers stay small and steady: a task reads the `ack`s.
+pub struct PublishWindow {
+    tx: SplitSink<Ws, Message>,
+    window: Arc<Semaphore>,
+    acks: JoinHandle<()>,
+}
+
+impl PublishWindow {
+    /// How many publishes may wait for their `ack`.
+    pub const SIZE: usize = 8;
+
+    /// Takes over `ws`, on which `count` publishes will be sent and acknowledged.
+    pub fn new(ws: Ws, count: usize) -> PublishWindow {
+        let (tx, mut rx) = ws.split();
+        let window = Arc::new(Semaphore::new(Self::SIZE));
+        let acks = tokio::spawn({
+            let window = window.clone();
+            async move {
+                let mut n = 0;
+                while n < count {
+                    if let Some(Ok(Message::Text(t))) = rx.next().await {
+                        assert!(t.contains(r#""type":"ack""#), "{t}");
+                        window.add_permits(1);
+                        n += 1;
+                    }
+                }
+            }
+        });
+        PublishWindow { tx, window, acks }
+    }
+
+    /// Sends `frame` once fewer than [`Self::SIZE`] publishes are in flight.
+    pub async fn send(&mut self, frame: Message) {
+        self.window.acquire().await.unwrap().forget();
+        self.tx.send(frame).await.unwrap();
+    }
+
+    /// Waits until every publish sent so far is acknowledged.
+    pub async fn settle(&self) {
+        while self.window.available_permits() < Self::SIZE {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Waits for the `ack`s of all the `count` publishes.
+    pub async fn finish(self) {
+        self.acks.await.unwrap();
+    }
 }
 
 /// Fetches `path` over plain HTTP/1.1 and returns the status and body. Reads by
