@@ -9,14 +9,10 @@ use std::sync::{
     Arc,
 };
 
-use resocket::{Client, Error, Message, Messages, NegotiationError};
+use resocket::{Client, Error, Message, NegotiationError};
 use resocket_testkit::{within, Behavior, Peer, PeerServer, TestServer};
+use support::ask;
 use tokio::{io::AsyncWriteExt, net::TcpListener};
-
-async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Message {
-    client.send(request).await.unwrap();
-    messages.recv().await.expect("a reply")
-}
 
 /// Compressible (repeating) and incompressible (pseudo-random) payloads of `size` bytes.
 fn payloads(size: usize) -> [Vec<u8>; 2] {
@@ -48,14 +44,7 @@ async fn compression_is_negotiated_with_both_peers_and_messages_round_trip() {
                     assert_eq!(reply, Message::binary(payload), "{peer:?}: {size} bytes");
                 }
             }
-            let text = "grüße, 世界 🦀 ".repeat(5000);
-            let reply = ask(
-                &client,
-                &mut messages,
-                Message::text(format!("echo:{text}")),
-            )
-            .await;
-            assert_eq!(reply, Message::text(text), "{peer:?}");
+            support::echoes_long_text(&client, &mut messages, peer).await;
             // A fragmented message: compressed by Python (RSV1 on its first frame only); Node
             // sends parts this small uncompressed.
             let whole: Vec<String> = (0..50).map(|i| i.to_string()).collect();

@@ -13,20 +13,6 @@ use resocket_testkit::{raw_frame, within};
 use tokio::{io::AsyncWriteExt, net::TcpListener, sync::oneshot};
 use tokio_tungstenite::tungstenite::{self, error::CapacityError};
 
-/// A `(current, peak)` resident memory in bytes (`VmRSS`, `VmHWM`).
-fn rss() -> (usize, usize) {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let field = |name: &str| -> usize {
-        let kib: usize = status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/self/status"));
-        kib << 10
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// A compressed message payload (RSV1 frame's content) that inflates to `mib` MiB of zeros.
 fn bomb(mib: usize) -> Vec<u8> {
     let mut one = Vec::new();
@@ -81,10 +67,10 @@ async fn a_decompression_bomb_fails_the_connection_with_memory_bounded() {
         assert!(client.snapshot().compression.is_some());
         // Resets the peak (VmHWM) to the current resident memory.
         std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak resident memory");
-        let (baseline, _) = rss();
+        let baseline = support::rss();
         go_tx.send(()).unwrap();
         let reason = support::disconnect_reason(&mut events).await;
-        let (_, peak) = rss();
+        let peak = support::peak_rss();
         let growth = peak.saturating_sub(baseline);
         assert!(
             matches!(

@@ -14,6 +14,16 @@ fn config_error(result: Result<(resocket::Client, resocket::Messages), Error>) -
     }
 }
 
+/// The configuration error of a client whose only proxy setting is `proxy`.
+fn proxy_error(proxy: &str) -> ConfigError {
+    config_error(
+        Client::builder("ws://127.0.0.1:1/")
+            .proxy(proxy)
+            .proxy_from_env(false)
+            .spawn(),
+    )
+}
+
 #[tokio::test]
 async fn http_scheme_is_refused() {
     assert!(matches!(
@@ -54,12 +64,7 @@ async fn url_proxy_and_tls_errors_keep_their_typed_source() {
     );
     assert!(std::error::Error::source(&error).is_some());
 
-    let error = config_error(
-        Client::builder("ws://127.0.0.1:1/")
-            .proxy("socks4://proxy:1080")
-            .proxy_from_env(false)
-            .spawn(),
-    );
+    let error = proxy_error("socks4://proxy:1080");
     assert!(
         matches!(
             &error,
@@ -70,12 +75,7 @@ async fn url_proxy_and_tls_errors_keep_their_typed_source() {
         ),
         "{error:?}"
     );
-    let error = config_error(
-        Client::builder("ws://127.0.0.1:1/")
-            .proxy("http://pro xy:8080")
-            .proxy_from_env(false)
-            .spawn(),
-    );
+    let error = proxy_error("http://pro xy:8080");
     assert!(
         matches!(
             &error,

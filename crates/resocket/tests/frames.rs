@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{retry::FixedDelay, Client, ConnectionEvent, Error, Message};
+use resocket::{retry::FixedDelay, Client, Error, Message};
 use resocket_testkit::{raw_frame as frame, within};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -20,6 +20,20 @@ type ClientFrame = (u8, Vec<u8>);
 /// Accepts connections on `127.0.0.1:0`. On the n-th (from 0) it answers the upgrade and writes
 /// `script(n)` in the same `write_all`, then reports every client frame on the channel. With
 /// `hang_up_on_close` it closes TCP once it has read the client's Close, as servers do.
+/// The script of a server that sends `first` on the first connection and `rest` on every later
+/// one.
+fn first_then(first: Vec<u8>, rest: Vec<u8>) -> impl Fn(usize) -> Vec<u8> + Send + 'static {
+    move |n| if n == 0 { first.clone() } else { rest.clone() }
+}
+
+/// A client of `url` that reconnects 10 ms after every disconnect.
+fn retrying_client(url: String) -> (Client, resocket::Messages) {
+    Client::builder(url)
+        .backoff(FixedDelay::new(Duration::from_millis(10)))
+        .spawn()
+        .unwrap()
+}
+
 async fn raw_server(
     hang_up_on_close: bool,
     script: impl Fn(usize) -> Vec<u8> + Send + 'static,
@@ -135,21 +149,12 @@ async fn malformed_frames_are_typed_errors_and_the_client_reconnects() {
     ];
     for (what, bytes) in bad {
         within(20, what, async {
-            let first = bytes.clone();
-            let (url, _frames) = raw_server(false, move |n| {
-                if n == 0 {
-                    // A good message first: it reaches the user although the frame after it
-                    // ends the connection.
-                    [frame(true, 0x1, b"before"), first.clone()].concat()
-                } else {
-                    frame(true, 0x1, b"after")
-                }
-            })
-            .await;
-            let (client, mut messages) = Client::builder(url)
-                .backoff(FixedDelay::new(Duration::from_millis(10)))
-                .spawn()
-                .unwrap();
+            // A good message first: it reaches the user although the frame after it ends the
+            // connection.
+            let first = [frame(true, 0x1, b"before"), bytes.clone()].concat();
+            let script = first_then(first, frame(true, 0x1, b"after"));
+            let (url, _frames) = raw_server(false, script).await;
+            let (client, mut messages) = retrying_client(url);
             let mut events = client.events();
             let reason = support::disconnect_reason(&mut events).await;
             assert!(matches!(reason, Error::Protocol(_)), "{what}: {reason:?}");
@@ -193,11 +198,7 @@ async fn a_server_that_closes_but_keeps_tcp_open_is_left_after_close_timeout() {
 async fn a_message_sent_after_the_servers_close_goes_out_on_the_next_connection() {
     within(20, "send after the server's Close", async {
         let close = frame(true, 0x8, &[0x03, 0xE9]);
-        let (url, mut frames) = raw_server(
-            false,
-            move |n| if n == 0 { close.clone() } else { Vec::new() },
-        )
-        .await;
+        let (url, mut frames) = raw_server(false, first_then(close, Vec::new())).await;
         let (client, _messages) = Client::builder(url)
             .backoff(FixedDelay::new(Duration::from_millis(10)))
             .configure(|c| c.close_timeout = Duration::from_millis(300))
@@ -218,21 +219,11 @@ async fn a_message_sent_after_the_servers_close_goes_out_on_the_next_connection(
 #[tokio::test]
 async fn a_batch_left_by_a_dead_connection_comes_before_the_next_handshakes_frames() {
     within(20, "batch across a reconnect", async {
-        let (url, _frames) = raw_server(false, |n| {
-            if n == 0 {
-                // Read in one pass with the frame that ends the connection: the batch is still
-                // the client's, not yet the user's, when the next connection is made.
-                [
-                    frame(true, 0x1, b"0"),
-                    frame(true, 0x1, b"1"),
-                    frame(true, 0x3, b"?"),
-                ]
-                .concat()
-            } else {
-                Vec::new()
-            }
-        })
-        .await;
+        // Read in one pass with the frame that ends the connection: the batch is still the
+        // client's, not yet the user's, when the next connection is made.
+        let first = [b"0", b"1"].map(|t| frame(true, 0x1, t)).concat();
+        let first = [first, frame(true, 0x3, b"?")].concat();
+        let (url, _frames) = raw_server(false, first_then(first, Vec::new())).await;
         // Leaves a frame for the user on every connection, as a handshake that reads past its
         // reply does.
         let leftover = resocket::handshake::from_fn("leftover", |io| {
@@ -248,10 +239,7 @@ async fn a_batch_left_by_a_dead_connection_comes_before_the_next_handshakes_fram
             .spawn()
             .unwrap();
         let mut events = client.events();
-        support::wait_event(&mut events, |e| {
-            matches!(e, ConnectionEvent::Ready { reconnect: true })
-        })
-        .await;
+        support::reconnected(&mut events).await;
         for expected in ["handshake 1", "0", "1", "handshake 2"] {
             assert_eq!(messages.recv().await.unwrap(), Message::text(expected));
         }
@@ -262,29 +250,14 @@ async fn a_batch_left_by_a_dead_connection_comes_before_the_next_handshakes_fram
 #[tokio::test]
 async fn a_burst_before_the_servers_close_is_delivered_after_the_reconnect() {
     within(20, "burst, close, reconnect", async {
-        let (url, _frames) = raw_server(true, |n| {
-            if n == 0 {
-                [
-                    frame(true, 0x1, b"0"),
-                    frame(true, 0x1, b"1"),
-                    frame(true, 0x8, &[0x03, 0xE9]),
-                ]
-                .concat()
-            } else {
-                frame(true, 0x1, b"2")
-            }
-        })
-        .await;
-        let (client, mut messages) = Client::builder(url)
-            .backoff(FixedDelay::new(Duration::from_millis(10)))
-            .spawn()
-            .unwrap();
+        let first = [b"0", b"1"].map(|t| frame(true, 0x1, t)).concat();
+        let first = [first, frame(true, 0x8, &[0x03, 0xE9])].concat();
+        let script = first_then(first, frame(true, 0x1, b"2"));
+        let (url, _frames) = raw_server(true, script).await;
+        let (client, mut messages) = retrying_client(url);
         let mut events = client.events();
         // The application reads only after the reconnect.
-        support::wait_event(&mut events, |e| {
-            matches!(e, ConnectionEvent::Ready { reconnect: true })
-        })
-        .await;
+        support::reconnected(&mut events).await;
         for expected in ["0", "1", "2"] {
             assert_eq!(messages.recv().await.unwrap(), Message::text(expected));
         }

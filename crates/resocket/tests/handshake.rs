@@ -213,10 +213,7 @@ async fn restart_replays_auth_then_static_then_runtime_subscriptions_then_queued
             .channel_format(
                 ChannelFormat::json_type().confirm(Matcher::json_field("type", "subscribed")),
             )
-            .configure(|c| {
-                c.backoff =
-                    ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(100))
-            })
+            .configure(support::quick_backoff(Duration::from_millis(100)))
             .spawn()
             .unwrap();
         let mut events = client.events();

@@ -9,17 +9,6 @@ use resocket::{retry::FixedDelay, Client};
 use resocket_testkit::{raw_frame, within};
 use tokio::{io::AsyncWriteExt, net::TcpListener, sync::oneshot};
 
-/// The process's resident memory in bytes (`VmRSS`).
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib << 10
-}
-
 /// A server that floods Pings and never reads: every Ping asks for a Pong that cannot be
 /// written. The client owes a bounded burst of Pongs and then only the latest, so its memory
 /// must not follow the flood.
@@ -47,7 +36,7 @@ async fn ping_flood_keeps_memory_bounded() {
                 // The client reads, or this write would block forever (the hang guard says so).
                 stream.write_all(&chunk).await.unwrap();
                 sent += chunk.len();
-                peak = peak.max(rss().saturating_sub(baseline));
+                peak = peak.max(support::rss().saturating_sub(baseline));
                 // Stop early once the bound is broken: the old behaviour ran to gigabytes.
                 if peak > BOUND {
                     break;
@@ -61,7 +50,7 @@ async fn ping_flood_keeps_memory_bounded() {
             .unwrap();
         upgraded_rx.await.unwrap();
         client.ready().await.unwrap();
-        go_tx.send(rss()).unwrap();
+        go_tx.send(support::rss()).unwrap();
         let (sent, peak, _stream) = server.await.unwrap();
         assert!(
             peak <= BOUND,

@@ -9,15 +9,11 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{retry::FixedDelay, Client, Message, Messages};
+use resocket::{retry::FixedDelay, Client, Message};
 use resocket_testkit::{within, Peer, PeerServer};
+use support::ask;
 
 const PEERS: [Peer; 2] = Peer::ALL;
-
-async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Message {
-    client.send(request).await.unwrap();
-    messages.recv().await.expect("a reply")
-}
 
 #[tokio::test]
 async fn payloads_of_every_length_encoding_round_trip_through_both_peers() {
@@ -39,14 +35,7 @@ async fn payloads_round_trip(peer: Peer) {
                 "{peer:?}: binary of {size} bytes"
             );
         }
-        let text = "grüße, 世界 🦀 ".repeat(5000);
-        let reply = ask(
-            &client,
-            &mut messages,
-            Message::text(format!("echo:{text}")),
-        )
-        .await;
-        assert_eq!(reply, Message::text(text), "{peer:?}");
+        support::echoes_long_text(&client, &mut messages, peer).await;
     })
     .await;
 }

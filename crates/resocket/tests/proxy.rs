@@ -19,7 +19,6 @@ use std::{
 use resocket::Events;
 use resocket::{
     error::{ProxyError, SocksReply},
-    retry::ExponentialBackoff,
     Client, ClientBuilder, ConnectionEvent, Error, Message,
 };
 use resocket_testkit::{closed_port, within, Behavior, TestServer};
@@ -265,9 +264,9 @@ fn stunnel(upstream: u16) -> (Daemon, String) {
 
 /// A client that ignores the environment and retries quickly.
 fn builder(url: String) -> ClientBuilder {
-    Client::builder(url).proxy_from_env(false).configure(|c| {
-        c.backoff = ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200));
-    })
+    Client::builder(url)
+        .proxy_from_env(false)
+        .configure(support::quick_backoff(Duration::from_millis(200)))
 }
 
 async fn echo(client: &Client, messages: &mut resocket::Messages, text: &str) {
@@ -566,10 +565,7 @@ async fn reconnects_through_the_proxy_after_the_proxy_restarts() {
         );
 
         proxy.restart();
-        support::wait_event(&mut events, |e| {
-            matches!(e, ConnectionEvent::Ready { reconnect: true })
-        })
-        .await;
+        support::reconnected(&mut events).await;
         echo(&client, &mut messages, "after").await;
         assert!(tinyproxy_connections(&proxy) >= 1);
     })
@@ -583,10 +579,8 @@ async fn the_environment_convention_is_followed_and_can_be_ignored() {
         let server = TestServer::start(Behavior::Echo).await;
         let dead = closed_port().await;
         let env_builder = || {
-            Client::builder(server.url()).configure(|c| {
-                c.backoff =
-                    ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200));
-            })
+            Client::builder(server.url())
+                .configure(support::quick_backoff(Duration::from_millis(200)))
         };
         // The only test here that touches the environment; the others ignore it.
         std::env::set_var("HTTP_PROXY", proxy.url("http"));

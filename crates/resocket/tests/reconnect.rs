@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{retry::ExponentialBackoff, Client, ConnectionEvent, Message};
+use resocket::{Client, ConnectionEvent, Message};
 use resocket_testkit::{closed_port, within, Behavior, ServerEvent, TestServer};
 
 #[tokio::test]
@@ -14,10 +14,7 @@ async fn reconnects_after_server_restart_and_delivers_the_outage_backlog_in_orde
         let mut server = TestServer::start(Behavior::Silent).await;
         let addr = server.addr();
         let (client, _messages) = Client::builder(server.url())
-            .configure(|c| {
-                c.backoff =
-                    ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))
-            })
+            .configure(support::quick_backoff(Duration::from_millis(200)))
             .spawn()
             .unwrap();
         let mut events = client.events();
@@ -79,10 +76,7 @@ async fn unreachable_then_reachable_server_is_joined_without_losing_queued_messa
     within(20, "late server", async {
         let addr = closed_port().await;
         let (client, _messages) = Client::builder(format!("ws://{addr}/"))
-            .configure(|c| {
-                c.backoff =
-                    ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(100))
-            })
+            .configure(support::quick_backoff(Duration::from_millis(100)))
             .spawn()
             .unwrap();
         let mut events = client.events();

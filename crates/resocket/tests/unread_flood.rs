@@ -10,17 +10,6 @@ use resocket::{retry::FixedDelay, Client, Message};
 use resocket_testkit::{raw_frame, within};
 use tokio::{io::AsyncWriteExt, net::TcpListener, sync::oneshot};
 
-/// The process's resident memory in bytes (`VmRSS`).
-fn rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let kib: usize = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kib << 10
-}
-
 #[tokio::test]
 async fn a_flood_the_application_does_not_read_keeps_memory_bounded_and_loses_nothing() {
     const FLOOD: usize = 256 << 20;
@@ -51,9 +40,9 @@ async fn a_flood_the_application_does_not_read_keeps_memory_bounded_and_loses_no
                 let n = written.unwrap();
                 sent += n;
                 at = (at + n) % chunk.len();
-                peak = peak.max(rss().saturating_sub(baseline));
+                peak = peak.max(support::rss().saturating_sub(baseline));
             }
-            peak = peak.max(rss().saturating_sub(baseline));
+            peak = peak.max(support::rss().saturating_sub(baseline));
             (sent, at, peak, stream, chunk)
         });
         let (client, mut messages) = Client::builder(url)
@@ -62,7 +51,7 @@ async fn a_flood_the_application_does_not_read_keeps_memory_bounded_and_loses_no
             .spawn()
             .unwrap();
         client.ready().await.unwrap();
-        go_tx.send(rss()).unwrap();
+        go_tx.send(support::rss()).unwrap();
         let (sent, at, peak, mut stream, chunk) = server.await.unwrap();
         assert!(
             peak <= BOUND,

@@ -3,10 +3,55 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use resocket::Events;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use resocket::retry::ExponentialBackoff;
+use resocket::{Client, ClientConfig, Events, Message, Messages};
 use resocket::{ConnectionEvent, Error};
 use tokio::{io::AsyncReadExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// The process's resident memory in bytes (`VmRSS`).
+pub fn rss() -> usize {
+    proc_status_bytes("VmRSS:")
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`).
+pub fn peak_rss() -> usize {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The figure in kB of the `name` line of `/proc/self/status`, in bytes.
+fn proc_status_bytes(name: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kib: usize = status
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /proc/self/status"));
+    kib << 10
+}
+
+/// A configuration edit for tests that wait on reconnects: the backoff starts at 20 ms and
+/// doubles up to `max`.
+pub fn quick_backoff(max: Duration) -> impl FnOnce(&mut ClientConfig) {
+    move |c| c.backoff = ExponentialBackoff::new(Duration::from_millis(20), max)
+}
+
+/// Sends `request` and returns the next message, the echo server's reply.
+pub async fn ask(client: &Client, messages: &mut Messages, request: Message) -> Message {
+    client.send(request).await.unwrap();
+    messages.recv().await.expect("a reply")
+}
+
+/// Asks an echo peer (`echo:` command) for a long text of multi-byte characters back, and
+/// asserts it arrives whole; `peer` names it in the failure.
+pub async fn echoes_long_text(client: &Client, messages: &mut Messages, peer: impl Debug) {
+    let text = "grüße, 世界 🦀 ".repeat(5000);
+    let reply = ask(client, messages, Message::text(format!("echo:{text}"))).await;
+    assert_eq!(reply, Message::text(text), "{peer:?}");
+}
 
 /// Waits for the first event that `pred` accepts.
 pub async fn wait_event(
@@ -19,6 +64,14 @@ pub async fn wait_event(
             return event;
         }
     }
+}
+
+/// Waits for the `Ready` event of a reconnect.
+pub async fn reconnected(events: &mut Events) {
+    wait_event(events, |e| {
+        matches!(e, ConnectionEvent::Ready { reconnect: true })
+    })
+    .await;
 }
 
 /// Waits for the next `Disconnected` event and returns its reason.
