@@ -49,16 +49,8 @@ async fn malformed_url_is_a_one_line_error() {
 async fn chaos_starts_before_its_upstream_and_forwards_once_it_is_up() {
     within(60, "chaos before its upstream", async {
         let upstream = resocket_testkit::closed_port().await;
-        let mut chaos = resocket()
-            .args(["-v", "chaos", "--listen", "127.0.0.1:0", "--upstream"])
-            .arg(format!("ws://{upstream}/"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
-        let listen = chaos_address(&mut stderr).await;
+        let url = format!("ws://{upstream}/");
+        let (mut chaos, mut stderr, listen) = start_chaos(&["-v"], &url, &[]).await;
 
         // While the upstream is down, a client connection is accepted and closed, with a line
         // saying why.
@@ -80,26 +72,54 @@ async fn chaos_starts_before_its_upstream_and_forwards_once_it_is_up() {
         let _server = TestServer::start_at(upstream, Behavior::Echo)
             .await
             .expect("bind the released port again");
-        let (client, mut messages) = resocket::Client::builder(format!("ws://{listen}"))
-            .configure(|c| {
-                c.backoff = resocket::retry::ExponentialBackoff::new(
-                    Duration::from_millis(10),
-                    Duration::from_millis(50),
-                )
-            })
-            .spawn()
-            .unwrap();
-        client
-            .send(resocket::Message::text("upstream is up"))
-            .await
-            .unwrap();
-        assert_eq!(
-            messages.recv().await.unwrap(),
-            resocket::Message::text("upstream is up")
-        );
+        let (client, mut messages) = chaos_client(&listen);
+        assert_echoed(&client, &mut messages, "upstream is up").await;
         chaos.kill().await.unwrap();
     })
     .await;
+}
+
+/// Starts `resocket BEFORE chaos --listen 127.0.0.1:0 --upstream UPSTREAM AFTER`; returns it,
+/// its stderr's lines and the address its banner names.
+async fn start_chaos(
+    before: &[&str],
+    upstream: &str,
+    after: &[&str],
+) -> (Child, Lines<BufReader<ChildStderr>>, String) {
+    let mut chaos = resocket()
+        .args(before)
+        .args(["chaos", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(after)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
+    let listen = chaos_address(&mut stderr).await;
+    (chaos, stderr, listen)
+}
+
+/// A client of the chaos proxy on `listen`, retrying within 50 ms of every cut.
+fn chaos_client(listen: &str) -> (resocket::Client, resocket::Messages) {
+    resocket::Client::builder(format!("ws://{listen}"))
+        .configure(|c| {
+            c.backoff = resocket::retry::ExponentialBackoff::new(
+                Duration::from_millis(10),
+                Duration::from_millis(50),
+            )
+        })
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `text` and asserts the echo server's reply is the next message.
+async fn assert_echoed(client: &resocket::Client, messages: &mut resocket::Messages, text: &str) {
+    client.send(resocket::Message::text(text)).await.unwrap();
+    assert_eq!(
+        messages.recv().await.unwrap(),
+        resocket::Message::text(text)
+    );
 }
 
 /// Reads the chaos banner (its first stderr line) and returns the address it listens on.
@@ -532,39 +552,10 @@ async fn serve_takes_its_settings_from_flags_and_environment_and_serves_wss() {
 async fn chaos_proxies_and_cuts_connections() {
     within(60, "chaos", async {
         let server = TestServer::start(Behavior::Echo).await;
-        let mut chaos = resocket()
-            .args([
-                "chaos",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                &server.url(),
-            ])
-            .args(["--cut-after", "100-200", "--seed", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(chaos.stderr.take().unwrap()).lines();
-        let listen = chaos_address(&mut stderr).await;
-        let (client, mut messages) = resocket::Client::builder(format!("ws://{listen}"))
-            .configure(|c| {
-                c.backoff = resocket::retry::ExponentialBackoff::new(
-                    Duration::from_millis(10),
-                    Duration::from_millis(50),
-                )
-            })
-            .spawn()
-            .unwrap();
-        client
-            .send(resocket::Message::text("through chaos"))
-            .await
-            .unwrap();
-        assert_eq!(
-            messages.recv().await.unwrap(),
-            resocket::Message::text("through chaos")
-        );
+        let cuts = ["--cut-after", "100-200", "--seed", "1"];
+        let (mut chaos, _stderr, listen) = start_chaos(&[], &server.url(), &cuts).await;
+        let (client, mut messages) = chaos_client(&listen);
+        assert_echoed(&client, &mut messages, "through chaos").await;
         // The proxy cuts every connection within 200 ms; the client keeps coming back.
         let mut status = client.status();
         status.wait_for(|s| s.reconnects >= 2).await.unwrap();

@@ -3,19 +3,16 @@
 
 mod support;
 
-use std::{path::Path, process::Stdio};
+use std::path::Path;
 
 use resocket_testkit::within;
-use support::{resocket, serve_on_free_port, TempDir};
+use support::{output_of, resocket_without_env, serve_on_free_port, TempDir};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/hub.example.toml");
 
 /// `resocket serve`, without the `RESOCKET_*` variables of the test's own environment.
 fn serve_command() -> tokio::process::Command {
-    let mut command = resocket();
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RESOCKET_")) {
-        command.env_remove(name);
-    }
+    let mut command = resocket_without_env();
     command.arg("serve");
     command
 }
@@ -23,18 +20,9 @@ fn serve_command() -> tokio::process::Command {
 /// Runs `resocket serve ARGS` with `env` and no other `RESOCKET_*` variable; returns (exit
 /// code, stdout, stderr).
 async fn serve(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = serve_command()
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run the resocket binary");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let mut command = serve_command();
+    command.args(args).envs(env.iter().copied());
+    output_of(command).await
 }
 
 /// `serve ARGS --print-config`, which must succeed; returns the printed TOML.

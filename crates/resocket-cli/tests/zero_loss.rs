@@ -4,10 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use resocket::{
-    hub::{Gap, HubClient, RoomEvent},
-    retry::ExponentialBackoff,
-};
+use resocket::hub::{Gap, HubClient, RoomEvent};
 use resocket_hub::Hub;
 use resocket_testkit::{within, FaultProxy};
 
@@ -24,16 +21,9 @@ async fn hub(history: usize) -> (Hub, std::net::SocketAddr) {
     (hub, addr)
 }
 
+/// A client of `url` that reconnects within milliseconds.
 fn client(url: &str) -> HubClient {
-    HubClient::builder(url)
-        .configure(|b| {
-            b.configure(|c| {
-                c.backoff =
-                    ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(200))
-            })
-        })
-        .spawn()
-        .unwrap()
+    support::cluster::spawn_fast(HubClient::builder(url))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,10 +17,26 @@ pub fn resocket() -> Command {
     command
 }
 
-/// Runs to completion with an empty stdin; returns (exit code, stdout, stderr).
+/// The `resocket` binary as [`resocket`] gives it, without the `RESOCKET_*` variables of the
+/// test's own environment.
+pub fn resocket_without_env() -> Command {
+    let mut command = resocket();
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RESOCKET_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs `resocket ARGS` to completion with an empty stdin; returns (exit code, stdout, stderr).
 pub async fn output(args: &[&str]) -> (i32, String, String) {
-    let out = resocket()
-        .args(args)
+    let mut command = resocket();
+    command.args(args);
+    output_of(command).await
+}
+
+/// Runs `command` to completion with an empty stdin; returns (exit code, stdout, stderr).
+pub async fn output_of(mut command: Command) -> (i32, String, String) {
+    let out = command
         .stdin(Stdio::null())
         .output()
         .await
@@ -48,10 +64,7 @@ pub async fn serve_on<A: AsRef<OsStr>>(
     args: impl IntoIterator<Item = A>,
     env: &[(&str, &str)],
 ) -> (Child, u16) {
-    let mut command = resocket();
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RESOCKET_")) {
-        command.env_remove(name);
-    }
+    let mut command = resocket_without_env();
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(args)

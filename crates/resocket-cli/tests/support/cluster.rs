@@ -2,7 +2,10 @@
 
 use std::{io, time::Duration};
 
-use resocket::{hub::HubClient, retry::ExponentialBackoff};
+use resocket::{
+    hub::{HubClient, HubClientBuilder},
+    retry::ExponentialBackoff,
+};
 use resocket_testkit::RedisServer;
 use tokio::process::Child;
 
@@ -34,7 +37,14 @@ impl SharedRedis for RedisServer {
 
 /// A client that reconnects within milliseconds, to `urls` in turn.
 pub fn fast_client(urls: &[String]) -> HubClient {
-    HubClient::builder_with_endpoints(urls.iter().map(String::as_str))
+    spawn_fast(HubClient::builder_with_endpoints(
+        urls.iter().map(String::as_str),
+    ))
+}
+
+/// Spawns the client `builder` sets up, reconnecting within milliseconds.
+pub fn spawn_fast(builder: HubClientBuilder) -> HubClient {
+    builder
         .configure(|b| {
             b.configure(|c| {
                 c.backoff =

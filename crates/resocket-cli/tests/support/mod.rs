@@ -14,7 +14,7 @@ use std::{
 use resocket_hub::Hub;
 
 #[allow(unused_imports)]
-pub use binary::{output, resocket, serve_on, serve_on_free_port};
+pub use binary::{output, output_of, resocket, resocket_without_env, serve_on, serve_on_free_port};
 
 /// Serves `hub` on 127.0.0.1:0 in the background until the test ends; returns its address.
 #[allow(dead_code)]
