@@ -65,19 +65,27 @@ fn compressed(reader_role: Role, message: &[u8]) -> Vec<u8> {
 /// Reads all of `wire`: the data messages, and how it ended (`Ok` at the end of the input).
 fn read(reader: &mut FrameReader, wire: &[u8]) -> (Vec<Message>, Result<(), WsError>) {
     let mut io = wire;
+    read_all(reader, &mut io)
+}
+
+/// Reads `io` to its end: the data messages, and how it ended (`Ok` at the end of the input).
+fn read_all(
+    reader: &mut FrameReader,
+    io: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> (Vec<Message>, Result<(), WsError>) {
     let waker = futures_util::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     let mut messages = Vec::new();
     let end = loop {
         let mut batch = Vec::new();
-        let step = reader.poll_step(&mut io, &mut cx, &mut batch, 16);
+        let step = reader.poll_step(io, &mut cx, &mut batch, 16);
         reader.seal(&mut batch);
         messages.append(&mut batch);
         match step {
             Poll::Ready(Ok(Step::Eof)) => break Ok(()),
             Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => break Err(e),
-            Poll::Pending => unreachable!("a slice never blocks"),
+            Poll::Pending => unreachable!("the input never blocks"),
         }
     };
     (messages, end)
@@ -309,23 +317,7 @@ fn read_in_pieces(
     wire: &[u8],
     chunk: usize,
 ) -> (Vec<Message>, Result<(), WsError>) {
-    let mut io = Pieces { wire, chunk };
-    let waker = futures_util::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut messages = Vec::new();
-    let end = loop {
-        let mut batch = Vec::new();
-        let step = reader.poll_step(&mut io, &mut cx, &mut batch, 16);
-        reader.seal(&mut batch);
-        messages.append(&mut batch);
-        match step {
-            Poll::Ready(Ok(Step::Eof)) => break Ok(()),
-            Poll::Ready(Ok(_)) => {}
-            Poll::Ready(Err(e)) => break Err(e),
-            Poll::Pending => unreachable!("the reader never blocks"),
-        }
-    };
-    (messages, end)
+    read_all(reader, &mut Pieces { wire, chunk })
 }
 
 struct Pieces<'a> {
