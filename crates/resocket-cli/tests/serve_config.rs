@@ -41,6 +41,13 @@ fn setting(printed: &str, section: &str, key: &str) -> toml::Value {
 }
 
 /// Expects exit status 1 and one stderr line, `error: FILE:LINE: KEY: ...`; returns it.
+/// Writes `toml` to `name` in `dir` and asserts that serving it fails with one line that
+/// names the file and contains `expected`.
+async fn assert_config_error(dir: &TempDir, name: &str, toml: &str, expected: &str) {
+    let error = config_error(&dir.write(name, toml)).await;
+    assert!(error.contains(expected), "{error}");
+}
+
 async fn config_error(file: &Path) -> String {
     let (code, stdout, stderr) =
         serve(&["--config", file.to_str().unwrap(), "--print-config"], &[]).await;
@@ -122,22 +129,21 @@ async fn printed_config_loads_back_to_the_same_configuration() {
 async fn unknown_key_is_an_error_naming_the_key_the_file_and_the_line() {
     within(60, "unknown key", async {
         let dir = TempDir::new("unknown-key");
-        let file = dir.write(
+        assert_config_error(
+            &dir,
             "hub.toml",
             "[listen]\naddress = \"127.0.0.1:0\"\n\n[limits]\nmax_conections = 5\n",
-        );
-        let error = config_error(&file).await;
-        assert!(
-            error.contains(":5: limits.max_conections: unknown field"),
-            "{error}"
-        );
+            ":5: limits.max_conections: unknown field",
+        )
+        .await;
 
-        let file = dir.write(
+        assert_config_error(
+            &dir,
             "section.toml",
             "# a comment\n[limit]\nmax_connections = 5\n",
-        );
-        let error = config_error(&file).await;
-        assert!(error.contains(":2: limit: unknown field"), "{error}");
+            ":2: limit: unknown field",
+        )
+        .await;
     })
     .await;
 }
@@ -146,23 +152,29 @@ async fn unknown_key_is_an_error_naming_the_key_the_file_and_the_line() {
 async fn wrong_type_is_an_error_naming_the_key_the_file_and_the_line() {
     within(60, "wrong type", async {
         let dir = TempDir::new("wrong-type");
-        let file = dir.write(
+        assert_config_error(
+            &dir,
             "hub.toml",
             "[limits]\nrate_limit = 5\nmax_connections = \"many\"\n",
-        );
-        let error = config_error(&file).await;
-        assert!(
-            error.contains(":3: limits.max_connections: invalid type"),
-            "{error}"
-        );
+            ":3: limits.max_connections: invalid type",
+        )
+        .await;
 
-        let file = dir.write("budget.toml", "[history]\n\nbudget = \"lots\"\n");
-        let error = config_error(&file).await;
-        assert!(error.contains(":3: history.budget:"), "{error}");
+        assert_config_error(
+            &dir,
+            "budget.toml",
+            "[history]\n\nbudget = \"lots\"\n",
+            ":3: history.budget:",
+        )
+        .await;
 
-        let file = dir.write("address.toml", "[listen]\naddress = \"nowhere\"\n");
-        let error = config_error(&file).await;
-        assert!(error.contains(":2: listen.address:"), "{error}");
+        assert_config_error(
+            &dir,
+            "address.toml",
+            "[listen]\naddress = \"nowhere\"\n",
+            ":2: listen.address:",
+        )
+        .await;
     })
     .await;
 }
