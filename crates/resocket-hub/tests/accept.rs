@@ -26,12 +26,9 @@ async fn stalled_sockets_are_closed_while_clients_get_in(builder: HubBuilder) {
         .expect("a real client connects while the stalled sockets are held");
     drop(ws);
     join_all(stalled.iter_mut().map(read_to_close)).await;
-    let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
     assert_eq!(
-        common::metric(
-            &metrics,
-            "resocket_hub_rejected_upgrades_total{reason=\"timeout\"}"
-        ),
+        hub.metric("resocket_hub_rejected_upgrades_total{reason=\"timeout\"}")
+            .await,
         STALLED as f64
     );
 }

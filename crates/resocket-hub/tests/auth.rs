@@ -46,11 +46,7 @@ async fn an_expired_token_is_refused_in_header_query_and_first_frame() {
         );
         assert_eq!(closed(&mut ws).await.unwrap().code, 1008.into());
 
-        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(
-            common::metric(&metrics, "resocket_hub_auth_failures_total"),
-            3.0
-        );
+        assert_eq!(hub.metric("resocket_hub_auth_failures_total").await, 3.0);
     })
     .await;
 }
@@ -185,12 +181,10 @@ async fn a_foreign_origin_is_refused() {
             403,
             "the default allows only the hub's own host"
         );
-        let (_, metrics) = common::http_get(strict.addr, "/metrics").await;
         assert_eq!(
-            common::metric(
-                &metrics,
-                "resocket_hub_rejected_upgrades_total{reason=\"origin\"}"
-            ),
+            strict
+                .metric("resocket_hub_rejected_upgrades_total{reason=\"origin\"}")
+                .await,
             1.0
         );
     })

@@ -139,12 +139,9 @@ async fn a_client_over_its_rate_limit_is_closed_with_4008() {
         };
         assert!(saw_error, "an error frame says why");
         assert_eq!(close.unwrap().code, 4008.into());
-        let (_, m) = common::http_get(hub.addr, "/metrics").await;
         assert_eq!(
-            common::metric(
-                &m,
-                "resocket_hub_disconnects_total{reason=\"rate_limited\"}"
-            ),
+            hub.metric("resocket_hub_disconnects_total{reason=\"rate_limited\"}")
+                .await,
             1.0
         );
     })
@@ -326,12 +323,9 @@ async fn a_slow_consumer_is_disconnected_and_memory_stays_flat() {
             "RSS grew by {} MiB",
             growth >> 20
         );
-        let (_, m) = common::http_get(hub.addr, "/metrics").await;
         assert_eq!(
-            common::metric(
-                &m,
-                "resocket_hub_disconnects_total{reason=\"slow_consumer\"}"
-            ),
+            hub.metric("resocket_hub_disconnects_total{reason=\"slow_consumer\"}")
+                .await,
             1.0
         );
         // The slow consumer's socket is closed: reading it to the end terminates.

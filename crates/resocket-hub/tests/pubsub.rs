@@ -102,12 +102,9 @@ async fn a_gap_beyond_history_is_reported_as_not_recovered() {
         for i in 8..=10 {
             assert_eq!(c.message().await["offset"], i);
         }
-        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
         assert_eq!(
-            common::metric(
-                &metrics,
-                "resocket_hub_recoveries_total{result=\"partial\"}"
-            ),
+            hub.metric("resocket_hub_recoveries_total{result=\"partial\"}")
+                .await,
             1.0
         );
     })
@@ -141,11 +138,7 @@ async fn a_repeated_publish_id_is_acknowledged_but_applied_once() {
             "y",
             "the repeat was not delivered"
         );
-        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(
-            common::metric(&metrics, "resocket_hub_dedupe_hits_total"),
-            2.0
-        );
+        assert_eq!(hub.metric("resocket_hub_dedupe_hits_total").await, 2.0);
     })
     .await;
 }
@@ -179,11 +172,7 @@ async fn an_anonymous_client_cannot_take_over_another_ones_id() {
         for want in ["thief", "bare", "owner"] {
             assert_eq!(reader.message().await["data"], want);
         }
-        let (_, metrics) = common::http_get(hub.addr, "/metrics").await;
-        assert_eq!(
-            common::metric(&metrics, "resocket_hub_dedupe_hits_total"),
-            0.0
-        );
+        assert_eq!(hub.metric("resocket_hub_dedupe_hits_total").await, 0.0);
     })
     .await;
 }

@@ -61,6 +61,12 @@ impl TestHub {
         TestHub::start(Hub::builder().allow_anonymous(true).allow_origin(origin)).await
     }
 
+    /// One sample of the hub's `/metrics`: `name` or `name{labels}` exactly.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = http_get(self.addr, "/metrics").await;
+        metric(&text, series)
+    }
+
     /// A hub that takes tokens signed with [`SECRET`] and no anonymous clients.
     pub async fn with_tokens() -> TestHub {
         TestHub::start(Hub::builder().jwt_secret(SECRET)).await
