@@ -1,6 +1,8 @@
 //! The handle's API as a tokio user meets it: `connect().await` waits for `Ready`, `Client` is a
 //! `Sink<Message>`, `Messages` says why it ended, and `is_closing`/`is_closed` follow a close.
 
+mod support;
+
 use std::{future::Future, pin::pin, sync::Arc, task::Poll, time::Duration};
 
 use futures_util::{stream, SinkExt, StreamExt};
@@ -26,12 +28,7 @@ async fn connect_waits_until_ready() {
 #[tokio::test]
 async fn connect_returns_the_permanent_failure_instead_of_waiting() {
     within(20, "connect().await against 403", async {
-        let server = TestServer::start(Behavior::Reject {
-            status: 403,
-            headers: Vec::new(),
-            body: "no".into(),
-        })
-        .await;
+        let server = TestServer::start(support::reject(403, &[])).await;
         let error = Client::builder(server.url())
             .backoff(FixedDelay::new(Duration::from_millis(1)))
             .connect()
@@ -156,12 +153,7 @@ async fn messages_end_reason_after_retries_are_exhausted_names_the_last_error() 
 #[tokio::test]
 async fn messages_end_reason_after_a_permanent_failure_is_failed() {
     within(20, "end reason after 403", async {
-        let server = TestServer::start(Behavior::Reject {
-            status: 403,
-            headers: Vec::new(),
-            body: "no".into(),
-        })
-        .await;
+        let server = TestServer::start(support::reject(403, &[])).await;
         let (_client, mut messages) = Client::builder(server.url()).spawn().unwrap();
         assert!(messages.recv().await.is_none());
         match messages.end_reason() {
@@ -269,12 +261,7 @@ async fn is_closed_stays_false_while_the_server_has_not_answered_the_close() {
 #[tokio::test]
 async fn a_permanent_failure_is_closed_without_ever_closing() {
     within(20, "is_closed after 403", async {
-        let server = TestServer::start(Behavior::Reject {
-            status: 403,
-            headers: Vec::new(),
-            body: "no".into(),
-        })
-        .await;
+        let server = TestServer::start(support::reject(403, &[])).await;
         let (client, _messages) = Client::builder(server.url()).spawn().unwrap();
         assert!(client.closed().await.is_err());
         assert!(client.is_closed());

@@ -1,20 +1,12 @@
 //! HTTP answers to the upgrade: which are retried, and how `Retry-After` is honoured.
 
+mod support;
+
 use std::time::Duration;
 
 use resocket::{retry::FixedDelay, Client, ConnectionEvent};
 use resocket_testkit::{within, Behavior, TestServer};
-
-fn reject(status: u16, headers: &[(&str, &str)]) -> Behavior {
-    Behavior::Reject {
-        status,
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: "no".into(),
-    }
-}
+use support::reject;
 
 #[tokio::test]
 async fn http_403_on_upgrade_is_not_retried() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use resocket::retry::ExponentialBackoff;
 use resocket::{Client, ClientConfig, Events, Message, Messages};
 use resocket::{ConnectionEvent, Error};
+use resocket_testkit::Behavior;
 use tokio::{io::AsyncReadExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -51,6 +52,18 @@ pub async fn echoes_long_text(client: &Client, messages: &mut Messages, peer: im
     let text = "grüße, 世界 🦀 ".repeat(5000);
     let reply = ask(client, messages, Message::text(format!("echo:{text}"))).await;
     assert_eq!(reply, Message::text(text), "{peer:?}");
+}
+
+/// A server behaviour that refuses every upgrade with `status`, `headers` and the body `no`.
+pub fn reject(status: u16, headers: &[(&str, &str)]) -> Behavior {
+    Behavior::Reject {
+        status,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: "no".into(),
+    }
 }
 
 /// Waits for the first event that `pred` accepts.
