@@ -205,19 +205,9 @@ impl Room {
                 }
             }
         };
-        let reply = ServerFrame::<()>::Subscribed {
-            room: self.name.to_string(),
-            epoch: st.epoch,
-            offset: st.last,
-            recovered: recovery != Recovery::Partial,
-            first,
-        };
-        outbox.push_replay(Frame::json(&reply));
+        self.admit(&mut st, conn, outbox, recovery, first, metrics);
         for entry in st.history.iter().filter(|e| e.offset >= from) {
             outbox.push_replay(entry.frame.clone());
-        }
-        if st.subscribers.insert(conn, outbox.clone()).is_none() {
-            metrics.subscriptions.fetch_add(1, Relaxed);
         }
         Some(recovery)
     }
@@ -385,14 +375,7 @@ impl Room {
                 }
             }
         };
-        let reply = ServerFrame::<()>::Subscribed {
-            room: self.name.to_string(),
-            epoch: st.epoch,
-            offset: st.last,
-            recovered: recovery != Recovery::Partial,
-            first,
-        };
-        outbox.push_replay(Frame::json(&reply));
+        self.admit(&mut st, conn, outbox, recovery, first, metrics);
         if let Some(from) = first {
             for (_, frame) in h.entries.iter().filter(|(o, _)| *o >= from) {
                 outbox.push_replay(frame.clone());
@@ -403,10 +386,32 @@ impl Room {
                 outbox.push_replay(entry.frame.clone());
             }
         }
+        Some(recovery)
+    }
+
+    /// Queues the `subscribed` frame for `recovery` (replay from `first`) and adds the
+    /// subscriber. The caller holds the lock and queues the replay next: no publish can come
+    /// between them.
+    fn admit(
+        &self,
+        st: &mut State,
+        conn: u64,
+        outbox: &Arc<Outbox>,
+        recovery: Recovery,
+        first: Option<u64>,
+        metrics: &Metrics,
+    ) {
+        let reply = ServerFrame::<()>::Subscribed {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset: st.last,
+            recovered: recovery != Recovery::Partial,
+            first,
+        };
+        outbox.push_replay(Frame::json(&reply));
         if st.subscribers.insert(conn, outbox.clone()).is_none() {
             metrics.subscriptions.fetch_add(1, Relaxed);
         }
-        Some(recovery)
     }
 
     /// Whether the hub dropped this room from its map.
