@@ -104,24 +104,26 @@ impl Drop for RedisServer {
 
 /// `redis-server` on `socket` only (`--port 0`), without persistence, its files in `dir`.
 fn spawn(dir: &Path, socket: &Path) -> io::Result<Child> {
-    Command::new("redis-server")
+    redis_server(dir)
         .args(["--port", "0", "--unixsocket"])
         .arg(socket)
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--unixsocketperm", "700"])
+        .spawn()
+        .map_err(|e| not_installed(e, "redis-server"))
+}
+
+/// `redis-server` without persistence, its files in `dir`, its output discarded; the caller
+/// adds where it listens.
+pub(crate) fn redis_server(dir: &Path) -> Command {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| not_installed(e, "redis-server"))
+        .stderr(Stdio::null());
+    command
 }
 
 /// A new empty directory for one server's files, `<temp>/<prefix>-<pid>-<n>`, unique in this

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis::{not_installed, scratch_dir};
+use crate::redis::{not_installed, redis_server, scratch_dir};
 
 /// How long the nodes get to answer `PING`, and the cluster to report `cluster_state:ok`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -310,19 +310,13 @@ fn wait_until(
 
 /// A cluster node on `port` (bus on `bus`), without persistence, its files in `dir`.
 fn spawn(dir: &Path, port: u16, bus: u16) -> io::Result<Child> {
-    Command::new("redis-server")
+    redis_server(dir)
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes"])
         .args(["--cluster-port", &bus.to_string()])
         .args(["--cluster-config-file", "nodes.conf"])
         .args(["--cluster-node-timeout", "2000"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| not_installed(e, "redis-server"))
 }
