@@ -578,6 +578,11 @@ mod tests {
         }
     }
 
+    /// A room named `r` under a history budget that never evicts.
+    fn room() -> Room {
+        Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30)))
+    }
+
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
     }
@@ -590,11 +595,7 @@ mod tests {
 
     #[test]
     fn replays_exactly_after_since_or_says_it_cannot() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(3),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(3));
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -631,7 +632,7 @@ mod tests {
         let m = Metrics::default();
         let mut l = limits(3);
         l.history_bytes = 400;
-        let room = Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30)));
+        let room = room();
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -648,11 +649,7 @@ mod tests {
 
     #[test]
     fn repeated_ids_are_applied_once_within_the_window() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let d = raw("1");
         assert_eq!(
             room.publish(Some(("c", "a")), &d, &l, &m),
@@ -703,11 +700,7 @@ mod tests {
 
     #[test]
     fn a_jump_in_shared_offsets_tells_subscribers_they_lost_messages() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let o = Arc::new(Outbox::new(1 << 20));
         room.subscribe_from(1, &o, (None, None), shared(&[]), &l, &m);
         room.deliver(7, 3, frame(3), &l, &m);
@@ -732,11 +725,7 @@ mod tests {
 
     #[test]
     fn a_shared_subscribe_brings_the_rooms_subscribers_up_to_date_without_repeats() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let (a, b) = (
             Arc::new(Outbox::new(1 << 20)),
             Arc::new(Outbox::new(1 << 20)),
@@ -762,11 +751,7 @@ mod tests {
 
     #[test]
     fn what_arrives_between_a_shared_read_and_the_subscribe_is_not_lost() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let a = Arc::new(Outbox::new(1 << 20));
         // The subscribe read shared storage up to offset 2 (`since` 1: it wants 2 on); offsets 3
         // and 4 reach this node before it registers, while the room has no subscriber yet.
@@ -791,11 +776,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_join_holds_nothing() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         room.begin_join();
         room.abandon_join();
         room.deliver(7, 3, frame(3), &l, &m);
