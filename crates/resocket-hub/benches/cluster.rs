@@ -28,7 +28,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use resocket_hub::Hub;
 use resocket_testkit::RedisServer;
-use support::fanout::{env, hub_metrics, metric, run, Subscribers, Totals};
+use support::fanout::{env, hub_metrics, metric, run, Kind, Subscribers, Totals};
 use tokio::net::TcpListener;
 
 /// Starts a node (memory engine unless `redis` is given) and returns its `/ws` URL.
@@ -151,12 +151,14 @@ async fn measure(
         passes,
     } = *load;
     // Uncounted warm-up: connections, rooms watched, scripts loaded into Redis.
-    run(urls, &urls[0], true, subs, batch * 2, batch).await;
+    run(urls, &urls[0], Kind::Hub, false, subs, batch * 2, batch).await;
     let mut redis = redis;
     let mut counted_total: Option<Counted> = redis.as_ref().map(|_| Counted::default());
     let mut totals = Totals::default();
     for pass in 1..=passes {
-        let subscribers = Subscribers::connect(urls, true, subs, msgs).await;
+        let subscribers = Subscribers::connect(urls, Kind::Hub, false, subs, msgs)
+            .await
+            .expect("no compression asked");
         let before = match redis.as_deref_mut() {
             Some(conn) => Some(counted(conn).await),
             None => None,

@@ -732,7 +732,13 @@ impl Session {
                 None
             }
             Inbound::Publish { room, id, data } => {
-                if self.shared.redis().is_some() {
+                if room.starts_with('$') || !self.may(&room, true) {
+                    self.error(
+                        ErrorCode::Forbidden,
+                        "no permission to publish to this room",
+                        Some(id),
+                    );
+                } else if self.shared.redis().is_some() {
                     Box::pin(self.publish_shared(room, id, data)).await;
                 } else {
                     self.publish(room, id, data);
@@ -1020,22 +1026,14 @@ impl Session {
         }
     }
 
-    /// Publishes through the Redis engine: the ack comes once Redis holds the message; every
-    /// node (this one too) delivers it from the room's channel.
+    /// Publishes, with permission checked, through the Redis engine: the ack comes once Redis
+    /// holds the message; every node (this one too) delivers it from the room's channel.
     async fn publish_shared(
         &mut self,
         name: String,
         id: String,
         data: &serde_json::value::RawValue,
     ) {
-        if name.starts_with('$') || !self.may(&name, true) {
-            self.error(
-                ErrorCode::Forbidden,
-                "no permission to publish to this room",
-                Some(id),
-            );
-            return;
-        }
         let client = self.client_key();
         let shared = self.shared.clone();
         let Some(engine) = shared.redis() else {
@@ -1065,15 +1063,8 @@ impl Session {
         }
     }
 
+    /// Publishes, with permission checked, on the memory engine.
     fn publish(&mut self, name: String, id: String, data: &serde_json::value::RawValue) {
-        if name.starts_with('$') || !self.may(&name, true) {
-            self.error(
-                ErrorCode::Forbidden,
-                "no permission to publish to this room",
-                Some(id),
-            );
-            return;
-        }
         let client = self.client_key();
         let shared = &self.shared;
         let offset = loop {

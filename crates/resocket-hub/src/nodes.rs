@@ -128,19 +128,11 @@ impl Sampler {
 /// Redis round-trip figure fresh when it is otherwise idle); on the memory engine it goes to
 /// the local room.
 pub(crate) async fn run(hub: Hub) {
-    let mut shutdown = hub.shared.shutdown_rx();
-    let mut tick = tokio::time::interval(hub.shared.config.stats_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sampler = Sampler::default();
-    // The first tick is immediate; like `$stats`, the first announcement waits one interval,
-    // so that a hub's figures right after its start hold only what its clients did.
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-        }
+    // Like `$stats`, the first announcement waits one interval, so that a hub's figures right
+    // after its start hold only what its clients did.
+    let mut ticks = crate::stats::StatsTicks::start(&hub.shared).await;
+    while ticks.next().await {
         let figures = sampler.take(&hub);
         let Ok(Ok(raw)) = serde_json::to_string(&figures).map(RawValue::from_string) else {
             continue;

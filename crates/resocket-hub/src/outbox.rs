@@ -1,7 +1,7 @@
 //! A connection's outbound queue: bounded in bytes, filled without awaiting, drained in batches.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -60,7 +60,7 @@ impl Outbox {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic elsewhere cannot leave the queue inconsistent (every update is one step), so
         // a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -85,15 +85,7 @@ impl Outbox {
             self.waker.wake();
             return Push::Overflowed;
         }
-        inner.bytes += frame.len();
-        let was_empty = inner.queue.is_empty();
-        inner.queue.push_back(frame);
-        drop(inner);
-        // The writer takes the whole queue at once, so only the first frame after a take needs
-        // to wake it; later ones ride along in the same batch.
-        if was_empty {
-            self.waker.wake();
-        }
+        self.enqueue(inner, frame);
         Push::Queued
     }
 
@@ -102,14 +94,21 @@ impl Outbox {
     /// queue bound must not make a reconnecting client a slow consumer. They still count
     /// towards the bound, so live frames behind a replay that is not being read overflow.
     pub(crate) fn push_replay(&self, frame: Frame) {
-        let mut inner = self.lock();
+        let inner = self.lock();
         if inner.closing.is_some() {
             return;
         }
+        self.enqueue(inner, frame);
+    }
+
+    /// Appends an admitted frame, then releases the lock and wakes the writer if it needs it.
+    fn enqueue(&self, mut inner: MutexGuard<'_, Inner>, frame: Frame) {
         inner.bytes += frame.len();
         let was_empty = inner.queue.is_empty();
         inner.queue.push_back(frame);
         drop(inner);
+        // The writer takes the whole queue at once, so only the first frame after a take needs
+        // to wake it; later ones ride along in the same batch.
         if was_empty {
             self.waker.wake();
         }

@@ -205,19 +205,9 @@ impl Room {
                 }
             }
         };
-        let reply = ServerFrame::<()>::Subscribed {
-            room: self.name.to_string(),
-            epoch: st.epoch,
-            offset: st.last,
-            recovered: recovery != Recovery::Partial,
-            first,
-        };
-        outbox.push_replay(Frame::json(&reply));
+        self.admit(&mut st, conn, outbox, recovery, first, metrics);
         for entry in st.history.iter().filter(|e| e.offset >= from) {
             outbox.push_replay(entry.frame.clone());
-        }
-        if st.subscribers.insert(conn, outbox.clone()).is_none() {
-            metrics.subscriptions.fetch_add(1, Relaxed);
         }
         Some(recovery)
     }
@@ -385,14 +375,7 @@ impl Room {
                 }
             }
         };
-        let reply = ServerFrame::<()>::Subscribed {
-            room: self.name.to_string(),
-            epoch: st.epoch,
-            offset: st.last,
-            recovered: recovery != Recovery::Partial,
-            first,
-        };
-        outbox.push_replay(Frame::json(&reply));
+        self.admit(&mut st, conn, outbox, recovery, first, metrics);
         if let Some(from) = first {
             for (_, frame) in h.entries.iter().filter(|(o, _)| *o >= from) {
                 outbox.push_replay(frame.clone());
@@ -403,10 +386,32 @@ impl Room {
                 outbox.push_replay(entry.frame.clone());
             }
         }
+        Some(recovery)
+    }
+
+    /// Queues the `subscribed` frame for `recovery` (replay from `first`) and adds the
+    /// subscriber. The caller holds the lock and queues the replay next: no publish can come
+    /// between them.
+    fn admit(
+        &self,
+        st: &mut State,
+        conn: u64,
+        outbox: &Arc<Outbox>,
+        recovery: Recovery,
+        first: Option<u64>,
+        metrics: &Metrics,
+    ) {
+        let reply = ServerFrame::<()>::Subscribed {
+            room: self.name.to_string(),
+            epoch: st.epoch,
+            offset: st.last,
+            recovered: recovery != Recovery::Partial,
+            first,
+        };
+        outbox.push_replay(Frame::json(&reply));
         if st.subscribers.insert(conn, outbox.clone()).is_none() {
             metrics.subscriptions.fetch_add(1, Relaxed);
         }
-        Some(recovery)
     }
 
     /// Whether the hub dropped this room from its map.
@@ -573,6 +578,11 @@ mod tests {
         }
     }
 
+    /// A room named `r` under a history budget that never evicts.
+    fn room() -> Room {
+        Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30)))
+    }
+
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
     }
@@ -585,11 +595,7 @@ mod tests {
 
     #[test]
     fn replays_exactly_after_since_or_says_it_cannot() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(3),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(3));
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -626,7 +632,7 @@ mod tests {
         let m = Metrics::default();
         let mut l = limits(3);
         l.history_bytes = 400;
-        let room = Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30)));
+        let room = room();
         for i in 0..5 {
             room.publish(None, &raw(&i.to_string()), &l, &m);
         }
@@ -643,11 +649,7 @@ mod tests {
 
     #[test]
     fn repeated_ids_are_applied_once_within_the_window() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let d = raw("1");
         assert_eq!(
             room.publish(Some(("c", "a")), &d, &l, &m),
@@ -698,11 +700,7 @@ mod tests {
 
     #[test]
     fn a_jump_in_shared_offsets_tells_subscribers_they_lost_messages() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let o = Arc::new(Outbox::new(1 << 20));
         room.subscribe_from(1, &o, (None, None), shared(&[]), &l, &m);
         room.deliver(7, 3, frame(3), &l, &m);
@@ -727,11 +725,7 @@ mod tests {
 
     #[test]
     fn a_shared_subscribe_brings_the_rooms_subscribers_up_to_date_without_repeats() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let (a, b) = (
             Arc::new(Outbox::new(1 << 20)),
             Arc::new(Outbox::new(1 << 20)),
@@ -757,11 +751,7 @@ mod tests {
 
     #[test]
     fn what_arrives_between_a_shared_read_and_the_subscribe_is_not_lost() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let a = Arc::new(Outbox::new(1 << 20));
         // The subscribe read shared storage up to offset 2 (`since` 1: it wants 2 on); offsets 3
         // and 4 reach this node before it registers, while the room has no subscriber yet.
@@ -786,11 +776,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_join_holds_nothing() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         room.begin_join();
         room.abandon_join();
         room.deliver(7, 3, frame(3), &l, &m);

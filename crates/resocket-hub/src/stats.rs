@@ -4,12 +4,43 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use serde_json::value::RawValue;
+use tokio::sync::watch;
+use tokio::time::Interval;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Shared};
 use crate::metrics::Disconnect;
 
 /// The system room the dashboard subscribes to.
 pub const STATS_ROOM: &str = "$stats";
+
+/// The ticks of the stats interval until shutdown, for the tasks that report at that interval.
+pub(crate) struct StatsTicks {
+    tick: Interval,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl StatsTicks {
+    /// Starts the ticks; the first comes one interval from now.
+    pub(crate) async fn start(shared: &Shared) -> StatsTicks {
+        let mut tick = tokio::time::interval(shared.config.stats_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A tokio interval's first tick is immediate.
+        tick.tick().await;
+        StatsTicks {
+            tick,
+            shutdown: shared.shutdown_rx(),
+        }
+    }
+
+    /// Waits for the next tick; `false` once the hub shuts down.
+    pub(crate) async fn next(&mut self) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.wait_for(|s| *s) => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+}
 
 #[derive(serde::Serialize)]
 struct Snapshot {
@@ -28,20 +59,12 @@ struct Snapshot {
 /// Publishes a snapshot every interval until shutdown, and retires idle rooms on the way.
 pub(crate) async fn run(hub: Hub) {
     let shared = hub.shared.clone();
-    let mut shutdown = shared.shutdown_rx();
-    let mut tick = tokio::time::interval(shared.config.stats_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let m = &shared.metrics;
     let (mut last_in, mut last_out, mut last_at) = (0, 0, Instant::now());
     let mut sampler = crate::nodes::Sampler::default();
-    // The first tick is immediate; a snapshot of a hub that just started says nothing.
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-        }
+    // Not at once: a snapshot of a hub that just started says nothing.
+    let mut ticks = StatsTicks::start(&shared).await;
+    while ticks.next().await {
         shared.retire_rooms();
         let (now_in, now_out, now) = (
             m.messages_in.load(Relaxed),

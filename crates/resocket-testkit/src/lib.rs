@@ -60,6 +60,7 @@ mod redis;
 #[cfg(unix)]
 mod redis_cluster;
 mod server;
+mod tasks;
 #[cfg(feature = "pki")]
 mod tls;
 

@@ -10,9 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use crate::server::{lock, loopback};
+use crate::tasks::{self, Tasks};
 
 /// Size of the forwarding buffer, one per direction and connection.
 const BUF_SIZE: usize = 16 * 1024;
@@ -107,16 +108,6 @@ struct Shared {
     upstream_failures: AtomicUsize,
     random_cuts: Mutex<Option<RandomCuts>>,
     tasks: Mutex<Tasks>,
-}
-
-/// The connection tasks, and whether the proxy stopped accepting new ones.
-///
-/// `closed` lives under the same lock as the set so that the accept loop can never spawn a task
-/// after `stop` or `drop` aborted them all.
-#[derive(Debug, Default)]
-struct Tasks {
-    set: JoinSet<()>,
-    closed: bool,
 }
 
 /// A TCP proxy on `127.0.0.1` that forwards to one upstream address and injects faults on
@@ -267,36 +258,18 @@ impl FaultProxy {
                 fault.apply(&shared.faults_tx, false);
             }
         };
-        let mut tasks = lock(&self.shared.tasks);
-        if !tasks.closed {
-            tasks.set.spawn(task);
-        }
+        lock(&self.shared.tasks).spawn(task);
     }
 
     /// Stop listening and close every proxied connection; returns once all sockets are closed.
     pub async fn stop(mut self) {
-        if let Some(accept_task) = self.accept_task.take() {
-            accept_task.abort();
-            // The only outcome is a cancellation, which is what was asked for.
-            let _ = accept_task.await;
-        }
-        let mut set = {
-            let mut tasks = lock(&self.shared.tasks);
-            tasks.closed = true;
-            std::mem::take(&mut tasks.set)
-        };
-        set.shutdown().await;
+        tasks::stop(&mut self.accept_task, &self.shared.tasks).await;
     }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        if let Some(accept_task) = self.accept_task.take() {
-            accept_task.abort();
-        }
-        let mut tasks = lock(&self.shared.tasks);
-        tasks.closed = true;
-        tasks.set.abort_all();
+        tasks::abort(&mut self.accept_task, &self.shared.tasks);
     }
 }
 
@@ -323,12 +296,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let lifetime = lock(&shared.random_cuts).as_mut().map(RandomCuts::draw);
         let task = proxied(client, faults_rx, epoch, lifetime, Arc::clone(&shared));
-        let mut tasks = lock(&shared.tasks);
-        if tasks.closed {
+        if !lock(&shared.tasks).spawn(task) {
             return;
         }
-        while tasks.set.try_join_next().is_some() {}
-        tasks.set.spawn(task);
     }
 }
 

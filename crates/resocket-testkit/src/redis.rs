@@ -30,13 +30,7 @@ impl RedisServer {
     /// `redis-server` is not installed (the message names `scripts/deps/redis.sh`), or it did
     /// not answer within ten seconds.
     pub fn start() -> io::Result<RedisServer> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "resocket-redis-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
+        let dir = scratch_dir("resocket-redis")?;
         let socket = dir.join("redis.sock");
         let child = spawn(&dir, &socket).inspect_err(|_| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -110,31 +104,49 @@ impl Drop for RedisServer {
 
 /// `redis-server` on `socket` only (`--port 0`), without persistence, its files in `dir`.
 fn spawn(dir: &Path, socket: &Path) -> io::Result<Child> {
-    Command::new("redis-server")
+    redis_server(dir)
         .args(["--port", "0", "--unixsocket"])
         .arg(socket)
-        .args([
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--unixsocketperm", "700"])
+        .spawn()
+        .map_err(|e| not_installed(e, "redis-server"))
+}
+
+/// `redis-server` without persistence, its files in `dir`, its output discarded; the caller
+/// adds where it listens.
+pub(crate) fn redis_server(dir: &Path) -> Command {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                io::Error::new(
-                    e.kind(),
-                    "redis-server is not installed; run scripts/deps/redis.sh",
-                )
-            } else {
-                e
-            }
-        })
+        .stderr(Stdio::null());
+    command
+}
+
+/// A new empty directory for one server's files, `<temp>/<prefix>-<pid>-<n>`, unique in this
+/// machine's temp dir.
+pub(crate) fn scratch_dir(prefix: &str) -> io::Result<PathBuf> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A spawn error of `program`, naming the script that installs it when it is missing.
+pub(crate) fn not_installed(e: io::Error, program: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        io::Error::new(
+            e.kind(),
+            format!("{program} is not installed; run scripts/deps/redis.sh"),
+        )
+    } else {
+        e
+    }
 }

@@ -5,8 +5,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+use crate::redis::{not_installed, redis_server, scratch_dir};
 
 /// How long the nodes get to answer `PING`, and the cluster to report `cluster_state:ok`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,13 +47,7 @@ impl RedisCluster {
     /// `scripts/deps/redis.sh`), `redis-cli --cluster create` failed, or the cluster was not
     /// ready within thirty seconds.
     pub fn start() -> io::Result<RedisCluster> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "resocket-redis-cluster-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
+        let dir = scratch_dir("resocket-redis-cluster")?;
         let mut cluster = RedisCluster {
             nodes: Vec::with_capacity(MASTERS),
             dir,
@@ -315,32 +310,15 @@ fn wait_until(
 
 /// A cluster node on `port` (bus on `bus`), without persistence, its files in `dir`.
 fn spawn(dir: &Path, port: u16, bus: u16) -> io::Result<Child> {
-    Command::new("redis-server")
+    redis_server(dir)
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes"])
         .args(["--cluster-port", &bus.to_string()])
         .args(["--cluster-config-file", "nodes.conf"])
         .args(["--cluster-node-timeout", "2000"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| not_installed(e, "redis-server"))
-}
-
-fn not_installed(e: io::Error, program: &str) -> io::Error {
-    if e.kind() == io::ErrorKind::NotFound {
-        io::Error::new(
-            e.kind(),
-            format!("{program} is not installed; run scripts/deps/redis.sh"),
-        )
-    } else {
-        e
-    }
 }
 
 /// One command in RESP on a fresh connection to `127.0.0.1:port`; the reply as text, an

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::either::Either;
 
 use crate::behavior::{self, Behavior, Command, Link};
+use crate::tasks::{self, Tasks};
 
 /// How long [`TestServer::start_at`] keeps retrying a busy port.
 const REBIND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,16 +83,6 @@ struct Shared {
     connections: AtomicUsize,
     events_tx: mpsc::UnboundedSender<ServerEvent>,
     tasks: Mutex<Tasks>,
-}
-
-/// The connection tasks, and whether the server stopped accepting new ones.
-///
-/// `closed` lives under the same lock as the set so that the accept loop can never spawn a task
-/// after `stop` or `drop` aborted them all.
-#[derive(Default)]
-struct Tasks {
-    set: JoinSet<()>,
-    closed: bool,
 }
 
 impl TestServer {
@@ -275,29 +266,14 @@ impl TestServer {
     /// Returns once the listener and every connection socket are closed, so the port can be
     /// bound again (see [`start_at`](TestServer::start_at)).
     pub async fn stop(mut self) {
-        if let Some(accept_task) = self.accept_task.take() {
-            accept_task.abort();
-            // The only outcome is a cancellation, which is what was asked for.
-            let _ = accept_task.await;
-        }
-        let mut set = {
-            let mut tasks = lock(&self.shared.tasks);
-            tasks.closed = true;
-            std::mem::take(&mut tasks.set)
-        };
-        set.shutdown().await;
+        tasks::stop(&mut self.accept_task, &self.shared.tasks).await;
         lock(&self.shared.registry).clear();
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(accept_task) = self.accept_task.take() {
-            accept_task.abort();
-        }
-        let mut tasks = lock(&self.shared.tasks);
-        tasks.closed = true;
-        tasks.set.abort_all();
+        tasks::abort(&mut self.accept_task, &self.shared.tasks);
     }
 }
 
@@ -369,12 +345,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Tls
         let _ = tcp.set_nodelay(true);
         let behavior = lock(&shared.behavior).clone();
         let task = connection(tcp, behavior, Arc::clone(&shared), tls.clone());
-        let mut tasks = lock(&shared.tasks);
-        if tasks.closed {
+        if !lock(&shared.tasks).spawn(task) {
             return;
         }
-        while tasks.set.try_join_next().is_some() {}
-        tasks.set.spawn(task);
     }
 }
 

@@ -120,17 +120,24 @@ impl QueueTx {
         }
     }
 
-    pub(crate) async fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
-        let msg = self.admit(msg)?;
-        let msg = match self.try_enqueue(msg) {
+    /// The first step of a waiting send: admits `msg` and queues it if there is room right now.
+    /// `Ok(None)`: queued; `Ok(Some(msg))`: full, the caller waits for room.
+    async fn send_now(&self, msg: Message) -> Result<Option<Message>, SendError<Message>> {
+        match self.try_enqueue(self.admit(msg)?) {
             Ok(()) => {
                 // The waiting path spends the task's cooperative budget; this one must too, or
                 // a sender whose queue never fills would never let its worker run anything else.
                 tokio::task::coop::consume_budget().await;
-                return Ok(());
+                Ok(None)
             }
-            Err(SendError::Full(msg)) => msg,
-            Err(other) => return Err(other),
+            Err(SendError::Full(msg)) => Ok(Some(msg)),
+            Err(other) => Err(other),
+        }
+    }
+
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), SendError<Message>> {
+        let Some(msg) = self.send_now(msg).await? else {
+            return Ok(());
         };
         let Ok(permit) = self.bytes.acquire_many(self.cost(&msg)).await else {
             return Err(SendError::Closed(msg));
@@ -148,14 +155,8 @@ impl QueueTx {
         msg: Message,
         timeout: Duration,
     ) -> Result<(), SendError<Message>> {
-        let msg = self.admit(msg)?;
-        let msg = match self.try_enqueue(msg) {
-            Ok(()) => {
-                tokio::task::coop::consume_budget().await;
-                return Ok(());
-            }
-            Err(SendError::Full(msg)) => msg,
-            Err(other) => return Err(other),
+        let Some(msg) = self.send_now(msg).await? else {
+            return Ok(());
         };
         let cost = self.cost(&msg);
         let reserve = async {

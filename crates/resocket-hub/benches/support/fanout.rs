@@ -1,12 +1,14 @@
 //! The fan-out pass shared by the hub's benches: bare-socket subscribers with a minimal frame
-//! parser, one publisher sending closed-loop rounds, and publish-to-deliver latency of every
-//! delivery.
+//! parser (inflating permessage-deflate when it was agreed), one publisher sending closed-loop
+//! rounds, publish-to-deliver latency of every delivery and the bytes the subscribers read.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
+use resocket_proto::deflate::{Inflater, Negotiated, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -24,6 +26,8 @@ pub fn env(name: &str, default: usize) -> usize {
 /// One pass against one server.
 pub struct Pass {
     pub deliveries: u64,
+    /// Bytes the subscribers read after their upgrade (frames, compressed or not).
+    pub wire_bytes: u64,
     pub elapsed: Duration,
     /// Publish-to-deliver latency of every delivery, in microseconds.
     pub latencies: Vec<u64>,
@@ -33,6 +37,7 @@ pub struct Pass {
 #[derive(Default)]
 pub struct Totals {
     deliveries: u64,
+    wire_bytes: u64,
     elapsed: Duration,
     latencies: Vec<u64>,
 }
@@ -40,6 +45,7 @@ pub struct Totals {
 impl Totals {
     pub fn add(&mut self, pass: Pass) {
         self.deliveries += pass.deliveries;
+        self.wire_bytes += pass.wire_bytes;
         self.elapsed += pass.elapsed;
         self.latencies.extend(pass.latencies);
     }
@@ -60,11 +66,12 @@ impl Totals {
 
     pub fn line(&mut self) -> String {
         format!(
-            "{:>12.0} deliveries/s   p50 {:>8.2?}   p99 {:>8.2?}   max {:>8.2?}",
+            "{:>12.0} deliveries/s   p50 {:>8.2?}   p99 {:>8.2?}   max {:>8.2?}   {:>6.1} B/delivery",
             self.per_sec(),
             self.percentile(0.50),
             self.percentile(0.99),
-            self.max()
+            self.max(),
+            self.wire_bytes as f64 / self.deliveries as f64
         )
     }
 }
@@ -87,48 +94,43 @@ async fn connect(url: &str, hub_protocol: bool) -> Ws {
 }
 
 /// A subscriber on a bare socket with a minimal frame parser, so that the clients' cost is
-/// small and the same for both servers, and the bench measures the servers.
+/// small and the same for every server, and the bench measures the servers. With compression
+/// negotiated it inflates compressed frames, which costs the same for every server too.
 struct RawSub {
     stream: tokio::net::TcpStream,
     buf: Vec<u8>,
+    inflater: Option<Inflater>,
+    inflated: BytesMut,
+    wire_bytes: u64,
 }
 
 impl RawSub {
-    async fn connect(url: &str, hub_protocol: bool) -> RawSub {
+    /// Upgrades, offering permessage-deflate when `deflate`; returns the subscriber and what
+    /// was agreed.
+    async fn connect(url: &str, hub_protocol: bool, deflate: bool) -> (RawSub, Option<Negotiated>) {
         let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         // Subscribers only read after subscribing, and keep the kernel's default delayed
         // ACKs (no TCP_QUICKACK): a server that leaves Nagle on stalls on them, as real
         // read-only clients would make it.
         stream.set_nodelay(true).unwrap();
-        let proto = if hub_protocol {
-            "Sec-WebSocket-Protocol: resocket.v1\r\n"
-        } else {
-            ""
-        };
-        let req = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{proto}\r\n"
-        );
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut sub = RawSub {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let negotiated =
+            super::upgrade::upgrade(&mut stream, addr, hub_protocol, deflate, &mut buf).await;
+        let sub = RawSub {
             stream,
-            buf: Vec::with_capacity(64 * 1024),
+            buf,
+            inflater: negotiated.map(|n| Inflater::new(Role::Client, &n, Some(1 << 20))),
+            inflated: BytesMut::with_capacity(4096),
+            wire_bytes: 0,
         };
-        let end = loop {
-            if let Some(i) = sub.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            sub.fill().await;
-        };
-        assert!(sub.buf.starts_with(b"HTTP/1.1 101"));
-        sub.buf.drain(..end);
-        sub
+        (sub, negotiated)
     }
 
     async fn fill(&mut self) {
         let n = self.stream.read_buf(&mut self.buf).await.unwrap();
         assert!(n > 0, "server closed the connection");
+        self.wire_bytes += n as u64;
     }
 
     async fn send_text(&mut self, text: &str) {
@@ -158,8 +160,24 @@ impl RawSub {
             if b.len() < head + len {
                 break;
             }
+            assert!(
+                b[0] & 0x80 != 0,
+                "the servers send no fragments at this size"
+            );
             if b[0] & 0x0f == 1 {
-                f(std::str::from_utf8(&b[head..head + len]).unwrap());
+                let payload = &b[head..head + len];
+                if b[0] & 0x40 != 0 {
+                    // RSV1: a compressed message.
+                    self.inflated.clear();
+                    self.inflater
+                        .as_mut()
+                        .expect("RSV1 only after permessage-deflate was agreed")
+                        .inflate(payload, true, &mut self.inflated)
+                        .expect("valid compressed data");
+                    f(std::str::from_utf8(&self.inflated).unwrap());
+                } else {
+                    f(std::str::from_utf8(payload).unwrap());
+                }
             }
             at += head + len;
         }
@@ -174,6 +192,19 @@ impl RawSub {
     }
 }
 
+/// `len` hex digits, a different run for each `seed`.
+fn padding(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x % 16) as u32, 16).expect("a hex digit")
+        })
+        .collect()
+}
+
 /// The send time in the payload: `"t":<micros since start>`.
 fn sent_at(text: &str) -> Option<u64> {
     let i = text.find("\"t\":")? + 4;
@@ -181,27 +212,36 @@ fn sent_at(text: &str) -> Option<u64> {
     text[i..i + digits].parse().ok()
 }
 
+/// The servers of the bench, as the load generator treats them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `resocket.v1` subprotocol, `subscribe`, `publish`.
+    Hub,
+    /// No subscribe step: every connection gets every other's messages.
+    Tutorial,
+    /// A broadcast server that answers `subscribe` with `subscribed` (not broadcast).
+    Node,
+}
+
 /// One pass: `subs` subscribers spread evenly over `sub_urls` (subscriber `i` on
 /// `sub_urls[i % len]`), one publisher on `pub_url` sending `msgs` messages in rounds of
-/// `batch`. `hub_protocol`: subscribe to the room `bench` first (the hub); otherwise every
-/// connection gets every message (the baseline).
+/// `batch`; `None` when `deflate` was asked and a server did not agree to it.
 pub async fn run(
     sub_urls: &[String],
     pub_url: &str,
-    hub_protocol: bool,
+    kind: Kind,
+    deflate: bool,
     subs: usize,
     msgs: usize,
     batch: usize,
-) -> Pass {
-    Subscribers::connect(sub_urls, hub_protocol, subs, msgs)
-        .await
-        .publish(pub_url, batch)
-        .await
+) -> Option<Pass> {
+    let subscribers = Subscribers::connect(sub_urls, kind, deflate, subs, msgs).await?;
+    Some(subscribers.publish(pub_url, batch).await)
 }
 
 /// Subscribers connected (and subscribed) for one pass, reading in tasks of their own.
 pub struct Subscribers {
-    hub_protocol: bool,
+    kind: Kind,
     subs: usize,
     msgs: usize,
     start: Instant,
@@ -209,18 +249,22 @@ pub struct Subscribers {
     round_done: Arc<Notify>,
     latencies: Arc<Mutex<Vec<u64>>>,
     target: Arc<AtomicU64>,
-    readers: Vec<tokio::task::JoinHandle<RawSub>>,
+    /// Each subscriber's reader; it returns the bytes it read.
+    readers: Vec<tokio::task::JoinHandle<u64>>,
 }
 
 impl Subscribers {
     /// Connects `subs` subscribers spread evenly over `sub_urls`, each expecting `msgs`
-    /// messages; on the hub, each has its `subscribed` before this returns.
+    /// messages and offering permessage-deflate when `deflate`; where `kind` subscribes, each
+    /// has its `subscribed` before this returns. `None` when `deflate` was asked and a server
+    /// did not agree to it.
     pub async fn connect(
         sub_urls: &[String],
-        hub_protocol: bool,
+        kind: Kind,
+        deflate: bool,
         subs: usize,
         msgs: usize,
-    ) -> Subscribers {
+    ) -> Option<Subscribers> {
         let start = Instant::now();
         let delivered = Arc::new(AtomicU64::new(0));
         let round_done = Arc::new(Notify::new());
@@ -228,8 +272,12 @@ impl Subscribers {
         let target = Arc::new(AtomicU64::new(0));
         let mut readers = Vec::new();
         for i in 0..subs {
-            let mut sub = RawSub::connect(&sub_urls[i % sub_urls.len()], hub_protocol).await;
-            if hub_protocol {
+            let url = &sub_urls[i % sub_urls.len()];
+            let (mut sub, negotiated) = RawSub::connect(url, kind == Kind::Hub, deflate).await;
+            if deflate && negotiated.is_none() {
+                return None;
+            }
+            if kind != Kind::Tutorial {
                 sub.send_text(r#"{"type":"subscribe","room":"bench"}"#)
                     .await;
                 sub.until(|t| t.contains("subscribed")).await;
@@ -267,11 +315,11 @@ impl Subscribers {
                     }
                 }
                 latencies.lock().unwrap().extend(mine);
-                sub
+                sub.wire_bytes
             }));
         }
-        Subscribers {
-            hub_protocol,
+        Some(Subscribers {
+            kind,
             subs,
             msgs,
             start,
@@ -280,41 +328,33 @@ impl Subscribers {
             latencies,
             target,
             readers,
-        }
+        })
     }
 
     /// Publishes the pass's messages from one publisher on `pub_url`, in rounds of `batch`,
     /// each round waiting until every subscriber has it.
     pub async fn publish(self, pub_url: &str, batch: usize) -> Pass {
-        let Subscribers {
-            hub_protocol,
-            subs,
-            msgs,
-            start,
-            delivered,
-            round_done,
-            latencies,
-            target,
-            readers,
-        } = self;
+        let (subs, msgs) = (self.subs, self.msgs);
         // The baseline has no subscribe step: give its handlers a moment to register everyone.
-        if !hub_protocol {
+        if self.kind == Kind::Tutorial {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (mut tx, mut rx) = connect(pub_url, hub_protocol).await.split();
+        let (mut tx, mut rx) = connect(pub_url, self.kind == Kind::Hub).await.split();
         // Acks (hub) are read and dropped so they never back up.
         tokio::spawn(async move { while rx.next().await.is_some() {} });
         let began = Instant::now();
         let mut sent = 0;
         while sent < msgs {
             let n = batch.min(msgs - sent);
-            target.store(((sent + n) * subs) as u64, Relaxed);
+            self.target.store(((sent + n) * subs) as u64, Relaxed);
             for _ in 0..n {
-                let t = start.elapsed().as_micros();
-                // 128 bytes of data: the timestamp padded out.
+                let t = self.start.elapsed().as_micros();
+                // 128 bytes of data: the timestamp padded out with hex digits that differ from
+                // message to message, so that compression meets data with some entropy (about
+                // 2:1 on its own) rather than a run of one letter.
                 let data = format!(
                     r#"{{"t":{t},"p":"{}"}}"#,
-                    "x".repeat(128 - 12 - t.to_string().len())
+                    padding(sent as u64, 128 - 12 - t.to_string().len())
                 );
                 let frame =
                     format!(r#"{{"type":"publish","room":"bench","id":"{sent}","data":{data}}}"#);
@@ -322,18 +362,20 @@ impl Subscribers {
                 sent += 1;
             }
             tx.flush().await.unwrap();
-            while delivered.load(Relaxed) < target.load(Relaxed) {
-                round_done.notified().await;
+            while self.delivered.load(Relaxed) < self.target.load(Relaxed) {
+                self.round_done.notified().await;
             }
         }
         let elapsed = began.elapsed();
-        for r in readers {
-            drop(r.await.unwrap());
+        let mut wire_bytes = 0;
+        for r in self.readers {
+            wire_bytes += r.await.unwrap();
         }
         drop(tx);
-        let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+        let latencies = std::mem::take(&mut *self.latencies.lock().unwrap());
         Pass {
             deliveries: (subs * msgs) as u64,
+            wire_bytes,
             elapsed,
             latencies,
         }
