@@ -42,7 +42,8 @@ struct State {
     /// Subscribes through an engine between their shared read and [`Room::subscribe_from`].
     joining: usize,
     /// What other nodes appended while such subscribes were waiting: it may be newer than
-    /// their read, and the first of them to finish takes it (bounded by the history length).
+    /// their reads; each of them that finds the room empty applies it, and the last to finish
+    /// drops it (bounded by the history length).
     held: Vec<(u64, u64, Utf8Bytes)>,
     /// Set when the hub dropped the room from its map; a publisher holding it looks again.
     removed: bool,
@@ -348,7 +349,14 @@ impl Room {
         let (since, epoch) = ask;
         let mut st = self.lock();
         st.joining = st.joining.saturating_sub(1);
-        let held = std::mem::take(&mut st.held);
+        // Joins still waiting may need it too, from their own reads: the last one takes it.
+        let held = if st.joining == 0 {
+            std::mem::take(&mut st.held)
+        } else if st.subscribers.is_empty() {
+            st.held.clone()
+        } else {
+            Vec::new()
+        };
         if st.removed {
             return None;
         }
@@ -379,7 +387,7 @@ impl Room {
             }
         }
         // What arrived between the shared read and now, in the order it came. With subscribers
-        // it was applied as it came: every subscribe that found the room empty took the held.
+        // it was applied as it came.
         if nobody_listened {
             for (epoch, offset, frame) in held {
                 self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
@@ -825,6 +833,42 @@ mod tests {
             .map(|(_, o)| o)
             .collect();
         assert_eq!(msgs, [3, 4]);
+    }
+
+    #[test]
+    fn every_waiting_join_keeps_what_arrives_after_its_read() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let (a, b, c) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
+        room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
+        // `b` and `c` both read shared storage up to offset 2; offset 3 arrives while `a` is
+        // subscribed; `b` registers, then `a` and `b` leave before `c` registers.
+        room.begin_join();
+        room.begin_join();
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.subscribe_from(2, &b, (Some(2), Some(7)), shared(&[]), &l, &m);
+        room.unsubscribe(1, &m);
+        room.unsubscribe(2, &m);
+        room.subscribe_from(3, &c, (Some(2), Some(7)), shared(&[]), &l, &m);
+        room.deliver(7, 4, frame(4), &l, &m);
+        let got = offsets(&drain(&c));
+        assert_eq!(
+            got,
+            [
+                ("subscribed".into(), 3),
+                ("message".into(), 3),
+                ("message".into(), 4)
+            ],
+            "nothing reported lost"
+        );
+        assert!(room.lock().held.is_empty(), "the last join drops the held");
     }
 
     #[test]
