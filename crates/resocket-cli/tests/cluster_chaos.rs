@@ -1,26 +1,27 @@
-//! Chaos on a cluster: three `resocket serve --redis` nodes on one Redis, a publisher and three
-//! subscribers each starting on a different node, every connection behind a proxy that cuts it
-//! after 200–600 ms; one node is SIGKILLed and restarted, and Redis itself is restarted (empty)
-//! mid-run. Every acknowledged publish reaches every subscriber exactly once and in offset
-//! order, or falls inside a `Gap` the subscriber was told about: nothing is lost silently. The
-//! one repeat allowed is a publish in flight when Redis lost everything, dedupe records
-//! included: applied in the old epoch and again in the new one, with the epoch-change gap
-//! between the two copies.
+//! Chaos on a cluster: three `resocket serve --redis` nodes on one shared Redis, a publisher
+//! and three subscribers each starting on a different node, every connection behind a proxy
+//! that cuts it after 200–600 ms; one node is SIGKILLed and restarted, and Redis itself is
+//! restarted (empty) mid-run. The publisher spreads its publishes over three rooms and every
+//! subscriber follows all three. In each room, every acknowledged publish reaches every
+//! subscriber exactly once and in offset order, or falls inside a `Gap` the subscriber was told
+//! about: nothing is lost silently. The one repeat allowed is a publish in flight when Redis
+//! lost everything, dedupe records included: applied in the old epoch and again in the new
+//! one, with the epoch-change gap between the two copies.
 //!
-//! The Redis part is a `SharedRedis` (`support/cluster.rs`): the same run works on any Redis
-//! set-up that can give the nodes a URL and restart, empty.
+//! The Redis part is a `SharedRedis` (`support/cluster.rs`): the same run works on one server
+//! and on a three-master Redis Cluster, where the three rooms hash to three different shards
+//! and the restart is every master in turn.
 
 mod support;
 
 use std::{collections::HashMap, time::Duration};
 
-use resocket::hub::{Gap, PendingAck, RoomEvent};
-use resocket_testkit::{within, FaultProxy, RedisServer};
+use resocket::hub::{Gap, PendingAck, RoomEvent, Subscription};
+use resocket_testkit::{within, FaultProxy, RedisCluster, RedisServer};
 use support::cluster::{fast_client, Node, SharedRedis};
 use tokio::sync::watch;
 
-const ROOM: &str = "chaos";
-/// Acknowledged publishes in one run.
+/// Acknowledged publishes in one run, over all rooms: publish `n` goes to room `n % 3`.
 const COUNT: u64 = 10_000;
 /// Publishes per pacing tick, one tick every [`TICK`]: about 1,000 a second, so the run spans
 /// dozens of connection lifetimes while staying short on a busy machine.
@@ -34,18 +35,36 @@ const RESTART_REDIS_AT: u64 = 6_500;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_on_one_redis_lose_nothing_silently_under_cuts_and_restarts() {
     let redis = RedisServer::start().expect("redis-server (scripts/deps/redis.sh)");
-    within(240, "cluster chaos", chaos(redis)).await;
+    let rooms = ["chaos-a", "chaos-b", "chaos-c"].map(String::from);
+    within(240, "cluster chaos", chaos(redis, rooms)).await;
 }
 
-/// What a subscriber saw, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_a_redis_cluster_lose_nothing_silently_under_cuts_and_shard_restarts() {
+    let cluster =
+        RedisCluster::start().expect("redis-server and redis-cli (scripts/deps/redis.sh)");
+    let rooms: [String; 3] = cluster
+        .rooms_on_every_shard(|room| format!("resocket:{{r:{room}}}:m"))
+        .expect("the cluster answers")
+        .try_into()
+        .expect("one room per shard of three");
+    within(
+        240,
+        "cluster chaos on a redis cluster",
+        chaos(cluster, rooms),
+    )
+    .await;
+}
+
+/// What a subscriber saw in one room, in order.
 #[derive(Debug)]
 enum Seen {
     Message { epoch: u64, offset: u64, n: u64 },
     Gap(Gap),
 }
 
-/// The run, on any shared Redis.
-async fn chaos<R: SharedRedis + 'static>(redis: R) {
+/// The run, on any shared Redis, publishing into `rooms`.
+async fn chaos<R: SharedRedis + 'static>(redis: R, rooms: [String; 3]) {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         // History long enough for any reconnect: only the Redis restart may cost messages.
@@ -68,97 +87,132 @@ async fn chaos<R: SharedRedis + 'static>(redis: R) {
             .collect()
     };
 
+    let mut subscribers = Vec::new();
+    // `readers[home][r]`: what subscriber `home` saw in room `r`.
     let mut readers = Vec::new();
     for home in 0..3 {
         let subscriber = fast_client(&endpoints(home));
-        let mut room = subscriber.subscribe(ROOM).await.expect("subscribe");
-        readers.push(tokio::spawn(async move {
-            let mut seen = Vec::with_capacity(COUNT as usize);
-            loop {
-                let event = room
-                    .recv()
-                    .await
-                    .unwrap_or_else(|| panic!("subscriber {home}: the stream ended"));
-                match event {
-                    RoomEvent::Message(msg) => {
-                        let value: serde_json::Value = msg.decode().expect("json");
-                        let Some(n) = value["n"].as_u64() else {
-                            // The end marker, published once every count was acknowledged.
-                            break;
-                        };
-                        seen.push(Seen::Message {
-                            epoch: msg.epoch,
-                            offset: msg.offset,
-                            n,
-                        });
-                    }
-                    RoomEvent::Gap(gap) => seen.push(Seen::Gap(gap)),
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            drop(subscriber);
-            seen
-        }));
+        let mut per_room = Vec::new();
+        for room in &rooms {
+            let sub = subscriber.subscribe(room).await.expect("subscribe");
+            let label = format!("subscriber {home} in {room}");
+            per_room.push(tokio::spawn(read_until_end(label, sub)));
+        }
+        subscribers.push(subscriber);
+        readers.push(per_room);
     }
 
     let (acked_tx, acked_rx) = watch::channel(0u64);
     let faults = tokio::spawn(inject_faults(redis, nodes, acked_rx));
 
     let publisher = fast_client(&endpoints(0));
-    let (pending_tx, mut pending_rx) = tokio::sync::mpsc::unbounded_channel::<PendingAck>();
+    let (pending_tx, mut pending_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(usize, u64, PendingAck)>();
     let collector = tokio::spawn(async move {
-        let mut offsets = Vec::with_capacity(COUNT as usize);
-        while let Some(pending) = pending_rx.recv().await {
-            offsets.push(pending.await.expect("every publish is acknowledged"));
-            acked_tx.send_replace(offsets.len() as u64);
+        // Per room, (publish number, acknowledged offset) in publish order.
+        let mut acks: [Vec<(u64, u64)>; 3] = Default::default();
+        let mut total = 0;
+        while let Some((r, n, pending)) = pending_rx.recv().await {
+            acks[r].push((n, pending.await.expect("every publish is acknowledged")));
+            total += 1;
+            acked_tx.send_replace(total);
         }
-        offsets
+        acks
     });
     let mut pace = tokio::time::interval(TICK);
     for n in 0..COUNT {
         if n % PER_TICK == 0 {
             pace.tick().await;
         }
+        let r = (n % 3) as usize;
         let pending = publisher
-            .start_publish(ROOM, &serde_json::json!({ "n": n }))
+            .start_publish(&rooms[r], &serde_json::json!({ "n": n }))
             .await
             .expect("publish");
-        pending_tx.send(pending).expect("the collector runs");
+        pending_tx
+            .send((r, n, pending))
+            .expect("the collector runs");
     }
     drop(pending_tx);
     let acks = collector.await.expect("the collector");
     let (redis, mut nodes) = faults.await.expect("the faults");
-    publisher
-        .publish(ROOM, &serde_json::json!({ "end": true }))
-        .await
-        .expect("the end marker");
-
-    let mut streams = Vec::new();
-    for reader in readers {
-        streams.push(reader.await.expect("a subscriber"));
+    for room in &rooms {
+        publisher
+            .publish(room, &serde_json::json!({ "end": true }))
+            .await
+            .expect("the end marker");
     }
+
+    // `streams[r][s]`: what subscriber `s` saw in room `r`.
+    let mut streams: [Vec<Vec<Seen>>; 3] = Default::default();
+    for per_room in readers {
+        for (r, reader) in per_room.into_iter().enumerate() {
+            streams[r].push(reader.await.expect("a subscriber"));
+        }
+    }
+    drop(subscribers);
     let cuts: usize = proxies.iter().map(FaultProxy::cuts).sum();
     let gaps = streams
         .iter()
         .flatten()
+        .flatten()
         .filter(|s| matches!(s, Seen::Gap(_)))
         .count();
+    let stories = || {
+        rooms
+            .iter()
+            .zip(&streams)
+            .map(|(room, streams)| story(room, streams))
+            .collect::<String>()
+    };
     println!(
         "{cuts} connection cuts, {gaps} gaps reported\n{}",
-        story(&streams)
+        stories()
     );
     assert!(cuts > 30, "only {cuts} cuts: too few reconnects to tell");
-    let failures = check(&acks, &streams);
+    let failures: Vec<String> = rooms
+        .iter()
+        .zip(&acks)
+        .zip(&streams)
+        .flat_map(|((room, acks), streams)| check(room, acks, streams))
+        .collect();
     assert!(
         failures.is_empty(),
         "{}\n{}",
         failures.join("\n"),
-        story(&streams)
+        stories()
     );
     for node in &mut nodes {
         node.kill().await;
     }
     drop(redis);
+}
+
+/// Reads one room until the end marker; `label` names the subscriber and room in a panic.
+async fn read_until_end(label: String, mut room: Subscription) -> Vec<Seen> {
+    let mut seen = Vec::with_capacity((COUNT / 3 + 1) as usize);
+    loop {
+        let event = room
+            .recv()
+            .await
+            .unwrap_or_else(|| panic!("{label}: the stream ended"));
+        match event {
+            RoomEvent::Message(msg) => {
+                let value: serde_json::Value = msg.decode().expect("json");
+                let Some(n) = value["n"].as_u64() else {
+                    // The end marker, published once every count was acknowledged.
+                    return seen;
+                };
+                seen.push(Seen::Message {
+                    epoch: msg.epoch,
+                    offset: msg.offset,
+                    n,
+                });
+            }
+            RoomEvent::Gap(gap) => seen.push(Seen::Gap(gap)),
+            other => panic!("{label}: unexpected {other:?}"),
+        }
+    }
 }
 
 /// Kills and restarts node 1 and restarts Redis as the acknowledged count passes each mark;
@@ -184,7 +238,8 @@ async fn inject_faults<R: SharedRedis + 'static>(
     (redis, nodes)
 }
 
-/// Where a message was seen, by any subscriber: its (epoch, offset) for each publish number.
+/// Where a message of one room was seen, by any subscriber: its (epoch, offset) for each
+/// publish number.
 fn locations(streams: &[Vec<Seen>]) -> HashMap<u64, Vec<(u64, u64)>> {
     let mut at: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
     for seen in streams.iter().flatten() {
@@ -195,11 +250,12 @@ fn locations(streams: &[Vec<Seen>]) -> HashMap<u64, Vec<(u64, u64)>> {
     at
 }
 
-/// Every way `streams` breaks the promise, one line each: a publish missing from a stream with
-/// no gap covering it, a publish delivered twice (except once in each epoch around Redis's
+/// Every way the subscribers' `streams` of `room` break the promise for its `acks` (publish
+/// number, acknowledged offset), one line each: a publish missing from a stream with no gap
+/// covering it, a publish delivered twice (except once in each epoch around Redis's
 /// empty restart, which forgets dedupe records too), an offset out of order, a skip with no
 /// gap, a new epoch not replayed from its start.
-fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
+fn check(room: &str, acks: &[(u64, u64)], streams: &[Vec<Seen>]) -> Vec<String> {
     let at = locations(streams);
     let mut failures = Vec::new();
     for (s, stream) in streams.iter().enumerate() {
@@ -218,7 +274,9 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
                 Seen::Gap(gap) => {
                     let (epoch, last) = position.map_or((None, 0), |(e, l)| (Some(e), l));
                     if gap.from != last + 1 {
-                        failures.push(format!("subscriber {s}: {gap:?} after offset {last}"));
+                        failures.push(format!(
+                            "subscriber {s} in {room}: {gap:?} after offset {last}"
+                        ));
                     }
                     if gap.epoch_changed {
                         covered.push((epoch, gap.from, u64::MAX));
@@ -236,21 +294,21 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
                     match position {
                         Some((e, last)) if e == *epoch && *offset != last + 1 => {
                             failures.push(format!(
-                                "subscriber {s}: offset {offset} after {last} in epoch {e} with no gap"
+                                "subscriber {s} in {room}: offset {offset} after {last} in epoch {e} with no gap"
                             ));
                         }
                         Some((e, _)) if e == *epoch => {}
                         Some((e, _)) => {
                             if !new_epoch_pending {
                                 failures.push(format!(
-                                    "subscriber {s}: epoch {e} became {epoch} with no gap"
+                                    "subscriber {s} in {room}: epoch {e} became {epoch} with no gap"
                                 ));
                             }
                             // The gap covers the old epoch's tail only: the new epoch is all
                             // still held (the history is long), so it is replayed from its start.
                             if *offset != 1 {
                                 failures.push(format!(
-                                    "subscriber {s}: epoch {epoch} starts at offset {offset}, skipping what is still held"
+                                    "subscriber {s} in {room}: epoch {epoch} starts at offset {offset}, skipping what is still held"
                                 ));
                             }
                         }
@@ -270,8 +328,7 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
             })
         };
         let mut lost = Vec::new();
-        for (n, &acked_offset) in acks.iter().enumerate() {
-            let n = n as u64;
+        for &(n, acked_offset) in acks {
             match delivered.get(&n).map(Vec::as_slice) {
                 Some([_]) => {}
                 // Redis restarted empty forgets which publishes it applied, too: one in flight
@@ -281,7 +338,7 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
                     applied_again += 1;
                 }
                 Some(epochs) => failures.push(format!(
-                    "subscriber {s}: {n} delivered {} times, in epochs {epochs:?}",
+                    "subscriber {s} in {room}: {n} delivered {} times, in epochs {epochs:?}",
                     epochs.len()
                 )),
                 None => {
@@ -299,12 +356,12 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
         }
         if applied_again > 0 {
             println!(
-                "subscriber {s}: {applied_again} publishes applied again after Redis restarted empty"
+                "subscriber {s} in {room}: {applied_again} publishes applied again after Redis restarted empty"
             );
         }
         if !lost.is_empty() {
             failures.push(format!(
-                "subscriber {s}: {} publishes lost with no gap, first {:?}",
+                "subscriber {s} in {room}: {} publishes lost with no gap, first {:?}",
                 lost.len(),
                 &lost[..lost.len().min(20)]
             ));
@@ -313,8 +370,9 @@ fn check(acks: &[u64], streams: &[Vec<Seen>]) -> Vec<String> {
     failures
 }
 
-/// Each subscriber's gaps and epoch changes with the messages around them, to read a failure.
-fn story(streams: &[Vec<Seen>]) -> String {
+/// Each subscriber's gaps and epoch changes in `room` with the messages around them, to read a
+/// failure.
+fn story(room: &str, streams: &[Vec<Seen>]) -> String {
     let mut out = String::new();
     for (s, stream) in streams.iter().enumerate() {
         let mut previous: Option<(u64, u64, u64)> = None;
@@ -322,14 +380,16 @@ fn story(streams: &[Vec<Seen>]) -> String {
         for seen in stream {
             match seen {
                 Seen::Gap(gap) => {
-                    out.push_str(&format!("subscriber {s}: after {previous:?}: {gap:?}\n"));
+                    out.push_str(&format!(
+                        "subscriber {s} in {room}: after {previous:?}: {gap:?}\n"
+                    ));
                     after_gap = true;
                 }
                 Seen::Message { epoch, offset, n } => {
                     let changed = previous.is_some_and(|(e, _, _)| e != *epoch);
                     if after_gap || changed {
                         out.push_str(&format!(
-                            "subscriber {s}: {previous:?} then {:?}\n",
+                            "subscriber {s} in {room}: {previous:?} then {:?}\n",
                             (epoch, offset, n)
                         ));
                     }

@@ -41,8 +41,9 @@ struct State {
     subscribers: HashMap<u64, Arc<Outbox>>,
     /// Subscribes through an engine between their shared read and [`Room::subscribe_from`].
     joining: usize,
-    /// What other nodes appended while only such subscribes were waiting: it may be newer than
-    /// their read, and the first of them to finish takes it (bounded by the history length).
+    /// What other nodes appended while such subscribes were waiting: it may be newer than
+    /// their reads; each of them that finds the room empty applies it, and the last to finish
+    /// drops it (bounded by the history length).
     held: Vec<(u64, u64, Frame)>,
     /// Set when the hub dropped the room from its map; a publisher holding it looks again.
     removed: bool,
@@ -265,13 +266,15 @@ impl Room {
         if st.removed {
             return;
         }
+        // A subscribe between its read and `subscribe_from` may have read too early for this:
+        // held for it even while the room has subscribers, since they may all leave before it
+        // registers, and then it starts over from its own read.
+        if st.joining > 0 && st.held.len() < limits.history_len {
+            st.held.push((epoch, offset, frame.clone()));
+        }
         if st.subscribers.is_empty() {
             // Without subscribers nothing here needs it, and a subscribe reads shared storage
-            // afresh; keeping it would also keep the room (and its watch) alive forever. But a
-            // subscribe between its read and `subscribe_from` may have read too early for it.
-            if st.joining > 0 && st.held.len() < limits.history_len {
-                st.held.push((epoch, offset, frame));
-            }
+            // afresh; keeping it would also keep the room (and its watch) alive forever.
             return;
         }
         self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
@@ -330,11 +333,19 @@ impl Room {
         let (since, epoch) = ask;
         let mut st = self.lock();
         st.joining = st.joining.saturating_sub(1);
-        let held = std::mem::take(&mut st.held);
+        // Joins still waiting may need it too, from their own reads: the last one takes it.
+        let held = if st.joining == 0 {
+            std::mem::take(&mut st.held)
+        } else if st.subscribers.is_empty() {
+            st.held.clone()
+        } else {
+            Vec::new()
+        };
         if st.removed {
             return None;
         }
-        if st.subscribers.is_empty() {
+        let nobody_listened = st.subscribers.is_empty();
+        if nobody_listened {
             // Nobody listened: what this node held may be stale; shared storage is the truth.
             while pop_oldest(&mut st, &self.budget, metrics) > 0 {}
             st.epoch = h.epoch;
@@ -359,9 +370,12 @@ impl Room {
                 );
             }
         }
-        // What arrived between the shared read and now, in the order it came.
-        for (epoch, offset, frame) in held {
-            self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
+        // What arrived between the shared read and now, in the order it came. With subscribers
+        // it was applied as it came.
+        if nobody_listened {
+            for (epoch, offset, frame) in held {
+                self.apply_shared(&mut st, epoch, offset, frame, limits, metrics);
+            }
         }
         let (recovery, first) = match since {
             None => (Recovery::NotAsked, None),
@@ -772,6 +786,75 @@ mod tests {
             .map(|(_, o)| o)
             .collect();
         assert_eq!(msgs, [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_join_keeps_what_arrives_after_its_read_when_the_last_subscriber_leaves_meanwhile() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let (a, b) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
+        room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
+        // `b` reads shared storage up to offset 2; offset 3 reaches this node while `a` is still
+        // subscribed, then `a` leaves before `b` registers.
+        room.begin_join();
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.unsubscribe(1, &m);
+        assert_eq!(
+            room.subscribe_from(2, &b, (Some(2), Some(7)), shared(&[]), &l, &m),
+            Some(Recovery::Full)
+        );
+        room.deliver(7, 4, frame(4), &l, &m);
+        let got = offsets(&drain(&b));
+        let subscribed = got.iter().filter(|(t, _)| t == "subscribed").count();
+        assert_eq!(subscribed, 1, "a second one would report a loss: {got:?}");
+        let msgs: Vec<_> = got
+            .into_iter()
+            .filter(|(t, _)| t == "message")
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(msgs, [3, 4]);
+    }
+
+    #[test]
+    fn every_waiting_join_keeps_what_arrives_after_its_read() {
+        let (room, m, l) = (
+            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
+            Metrics::default(),
+            limits(10),
+        );
+        let (a, b, c) = (
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+            Arc::new(Outbox::new(1 << 20)),
+        );
+        room.subscribe_from(1, &a, (None, None), shared(&[]), &l, &m);
+        // `b` and `c` both read shared storage up to offset 2; offset 3 arrives while `a` is
+        // subscribed; `b` registers, then `a` and `b` leave before `c` registers.
+        room.begin_join();
+        room.begin_join();
+        room.deliver(7, 3, frame(3), &l, &m);
+        room.subscribe_from(2, &b, (Some(2), Some(7)), shared(&[]), &l, &m);
+        room.unsubscribe(1, &m);
+        room.unsubscribe(2, &m);
+        room.subscribe_from(3, &c, (Some(2), Some(7)), shared(&[]), &l, &m);
+        room.deliver(7, 4, frame(4), &l, &m);
+        let got = offsets(&drain(&c));
+        assert_eq!(
+            got,
+            [
+                ("subscribed".into(), 3),
+                ("message".into(), 3),
+                ("message".into(), 4)
+            ],
+            "nothing reported lost"
+        );
+        assert!(room.lock().held.is_empty(), "the last join drops the held");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use resocket::{
     hub::{HubClient, HubClientBuilder},
     retry::ExponentialBackoff,
 };
-use resocket_testkit::RedisServer;
+use resocket_testkit::{RedisCluster, RedisServer};
 use tokio::process::Child;
 
 use super::binary::serve_on;
@@ -32,6 +32,22 @@ impl SharedRedis for RedisServer {
 
     fn restart(&mut self) -> io::Result<()> {
         RedisServer::restart(self)
+    }
+}
+
+impl SharedRedis for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+
+    /// Restarts every master in turn, each back empty on its `nodes.conf` (so with its slots)
+    /// while the others serve: every room loses its history once, on its own shard, at its own
+    /// moment.
+    fn restart(&mut self) -> io::Result<()> {
+        for shard in 0..self.urls().len() {
+            self.restart_shard(shard)?;
+        }
+        Ok(())
     }
 }
 
