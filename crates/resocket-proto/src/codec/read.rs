@@ -28,13 +28,16 @@
 //! reader.
 //!
 //! With permessage-deflate negotiated, a message whose first frame has RSV1 set is inflated
-//! fragment by fragment into a scratch buffer kept for the connection, bounded by the message
+//! fragment by fragment into a buffer kept for the connection, bounded by the message
 //! size limit as it inflates (a decompression bomb fails with
 //! [`CapacityError::MessageTooLong`], the 1009 class; data that is not DEFLATE with an
-//! `InvalidData` I/O error whose source is the [`InflateError`], the 1007 class). Its UTF-8 is
-//! checked on the inflated bytes, as they come. RSV1 on a continuation or control frame, or
-//! when nothing was negotiated, is [`ProtocolError::NonZeroReservedBits`]. An uncompressed
-//! message takes the path above, unchanged.
+//! `InvalidData` I/O error whose source is the [`InflateError`], the 1007 class). The message
+//! is split off that buffer and handed out without a copy; the buffer's remaining room takes
+//! the next messages, so one allocation serves many small ones. Its UTF-8 is checked on the
+//! inflated bytes as they come, the last frame's with the whole message, once. RSV1 on a
+//! continuation or control frame, or when nothing was negotiated, is
+//! [`ProtocolError::NonZeroReservedBits`]. An uncompressed message takes the path above,
+//! unchanged.
 
 use std::{
     collections::VecDeque,
@@ -47,7 +50,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::{
     deflate::{InflateError, Inflater, Negotiated},
     mask::apply_mask,
-    utf8::Utf8Check,
+    utf8::{utf8_error, Utf8Check},
     Role,
 };
 use tokio::io::{AsyncRead, ReadBuf};
@@ -78,9 +81,13 @@ pub(crate) const RESERVED_WITH_DEFLATE: u8 = 0x30;
 /// RSV1: the frame starts a compressed message.
 const RSV1: u8 = 0x40;
 
-/// An inflated message at least this large is handed out in the scratch buffer's own
-/// allocation; a smaller one is copied out and the scratch buffer is kept.
-const HAND_OVER: usize = 64 << 10;
+/// The room the inflate buffer is given at a time. Messages are inflated one after the other
+/// into it and split off as they end, so one allocation serves many small messages, and a
+/// message kept for long pins at most this much besides its own bytes.
+const INFLATE_CHUNK: usize = 16 << 10;
+/// Less room than this left in the inflate buffer: it gets a fresh chunk (or its own back, if
+/// the user has dropped every message in it) before the next frame inflates.
+const INFLATE_LOW: usize = 4 << 10;
 
 /// The opcodes of RFC 6455, section 5.2.
 mod opcode {
@@ -443,6 +450,9 @@ impl FrameReader {
             // RSV1 passes the header check only with permessage-deflate.
             return Err(ProtocolError::NonZeroReservedBits.into());
         };
+        if inflate.out.capacity() - inflate.out.len() < INFLATE_LOW {
+            inflate.out.reserve(INFLATE_CHUNK);
+        }
         let before = inflate.out.len();
         inflate
             .inflater
@@ -453,12 +463,10 @@ impl FrameReader {
             )
             .map_err(inflate_error)?;
         let mut utf8 = self.partial.as_ref().map(|p| p.utf8).unwrap_or_default();
-        if text {
-            // On the inflated bytes: the compressed ones are not text.
+        if text && !frame.fin {
+            // On the inflated bytes: the compressed ones are not text. The last frame's are
+            // checked with the whole message below, by the check `Utf8Bytes` makes anyway.
             utf8.feed(&inflate.out[before..])?;
-            if frame.fin {
-                utf8.finish()?;
-            }
         }
         if !frame.fin {
             self.partial = Some(Partial {
@@ -471,15 +479,10 @@ impl FrameReader {
         }
         self.partial = None;
         let len = inflate.out.len();
-        let data = if len >= HAND_OVER {
-            inflate.out.split().freeze()
-        } else {
-            let copy = Bytes::copy_from_slice(&inflate.out);
-            inflate.out.clear();
-            copy
-        };
+        // Handed out in place: the rest of the buffer's room takes the next messages.
+        let data = inflate.out.split().freeze();
         batch.push(if text {
-            Message::Text(Utf8Bytes::try_from(data).map_err(|e| WsError::Utf8(e.to_string()))?)
+            Message::Text(Utf8Bytes::try_from(data).map_err(|e| utf8_error(e, 0))?)
         } else {
             Message::Binary(data)
         });

@@ -11,6 +11,9 @@ use super::{deflater::SYNC_TAIL, Negotiated, Role, WindowBits};
 const MAX_STEP: usize = 64 << 10;
 /// The least room offered to zlib, so small messages take one call.
 const MIN_STEP: usize = 512;
+/// The room offered for the appended tail: it ends an empty stored block and nearly always
+/// inflates to nothing, and the room is zeroed before zlib writes to it.
+const TAIL_STEP: usize = 64;
 
 /// The decompressor of one connection's incoming messages. It keeps its state (the window, with
 /// context takeover) from one message to the next; build it once per connection.
@@ -97,9 +100,10 @@ impl Inflater {
         out: &mut BytesMut,
     ) -> Result<(), InflateError> {
         self.fed += fragment.len();
-        let mut result = self.feed(fragment, out);
+        let step = fragment.len().saturating_mul(4).clamp(MIN_STEP, MAX_STEP);
+        let mut result = self.feed(fragment, step, out);
         if result.is_ok() && fin && self.fed > 0 {
-            result = self.feed(&SYNC_TAIL, out);
+            result = self.feed(&SYNC_TAIL, TAIL_STEP, out);
         }
         if fin || result.is_err() {
             self.end_message();
@@ -116,8 +120,14 @@ impl Inflater {
         self.stream_ended = false;
     }
 
-    fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), InflateError> {
-        let mut step = input.len().saturating_mul(4).clamp(MIN_STEP, MAX_STEP);
+    /// Inflates `input` onto `out`, offering zlib `step` bytes of room first, twice as much
+    /// each time it fills them.
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        mut step: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), InflateError> {
         loop {
             if self.stream_ended {
                 // Section 7.2.3.4: what follows a final block (a padding byte, the tail we
@@ -130,8 +140,10 @@ impl Inflater {
             // One byte past the budget is room enough to see the limit crossed.
             let room = step.min(budget.saturating_add(1));
             let start = out.len();
-            // Safe code cannot hand zlib uninitialised memory in a `BytesMut`; zeroing the
-            // room costs a fraction of inflating into it.
+            // Safe code cannot hand zlib uninitialised memory in a `BytesMut` (flate2's
+            // `decompress_uninit` writes it, but only `unsafe` `set_len` could keep it), so
+            // the room is zeroed; it costs a fraction of inflating into it, kept small by
+            // sizing the room to the input.
             out.resize(start + room, 0);
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
             let status =

@@ -338,3 +338,95 @@ impl tokio::io::AsyncRead for Pieces<'_> {
         Poll::Ready(Ok(()))
     }
 }
+
+/// Where a message's bytes start.
+fn start_of(message: &Message) -> *const u8 {
+    match message {
+        Message::Text(text) => text.as_ptr(),
+        Message::Binary(data) => data.as_ptr(),
+        other => panic!("not a data message: {other:?}"),
+    }
+}
+
+#[test]
+fn inflated_messages_are_split_off_one_buffer_and_stay_intact_as_it_is_reused() {
+    for role in ROLES {
+        let deflater = Deflater::new(role.peer(), &Negotiated::default(), 6);
+        let mut writer = FrameWriter::new(role.peer(), 1 << 20, Some(deflater), false);
+        // Far more than one buffer's room: text held all along, then binary mostly dropped as
+        // it arrives, so the buffer's room is both renewed and reused.
+        let messages: Vec<Message> = (0..60)
+            .map(|i| Message::text(text_of(1_000 + i)))
+            .chain((0..60).map(|i| Message::binary(vec![i as u8; 900 + i])))
+            .collect();
+        for msg in &messages {
+            writer.encode(msg);
+        }
+        let wire = writer.written_for_test().to_vec();
+        let mut reader = reader(role, true, 1 << 20);
+        let mut io = Pieces {
+            wire: &wire,
+            chunk: 4096,
+        };
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut kept = Vec::new();
+        let mut seen = 0;
+        loop {
+            let mut batch = Vec::new();
+            let step = reader.poll_step(&mut io, &mut cx, &mut batch, 16);
+            reader.seal(&mut batch);
+            for msg in batch {
+                assert_eq!(msg, messages[seen], "{role:?}: message {seen} as read");
+                if seen < 60 || seen % 10 == 0 {
+                    kept.push((seen, msg));
+                }
+                seen += 1;
+            }
+            match step {
+                Poll::Ready(Ok(Step::Eof)) => break,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => panic!("{role:?}: {e}"),
+                Poll::Pending => unreachable!("the input never blocks"),
+            }
+        }
+        assert_eq!(seen, messages.len(), "{role:?}");
+        for (at, msg) in &kept {
+            assert_eq!(
+                *msg, messages[*at],
+                "{role:?}: message {at} once the rest was read"
+            );
+        }
+        // Handed out where they were inflated: each one right behind the one before.
+        let adjacent = kept[..60]
+            .windows(2)
+            .filter(|pair| {
+                start_of(&pair[0].1).wrapping_add(pair[0].1.len()) == start_of(&pair[1].1)
+            })
+            .count();
+        assert!(
+            adjacent >= 30,
+            "{role:?}: {adjacent} of 60 right behind the one before"
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_in_the_last_compressed_frame_names_its_index_in_the_message() {
+    for role in ROLES {
+        let payload = compressed(role, b"0123456789 and then \xC3\x28");
+        let mut wire = frame(role, RSV1, false, 0x1, &payload[..4]);
+        wire.extend(frame(role, 0, true, 0x0, &payload[4..]));
+        let (messages, end) = read(&mut reader(role, true, 1 << 20), &wire);
+        assert!(messages.is_empty());
+        match end {
+            Err(WsError::Utf8(e)) => {
+                assert_eq!(
+                    e, "invalid utf-8 sequence of 1 bytes from index 20",
+                    "{role:?}"
+                );
+            }
+            other => panic!("{role:?}: {other:?}"),
+        }
+    }
+}
