@@ -699,6 +699,19 @@ mod tests {
         ))
     }
 
+    /// One `subscribed` (a second would report a loss), then messages at `expected` offsets.
+    fn assert_subscribed_once_then(outbox: &Outbox, expected: &[u64]) {
+        let got = offsets(&drain(outbox));
+        let subscribed = got.iter().filter(|(t, _)| t == "subscribed").count();
+        assert_eq!(subscribed, 1, "a second one would report a loss: {got:?}");
+        let msgs: Vec<_> = got
+            .into_iter()
+            .filter(|(t, _)| t == "message")
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(msgs, expected);
+    }
+
     fn offsets(frames: &[String]) -> Vec<(String, u64)> {
         frames
             .iter()
@@ -777,24 +790,12 @@ mod tests {
             Some(Recovery::Full)
         );
         room.deliver(7, 5, frame(5), &l, &m);
-        let got = offsets(&drain(&a));
-        let subscribed = got.iter().filter(|(t, _)| t == "subscribed").count();
-        assert_eq!(subscribed, 1, "a second one would report a loss: {got:?}");
-        let msgs: Vec<_> = got
-            .into_iter()
-            .filter(|(t, _)| t == "message")
-            .map(|(_, o)| o)
-            .collect();
-        assert_eq!(msgs, [2, 3, 4, 5]);
+        assert_subscribed_once_then(&a, &[2, 3, 4, 5]);
     }
 
     #[test]
     fn a_join_keeps_what_arrives_after_its_read_when_the_last_subscriber_leaves_meanwhile() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let (a, b) = (
             Arc::new(Outbox::new(1 << 20)),
             Arc::new(Outbox::new(1 << 20)),
@@ -810,24 +811,12 @@ mod tests {
             Some(Recovery::Full)
         );
         room.deliver(7, 4, frame(4), &l, &m);
-        let got = offsets(&drain(&b));
-        let subscribed = got.iter().filter(|(t, _)| t == "subscribed").count();
-        assert_eq!(subscribed, 1, "a second one would report a loss: {got:?}");
-        let msgs: Vec<_> = got
-            .into_iter()
-            .filter(|(t, _)| t == "message")
-            .map(|(_, o)| o)
-            .collect();
-        assert_eq!(msgs, [3, 4]);
+        assert_subscribed_once_then(&b, &[3, 4]);
     }
 
     #[test]
     fn every_waiting_join_keeps_what_arrives_after_its_read() {
-        let (room, m, l) = (
-            Room::new("r".into(), None, Arc::new(HistoryBudget::new(1 << 30))),
-            Metrics::default(),
-            limits(10),
-        );
+        let (room, m, l) = (room(), Metrics::default(), limits(10));
         let (a, b, c) = (
             Arc::new(Outbox::new(1 << 20)),
             Arc::new(Outbox::new(1 << 20)),
