@@ -21,19 +21,6 @@ if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-fi
-# Other jobs on the machine may hold the apt/dpkg locks: wait for them instead of failing.
-apt() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-echo "proxies.sh: installing ${missing[*]}" >&2
-for try in 1 2 3 4 5; do
-    if apt update -qq && apt install -y -qq --no-install-recommends "${missing[@]}"; then
-        exit 0
-    fi
-    echo "proxies.sh: apt-get failed (try $try), retrying" >&2
-    sleep 10
-done
-echo "proxies.sh: could not install ${missing[*]}" >&2
-exit 1
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install proxies.sh "${missing[@]}"

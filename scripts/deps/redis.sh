@@ -16,23 +16,10 @@ if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install redis.sh "${missing[@]}"
+# The package starts a system service on the default port; the tests never use it.
+if command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
-# Other jobs on the machine may hold the apt/dpkg locks: wait for them instead of failing.
-apt() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-echo "redis.sh: installing ${missing[*]}" >&2
-for try in 1 2 3 4 5; do
-    if apt update -qq && apt install -y -qq --no-install-recommends "${missing[@]}"; then
-        # The package starts a system service on the default port; the tests never use it.
-        if command -v systemctl >/dev/null 2>&1; then
-            $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
-        fi
-        exit 0
-    fi
-    echo "redis.sh: apt-get failed (try $try), retrying" >&2
-    sleep 10
-done
-echo "redis.sh: could not install ${missing[*]}" >&2
-exit 1
