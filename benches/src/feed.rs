@@ -16,7 +16,7 @@
 //! which RFC 7692 allows a server to do.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -27,7 +27,7 @@ use bytes::BytesMut;
 use resocket_proto::deflate::{self, Deflater, Inflater, Negotiated, Role, ServerDeflateConfig};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     task::JoinHandle,
 };
 use tokio_tungstenite::tungstenite::{
@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::{
     http::header::SEC_WEBSOCKET_EXTENSIONS,
 };
 
-use crate::server::BURST_BATCH;
+use crate::server::{serve_loopback, BURST_BATCH};
 
 /// Every feed message has exactly this many bytes.
 pub const FEED_SIZE: usize = 1024;
@@ -220,15 +220,7 @@ impl FeedServer {
         });
         let ratio = shared.plain.bytes() as f64 / shared.compressed.bytes() as f64;
         let wire = shared.wire.clone();
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, shared.clone()));
-            }
-        });
+        let (addr, task) = serve_loopback(move |tcp| serve(tcp, shared.clone())).await;
         FeedServer {
             addr,
             wire,

@@ -115,15 +115,7 @@ impl Server {
     /// # Panics
     /// If loopback cannot be bound.
     pub async fn start(mode: Mode) -> Server {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("bound address");
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, mode.clone()));
-            }
-        });
+        let (addr, task) = serve_loopback(move |tcp| serve(tcp, mode.clone())).await;
         Server { addr, task }
     }
 
@@ -142,6 +134,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Binds `127.0.0.1:0` and spawns `serve` on every connection accepted, until the returned
+/// task is aborted.
+///
+/// # Panics
+/// If loopback cannot be bound.
+pub(crate) async fn serve_loopback<F, Fut>(serve: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("bound address");
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(serve(tcp));
+        }
+    });
+    (addr, task)
 }
 
 async fn serve(tcp: TcpStream, mode: Mode) {
