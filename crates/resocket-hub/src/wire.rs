@@ -30,11 +30,14 @@ const LEVEL: u8 = 6;
 const WINDOW: WindowBits = WindowBits::MAX;
 
 /// How the hub answers a permessage-deflate offer: always `server_no_context_takeover`, at its
-/// one window, so one compressed frame serves every connection; the client keeps its own
-/// terms for what it sends.
+/// one window, so one compressed frame serves every connection; and always
+/// `client_no_context_takeover` (RFC 7692 lets a server ask it even when not offered), so a
+/// connection's inflater holds nothing between messages and goes while the connection is idle:
+/// one compressed message cannot make a connection keep zlib state for its lifetime.
 pub(crate) fn deflate_config() -> ServerDeflateConfig {
     let mut cfg = ServerDeflateConfig::default();
     cfg.server_no_context_takeover = true;
+    cfg.client_no_context_takeover = true;
     cfg.server_max_window_bits = None;
     cfg.fixed_server_window = true;
     cfg.level = LEVEL;

@@ -31,6 +31,7 @@ fn extensions(head: &str) -> Option<String> {
 fn hub_terms() -> Negotiated {
     Negotiated {
         server_no_context_takeover: true,
+        client_no_context_takeover: true,
         ..Negotiated::default()
     }
 }
@@ -72,7 +73,7 @@ async fn compressed_and_plain_subscribers_in_one_room_receive_the_same_messages(
         let (mut zipped, head) = RawTcp::upgrade_with(hub.addr, &[OFFER]).await;
         assert_eq!(
             extensions(&head).as_deref(),
-            Some("permessage-deflate; server_no_context_takeover"),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
             "{head}"
         );
         let (mut plain, head) = RawTcp::upgrade_with(hub.addr, &[]).await;

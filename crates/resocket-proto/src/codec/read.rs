@@ -597,7 +597,8 @@ impl FrameReader {
     }
 
     /// Lets the buffer go when nothing in it is left to parse or slice, outside a burst
-    /// (buffers kept for reuse during a burst stay).
+    /// (buffers kept for reuse during a burst stay), and with it an inflater that keeps no
+    /// context between messages.
     fn release_if_idle(&mut self) {
         if self.limits.release_idle
             && self.pos == self.buf.len()
@@ -608,6 +609,16 @@ impl FrameReader {
             self.buf = BytesMut::new();
             self.pos = 0;
             self.standard = true;
+            // Without context takeover nothing in the inflater outlives a message: it goes with
+            // the buffer, and the next compressed message builds it again.
+            if self.partial.is_none()
+                && self
+                    .inflate
+                    .as_ref()
+                    .is_some_and(|i| !i.inflater.keeps_context())
+            {
+                self.inflate = None;
+            }
         }
     }
 
@@ -956,6 +967,53 @@ mod tests {
                 None => Poll::Pending,
             }
         }
+    }
+
+    #[test]
+    fn an_idle_reader_lets_an_inflater_without_context_go_and_inflates_on_after() {
+        use crate::codec::deflate::Deflater;
+        let negotiated = Negotiated {
+            server_no_context_takeover: true,
+            ..Negotiated::default()
+        };
+        let compressed = |text: &[u8]| {
+            let mut out = Vec::new();
+            Deflater::new(Role::Server, &negotiated, 6)
+                .compress(text, &mut out)
+                .unwrap();
+            let mut f = frame(true, 0x1, &out);
+            f[0] |= 0x40;
+            f
+        };
+        let limits = ReadLimits {
+            release_idle: true,
+            reserved: RESERVED_WITH_DEFLATE,
+            ..LIMITS
+        };
+        let mut io = Trickle(VecDeque::from([compressed(b"first message")]));
+        let mut reader = FrameReader::with_compression(limits, &[], Some(negotiated));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = Vec::new();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(13)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("first message")]);
+        assert!(reader.inflate.is_some());
+        assert!(reader
+            .poll_step(&mut io, &mut cx, &mut batch, 4)
+            .is_pending());
+        assert!(reader.inflate.is_none(), "an idle reader holds no inflater");
+        io.0.push_back(compressed(b"second message"));
+        batch.clear();
+        assert!(matches!(
+            reader.poll_step(&mut io, &mut cx, &mut batch, 4),
+            Poll::Ready(Ok(Step::Data(14)))
+        ));
+        reader.seal(&mut batch);
+        assert_eq!(batch, vec![Message::text("second message")]);
     }
 
     #[test]

@@ -111,6 +111,12 @@ impl Inflater {
         result
     }
 
+    /// Whether a message may refer back to an earlier one: the inflater then holds state a
+    /// later message needs, and must live as long as the connection.
+    pub(crate) fn keeps_context(&self) -> bool {
+        !self.no_context_takeover
+    }
+
     fn end_message(&mut self) {
         if self.no_context_takeover || self.stream_ended {
             self.decompress.reset(false);
