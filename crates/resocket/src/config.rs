@@ -56,7 +56,8 @@ pub struct ClientConfig {
     /// fills its buffer.
     pub read_buffer_size: usize,
     /// The write buffer: frames are coalesced up to this size before a write. Default 128 KiB.
-    /// A payload of 8 KiB or more is written out at once, with what is buffered before it.
+    /// Large payloads are batched too; one of half this size or more (8 KiB at least) that
+    /// nothing else holds goes out from its own buffer, masked in place, with one vectored write.
     pub write_buffer_size: usize,
     /// permessage-deflate (RFC 7692): what the upgrade request offers. Default: on
     /// (`enabled: true`), offering `permessage-deflate; client_max_window_bits` at zlib level 6,

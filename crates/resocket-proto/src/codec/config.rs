@@ -37,7 +37,9 @@ pub struct Config {
     /// fills it). Default: 128 KiB.
     pub read_buffer_size: usize,
     /// Frames are coalesced up to this many bytes before they are written. Default: 128 KiB.
-    /// A payload of 8 KiB or more is written out at once, with what is buffered before it.
+    /// Large payloads are batched too. A client's payload of half this size or more (8 KiB at
+    /// least) that nothing else holds, and a server's of 8 KiB or more, go out from their own
+    /// buffer with one vectored write, uncopied.
     pub write_buffer_size: usize,
     /// permessage-deflate (RFC 7692) as the upgrade negotiated it (see
     /// [`deflate`](crate::deflate)): data messages are then compressed as they are written, and
