@@ -69,8 +69,9 @@ const READ_BATCH: usize = 4;
 /// Who is on the other end.
 #[derive(Debug)]
 pub(crate) enum Identity {
-    /// Authenticated by a token.
-    Token(Claims),
+    /// Authenticated by a token. Boxed: the claims are several strings, and the identity is
+    /// held in every connection's future more than once.
+    Token(Box<Claims>),
     /// Anonymous, with the dedupe id derived from the `client` and `secret` it gave in
     /// `auth` (see [`anonymous_id`]), if any.
     Anonymous { client: Option<String> },
@@ -539,14 +540,11 @@ impl Session {
                         deadlines.expiry = None;
                         self.close(self.token_expired());
                     }
-                    for msg in std::mem::take(&mut socket.inbox) {
-                        if self.outbox.is_closing() {
-                            break;
-                        }
-                        if let Some(c) = self.message(msg, &mut bucket).await {
-                            self.close(c);
-                        }
-                    }
+                    let inbox = std::mem::take(&mut socket.inbox);
+                    // Boxed, once per batch read: handling a message (the engine's calls among
+                    // it) is the largest state of this future, and held inline it would be
+                    // reserved in every idle connection. The handling allocates anyway.
+                    Box::pin(self.messages(inbox, &mut bucket)).await;
                 }
             }
         }
@@ -554,6 +552,18 @@ impl Session {
 
     fn close(&self, closing: Closing) {
         self.outbox.close(closing);
+    }
+
+    /// Handles a batch of client messages in order, until one closes the connection.
+    async fn messages(&mut self, inbox: Vec<Message>, bucket: &mut TokenBucket) {
+        for msg in inbox {
+            if self.outbox.is_closing() {
+                break;
+            }
+            if let Some(c) = self.message(msg, bucket).await {
+                self.close(c);
+            }
+        }
     }
 
     fn auth_timed_out(&self) -> Closing {
@@ -786,7 +796,7 @@ impl Session {
         }
         let identity = match token {
             Some(token) => match self.shared.verify(&token) {
-                Ok(claims) => Identity::Token(claims),
+                Ok(claims) => Identity::Token(Box::new(claims)),
                 Err(e) => return self.auth_failed(&e.to_string()),
             },
             None if self.shared.config.allow_anonymous => Identity::Anonymous {
@@ -857,7 +867,7 @@ impl Session {
         if let Auth::FromRequest(Identity::Token(c)) | Auth::FromFrame(Identity::Token(c)) =
             &mut self.auth
         {
-            *c = claims;
+            **c = claims;
         }
         // The new permissions hold for what is already subscribed, too.
         let denied: Vec<String> = self

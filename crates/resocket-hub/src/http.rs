@@ -12,6 +12,7 @@ use axum::Router;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use resocket::hub::protocol::SUBPROTOCOL;
+use resocket_proto::deflate::Negotiated;
 use resocket_proto::upgrade::Accepted;
 use resocket_proto::WsStream;
 
@@ -154,7 +155,7 @@ async fn ws(
         });
     let auth = match bearer.or(query.token.as_deref()) {
         Some(token) => match shared.verify(token) {
-            Ok(claims) => Auth::FromRequest(Identity::Token(claims)),
+            Ok(claims) => Auth::FromRequest(Identity::Token(Box::new(claims))),
             Err(e) => {
                 shared
                     .metrics
@@ -170,12 +171,15 @@ async fn ws(
         None => Auth::Pending,
     };
     let response = switching_protocols(&accepted);
-    let config = codec_config(&shared.config, &accepted);
+    // The codec's settings are made after the upgrade from these: held across the wait, a
+    // whole `Config` would stay in every connection's task for its life.
+    let compression = accepted.compression();
     let Some((id, outbox)) = shared.register() else {
         shared.metrics.reject(Rejection::Capacity);
         // Upgrade first so the client gets a close code it can act on (retry later), instead
         // of an HTTP status that many WebSocket clients report only as "handshake failed".
         let timeout = shared.config.close_timeout;
+        let config = codec_config(&shared.config, compression);
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
                 let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
@@ -188,6 +192,7 @@ async fn ws(
         match on_upgrade.await {
             Ok(upgraded) => {
                 // hyper keeps any bytes read past the request inside `Upgraded`.
+                let config = codec_config(&shared.config, compression);
                 let ws = Box::new(WsStream::new(TokioIo::new(upgraded), &[], config));
                 connection::run(shared, ws, id, outbox, auth).await;
             }
@@ -205,13 +210,13 @@ fn switching_protocols(accepted: &Accepted) -> Response {
 }
 
 /// The codec's settings for one connection: the hub's limits, and compression as agreed.
-fn codec_config(cfg: &HubConfig, accepted: &Accepted) -> resocket_proto::Config {
+fn codec_config(cfg: &HubConfig, compression: Option<Negotiated>) -> resocket_proto::Config {
     resocket_proto::Config {
         max_message_size: Some(cfg.max_message_size),
         max_frame_size: Some(cfg.max_message_size),
         read_buffer_size: cfg.read_buffer_size,
         write_buffer_size: cfg.write_buffer_size,
-        compression: accepted.compression(),
+        compression,
         // Idle connections dominate the hub's memory: they hold no read buffer.
         release_idle_buffer: true,
         ..resocket_proto::Config::server()
