@@ -1,8 +1,9 @@
 //! permessage-deflate (RFC 7692) on the hub, and the upgrade the hub answers itself: one
 //! compressed frame per message shared by every subscriber that negotiated it, the plain frame
 //! for the others, offers the hub cannot take ending in no compression (never in a refused
-//! upgrade), a compression bomb closed at the size limit, RSV1 where RFC 7692 forbids it, and
-//! Python `websockets` with compression on as a subscriber.
+//! upgrade), a compression bomb closed at the size limit, clients that each send one compressed
+//! message and idle (no inflater kept), RSV1 where RFC 7692 forbids it, and Python `websockets`
+//! with compression on as a subscriber.
 
 mod common;
 
@@ -57,6 +58,17 @@ async fn next_json(raw: &mut RawTcp, inflater: &mut Inflater) -> (Value, bool) {
             other => panic!("unexpected opcode {other:#x}"),
         }
     }
+}
+
+/// Raises the soft open-file limit to the hard one (safe `setrlimit`); returns it.
+fn raise_open_file_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raise the open-file limit");
+    }
+    limit.current.unwrap_or(u64::MAX)
 }
 
 async fn subscribe_raw(raw: &mut RawTcp, inflater: &mut Inflater, room: &str) {
@@ -193,6 +205,61 @@ async fn a_compression_bomb_is_closed_with_1009_and_memory_stays_bounded() {
             .saturating_sub(before);
         // Eight 32 MiB messages inflated would be 256 MiB; each stops at 64 KiB.
         assert!(grown < 24 << 20, "RSS grew {grown} bytes");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clients_that_each_send_one_compressed_message_leave_no_inflater_behind() {
+    guard(120, async {
+        let hub = TestHub::anonymous().await;
+        // The same compressed `subscribe` for every client: without context takeover, each
+        // message is a stream of its own.
+        let subscribe = {
+            let text = json!({"type": "subscribe", "room": "idle"}).to_string();
+            let mut out = Vec::new();
+            Deflater::new(Role::Client, &hub_terms(), 6)
+                .compress(text.as_bytes(), &mut out)
+                .unwrap();
+            out
+        };
+        let mut inflater = Inflater::new(Role::Client, &hub_terms(), None);
+        let mut clients = Vec::new();
+        let mut connect = async || {
+            let (mut raw, head) = RawTcp::upgrade_with(hub.addr, &[OFFER]).await;
+            assert!(extensions(&head).is_some(), "{head}");
+            raw.send_frame(0xC1, &subscribe).await;
+            let (reply, _) = next_json(&mut raw, &mut inflater).await;
+            assert_eq!(reply["type"], "subscribed", "{reply}");
+            raw
+        };
+        // Both ends of every connection are in this process: two descriptors each.
+        let n = (raise_open_file_limit().saturating_sub(512) / 2).min(1000) as usize;
+        assert!(
+            n >= 200,
+            "too few open files allowed for this test: {n} connections"
+        );
+        // The first connections pay for runtime and allocator growth.
+        for _ in 0..50 {
+            clients.push(connect().await);
+        }
+        let before = resocket_hub::rss_bytes().unwrap_or(0);
+        // One after the other, so an inflater let go is reused by the next connection, and only
+        // inflaters kept by idle connections add up.
+        for _ in 0..n {
+            clients.push(connect().await);
+        }
+        let grown = resocket_hub::rss_bytes()
+            .unwrap_or(0)
+            .saturating_sub(before);
+        // An inflater and its buffer are about 34 KiB; an idle connection without them, both
+        // ends counted, under 8 KiB.
+        let bound = n * (16 << 10);
+        assert!(
+            grown < bound as u64,
+            "RSS grew {grown} bytes for {n} idle connections (bound {bound})"
+        );
+        assert_eq!(hub.hub.connections(), clients.len());
     })
     .await;
 }
