@@ -205,15 +205,8 @@ async fn measure(name: &str, mut server: Server, addr: SocketAddr, deflate: bool
 /// Raises the soft open-file limit to the hard one and checks that `conns` client sockets (and
 /// the warm-up ones, and some for the runtime) fit under it; the servers inherit the limit.
 fn raise_fd_limit(conns: usize) {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    // `None` is unlimited; the soft limit may go up to the hard one, whatever it is.
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        setrlimit(Resource::Nofile, limit).expect("raise the open-file limit");
-    }
     let need = (conns + WARM_UP + 256) as u64;
-    let have = limit.current.unwrap_or(u64::MAX);
+    let have = resocket_testkit::raise_open_file_limit().unwrap_or(u64::MAX);
     assert!(
         need <= have,
         "MEMORY_CONNS={conns} needs about {need} open files, the hard limit is {have}: raise it (ulimit -Hn) or lower MEMORY_CONNS"

@@ -60,17 +60,6 @@ async fn next_json(raw: &mut RawTcp, inflater: &mut Inflater) -> (Value, bool) {
     }
 }
 
-/// Raises the soft open-file limit to the hard one (safe `setrlimit`); returns it.
-fn raise_open_file_limit() -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        setrlimit(Resource::Nofile, limit).expect("raise the open-file limit");
-    }
-    limit.current.unwrap_or(u64::MAX)
-}
-
 async fn subscribe_raw(raw: &mut RawTcp, inflater: &mut Inflater, room: &str) {
     raw.send_text(&json!({"type": "subscribe", "room": room}).to_string())
         .await;
@@ -234,7 +223,8 @@ async fn clients_that_each_send_one_compressed_message_leave_no_inflater_behind(
             raw
         };
         // Both ends of every connection are in this process: two descriptors each.
-        let n = (raise_open_file_limit().saturating_sub(512) / 2).min(1000) as usize;
+        let files = resocket_testkit::raise_open_file_limit().unwrap_or(u64::MAX);
+        let n = (files.saturating_sub(512) / 2).min(1000) as usize;
         assert!(
             n >= 200,
             "too few open files allowed for this test: {n} connections"

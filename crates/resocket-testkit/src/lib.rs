@@ -17,6 +17,8 @@
 //!   Redis engine.
 //! - [`RedisCluster`] (Unix): a throwaway three-master Redis Cluster on free ports, and which
 //!   shard holds a key.
+//! - [`raise_open_file_limit`] (Unix): the soft open-file limit up to the hard one, for
+//!   tests that hold thousands of sockets.
 //! - `TestPki` (feature `pki`): a private CA made at test time, with rustls server configs
 //!   (plain or mTLS) and client identities, for `wss://` tests.
 //!
@@ -52,6 +54,8 @@
 mod behavior;
 mod exchange;
 mod guard;
+#[cfg(unix)]
+mod limits;
 mod peer;
 mod proxy;
 mod raw_frame;
@@ -67,6 +71,8 @@ mod tls;
 pub use behavior::{Behavior, Conn};
 pub use exchange::Exchange;
 pub use guard::{closed_port, within};
+#[cfg(unix)]
+pub use limits::raise_open_file_limit;
 pub use peer::{Peer, PeerServer};
 pub use proxy::{Direction, Fault, FaultProxy};
 pub use raw_frame::raw_frame;
