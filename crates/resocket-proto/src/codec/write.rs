@@ -471,6 +471,48 @@ mod tests {
         }
     }
 
+    /// A peer that never reads: every write waits.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Pending
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_gets_at_most_a_write_buffer_and_one_frame_of_large_payloads() {
+        let size = 64 << 10;
+        let payload = Bytes::from(vec![9u8; 20_000]);
+        let mut writer = FrameWriter::new(Role::Client, size, None, true);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut encoded = 0;
+        while encoded < 100 && writer.poll_ready(&mut Stuck, &mut cx).is_ready() {
+            writer.encode_owned(Message::Binary(payload.clone()));
+            encoded += 1;
+        }
+        // Three frames fit under 64 KiB; the fourth crosses it, and then the writer waits.
+        assert_eq!(encoded, 4);
+        assert!(
+            writer.pending() < size + 8 + payload.len(),
+            "{}",
+            writer.pending()
+        );
+    }
+
     fn flush(writer: &mut FrameWriter, io: &mut Vectored) {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);

@@ -201,3 +201,46 @@ impl Inflater {
 fn to_usize(n: u64) -> usize {
     usize::try_from(n).expect("no more than one buffer's length")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{super::Deflater, *};
+
+    /// Bytes that do not compress: a large last fragment stays large once compressed.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_a_small_last_fragment_is_copied_to_join_the_tail() {
+        let negotiated = Negotiated {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..Negotiated::default()
+        };
+        let mut deflater = Deflater::new(Role::Client, &negotiated, 6);
+        let mut inflater = Inflater::new(Role::Server, &negotiated, Some(1 << 20));
+        for len in [100, 3_000, 200_000] {
+            let message = noise(len);
+            let mut compressed = Vec::new();
+            deflater.compress(&message, &mut compressed).unwrap();
+            let mut out = BytesMut::new();
+            inflater.inflate(&compressed, true, &mut out).unwrap();
+            assert!(out[..] == message[..], "{len} bytes inflate back");
+            // A peer's large frames must not grow a buffer the inflater keeps.
+            assert!(
+                inflater.joined.capacity() <= 2 * (JOINED_TAIL_MAX + SYNC_TAIL.len()),
+                "{len}: kept {} bytes",
+                inflater.joined.capacity()
+            );
+        }
+    }
+}
